@@ -1,0 +1,159 @@
+"""The grading env: pristine zoo models shared across a session, and seeded generators (implements
+`checks.spec.GradingEnv`).
+
+A model is loaded once per env, moved to the env's device and put in eval mode; its weights, config and
+requires_grad flags are saved. Around every learner call the grader calls `prepare()` (hooks removed, gradients
+cleared) and then `audit()`, which reports what the call changed (weights, hooks left attached) and puts the model
+back exactly as saved, so one exercise's damage never reaches the next.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+from transformer_lens import HookedTransformer
+
+_HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def weights_hash(model: torch.nn.Module) -> str:
+    """A device-independent hash of a model's parameters and buffers (names, dtypes, shapes and bytes)."""
+    digest = hashlib.sha256()
+    for name, tensor in sorted(model.state_dict().items()):
+        digest.update(f"{name}|{tensor.dtype}|{tuple(tensor.shape)}|".encode())
+        digest.update(tensor_bytes(tensor))
+    return digest.hexdigest()[:16]
+
+
+def tensor_bytes(tensor: torch.Tensor) -> bytes:
+    """The raw bytes of a tensor's values (on CPU, contiguous), whatever its dtype."""
+    flat = tensor.detach().to("cpu").contiguous().reshape(-1)
+    return flat.view(torch.uint8).numpy().tobytes() if flat.numel() else b""
+
+
+def attached_hooks(model: torch.nn.Module) -> list[str]:
+    """Names of the submodules that have forward/backward hooks registered on them."""
+    return [name or "<model>" for name, module in model.named_modules()
+            if any(getattr(module, attr, None) for attr in _HOOK_DICTS)]
+
+
+@dataclass
+class _Pristine:
+    """What a zoo model looked like when loaded: the state the env restores after every exercise."""
+
+    state: dict[str, torch.Tensor]
+    requires_grad: dict[str, bool]
+    config: dict
+    hash: str
+
+
+class Env:
+    """Pristine zoo models on one device, loaded lazily through `load_model(name)` and cached for the session."""
+
+    def __init__(self, device: torch.device | str, load_model: Callable[[str], HookedTransformer]) -> None:
+        self.device = torch.device(device)
+        self._load_model = load_model
+        self._models: dict[str, HookedTransformer] = {}
+        self._pristine: dict[str, _Pristine] = {}
+        self.models_used: set[str] = set()
+
+    # ---- GradingEnv ------------------------------------------------------------------------------------------------
+    def model(self, name: str) -> HookedTransformer:
+        """The zoo model `name`, pristine (see the module docstring); the same object on every call."""
+        self.models_used.add(name)
+        if name not in self._models:
+            model = self._load_model(name)
+            if not isinstance(model, HookedTransformer):
+                raise TypeError(f"the model loader returned {type(model).__name__} for {name!r}, not a HookedTransformer")
+            model = model.to(self.device, print_details=False).eval()
+            model.reset_hooks(including_permanent=True)
+            if attached_hooks(model):
+                raise RuntimeError(f"zoo model {name!r} has hooks attached right after loading: "
+                                   f"{attached_hooks(model)[:3]}")
+            self._models[name] = model
+            self._pristine[name] = _Pristine(
+                state={k: v.detach().clone() for k, v in model.state_dict().items()},
+                requires_grad={k: p.requires_grad for k, p in model.named_parameters()},
+                config=copy.deepcopy(model.cfg.__dict__),
+                hash=weights_hash(model),
+            )
+        return self._models[name]
+
+    def generator(self, seed: int) -> torch.Generator:
+        """A fresh CPU generator seeded with `seed`."""
+        return torch.Generator(device="cpu").manual_seed(seed)
+
+    # ---- used by the grader ---------------------------------------------------------------------------------------
+    @property
+    def model_hashes(self) -> dict[str, str]:
+        """Weights hash of every model loaded so far, by name."""
+        return {name: pristine.hash for name, pristine in self._pristine.items()}
+
+    def prepare(self) -> None:
+        """Make every loaded model ready for the next call (no hooks, no gradients, eval mode); forget which
+        models were used, so `models_used` then lists those the next inputs builder asks for."""
+        self.models_used.clear()
+        for model in self._models.values():
+            _remove_hooks(model)
+            model.zero_grad(set_to_none=True)
+            model.eval()
+
+    def audit(self) -> list[str]:
+        """What the last call changed in the loaded models (one sentence each); restores every model regardless."""
+        problems: list[str] = []
+        for name, model in self._models.items():
+            pristine = self._pristine[name]
+            hooked = attached_hooks(model)
+            if hooked:
+                problems.append(
+                    f"your function left hooks attached to model {name!r} (on {', '.join(hooked[:3])}"
+                    f"{', ...' if len(hooked) > 3 else ''}): remove them before returning, e.g. use "
+                    "`model.run_with_hooks(...)` or `with model.hooks(...)`, or call `model.reset_hooks()`.")
+            changed = _changed_tensors(model, pristine.state)
+            if changed:
+                problems.append(
+                    f"your function changed the weights of model {name!r} ({', '.join(changed[:3])}"
+                    f"{', ...' if len(changed) > 3 else ''}): work on a copy (e.g. `W.clone()`) or use hooks, never "
+                    "edit the model in place. The model has been restored for the other exercises.")
+            self._restore(name, reload_weights=bool(changed))
+        return problems
+
+    def _restore(self, name: str, reload_weights: bool) -> None:
+        model, pristine = self._models[name], self._pristine[name]
+        _remove_hooks(model)
+        model.cfg.__dict__.clear()
+        model.cfg.__dict__.update(copy.deepcopy(pristine.config))
+        if reload_weights:
+            try:
+                with torch.no_grad():
+                    model.load_state_dict(pristine.state, strict=True)
+            except RuntimeError:  # the learner replaced or removed modules: load the model afresh
+                del self._models[name], self._pristine[name]
+                self.model(name)
+                return
+        for param_name, param in model.named_parameters():
+            param.requires_grad_(pristine.requires_grad.get(param_name, True))
+            param.grad = None
+        model.eval()
+
+
+def _remove_hooks(model: torch.nn.Module) -> None:
+    if isinstance(model, HookedTransformer):
+        model.reset_hooks(including_permanent=True)
+    for module in model.modules():
+        for attr in _HOOK_DICTS:
+            hooks = getattr(module, attr, None)
+            if hooks:
+                hooks.clear()
+
+
+def _changed_tensors(model: torch.nn.Module, saved: dict[str, torch.Tensor]) -> list[str]:
+    current = model.state_dict()
+    if current.keys() != saved.keys():
+        return sorted(set(current) ^ set(saved))
+    return [k for k, v in current.items()
+            if v.shape != saved[k].shape or v.dtype != saved[k].dtype or not torch.equal(v.detach(), saved[k])]

@@ -1,0 +1,236 @@
+"""Reference outputs: what the solutions return on each check's inputs, stored with a fingerprint.
+
+`python -m checks references --day N [--device cpu|cuda]` runs every solution of day N on its check's inputs and
+writes `checks/references/dayN.pt` (the outputs, CPU tensors, loadable with `weights_only=True`) and `dayN.json`
+(the fingerprint). Per exercise the fingerprint records:
+- `inputs_hash`: the inputs' structure (names, types, shapes, dtypes), the exact values of everything but
+  floating-point tensors (including a `torch.Generator`'s state), and the weights hash of every zoo model the inputs builder used. Floating-point tensors
+  enter by shape and dtype only, since their bits differ across devices (references are built on a GPU, graded on
+  CPU); what they are computed from (weights, integer data) is hashed exactly.
+- `solution_hash`: the source of the solution function and of every top-level function, class or constant of the
+  solution module it refers to, transitively (so editing prose does not invalidate references).
+The day records the device, library versions and each model's weights hash, for the record.
+
+At grading time a reference is *stale* when the file is missing, lacks the exercise, or its inputs or solution hash
+differs from today's. A stale reference is never the learner's fault: the grader reports it with the command that
+rebuilds it (see `rebuild_command`).
+"""
+
+from __future__ import annotations
+
+import ast
+import dataclasses
+import datetime
+import hashlib
+import importlib.metadata
+import json
+import platform
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from checks.course import DEFAULT_MODEL_LOADER, REPO_ROOT, Course, Day
+from checks.env import Env, tensor_bytes, weights_hash
+
+FORMAT_VERSION = 1
+
+
+class StaleReference(Exception):
+    """A reference output is missing or out of date; the message says why and how to rebuild it."""
+
+
+def rebuild_command(day: Day, device: str | None = None) -> str:
+    """The shell command that rebuilds `day`'s references."""
+    parts = ["python -m checks references", f"--day {day.number}"]
+    if device:
+        parts.append(f"--device {device}")
+    if day.course.root.resolve() != REPO_ROOT:
+        parts.append(f"--root {day.course.root}")
+    if day.course.model_loader != DEFAULT_MODEL_LOADER:
+        parts.append(f"--models {day.course.model_loader}")
+    return " ".join(parts)
+
+
+# ---- fingerprints ----------------------------------------------------------------------------------------------------
+def inputs_hash(inputs: dict[str, Any], model_hashes: dict[str, str]) -> str:
+    """Hash of a check's inputs, device-independent (see the module docstring). `model_hashes`: the weights hash of
+    each zoo model the inputs builder used."""
+    digest = hashlib.sha256()
+    _feed(digest, inputs)
+    digest.update(json.dumps(sorted(model_hashes.items())).encode())
+    return digest.hexdigest()[:16]
+
+
+def _feed(digest: "hashlib._Hash", value: Any) -> None:
+    from transformer_lens import ActivationCache, HookedTransformer
+
+    if isinstance(value, torch.Tensor):
+        digest.update(f"tensor|{value.dtype}|{tuple(value.shape)}|".encode())
+        if not (value.dtype.is_floating_point or value.dtype.is_complex):
+            digest.update(tensor_bytes(value))
+    elif isinstance(value, torch.Generator):
+        digest.update(b"generator|" + tensor_bytes(value.get_state()))
+    elif isinstance(value, HookedTransformer):
+        digest.update(f"model|{weights_hash(value)}|".encode())
+    elif isinstance(value, ActivationCache):
+        digest.update(b"cache|")
+        _feed(digest, dict(value.cache_dict))
+    elif isinstance(value, dict):
+        digest.update(f"dict|{len(value)}|".encode())
+        for key in sorted(value, key=repr):
+            digest.update(f"{key!r}:".encode())
+            _feed(digest, value[key])
+    elif isinstance(value, (list, tuple)):
+        digest.update(f"{type(value).__name__}|{len(value)}|".encode())
+        for item in value:
+            _feed(digest, item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        digest.update(f"dataclass|{type(value).__qualname__}|".encode())
+        _feed(digest, {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
+    elif value is None or isinstance(value, (bool, int, float, str, torch.dtype, torch.device)):
+        digest.update(f"{type(value).__name__}|{value!r}|".encode())
+    else:  # e.g. a tokenizer: its identity is its type (its repr may hold memory addresses)
+        digest.update(f"object|{type(value).__module__}.{type(value).__qualname__}|".encode())
+
+
+def solution_hash(solution_path: Path, name: str) -> str:
+    """Hash of the source of top-level function `name` in `solution_path` and of the top-level names it uses."""
+    source = solution_path.read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    definitions: dict[str, ast.stmt] = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            definitions[node.name] = node
+        elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+            targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+            for target in targets:
+                if isinstance(target, ast.Name):
+                    definitions[target.id] = node
+    if name not in definitions:
+        raise StaleReference(f"{solution_path} defines no top-level {name!r}")
+    seen: set[str] = set()
+    pending = [name]
+    while pending:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        for node in ast.walk(definitions[current]):
+            if isinstance(node, ast.Name) and node.id in definitions and node.id not in seen:
+                pending.append(node.id)
+    digest = hashlib.sha256()
+    for used in sorted(seen):
+        digest.update(f"{used}\n{ast.get_source_segment(source, definitions[used])}\n".encode())
+    return digest.hexdigest()[:16]
+
+
+# ---- storing and loading ---------------------------------------------------------------------------------------------
+def storable(value: Any, path: str = "output") -> Any:
+    """`value` as something `torch.load(weights_only=True)` reads back: CPU tensors, numbers, strings, None and
+    lists/tuples/dicts of them. Raises TypeError naming the offending part otherwise."""
+    if isinstance(value, torch.Tensor):
+        return value.detach().to("cpu").clone()
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, dict):
+        return {key: storable(item, f"{path}[{key!r}]") for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        items = [storable(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return items if isinstance(value, list) else tuple(items)
+    raise TypeError(f"{path} is a {type(value).__qualname__}; a reference output must be made of tensors, numbers, "
+                    "strings, None, lists, tuples and dicts")
+
+
+class ReferenceStore:
+    """The stored references of one day, loaded on first use."""
+
+    def __init__(self, day: Day) -> None:
+        self.day = day
+        self._outputs: dict[str, Any] | None = None
+        self._fingerprint: dict[str, Any] | None = None
+        self._solution_hashes: dict[str, str | None] = {}
+
+    def _load(self) -> None:
+        if self._fingerprint is not None:
+            return
+        outputs_path, fingerprint_path = self.day.reference_paths
+        if not outputs_path.is_file() or not fingerprint_path.is_file():
+            raise StaleReference(f"day {self.day.number} has no stored reference outputs ({outputs_path.name} and "
+                                 f"{fingerprint_path.name} in {outputs_path.parent})")
+        self._fingerprint = json.loads(fingerprint_path.read_text())
+        self._outputs = torch.load(outputs_path, map_location="cpu", weights_only=True)
+
+    def expected(self, name: str, inputs_fingerprint: str) -> Any:
+        """The stored output for exercise `name`, after checking it is fresh; raises StaleReference otherwise."""
+        self._load()
+        assert self._fingerprint is not None and self._outputs is not None
+        entry = self._fingerprint.get("exercises", {}).get(name)
+        if entry is None or name not in self._outputs:
+            raise StaleReference(f"the stored references of day {self.day.number} have no output for {name!r}")
+        if entry["inputs_hash"] != inputs_fingerprint:
+            raise StaleReference(f"the inputs of {name!r} changed since its reference was built (the check spec, a "
+                                 "data generator or a model's weights changed)")
+        current = self._solution_hash(name)
+        if current is not None and entry["solution_hash"] != current:
+            raise StaleReference(f"the solution of {name!r} changed since its reference was built")
+        return self._outputs[name]
+
+    def _solution_hash(self, name: str) -> str | None:
+        """Today's hash of the solution, or None where the solutions are not shipped (nothing to compare)."""
+        if name not in self._solution_hashes:
+            path = self.day.solution_path
+            self._solution_hashes[name] = solution_hash(path, name) if path.is_file() else None
+        return self._solution_hashes[name]
+
+
+def build_references(course: Course, number: int, device: str = "cpu", solution_module: Any = None) -> Path:
+    """Run day `number`'s solutions on their checks' inputs and store outputs and fingerprint; returns the .pt path.
+
+    Each solution runs under the same isolation as a learner: a solution that raises, changes weights or leaves
+    hooks attached stops the build with an error (a reference must come from a well-behaved solution).
+    """
+    from tqdm import tqdm
+
+    from checks.learner import load_module
+
+    day = course.day(number)
+    module = solution_module or load_module(day.solution_path)
+    env = Env(device, course.load_model_function())
+    outputs: dict[str, Any] = {}
+    exercises: dict[str, dict[str, str]] = {}
+    for check in tqdm(day.checks, desc=f"day {number} references", unit="exercise"):
+        function = getattr(module, check.name, None)
+        if function is None:
+            raise RuntimeError(f"{day.solution_path} has no function {check.name!r}")
+        env.prepare()
+        inputs = check.inputs(env)
+        fingerprint = inputs_hash(inputs, {name: env.model_hashes[name] for name in env.models_used})
+        env.prepare()
+        output = function(**inputs)
+        problems = env.audit()
+        if problems:
+            raise RuntimeError(f"the solution of {check.name!r} misbehaved: " + " ".join(problems))
+        outputs[check.name] = storable(output)
+        exercises[check.name] = {
+            "inputs_hash": fingerprint,
+            "solution_hash": solution_hash(day.solution_path, check.name),
+        }
+    record = {
+        "format": FORMAT_VERSION,
+        "day": number,
+        "module": day.module,
+        "device": str(env.device),
+        "device_name": torch.cuda.get_device_name(env.device) if env.device.type == "cuda" else platform.processor()
+        or platform.machine(),
+        "versions": {"torch": torch.__version__, "transformer_lens": importlib.metadata.version("transformer_lens"),
+                     "python": platform.python_version()},
+        "models": env.model_hashes,
+        "built": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "exercises": exercises,
+    }
+    outputs_path, fingerprint_path = day.reference_paths
+    outputs_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save(outputs, outputs_path)
+    fingerprint_path.write_text(json.dumps(record, indent=2) + "\n")
+    return outputs_path

@@ -1,0 +1,179 @@
+"""The synthetic language of `induction-2l`: a corpus in which hard induction pays, most of all after "names".
+
+Vocabulary (VOCAB): id 0 is BOS_WORD, then N_WORDS made-up lowercase words ("bako", "tirem", ...), then
+N_NAMES capitalised made-up names ("Zorvi", ...). Every sequence starts with BOS and has SEQ_LEN tokens.
+
+A training sequence is one of two kinds:
+- a *story* (1 - repeat_fraction of the batch): text of a fixed bigram language over the lowercase words (each word
+  has BIGRAM_BRANCHING likely successors), in which a few names are introduced, each always followed by the same
+  randomly chosen word within that story ("Zorvi kelu ... Zorvi kelu"), and one span of the story is repeated
+  verbatim later on. The word after a name is unpredictable the first time and certain from the second time on:
+  only induction predicts it. These names are INDUCTION_CANDIDATES, the tokens for which induction pays most (day 3).
+- a *repeat* (repeat_fraction of the batch): random lowercase words, the same block repeated until the sequence is
+  full (block lengths vary), which makes induction pay from the first steps of training.
+
+`held_out_stories` gives stories from a seed never used in training; `unigram_entropy` the entropy of the stories'
+word distribution, the loss of the best model that ignores context.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import torch
+from jaxtyping import Bool, Int
+from torch import Tensor
+
+SEQ_LEN = 128
+N_WORDS = 471
+N_NAMES = 40
+BOS_WORD = "<bos>"
+BOS_TOKEN = 0
+FIRST_WORD_TOKEN = 1
+FIRST_NAME_TOKEN = FIRST_WORD_TOKEN + N_WORDS
+D_VOCAB = 1 + N_WORDS + N_NAMES
+
+BIGRAM_BRANCHING = 4
+BIGRAM_PROBS = (0.5, 0.25, 0.15, 0.1)
+LANGUAGE_SEED = 1234
+"""Seeds the (fixed) word spellings and bigram table: the language itself, not the samples."""
+HELD_OUT_SEED = 987_654_321
+"""Seed of held-out stories; training draws from seeds far from it."""
+
+NAMES_PER_STORY = (2, 5)
+MENTIONS_PER_NAME = (2, 4)
+REPEATED_SPAN_LEN = (8, 24)
+REPEAT_BLOCK_LEN = (8, 63)
+
+_CONSONANTS = "bdfgklmnprstvz"
+_VOWELS = "aeiou"
+
+
+def _made_up_words(count: int, generator: torch.Generator, syllables: int) -> list[str]:
+    """Distinct pronounceable words of `syllables` consonant-vowel syllables (optionally ending in a consonant)."""
+    words: list[str] = []
+    seen: set[str] = set()
+    while len(words) < count:
+        picks = torch.randint(0, 1000, (2 * syllables + 1,), generator=generator).tolist()
+        word = "".join(_CONSONANTS[picks[2 * i] % 14] + _VOWELS[picks[2 * i + 1] % 5] for i in range(syllables))
+        if picks[-1] % 3 == 0:
+            word += _CONSONANTS[picks[-1] % 14]
+        if word not in seen:
+            seen.add(word)
+            words.append(word)
+    return words
+
+
+@lru_cache(maxsize=1)
+def _language() -> tuple[tuple[str, ...], Tensor]:
+    """The vocabulary and the bigram successor table [N_WORDS, BIGRAM_BRANCHING] (word token ids)."""
+    generator = torch.Generator().manual_seed(LANGUAGE_SEED)
+    words = _made_up_words(N_WORDS + N_NAMES, generator, syllables=2)
+    lowercase, names = words[:N_WORDS], [w.capitalize() for w in words[N_WORDS:]]
+    successors = torch.stack(
+        [torch.randperm(N_WORDS, generator=generator)[:BIGRAM_BRANCHING] for _ in range(N_WORDS)]
+    )
+    vocab = (BOS_WORD, *lowercase, *names)
+    return vocab, successors + FIRST_WORD_TOKEN
+
+
+VOCAB: list[str] = list(_language()[0])
+"""The word of each token id of induction-2l."""
+INDUCTION_CANDIDATES: list[int] = list(range(FIRST_NAME_TOKEN, D_VOCAB))
+"""Token ids of the names: after them, only induction predicts the next token."""
+INDUCTION_CANDIDATE_WORDS: list[str] = VOCAB[FIRST_NAME_TOKEN:]
+
+
+def induction_candidate_mask() -> Bool[Tensor, "d_vocab"]:
+    """True at the token ids of INDUCTION_CANDIDATES (the `good_induction_candidate` table of day 3)."""
+    mask = torch.zeros(D_VOCAB, dtype=torch.bool)
+    mask[INDUCTION_CANDIDATES] = True
+    return mask
+
+
+def _bigram_text(batch: int, length: int, generator: torch.Generator) -> Int[Tensor, "batch length"]:
+    """Samples of the bigram language, each starting from a uniformly random word."""
+    successors = _language()[1]
+    probs = torch.tensor(BIGRAM_PROBS)
+    tokens = torch.empty(batch, length, dtype=torch.long)
+    tokens[:, 0] = torch.randint(FIRST_WORD_TOKEN, FIRST_NAME_TOKEN, (batch,), generator=generator)
+    choices = torch.multinomial(probs, batch * length, replacement=True, generator=generator).view(batch, length)
+    for pos in range(1, length):
+        tokens[:, pos] = successors[tokens[:, pos - 1] - FIRST_WORD_TOKEN, choices[:, pos]]
+    return tokens
+
+
+def _randint(bounds: tuple[int, int], generator: torch.Generator) -> int:
+    """A uniform integer in the inclusive range `bounds`."""
+    return int(torch.randint(bounds[0], bounds[1] + 1, (1,), generator=generator))
+
+
+def _add_names_and_repeat(story: Int[Tensor, "seq"], generator: torch.Generator) -> None:
+    """In place: introduce names with a fixed follower each, then repeat one span verbatim later on."""
+    body = story[1:]  # never touch BOS
+    n_names = _randint(NAMES_PER_STORY, generator)
+    names = torch.randperm(N_NAMES, generator=generator)[:n_names] + FIRST_NAME_TOKEN
+    followers = torch.randint(FIRST_WORD_TOKEN, FIRST_NAME_TOKEN, (n_names,), generator=generator)
+    # Mentions sit at even offsets of disjoint 2-token slots, so no mention overwrites another.
+    slots = torch.randperm(len(body) // 2 - 1, generator=generator)
+    used = 0
+    for name, follower in zip(names.tolist(), followers.tolist()):
+        for slot in slots[used : used + _randint(MENTIONS_PER_NAME, generator)].tolist():
+            body[2 * slot], body[2 * slot + 1] = name, follower
+        used += MENTIONS_PER_NAME[1]
+    span = _randint(REPEATED_SPAN_LEN, generator)
+    source = _randint((0, len(body) // 2 - span), generator)
+    target = _randint((source + span, len(body) - span), generator)
+    body[target : target + span] = body[source : source + span].clone()
+
+
+def _repeat_block(length: int, generator: torch.Generator) -> Int[Tensor, "length"]:
+    """Random lowercase words, one block repeated until `length` tokens."""
+    block_len = _randint(REPEAT_BLOCK_LEN, generator)
+    block = torch.randint(FIRST_WORD_TOKEN, FIRST_NAME_TOKEN, (block_len,), generator=generator)
+    return block.repeat(length // block_len + 1)[:length]
+
+
+def stories(batch: int, generator: torch.Generator) -> Int[Tensor, "batch seq"]:
+    """`batch` stories of SEQ_LEN tokens (BOS first): bigram text with names and one repeated span."""
+    tokens = torch.cat([torch.full((batch, 1), BOS_TOKEN), _bigram_text(batch, SEQ_LEN - 1, generator)], dim=1)
+    for story in tokens:
+        _add_names_and_repeat(story, generator)
+    return tokens
+
+
+def induction_corpus_batch(
+    batch: int, generator: torch.Generator, repeat_fraction: float = 0.25
+) -> Int[Tensor, "batch seq"]:
+    """A training batch: stories, with a `repeat_fraction` share of repeated random blocks (rows shuffled)."""
+    if batch < 1:
+        raise ValueError(f"batch must be positive, got {batch}")
+    if not 0.0 <= repeat_fraction <= 1.0:
+        raise ValueError(f"repeat_fraction must lie in [0, 1], got {repeat_fraction}")
+    n_repeats = round(batch * repeat_fraction)
+    tokens = stories(batch, generator)
+    for row in torch.randperm(batch, generator=generator)[:n_repeats].tolist():
+        tokens[row, 1:] = _repeat_block(SEQ_LEN - 1, generator)
+    return tokens
+
+
+def held_out_stories(batch: int = 64) -> Int[Tensor, "batch seq"]:
+    """Stories drawn from HELD_OUT_SEED, a seed no training run uses: the held-out text of the corpus."""
+    return stories(batch, torch.Generator().manual_seed(HELD_OUT_SEED))
+
+
+def unigram_entropy(n_sequences: int = 512) -> float:
+    """Entropy (nats) of the word distribution of stories (after BOS), estimated on `n_sequences` held-out stories."""
+    tokens = stories(n_sequences, torch.Generator().manual_seed(HELD_OUT_SEED + 1))[:, 1:]
+    counts = torch.bincount(tokens.flatten(), minlength=D_VOCAB).double()
+    probs = counts[counts > 0] / counts.sum()
+    return float(-(probs * probs.log()).sum())
+
+
+def decode(tokens: Int[Tensor, "seq"]) -> str:
+    """The words of a token sequence, space-separated (for looking at samples without a model)."""
+    return " ".join(VOCAB[t] for t in tokens.tolist())
+
+
+assert math.isclose(sum(BIGRAM_PROBS), 1.0) and len(BIGRAM_PROBS) == BIGRAM_BRANCHING

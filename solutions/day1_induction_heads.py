@@ -1,0 +1,636 @@
+# ---
+# jupyter:
+#   jupytext:
+#     text_representation:
+#       extension: .py
+#       format_name: percent
+#   kernelspec:
+#     display_name: Python 3
+#     language: python
+#     name: python3
+# ---
+
+# %% [markdown]
+# # Day 1: TransformerLens basics and induction heads
+#
+# Mechanistic interpretability asks how a trained network computes what it computes, in terms of its weights and
+# activations. Today we take the smallest model of the course zoo, `induction-2l`, and find out which of its
+# attention heads let it continue a sequence it has seen earlier in its context. By the end of the day you will
+# have:
+#
+# 1. loaded a model, read its configuration, turned text into tokens and measured how often it predicts the next
+#    token correctly;
+# 2. run the model while caching every activation, and recomputed an attention pattern from its queries and keys;
+# 3. written detectors for three simple kinds of attention head (current token, previous token, first token);
+# 4. built the classic probe for in-context copying, a random sequence repeated twice, and measured per-token loss
+#    on it;
+# 5. scored every head as an *induction head* with hooks, without storing a cache;
+# 6. split the model's correct-token logit into the contributions of each head (direct logit attribution);
+# 7. ablated every head in turn (with zeros and with means) and measured how much the loss suffers.
+#
+# Every function in a cell marked as an exercise is graded: run `check(function_name)` in the notebook, or
+# `pytest --day 1` in a terminal. Everything else you can read, run and change freely.
+
+# %%
+from __future__ import annotations
+
+import os
+import warnings
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore", category=DeprecationWarning)
+
+import torch
+from jaxtyping import Float, Int
+from torch import Tensor
+from transformer_lens import ActivationCache, HookedTransformer
+from transformer_lens.hook_points import HookPoint
+
+from curriculum import plotting
+
+MAIN = __name__ == "__main__"
+torch.set_grad_enabled(False)
+
+# %% [markdown]
+# ## 1. A model and its configuration
+#
+# `induction-2l` is a two-layer transformer with attention layers only: no MLPs. It uses *shortformer* positional
+# embeddings, which means that position information is added to the queries and keys of each attention layer but
+# never written into the residual stream. So the residual stream holds only the token embedding plus whatever the
+# heads write into it, and every path from input to output is easy to follow.
+#
+# The model was trained on a synthetic language in which copying from earlier in the context pays off, so we
+# expect it to have learned induction. Load it and look at its modules; `model.cfg` holds its configuration, and
+# every shape you will meet today is derived from a few of its numbers.
+
+# %%
+if MAIN:
+    from curriculum.models import load_model
+
+    model = load_model("induction-2l")
+    cfg = model.cfg
+    print(f"attention only: {cfg.attn_only}, positional embeddings: {cfg.positional_embedding_type}, "
+          f"normalisation: {cfg.normalization_type}")
+    print(model)
+
+# %% [markdown]
+# The most useful fields: `n_layers` and `n_heads` (heads per layer), `d_model` (width of the residual stream),
+# `d_head` (width of one head's queries, keys and values), `d_vocab` (tokens the model knows) and `n_ctx` (longest
+# sequence it accepts). The weights are attributes of the model too: `model.W_Q` has shape
+# `[n_layers, n_heads, d_model, d_head]`, `model.W_O` has shape `[n_layers, n_heads, d_head, d_model]`.
+#
+# **Exercise.** Summarise the model's shape in a dictionary, and count the parameters of its attention layers (the
+# query, key, value and output weights *and* their biases, in all layers). `model.named_parameters()` lists every
+# parameter with its name.
+
+# %% tags=["exercise"]
+def describe_model(model: HookedTransformer) -> dict[str, int]:
+    """The model's key dimensions and its number of attention parameters.
+
+    Returns a dict with keys "n_layers", "n_heads" (per layer), "d_model", "d_head", "d_vocab", "n_ctx" (all from
+    the config) and "attention_params": the number of scalar parameters in W_Q, W_K, W_V, W_O, b_Q, b_K, b_V and
+    b_O, summed over all layers.
+    """
+    cfg = model.cfg
+    attention_params = sum(param.numel() for name, param in model.named_parameters() if ".attn." in name)
+    return {
+        "n_layers": cfg.n_layers,
+        "n_heads": cfg.n_heads,
+        "d_model": cfg.d_model,
+        "d_head": cfg.d_head,
+        "d_vocab": cfg.d_vocab,
+        "n_ctx": cfg.n_ctx,
+        "attention_params": attention_params,
+    }
+
+
+# %%
+if MAIN:
+    summary = describe_model(model)
+    total_params = sum(param.numel() for param in model.parameters())
+    print(summary)
+    print(f"attention holds {summary['attention_params']} of the model's {total_params} parameters")
+
+# %% [markdown]
+# ## 2. Tokens and string tokens
+#
+# A model sees integers, not text. Its tokenizer maps text to token ids; `model.to_tokens(text)` does this and, by
+# default, *prepends a beginning-of-sequence token* (BOS), returning a `[batch, position]` tensor.
+# `model.to_str_tokens(text)` gives the list of strings those ids stand for, BOS included, which is what you want as
+# axis labels in a plot. The zoo models use a word-level vocabulary: one token per word, so the string tokens are
+# just the words of the text after BOS.
+#
+# Why BOS? The model was trained with it, and heads use it as a resting place when they have nothing better to
+# attend to (we will see such *first-token heads* below). Leaving it out changes the model's behaviour.
+#
+# **Exercise.** Return both views of a text.
+
+# %% tags=["exercise"]
+def tokenize(model: HookedTransformer, text: str) -> tuple[Int[Tensor, "1 seq"], list[str]]:
+    """The token ids of `text` as a `[1, seq]` tensor, and the matching list of string tokens.
+
+    Both start with the model's BOS token, as in training.
+    """
+    return model.to_tokens(text), model.to_str_tokens(text)
+
+
+# %% [markdown]
+# ## 3. How often is the model right?
+#
+# The model's output is a tensor of logits with shape `[batch, position, d_vocab]`. The logits at position `i` are
+# the model's guess for the token at position `i + 1`: the model has seen tokens `0..i` and must predict what comes
+# next. So predictions and targets are offset by one, and the last position has no target.
+#
+# **Exercise.** Compute the fraction of next-token predictions (the arg-max token) that are correct, over all
+# positions that have a target and over the whole batch.
+
+# %% tags=["exercise"]
+def next_token_accuracy(model: HookedTransformer, tokens: Int[Tensor, "batch seq"]) -> float:
+    """Fraction of positions whose arg-max prediction equals the next token, averaged over batch and positions.
+
+    The logits at position i predict the token at position i + 1; the last position has no target.
+    """
+    logits = model(tokens)
+    predictions = logits[:, :-1].argmax(dim=-1)
+    return (predictions == tokens[:, 1:]).float().mean().item()
+
+
+# %% [markdown]
+# Let us try it on text in the model's own language: a held-out story (never seen in training), then its first 60
+# words written twice in a row. If the model can copy from its context, the second copy should be much easier.
+
+# %%
+if MAIN:
+    from curriculum.data.induction_corpus import FIRST_WORD_TOKEN, decode, held_out_stories
+
+    story_words = decode(held_out_stories(1)[0, 1:61])  # skip BOS: to_tokens adds it
+    tokens, str_tokens = tokenize(model, story_words)
+    print(" ".join(str_tokens[:16]), "...")
+    print(f"accuracy on 60 words of a held-out story:     {next_token_accuracy(model, tokens):.3f}")
+    twice_tokens, _ = tokenize(model, story_words + " " + story_words)
+    print(f"accuracy on the same 60 words written twice:  {next_token_accuracy(model, twice_tokens):.3f}")
+    print(f"accuracy on 64 full held-out stories:         {next_token_accuracy(model, held_out_stories(64)):.3f}")
+
+# %% [markdown]
+# ## 4. Caching activations, and attention by hand
+#
+# `logits, cache = model.run_with_cache(tokens)` runs the model and stores every intermediate activation in an
+# `ActivationCache`, keyed by hook names such as `blocks.0.attn.hook_pattern`. The cache accepts a short form:
+# `cache["pattern", 0]` is layer 0's attention pattern, `cache["q", 1]` layer 1's queries. Print `cache.keys()` to
+# see everything that is there.
+#
+# An attention head decides where to look with queries and keys. For each pair of positions it computes a score
+# `q[query] . k[key] / sqrt(d_head)`, forbids looking at the future (the score of a key after the query is set to
+# minus infinity: the *causal mask*), and turns each query's row of scores into probabilities with a softmax over
+# the keys. That row of probabilities is the head's attention pattern.
+#
+# **Exercise.** Recompute one layer's attention patterns from its cached queries and keys (one sequence, no batch
+# dimension). Your result should match `cache["pattern", layer][0]`.
+
+# %% tags=["exercise"]
+def attention_pattern_from_qk(
+    q: Float[Tensor, "seq head d_head"], k: Float[Tensor, "seq head d_head"]
+) -> Float[Tensor, "head query key"]:
+    """Causal attention probabilities of every head, from its queries and keys.
+
+    Scores are q . k / sqrt(d_head); keys after the query are masked out; a softmax over keys turns each query's
+    scores into probabilities.
+    """
+    seq, _, d_head = q.shape
+    scores = torch.einsum("qhd,khd->hqk", q, k) / d_head**0.5
+    future = torch.triu(torch.ones(seq, seq, dtype=torch.bool, device=q.device), diagonal=1)
+    scores = scores.masked_fill(future, float("-inf"))
+    return scores.softmax(dim=-1)
+
+
+# %%
+if MAIN:
+    logits, cache = model.run_with_cache(tokens)
+    for layer in range(model.cfg.n_layers):
+        by_hand = attention_pattern_from_qk(cache["q", layer][0], cache["k", layer][0])
+        difference = (by_hand - cache["pattern", layer][0]).abs().max().item()
+        print(f"layer {layer}: largest difference from hook_pattern = {difference:.2e}")
+
+# %% [markdown]
+# Now look at the patterns. In each heatmap, row `i` is the query position and shows where that position looks;
+# the text is 20 words of a story written twice, so you can see what the heads do on the second copy. Use the
+# dropdown to switch heads.
+
+
+# %%
+def head_labels(model: HookedTransformer) -> list[str]:
+    """Names "L{layer}H{head}" of all heads, layer by layer: the order used by every per-head figure today."""
+    return [f"L{layer}H{head}" for layer in range(model.cfg.n_layers) for head in range(model.cfg.n_heads)]
+
+
+def heads_above(scores: Float[Tensor, "layer head"], threshold: float, labels: list[str]) -> list[str]:
+    """Labels of the heads whose score exceeds `threshold`, highest score first (labels in `head_labels` order)."""
+    flat = scores.flatten()
+    order = flat.argsort(descending=True).tolist()
+    return [labels[i] for i in order if flat[i] > threshold]
+
+
+# %%
+if MAIN:
+    short_words = decode(held_out_stories(1)[0, 1:21])
+    short_tokens, short_str_tokens = tokenize(model, short_words + " " + short_words)
+    _, short_cache = model.run_with_cache(short_tokens)
+    n_heads = model.cfg.n_heads
+    for layer in range(model.cfg.n_layers):
+        plotting.show(
+            plotting.attention_patterns(
+                short_cache["pattern", layer][0],
+                short_str_tokens,
+                head_labels=head_labels(model)[layer * n_heads : (layer + 1) * n_heads],
+                title=f"Layer {layer} attention on a sequence written twice",
+            )
+        )
+
+# %% [markdown]
+# ## 5. Detecting simple kinds of head
+#
+# Looking at heatmaps is how one forms hypotheses; a number per head is how one tests them on many sequences.
+# Three kinds of head are easy to spot:
+#
+# - a **current-token head** attends mostly to the query's own position (the diagonal of the pattern);
+# - a **previous-token head** attends mostly to the position just before (the diagonal one step below);
+# - a **first-token head** attends mostly to position 0, the BOS token; heads often do this when the feature they
+#   look for is absent.
+#
+# For each, average the relevant attention probability over query positions and over the batch. Skip query
+# position 0: it can only attend to itself, so it says nothing about the head. `Tensor.diagonal(offset, dim1,
+# dim2)` extracts diagonals; check which sign of `offset` gives the diagonal *below* the main one.
+#
+# **Exercise.** Write the three detectors. Each returns a `[n_layers, n_heads]` tensor of scores in `[0, 1]`.
+
+# %% tags=["exercise"]
+def current_token_scores(cache: ActivationCache, n_layers: int) -> Float[Tensor, "layer head"]:
+    """Mean attention from each query position to itself, per head.
+
+    Averaged over query positions 1..seq-1 (position 0 can only attend to itself) and over the batch.
+    """
+    scores = []
+    for layer in range(n_layers):
+        pattern = cache["pattern", layer]  # [batch, head, query, key]
+        self_attention = pattern.diagonal(offset=0, dim1=-2, dim2=-1)[..., 1:]
+        scores.append(self_attention.mean(dim=(0, 2)))
+    return torch.stack(scores)
+
+
+def previous_token_scores(cache: ActivationCache, n_layers: int) -> Float[Tensor, "layer head"]:
+    """Mean attention from each query position to the position just before it, per head.
+
+    Averaged over query positions 1..seq-1 and over the batch.
+    """
+    scores = []
+    for layer in range(n_layers):
+        pattern = cache["pattern", layer]
+        to_previous = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)  # entries (q, q - 1) for q = 1..seq-1
+        scores.append(to_previous.mean(dim=(0, 2)))
+    return torch.stack(scores)
+
+
+def first_token_scores(cache: ActivationCache, n_layers: int) -> Float[Tensor, "layer head"]:
+    """Mean attention from each query position to position 0 (the BOS token), per head.
+
+    Averaged over query positions 1..seq-1 and over the batch.
+    """
+    scores = []
+    for layer in range(n_layers):
+        pattern = cache["pattern", layer]
+        scores.append(pattern[:, :, 1:, 0].mean(dim=(0, 2)))
+    return torch.stack(scores)
+
+
+# %% [markdown]
+# Score every head on 16 held-out stories and show the three scores side by side.
+
+# %%
+if MAIN:
+    _, probe_cache = model.run_with_cache(held_out_stories(16))
+    n_layers = model.cfg.n_layers
+    detector_scores = torch.stack(
+        [
+            current_token_scores(probe_cache, n_layers),
+            previous_token_scores(probe_cache, n_layers),
+            first_token_scores(probe_cache, n_layers),
+        ]
+    )
+    plotting.show(
+        plotting.imshow(
+            detector_scores,
+            facet_labels=["current token", "previous token", "first token"],
+            x_labels=[f"H{h}" for h in range(model.cfg.n_heads)],
+            y_labels=[f"L{layer}" for layer in range(n_layers)],
+            diverging=False,
+            zrange=(0.0, 1.0),
+            title="Head detector scores on held-out stories",
+        )
+    )
+    for kind, scores in zip(["current-token", "previous-token", "first-token"], detector_scores):
+        best = scores.flatten().argmax().item()
+        print(f"strongest {kind} head: {head_labels(model)[best]} (score {scores.flatten()[best]:.2f})")
+
+# %% [markdown]
+# ## 6. Repeated random tokens
+#
+# A sequence of uniformly random tokens is unpredictable: no model can do better than chance on it. But write the
+# same random sequence twice and the second copy becomes perfectly predictable *to a model that looks back at the
+# first copy*. This is the cleanest probe for in-context copying: any improvement on the second half must come from
+# the context, not from knowledge of the language.
+#
+# **Exercise.** Generate `batch` sequences, each a BOS token followed by `half_len` random tokens and then the same
+# tokens again. Draw the tokens with exactly one call,
+# `torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), generator=generator)`, so that your sequences are
+# the same as everyone else's. `first_token` skips the special tokens at the start of the vocabulary.
+
+# %% tags=["exercise"]
+def generate_repeated_tokens(
+    model: HookedTransformer, half_len: int, batch: int, generator: torch.Generator, first_token: int
+) -> Int[Tensor, "batch 1+2*half_len"]:
+    """`batch` sequences of BOS, then `half_len` random tokens, then the same tokens again.
+
+    The random tokens come from one call of
+    `torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), generator=generator)`.
+    """
+    half = torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), generator=generator)
+    bos = torch.full((batch, 1), model.tokenizer.bos_token_id, dtype=half.dtype)
+    return torch.cat([bos, half, half], dim=1)
+
+
+# %% [markdown]
+# The loss of a language model is the average, over positions, of minus the log-probability it gave to the token
+# that actually came next. Looking at it position by position shows *where* the model is confident.
+#
+# **Exercise.** Compute the per-token loss from the logits: at each position `i` (except the last), minus the
+# log-probability that the logits at `i` give to the token at `i + 1`. Remember that log-probabilities come from a
+# log-softmax over the vocabulary, not from the logits themselves.
+
+# %% tags=["exercise"]
+def per_token_loss(
+    logits: Float[Tensor, "batch seq d_vocab"], tokens: Int[Tensor, "batch seq"]
+) -> Float[Tensor, "batch seq-1"]:
+    """Cross-entropy of each next-token prediction: -log p(token[i + 1] | tokens[0..i]) at positions 0..seq-2."""
+    log_probs = logits[:, :-1].log_softmax(dim=-1)
+    next_tokens = tokens[:, 1:]
+    return -log_probs.gather(dim=-1, index=next_tokens[..., None])[..., 0]
+
+
+# %%
+if MAIN:
+    HALF_LEN = 30
+    rep_tokens = generate_repeated_tokens(
+        model, HALF_LEN, 16, torch.Generator().manual_seed(2), first_token=FIRST_WORD_TOKEN
+    )
+    rep_logits = model(rep_tokens)
+    rep_loss = per_token_loss(rep_logits, rep_tokens)  # [batch, 2 * HALF_LEN]
+    first_half_loss = rep_loss[:, :HALF_LEN].mean().item()
+    second_half_loss = rep_loss[:, HALF_LEN + 1 :].mean().item()
+    chance_loss = torch.log(torch.tensor(model.cfg.d_vocab - FIRST_WORD_TOKEN, dtype=torch.float)).item()
+    print(f"loss predicting the first half:  {first_half_loss:.3f} (uniform guessing: {chance_loss:.3f})")
+    print(f"loss predicting the second half: {second_half_loss:.3f}")
+    plotting.show(
+        plotting.line(
+            rep_loss.mean(dim=0),
+            title="Per-token loss on repeated random tokens (mean over 16 sequences)",
+            xaxis="position of the prediction",
+            yaxis="loss (nats)",
+        )
+    )
+
+# %% [markdown]
+# The loss in the first half stays near the uniform-guessing loss `log(d_vocab - 1)`: the tokens are random. In the
+# second half it falls close to zero, except at the first repeated token (position `half_len`, whose target is
+# the first token of the copy: nothing in the context says the sequence is about to repeat).
+#
+# ## 7. Induction heads, scored with hooks
+#
+# How does a model copy? The mechanism found in real language models is the *induction circuit*: at a token `A`,
+# an **induction head** looks for an earlier occurrence of `A`, attends to the token that came *right after* it
+# (call it `B`) and copies it, predicting `B` again. To find "the token after an earlier `A`", the induction head
+# relies on an earlier **previous-token head** which, at every position, writes into the residual stream "the token
+# before me was `A`". The induction head's query ("I am `A`") then matches the key of `B` ("my previous token was
+# `A`"). That needs two layers, which is why a one-layer attention-only model cannot do it.
+#
+# On the repeated sequence `BOS, t_1 .. t_n, t_1 .. t_n`, the query at position `n + 1 + i` (token `t_{i+1}` of the
+# second copy) should attend to position `i + 2`, the token after the first `t_{i+1}`: a stripe `n - 1` positions
+# below the diagonal of the pattern.
+#
+# Caches are convenient but store everything. A **hook** is a function that TransformerLens calls on one
+# activation during the forward pass: `model.run_with_hooks(tokens, return_type=None, fwd_hooks=[(name_filter,
+# hook_fn)])` calls `hook_fn(activation, hook)` for each hook point whose name passes the filter; `hook.layer()`
+# tells you the layer. A hook can record what it sees (return nothing) or replace the activation (return the new
+# value). `return_type=None` skips computing the logits.
+#
+# **Exercise.** Score every head as an induction head, using a hook on the attention patterns rather than a cache:
+# the mean attention from each query in the second copy to the position just after that token's first
+# occurrence, averaged over the batch.
+
+# %% tags=["exercise"]
+def induction_scores(
+    model: HookedTransformer, tokens: Int[Tensor, "batch 1+2*half_len"], half_len: int
+) -> Float[Tensor, "layer head"]:
+    """Mean attention from each token of the second copy to the token after its first occurrence, per head.
+
+    tokens: BOS, then half_len random tokens, then the same tokens again. Query positions half_len+1 .. 2*half_len
+    attend to key positions query - half_len + 1. Use `model.run_with_hooks` with a hook on the attention patterns;
+    don't build a cache.
+    """
+    scores = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, device=tokens.device)
+
+    def record_induction_stripe(pattern: Float[Tensor, "batch head query key"], hook: HookPoint) -> None:
+        stripe = pattern.diagonal(offset=-(half_len - 1), dim1=-2, dim2=-1)  # queries half_len-1 .. 2*half_len
+        scores[hook.layer()] = stripe[..., -half_len:].mean(dim=(0, 2))
+
+    model.run_with_hooks(
+        tokens,
+        return_type=None,
+        fwd_hooks=[(lambda name: name.endswith("hook_pattern"), record_induction_stripe)],
+    )
+    return scores
+
+
+# %%
+if MAIN:
+    induction = induction_scores(model, rep_tokens, HALF_LEN)
+    previous = previous_token_scores(probe_cache, n_layers)
+    plotting.show(
+        plotting.imshow(
+            torch.stack([previous, induction]),
+            facet_labels=["previous-token score", "induction score"],
+            x_labels=[f"H{h}" for h in range(model.cfg.n_heads)],
+            y_labels=[f"L{layer}" for layer in range(n_layers)],
+            diverging=False,
+            zrange=(0.0, 1.0),
+            title="Previous-token and induction scores per head",
+        )
+    )
+
+# %% [markdown]
+# ## 8. Direct logit attribution
+#
+# Because the model has no MLPs, its residual stream at the last layer is a plain sum: the token embedding plus
+# what each head wrote (plus the output biases of the attention layers). The logits are that sum multiplied by the
+# unembedding `W_U` (after the final normalisation, if the model has one). So the logit of any token splits into one
+# term per component: that component's output dotted with the token's column of `W_U`. This is **direct logit
+# attribution**: which component pushed up the logit of the correct next token, and by how much? It measures only
+# *direct* effects: a layer-0 head that helps by changing what layer-1 heads do gets no credit here.
+#
+# A head's output is its `z` (the attention-weighted sum of values, `cache["z", layer]`, shape
+# `[batch, pos, head, d_head]`) multiplied by its output matrix `W_O[layer, head]`. With shortformer positional
+# embeddings, positions never enter the residual stream, so the "direct path" is the token embedding alone
+# (`cache["embed"]`).
+#
+# **Exercise.** For one sequence, compute at every position that has a target the direct contribution of the
+# embedding and of each head to the logit of the correct next token. If the model has a final normalisation,
+# apply it to each component as the model applies it to the whole: subtract the component's mean over `d_model`
+# (for LayerNorm) and divide by the cached scale `cache["ln_final.hook_scale"]`.
+
+# %% tags=["exercise"]
+def direct_logit_attribution(
+    model: HookedTransformer, cache: ActivationCache, tokens: Int[Tensor, "seq"]
+) -> Float[Tensor, "seq-1 component"]:
+    """Direct contribution of each component to the logit of the correct next token, at positions 0..seq-2.
+
+    cache: from `model.run_with_cache(tokens[None])` (a batch of one sequence).
+    Components, in order: the token embedding, then every head layer by layer (L0H0, L0H1, ..., L1H0, ...).
+    """
+    n_targets = tokens.shape[0] - 1
+    correct_directions = model.W_U[:, tokens[1:]]  # [d_model, seq-1]
+    components = [cache["embed"][0, :n_targets, None]]  # [seq-1, 1, d_model]
+    for layer in range(model.cfg.n_layers):
+        z = cache["z", layer][0, :n_targets]  # [seq-1, head, d_head]
+        components.append(torch.einsum("phd,hdm->phm", z, model.W_O[layer]))
+    stack = torch.cat(components, dim=1)  # [seq-1, component, d_model]
+    if model.cfg.normalization_type in ("LN", "LNPre"):
+        stack = stack - stack.mean(dim=-1, keepdim=True)
+    if model.cfg.normalization_type is not None:
+        stack = stack / cache["ln_final.hook_scale"][0, :n_targets, None]
+    return torch.einsum("pcm,mp->pc", stack, correct_directions)
+
+
+# %% [markdown]
+# Let us check the decomposition before trusting it: the attributions plus the terms we left out (the attention
+# output biases and the unembedding bias) must add up to the correct-token logits themselves.
+
+# %%
+if MAIN:
+    one_sequence = rep_tokens[0]
+    dla_logits, dla_cache = model.run_with_cache(one_sequence[None])
+    attribution = direct_logit_attribution(model, dla_cache, one_sequence)
+    correct_logits = dla_logits[0, :-1].gather(-1, one_sequence[1:, None])[:, 0]
+    print(f"attribution has shape {tuple(attribution.shape)}: positions x (embedding + {attribution.shape[1] - 1} heads)")
+    if model.cfg.normalization_type is None:
+        left_out = model.b_O.sum(dim=0) @ model.W_U[:, one_sequence[1:]] + model.b_U[one_sequence[1:]]
+        gap = (attribution.sum(dim=-1) + left_out - correct_logits).abs().max().item()
+        print(f"largest gap between the summed attributions and the true logits: {gap:.2e}")
+    component_labels = ["embed", *head_labels(model)]
+    mean_first_half = attribution[:HALF_LEN].mean(dim=0)
+    mean_second_half = attribution[HALF_LEN + 1 :].mean(dim=0)
+    plotting.show(
+        plotting.line(
+            torch.stack([mean_first_half, mean_second_half]),
+            names=["first copy (unpredictable)", "second copy (predictable)"],
+            x_labels=component_labels,
+            title="Direct logit attribution to the correct next token, averaged over positions",
+            xaxis="component",
+            yaxis="contribution to the correct logit",
+        )
+    )
+
+# %% [markdown]
+# ## 9. Ablation: what breaks when a head is removed?
+#
+# Attribution shows direct effects; to measure a head's *total* effect, remove it and see how much worse the model
+# gets. "Removing" a head means replacing its output with something uninformative. Two common choices:
+#
+# - **zero ablation**: set the head's `z` to zero, as if it wrote nothing;
+# - **mean ablation**: replace the head's `z` at each position by its mean over the batch at that position. This
+#   keeps whatever the head writes on every input (often a constant offset that later layers rely on) and removes
+#   only what depends on the particular input, so it usually disturbs the model less than zeros do.
+#
+# Do it with a hook on `hook_z` that *returns* the modified activation (a hook that returns a tensor replaces the
+# activation). Measure the loss with `model.run_with_hooks(tokens, return_type="loss", fwd_hooks=...)`, which
+# averages the next-token loss over batch and positions, and report ablated loss minus clean loss: positive means
+# the head was helping.
+#
+# **Exercise.** Write both ablations. Each returns a `[n_layers, n_heads]` tensor of loss increases, one forward
+# pass per head.
+
+# %% tags=["exercise"]
+def zero_ablation_loss_change(
+    model: HookedTransformer, tokens: Int[Tensor, "batch seq"]
+) -> Float[Tensor, "layer head"]:
+    """Loss with one head's z set to zero, minus the clean loss, for every head (mean next-token loss)."""
+    clean_loss = model(tokens, return_type="loss")
+    changes = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, device=tokens.device)
+    for layer in range(model.cfg.n_layers):
+        for head in range(model.cfg.n_heads):
+
+            def zero_head(z: Float[Tensor, "batch pos head d_head"], hook: HookPoint) -> Tensor:
+                z = z.clone()
+                z[:, :, head] = 0.0
+                return z
+
+            ablated_loss = model.run_with_hooks(
+                tokens, return_type="loss", fwd_hooks=[(f"blocks.{layer}.attn.hook_z", zero_head)]
+            )
+            changes[layer, head] = ablated_loss - clean_loss
+    return changes
+
+
+def mean_ablation_loss_change(
+    model: HookedTransformer, tokens: Int[Tensor, "batch seq"]
+) -> Float[Tensor, "layer head"]:
+    """Loss with one head's z replaced by its batch mean (per position), minus the clean loss, for every head."""
+    clean_loss = model(tokens, return_type="loss")
+    changes = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, device=tokens.device)
+    for layer in range(model.cfg.n_layers):
+        for head in range(model.cfg.n_heads):
+
+            def mean_head(z: Float[Tensor, "batch pos head d_head"], hook: HookPoint) -> Tensor:
+                z = z.clone()
+                z[:, :, head] = z[:, :, head].mean(dim=0, keepdim=True)
+                return z
+
+            ablated_loss = model.run_with_hooks(
+                tokens, return_type="loss", fwd_hooks=[(f"blocks.{layer}.attn.hook_z", mean_head)]
+            )
+            changes[layer, head] = ablated_loss - clean_loss
+    return changes
+
+
+# %%
+if MAIN:
+    zero_changes = zero_ablation_loss_change(model, rep_tokens)
+    mean_changes = mean_ablation_loss_change(model, rep_tokens)
+    plotting.show(
+        plotting.imshow(
+            torch.stack([zero_changes, mean_changes]),
+            facet_labels=["zero ablation", "mean ablation"],
+            x_labels=[f"H{h}" for h in range(model.cfg.n_heads)],
+            y_labels=[f"L{layer}" for layer in range(n_layers)],
+            title="Loss increase on repeated tokens when one head is ablated",
+            value_name="loss increase",
+        )
+    )
+
+# %% [markdown]
+# ## 10. What we found
+#
+# Put the measurements together. The cell below classifies heads by the scores you computed (a head "is" a kind
+# of head when its score passes the threshold), and ranks heads by how much the loss on repeated tokens rises when
+# they are mean-ablated.
+
+# %%
+if MAIN:
+    labels = head_labels(model)
+    current_scores, previous_scores_, first_scores = detector_scores
+    print("previous-token heads (score > 0.5): ", heads_above(previous_scores_, 0.5, labels))
+    print("induction heads (score > 0.5):      ", heads_above(induction, 0.5, labels))
+    print("current-token heads (score > 0.3):  ", heads_above(current_scores, 0.3, labels))
+    print("first-token heads (score > 0.3):    ", heads_above(first_scores, 0.3, labels))
+    ranking = mean_changes.flatten().argsort(descending=True).tolist()
+    print("loss increase under mean ablation, largest first:")
+    for index in ranking:
+        print(f"  {labels[index]}: {mean_changes.flatten()[index]:+.3f}")
