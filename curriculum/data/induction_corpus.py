@@ -4,16 +4,23 @@ Vocabulary (VOCAB): id 0 is BOS_WORD, then N_WORDS made-up lowercase words ("bak
 N_NAMES capitalised made-up names ("Zorvi", ...). Every sequence starts with BOS and has SEQ_LEN tokens.
 
 A training sequence is one of two kinds:
-- a *story* (1 - repeat_fraction of the batch): text of a fixed bigram language over the lowercase words (each word
-  has BIGRAM_BRANCHING likely successors), in which a few names are introduced, each always followed by the same
-  randomly chosen word within that story ("Zorvi kelu ... Zorvi kelu"), and one span of the story is repeated
-  verbatim later on. The word after a name is unpredictable the first time and certain from the second time on:
-  only induction predicts it. These names are INDUCTION_CANDIDATES, the tokens for which induction pays most (day 3).
-- a *repeat* (repeat_fraction of the batch): random lowercase words, the same block repeated until the sequence is
-  full (block lengths vary), which makes induction pay from the first steps of training.
+- a *story* (1 - repeat_fraction of the batch): text of a fixed language over the lowercase words in which each word
+  is drawn from the BIGRAM_BRANCHING likely successors of the word LAG = 2 places back (two interleaved bigram
+  chains: the previous token predicts the next, which makes a previous-token head pay early). A few names are
+  introduced, each always followed by the same randomly chosen word within that story ("Zorvi kelu ... Zorvi
+  kelu"), and one span of the story is repeated verbatim later on. The word after a name is unpredictable the
+  first time and certain from the second time on: only induction predicts it. These names are
+  INDUCTION_CANDIDATES, the tokens for which induction pays most (day 3).
+- a *repeat* (repeat_fraction of the batch): random tokens (words and names), the same block repeated until the
+  sequence is full (block lengths vary), which makes induction pay from the first steps of training.
 
 `held_out_stories` gives stories from a seed never used in training; `unigram_entropy` the entropy of the stories'
 word distribution, the loss of the best model that ignores context.
+
+Design notes, from CPU runs of the induction-2l recipe: with a plain bigram language (next word predicted by the
+current one) and 25-50% repeated blocks, no previous-token head formed in 800 steps; with LAG = 2 one formed within
+300 and induction on repeated lowercase words followed by step 1000. Repeat blocks drawn from lowercase words only
+gave induction that failed on sequences containing names, hence names in the blocks.
 """
 
 from __future__ import annotations
@@ -26,8 +33,8 @@ from jaxtyping import Bool, Int
 from torch import Tensor
 
 SEQ_LEN = 128
-N_WORDS = 471
-N_NAMES = 40
+N_WORDS = 160
+N_NAMES = 32
 BOS_WORD = "<bos>"
 BOS_TOKEN = 0
 FIRST_WORD_TOKEN = 1
@@ -36,11 +43,14 @@ D_VOCAB = 1 + N_WORDS + N_NAMES
 
 BIGRAM_BRANCHING = 4
 BIGRAM_PROBS = (0.5, 0.25, 0.15, 0.1)
+LAG = 2
+"""A word is predicted by the word LAG places back: with LAG 2 a previous-token head pays from the start."""
 LANGUAGE_SEED = 1234
 """Seeds the (fixed) word spellings and bigram table: the language itself, not the samples."""
 HELD_OUT_SEED = 987_654_321
 """Seed of held-out stories; training draws from seeds far from it."""
 
+DEFAULT_REPEAT_FRACTION = 0.5
 NAMES_PER_STORY = (2, 5)
 MENTIONS_PER_NAME = (2, 4)
 REPEATED_SPAN_LEN = (8, 24)
@@ -93,14 +103,15 @@ def induction_candidate_mask() -> Bool[Tensor, "d_vocab"]:
 
 
 def _bigram_text(batch: int, length: int, generator: torch.Generator) -> Int[Tensor, "batch length"]:
-    """Samples of the bigram language, each starting from a uniformly random word."""
+    """Samples of the language: each word is drawn from the successors of the word two places back (two
+    interleaved bigram chains), so the previous token, not the current one, predicts the next."""
     successors = _language()[1]
     probs = torch.tensor(BIGRAM_PROBS)
     tokens = torch.empty(batch, length, dtype=torch.long)
-    tokens[:, 0] = torch.randint(FIRST_WORD_TOKEN, FIRST_NAME_TOKEN, (batch,), generator=generator)
+    tokens[:, :LAG] = torch.randint(FIRST_WORD_TOKEN, FIRST_NAME_TOKEN, (batch, LAG), generator=generator)
     choices = torch.multinomial(probs, batch * length, replacement=True, generator=generator).view(batch, length)
-    for pos in range(1, length):
-        tokens[:, pos] = successors[tokens[:, pos - 1] - FIRST_WORD_TOKEN, choices[:, pos]]
+    for pos in range(LAG, length):
+        tokens[:, pos] = successors[tokens[:, pos - LAG] - FIRST_WORD_TOKEN, choices[:, pos]]
     return tokens
 
 
@@ -122,16 +133,17 @@ def _add_names_and_repeat(story: Int[Tensor, "seq"], generator: torch.Generator)
         for slot in slots[used : used + _randint(MENTIONS_PER_NAME, generator)].tolist():
             body[2 * slot], body[2 * slot + 1] = name, follower
         used += MENTIONS_PER_NAME[1]
-    span = _randint(REPEATED_SPAN_LEN, generator)
-    source = _randint((0, len(body) // 2 - span), generator)
-    target = _randint((source + span, len(body) - span), generator)
+    # Even lengths and offsets copy whole slots onto whole slots, so every name keeps its single follower.
+    span = 2 * _randint((REPEATED_SPAN_LEN[0] // 2, REPEATED_SPAN_LEN[1] // 2), generator)
+    source = 2 * _randint((0, (len(body) // 2 - span) // 2), generator)
+    target = 2 * _randint(((source + span + 1) // 2, (len(body) - span) // 2), generator)
     body[target : target + span] = body[source : source + span].clone()
 
 
 def _repeat_block(length: int, generator: torch.Generator) -> Int[Tensor, "length"]:
-    """Random lowercase words, one block repeated until `length` tokens."""
+    """Random words and names (every token but BOS), one block repeated until `length` tokens."""
     block_len = _randint(REPEAT_BLOCK_LEN, generator)
-    block = torch.randint(FIRST_WORD_TOKEN, FIRST_NAME_TOKEN, (block_len,), generator=generator)
+    block = torch.randint(FIRST_WORD_TOKEN, D_VOCAB, (block_len,), generator=generator)
     return block.repeat(length // block_len + 1)[:length]
 
 
@@ -144,7 +156,7 @@ def stories(batch: int, generator: torch.Generator) -> Int[Tensor, "batch seq"]:
 
 
 def induction_corpus_batch(
-    batch: int, generator: torch.Generator, repeat_fraction: float = 0.25
+    batch: int, generator: torch.Generator, repeat_fraction: float = DEFAULT_REPEAT_FRACTION
 ) -> Int[Tensor, "batch seq"]:
     """A training batch: stories, with a `repeat_fraction` share of repeated random blocks (rows shuffled)."""
     if batch < 1:

@@ -17,9 +17,10 @@ def repeated_tokens(
 ) -> Int[Tensor, "batch 1+2*half_len"]:
     """BOS followed by `half_len` uniformly random tokens, then the same tokens again.
 
-    Tokens are drawn from ids `first_token .. d_vocab-1`, so special tokens (by convention placed first in the
-    zoo vocabularies: BOS 0, UNK 1 for induction-2l) are never sampled. Pass the model's own ids, e.g.
-    `bos_token=model.tokenizer.bos_token_id`, `first_token=N_SPECIAL_TOKENS`.
+    Tokens are drawn uniformly from ids `first_token .. d_vocab-1`, so that special tokens placed first are never
+    sampled. The defaults fit induction-2l and toy-gpt, whose only special token is `<bos>` = 0: every other token
+    (words and names) can be drawn. For another vocabulary pass its own ids, e.g.
+    `bos_token=model.tokenizer.bos_token_id`.
     """
     if batch < 1 or half_len < 1:
         raise ValueError(f"batch and half_len must be positive, got {batch} and {half_len}")

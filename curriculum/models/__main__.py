@@ -1,4 +1,4 @@
-"""Command line of the zoo: `python -m curriculum.models train|measure NAME`."""
+"""Command line of the zoo: `python -m curriculum.models train|measure|card NAME`."""
 
 from __future__ import annotations
 
@@ -20,9 +20,14 @@ def main(argv: list[str] | None = None) -> int:
     train_parser.add_argument("--steps", type=int, default=None, help="training steps (default: the recipe's)")
     train_parser.add_argument("--seed", type=int, default=None, help="seed (default: the recipe's)")
     train_parser.add_argument("--out", default=None, help="output folder (default: the shipped model's folder)")
+    train_parser.add_argument(
+        "--cpu-threads", type=int, default=1, help="torch CPU threads while training (default 1; see the card)"
+    )
     measure_parser = commands.add_parser("measure", help="print the measurements of the shipped weights")
     measure_parser.add_argument("name", choices=ZOO)
     measure_parser.add_argument("--device", default="cpu")
+    card_parser = commands.add_parser("card", help="re-measure the shipped weights and rewrite the model card")
+    card_parser.add_argument("name", choices=ZOO)
     args = parser.parse_args(argv)
 
     from curriculum.models.card import format_value
@@ -32,9 +37,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "train":
         from curriculum.models.training import train
 
-        run = train(recipe, device=args.device, steps=args.steps, out=args.out, seed=args.seed)
+        run = train(
+            recipe, device=args.device, steps=args.steps, out=args.out, seed=args.seed, cpu_threads=args.cpu_threads
+        )
         print(f"{recipe.name}: {run.steps} steps on {run.device} in {run.wall_time_s:.1f} s; wrote {run.out}")
         measurements = run.measurements
+    elif args.command == "card":
+        from curriculum.models.card import read_training_facts, write_card
+        from curriculum.models.loading import load_model, model_dir
+
+        measurements = recipe.measure(load_model(args.name))
+        write_card(recipe, read_training_facts(model_dir(args.name)), measurements, model_dir(args.name))
+        print(f"rewrote {model_dir(args.name) / 'MODEL_CARD.md'}")
     else:
         from curriculum.models.loading import load_model
 

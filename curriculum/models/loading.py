@@ -56,10 +56,14 @@ def read_config(directory: str | Path) -> HookedTransformerConfig:
 def build_model(
     config: HookedTransformerConfig, tokenizer_dir: str | Path, device: torch.device
 ) -> HookedTransformer:
-    """A fresh model with its own tokenizer (transformer_lens mutates the tokenizer it is given, so one per model)."""
+    """A fresh model with its own tokenizer (transformer_lens mutates the tokenizer it is given, so one per model).
+
+    Its random initialisation is drawn under `torch.random.fork_rng`, so building (or loading) a model never moves
+    the caller's global RNG state.
+    """
     tokenizer = AutoTokenizer.from_pretrained(str(tokenizer_dir))
     config.device = str(device)
-    with warnings.catch_warnings():
+    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         model = HookedTransformer(config, tokenizer=tokenizer)
     return model.to(device, print_details=False)
@@ -71,10 +75,13 @@ def load_from_dir(directory: str | Path, device: str | torch.device | None = Non
     resolved = _resolve_device(device)
     model = build_model(read_config(directory), directory, resolved)
     state = load_file(str(directory / WEIGHTS_FILE), device=str(resolved))
-    model.load_state_dict(state, strict=False)  # the files hold no attention masks/IGNORE buffers
-    missing = set(model.state_dict()) - set(state)
-    if any(not key.endswith(("mask", "IGNORE")) for key in missing):
-        raise RuntimeError(f"{directory / WEIGHTS_FILE} lacks parameters: {sorted(missing)}")
+    result = model.load_state_dict(state, strict=False)  # the files hold no attention-mask/IGNORE buffers
+    missing = [key for key in result.missing_keys if not key.endswith(("mask", "IGNORE"))]
+    if missing or result.unexpected_keys:
+        raise RuntimeError(
+            f"{directory / WEIGHTS_FILE} does not match its config: missing {missing}, "
+            f"unexpected {result.unexpected_keys}"
+        )
     model.eval()
     return model
 

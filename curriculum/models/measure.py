@@ -92,6 +92,14 @@ def top_heads(scores: Float[Tensor, "layer head"], k: int) -> list[tuple[str, fl
     return [(f"L{i // n_heads}H{i % n_heads}", float(scores.flatten()[i])) for i in order.tolist()]
 
 
+def heads_above(scores: Float[Tensor, "layer head"], threshold: float) -> list[tuple[str, float]]:
+    """The heads scoring at least `threshold`, as ("L{layer}H{head}", score), highest first."""
+    n_heads = scores.shape[1]
+    order = scores.flatten().argsort(descending=True).tolist()
+    flat = scores.flatten()
+    return [(f"L{i // n_heads}H{i % n_heads}", float(flat[i])) for i in order if flat[i] >= threshold]
+
+
 def mean_cross_entropy(logits: Float[Tensor, "batch seq vocab"], tokens: Int[Tensor, "batch seq"]) -> Tensor:
     """The language-modelling loss: mean cross-entropy of every next token."""
     return F.cross_entropy(logits[:, :-1].flatten(0, 1), tokens[:, 1:].flatten())

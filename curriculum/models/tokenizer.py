@@ -6,6 +6,7 @@ which is what transformer_lens needs (it re-reads the tokenizer from its `name_o
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers
@@ -43,3 +44,8 @@ def save_word_tokenizer(
         clean_up_tokenization_spaces=False,
     )
     fast.save_pretrained(str(directory))
+    # transformers 5 writes its own class name; the 4.x name loads under both major versions.
+    config_path = Path(directory) / "tokenizer_config.json"
+    config = json.loads(config_path.read_text())
+    config["tokenizer_class"] = "PreTrainedTokenizerFast"
+    config_path.write_text(json.dumps(config, indent=2) + "\n")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.metadata
 import json
 import math
+import platform
 import time
 import warnings
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from safetensors.torch import save_file
 from tqdm.auto import tqdm
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from curriculum.models.card import write_card
+from curriculum.models.card import write_card, write_training_facts
 from curriculum.models.loading import CONFIG_FILE, WEIGHTS_FILE, _resolve_device, load_from_dir, model_dir
 from curriculum.models.recipes import Recipe
 from curriculum.models.tokenizer import save_word_tokenizer
@@ -76,9 +77,32 @@ def train(
     seed: int | None = None,
     progress: bool = True,
     write_model_card: bool = True,
+    cpu_threads: int | None = 1,
 ) -> TrainingRun:
     """Train `recipe` for `steps` (default: the recipe's), save the model to `out` (default: its zoo folder),
-    measure the saved model, and write its card. Seeded: the same arguments give the same weights on one device."""
+    measure the saved model, and write its card. Seeded: the same arguments give the same weights on one device.
+
+    `cpu_threads` caps torch's CPU threads during the run (restored after): these models are small, and on a
+    shared CPU one thread is several times faster than two that wait on each other. None leaves it unchanged.
+    """
+    threads = torch.get_num_threads()
+    if cpu_threads is not None:
+        torch.set_num_threads(cpu_threads)
+    try:
+        return _train(recipe, device, steps, out, seed, progress, write_model_card)
+    finally:
+        torch.set_num_threads(threads)
+
+
+def _train(
+    recipe: Recipe,
+    device: str | torch.device | None,
+    steps: int | None,
+    out: str | Path | None,
+    seed: int | None,
+    progress: bool,
+    write_model_card: bool,
+) -> TrainingRun:
     resolved = _resolve_device(device)
     steps = recipe.steps if steps is None else steps
     seed = recipe.seed if seed is None else seed
@@ -108,13 +132,30 @@ def train(
             bar.set_postfix(loss=f"{sum(recent) / len(recent):.4f}")
     wall_time = time.perf_counter() - start
     save_model(model, recipe, out)
+    final_loss = sum(recent) / len(recent)
+    facts = {
+        "steps": steps,
+        "seed": seed,
+        "device": str(resolved),
+        "cpu_threads": torch.get_num_threads(),
+        "wall_time_s": round(wall_time, 1),
+        "final_train_loss": final_loss,
+        "batch_size": recipe.batch_size,
+        "lr": recipe.lr,
+        "versions": versions(),
+    }
+    write_training_facts(out, facts)
     measurements = recipe.measure(load_from_dir(out, resolved))
-    run = TrainingRun(recipe, steps, seed, str(resolved), wall_time, sum(recent) / len(recent), measurements, out)
     if write_model_card:
-        write_card(run)
-    return run
+        write_card(recipe, facts, measurements, out)
+    return TrainingRun(recipe, steps, seed, str(resolved), wall_time, final_loss, measurements, out)
 
 
 def versions() -> dict[str, str]:
     """Library versions a card records."""
-    return {"torch": torch.__version__, "transformer_lens": importlib.metadata.version("transformer_lens")}
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "transformer_lens": importlib.metadata.version("transformer_lens"),
+        "transformers": importlib.metadata.version("transformers"),
+    }

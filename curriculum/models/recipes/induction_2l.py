@@ -16,6 +16,8 @@ from curriculum.models.recipes import Bar, Recipe
 EVAL_SEED = 31_337
 EVAL_BATCH = 64
 HALF_LEN = 50
+HEAD_THRESHOLD = 0.3
+"""Heads listed as previous-token or induction heads score at least this."""
 
 
 @torch.no_grad()
@@ -41,8 +43,8 @@ def measure(model: HookedTransformer) -> dict[str, Any]:
         "repeated_second_half_loss": losses[:, HALF_LEN:].mean().item(),
         "max_previous_token_score_layer0": prev_scores[0].max().item(),
         "max_induction_score_layer1": ind_scores[1].max().item(),
-        "previous_token_heads": m.top_heads(prev_scores * (prev_scores >= 0.3), 2),
-        "induction_heads": m.top_heads(ind_scores * (ind_scores >= 0.3), 2),
+        "previous_token_heads": m.heads_above(prev_scores, HEAD_THRESHOLD),
+        "induction_heads": m.heads_above(ind_scores, HEAD_THRESHOLD),
         "held_out_story_loss": story_losses.mean().item(),
         "unigram_entropy": unigram,
         "held_out_loss_over_unigram_entropy": story_losses.mean().item() / unigram,
@@ -83,11 +85,12 @@ positional embeddings (positions enter queries and keys, never the residual stre
 circuit is a plain product of weight matrices. Context {corpus.SEQ_LEN} tokens; vocabulary {corpus.D_VOCAB} words:
 `<bos>` (id 0), {corpus.N_WORDS} made-up lowercase words and {corpus.N_NAMES} made-up capitalised names.
 
-Trained on the synthetic language of `curriculum.data.induction_corpus` (`induction_corpus_batch`): 75% *stories*
-(a fixed bigram language over the lowercase words, in which 2-5 names each appear 2-4 times, always followed by the
-same random word within the story, and one span of 8-24 words is repeated verbatim later on) and 25% blocks of random
-words repeated until the context is full. The names are the `INDUCTION_CANDIDATES` of day 3: after a name, only
-induction predicts the next word.
+Trained on the synthetic language of `curriculum.data.induction_corpus` (`induction_corpus_batch`):
+{1 - corpus.DEFAULT_REPEAT_FRACTION:.0%} *stories* and {corpus.DEFAULT_REPEAT_FRACTION:.0%} blocks of random words
+and names repeated until the context is full. In a story each word is drawn from the {corpus.BIGRAM_BRANCHING} likely
+successors of the word two places back (so a previous-token head pays from the first steps); 2-5 names each appear
+2-4 times, always followed by the same random word within the story; and one span of 8-24 words is repeated verbatim
+later on. The names are the `INDUCTION_CANDIDATES` of day 3: after a name, only induction predicts the next word.
 
 Repeated-token figures: 64 sequences of `<bos>` + 50 random non-BOS tokens repeated twice (seed {EVAL_SEED});
 loss on the first half is over the predictions of tokens 1-50, on the second half over tokens 51-100 (the first of
@@ -98,9 +101,9 @@ token. Held-out text: stories from `held_out_stories()` (a seed no training run 
 Tokens: `model.to_tokens(text)` prepends `<bos>`; text is split on whitespace and a word outside the vocabulary is an
 error. `model.to_str_tokens` reads tokens back as words.
 """,
-    steps=2000,
+    steps=2500,
     batch_size=32,
-    lr=1e-3,
+    lr=2e-3,
     weight_decay=0.01,
     warmup_steps=100,
     seed=0,
