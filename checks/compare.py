@@ -72,6 +72,10 @@ def _type_name(value: Any) -> str:
     return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
 
 
+def _describe(value: Any) -> str:
+    return f"{_type_name(value)} {_short(value)}"
+
+
 def _fmt(x: float) -> str:
     if isinstance(x, bool) or x != x or x in (math.inf, -math.inf):
         return str(x)
@@ -120,7 +124,7 @@ class _Comparer:
         if expected is None:
             if actual is None:
                 return _PASS
-            return Verdict(False, f"{path}: expected None, got {_type_name(actual)} {_short(actual)}.")
+            return Verdict(False, f"{path}: expected None, got {_describe(actual)}.")
         if isinstance(expected, torch.Tensor):
             if expected.ndim == 0 and not isinstance(actual, torch.Tensor):
                 return self._scalar(actual, expected.item(), path)
@@ -144,12 +148,12 @@ class _Comparer:
         actual = _as_python_scalar(actual)
         if isinstance(expected, bool):
             if not isinstance(actual, bool):
-                return Verdict(False, f"{path}: expected a bool ({expected}), got {_type_name(actual)} {_short(actual)}.")
+                return Verdict(False, f"{path}: expected a bool ({expected}), got {_describe(actual)}.")
             if actual != expected:
                 return Verdict(False, f"{path}: expected {expected}, got {actual}.")
             return _PASS
         if isinstance(actual, bool) or not _is_number(actual):
-            return Verdict(False, f"{path}: expected a number ({_fmt(expected)}), got {_type_name(actual)} {_short(actual)}.")
+            return Verdict(False, f"{path}: expected a number ({_fmt(expected)}), got {_describe(actual)}.")
         if isinstance(expected, int):
             if isinstance(actual, float):
                 return Verdict(False, f"{path}: expected an integer ({expected}), got the float {_fmt(actual)}: "
@@ -176,7 +180,7 @@ class _Comparer:
     # ---- strings --------------------------------------------------------------------------------------------------
     def _string(self, actual: Any, expected: str, path: str) -> Verdict:
         if not isinstance(actual, str):
-            return Verdict(False, f"{path}: expected a str ({_short(expected)}), got {_type_name(actual)} {_short(actual)}.")
+            return Verdict(False, f"{path}: expected a str ({_short(expected)}), got {_describe(actual)}.")
         if actual == expected:
             return _PASS
         first = next((i for i, (x, y) in enumerate(zip(actual, expected)) if x != y), min(len(actual), len(expected)))
@@ -189,7 +193,8 @@ class _Comparer:
     # ---- containers -----------------------------------------------------------------------------------------------
     def _dict(self, actual: Any, expected: dict, path: str) -> Verdict:
         if not isinstance(actual, dict):
-            return Verdict(False, f"{path}: expected a dict with keys {_short(list(expected))}, got {_type_name(actual)}.")
+            return Verdict(False, f"{path}: expected a dict with keys {_short(list(expected))}, "
+                           f"got {_type_name(actual)}.")
         missing = [k for k in expected if k not in actual]
         extra = [k for k in actual if k not in expected]
         if missing or extra:
@@ -250,8 +255,8 @@ class _Comparer:
         if not isinstance(actual, torch.Tensor):
             kind = type(actual).__module__
             advice = "convert it with torch.from_numpy(...)" if kind == "numpy" else "return a torch.Tensor"
-            return Verdict(False, f"{path}: expected a tensor of shape {tuple(expected.shape)}, got {_type_name(actual)}: "
-                           f"{advice}.")
+            return Verdict(False, f"{path}: expected a tensor of shape {tuple(expected.shape)}, "
+                           f"got {_type_name(actual)}: {advice}.")
         actual = actual.detach().cpu()
         expected = expected.detach().cpu()
         if actual.shape != expected.shape:
@@ -259,8 +264,9 @@ class _Comparer:
                            + self._shape_hint(actual, expected))
         kind_a, kind_e = _dtype_kind(actual.dtype), _dtype_kind(expected.dtype)
         if kind_a != kind_e:
-            return Verdict(False, f"{path}: wrong dtype: expected a {kind_e} tensor ({expected.dtype}), got {kind_a} "
-                           f"({actual.dtype})." + _dtype_hint(kind_a, kind_e))
+            article = "an" if kind_e[0] in "aeiou" else "a"
+            return Verdict(False, f"{path}: wrong dtype: expected {article} {kind_e} tensor ({expected.dtype}), got "
+                           f"{kind_a} ({actual.dtype})." + _dtype_hint(kind_a, kind_e))
         if self.unordered and expected.ndim == 1:
             actual, expected = actual.sort().values, expected.sort().values
         if kind_e in ("bool", "integer"):
@@ -409,7 +415,8 @@ def _permutations_to(source: torch.Size, target: torch.Size) -> list[tuple[int, 
 
     if len(source) > 6:
         return []
-    return [p for p in itertools.permutations(range(len(source))) if all(source[p[i]] == target[i] for i in range(len(p)))]
+    return [p for p in itertools.permutations(range(len(source)))
+            if all(source[p[i]] == target[i] for i in range(len(p)))]
 
 
 def _dtype_hint(kind_actual: str, kind_expected: str) -> str:

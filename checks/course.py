@@ -88,7 +88,10 @@ class Course:
             match = _SPEC_FILE.match(path.name)
             if not match:
                 continue
-            spec = self._load_spec(path)
+            try:
+                spec = self._load_spec(path)
+            except Exception as error:
+                raise CourseError(f"importing the check spec {path} failed: {type(error).__name__}: {error}") from error
             number = getattr(spec, "DAY", None)
             if number != int(match.group(1)):
                 raise CourseError(f"{path}: DAY = {number!r} does not match the file name")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import warnings
 from dataclasses import dataclass
 from typing import Callable
 
@@ -66,9 +67,12 @@ class Env:
         """The zoo model `name`, pristine (see the module docstring); the same object on every call."""
         self.models_used.add(name)
         if name not in self._models:
-            model = self._load_model(name)
+            with warnings.catch_warnings():  # transformer_lens 3.9 deprecates HookedTransformer(cfg) on every build
+                warnings.simplefilter("ignore", DeprecationWarning)
+                model = self._load_model(name)
             if not isinstance(model, HookedTransformer):
-                raise TypeError(f"the model loader returned {type(model).__name__} for {name!r}, not a HookedTransformer")
+                raise TypeError(f"the model loader returned a {type(model).__name__} for {name!r}, "
+                                "not a HookedTransformer")
             model = model.to(self.device, print_details=False).eval()
             model.reset_hooks(including_permanent=True)
             if attached_hooks(model):
@@ -105,7 +109,7 @@ class Env:
     def audit(self) -> list[str]:
         """What the last call changed in the loaded models (one sentence each); restores every model regardless."""
         problems: list[str] = []
-        for name, model in self._models.items():
+        for name, model in list(self._models.items()):
             pristine = self._pristine[name]
             hooked = attached_hooks(model)
             if hooked:
@@ -128,13 +132,15 @@ class Env:
         model.cfg.__dict__.clear()
         model.cfg.__dict__.update(copy.deepcopy(pristine.config))
         if reload_weights:
-            try:
-                with torch.no_grad():
-                    model.load_state_dict(pristine.state, strict=True)
-            except RuntimeError:  # the learner replaced or removed modules: load the model afresh
+            current = model.state_dict()
+            same_layout = current.keys() == pristine.state.keys() and all(
+                current[k].dtype == v.dtype and current[k].device == v.device for k, v in pristine.state.items())
+            if not same_layout:  # modules replaced, or the model moved to another dtype/device: load it afresh
                 del self._models[name], self._pristine[name]
                 self.model(name)
                 return
+            with torch.no_grad():
+                model.load_state_dict(pristine.state, strict=True)
         for param_name, param in model.named_parameters():
             param.requires_grad_(pristine.requires_grad.get(param_name, True))
             param.grad = None

@@ -2,8 +2,8 @@
 
 One grading call, in order: build the inputs on pristine models; fetch the reference and check it is fresh for those
 inputs (stale or missing -> "stale reference"); call the learner's function under a timeout; then audit: weights or
-hooks changed, inputs mutated, output compared with the reference, and the check's own validator. Whatever the learner's function does, the models are
-restored afterwards, so each exercise fails or passes on its own.
+hooks changed, inputs mutated, output compared with the reference, and the check's own validator. Whatever the
+learner's function does, the models are restored afterwards, so each exercise fails or passes on its own.
 """
 
 from __future__ import annotations
@@ -23,7 +23,8 @@ import torch
 from checks.compare import compare
 from checks.course import Course, Day
 from checks.env import Env
-from checks.references import ReferenceStore, StaleReference, inputs_hash, rebuild_command
+from checks.references import (InputsFingerprint, ReferenceStore, StaleReference, fingerprint_inputs,
+                               rebuild_command)
 from checks.spec import Check
 
 STATUSES = ("passed", "failed", "not started", "stale reference", "error")
@@ -76,56 +77,95 @@ class Grader:
     def grade(self, function: Callable[..., Any] | None, day: Day, check: Check, missing: str = "") -> Outcome:
         """Grade `function` (the learner's) on `check`. `function` None means it is missing; `missing` says why."""
         start = time.perf_counter()
+        try:
+            if function is None:
+                raise _Verdict("failed", missing or f"there is no function {check.name!r} to grade")
+            inputs, fingerprint = self._build_inputs(check)
+            expected = self._expected(day, check, fingerprint)
+            actual = self._call(function, check, inputs)
+            self._judge(actual, expected, check, inputs)
+            status, message = "passed", ""
+        except _Verdict as verdict:
+            status, message = verdict.status, verdict.message
+        return Outcome(check.name, day.number, status, message, round(time.perf_counter() - start, 4))
 
-        def outcome(status: str, message: str = "") -> Outcome:
-            return Outcome(check.name, day.number, status, message, round(time.perf_counter() - start, 4))
-
-        if function is None:
-            return outcome("failed", missing or f"there is no function {check.name!r} to grade")
+    def _build_inputs(self, check: Check) -> tuple[dict[str, Any], InputsFingerprint]:
         self.env.prepare()
         try:
             inputs = check.inputs(self.env)
-            fingerprint = inputs_hash(inputs, {name: self.env.model_hashes[name] for name in self.env.models_used})
+            used = {name: self.env.model_hashes[name] for name in self.env.models_used}
+            return inputs, fingerprint_inputs(inputs, used)
         except Exception:
             self.env.audit()
-            return outcome("error", f"building the inputs of {check.name!r} failed; this is a bug in the course, not "
-                           f"in your code:\n{traceback.format_exc()}")
+            raise _Verdict("error", f"building the inputs of {check.name!r} failed; this is a bug in the course, not "
+                           f"in your code:\n{traceback.format_exc()}") from None
+
+    def _expected(self, day: Day, check: Check, fingerprint: InputsFingerprint) -> Any:
         try:
-            expected = self.store(day).expected(check.name, fingerprint)
+            return self.store(day).expected(check.name, fingerprint)
         except StaleReference as error:
-            return outcome("stale reference", f"{error}. This is not your mistake: the course's stored answers need "
-                           f"rebuilding with `{rebuild_command(day)}`.")
+            raise _Verdict("stale reference", f"{error}. This is not your mistake: the course's stored answers need "
+                           f"rebuilding with `{rebuild_command(day)}`.") from None
+
+    def _call(self, function: Callable[..., Any], check: Check, inputs: dict[str, Any]) -> Any:
+        """Call the learner's function on pristine models under the check's timeout; audit what it changed."""
         snapshot = _snapshot(inputs)
         self.env.prepare()
         try:
             with _time_limit(check.timeout_s):
                 actual = function(**inputs)
         except NotImplementedError as error:
-            if _raised_by_library(error):
-                return outcome("failed", f"{check.name} raised:\n{_learner_traceback(error)}")
-            return outcome("not started", f"{check.name} still raises NotImplementedError: fill in its body.")
+            if _raised_by_library(error, function):
+                raise _Verdict("failed", f"{check.name} raised:\n{_learner_traceback(error)}") from None
+            raiser = traceback.extract_tb(error.__traceback__)[-1].name
+            if raiser != check.name:
+                raise _Verdict("not started", f"{check.name} calls {raiser}, which still raises "
+                               f"NotImplementedError: fill in {raiser} first.") from None
+            raise _Verdict("not started", f"{check.name} still raises NotImplementedError: fill in its body.") from None
         except LearnerTimeout:
-            return outcome("failed", f"{check.name} did not return within {check.timeout_s:g} s and was stopped: an "
-                           "infinite loop, or a loop that should be a batched tensor operation?")
+            raise _Verdict("failed", f"{check.name} did not return within {check.timeout_s:g} s and was stopped: an "
+                           "infinite loop, or a loop that should be a batched tensor operation?") from None
         except Exception as error:
-            return outcome("failed", f"{check.name} raised {type(error).__name__}:\n{_learner_traceback(error)}")
+            raise _Verdict("failed", f"{check.name} raised {type(error).__name__}:\n"
+                           f"{_learner_traceback(error)}") from None
         finally:
-            problems = self.env.audit()
+            problems = self.env.audit()  # always: the models are restored even when the call failed
         mutated = _first_difference(inputs, snapshot, "")
         if mutated is not None:
-            problems.append(f"your function modified its input {mutated.lstrip('.')!r} in place: work on a copy "
-                            "(e.g. `x.clone()`), never on the caller's tensors.")
+            problems.append(f"your function modified its input {mutated!r} in place: work on a copy (e.g. "
+                            "`x.clone()`), never on the caller's tensors.")
         if problems:
-            return outcome("failed", " ".join(problems))
-        verdict = compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered)
+            raise _Verdict("failed", " ".join(problems))
+        return actual
+
+    @staticmethod
+    def _judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any]) -> None:
+        """Compare with the reference, then run the check's validator; raise a _Verdict unless both pass."""
+        try:
+            verdict = compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered)
+        except Exception as error:  # an output so odd that comparing it fails
+            raise _Verdict("failed", f"your output could not be compared with the reference ({type(error).__name__}: "
+                           f"{error}); it should be a {type(expected).__name__}") from None
         if not verdict.passed:
             hint = f"\nHint from the course: {check.hint}" if check.hint else ""
-            return outcome("failed", verdict.message + hint)
+            raise _Verdict("failed", verdict.message + hint)
         if check.validate is not None:
-            complaint = check.validate(actual, inputs)
+            try:
+                complaint = check.validate(actual, inputs)
+            except Exception:
+                raise _Verdict("error", f"the validator of {check.name!r} crashed; this is a bug in the course:\n"
+                               f"{traceback.format_exc()}") from None
             if complaint:
-                return outcome("failed", complaint)
-        return outcome("passed")
+                raise _Verdict("failed", complaint)
+
+
+class _Verdict(Exception):
+    """Ends a grading call early with a status and its message."""
+
+    def __init__(self, status: str, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
 
 
 # ---- timeouts --------------------------------------------------------------------------------------------------------
@@ -159,10 +199,19 @@ def _learner_traceback(error: BaseException) -> str:
     return "".join(lines).rstrip()
 
 
-def _raised_by_library(error: BaseException) -> bool:
-    """Whether the innermost frame is in an installed library (torch saying "not implemented" is a real error)."""
+def _raised_by_library(error: BaseException, function: Callable[..., Any]) -> bool:
+    """Whether a NotImplementedError is a real error rather than a stub: "not started" needs the innermost frame to
+    be a `raise NotImplementedError` line outside installed libraries (torch's own NotImplementedError comes from C
+    code, i.e. from whatever learner line called it)."""
     frames = traceback.extract_tb(error.__traceback__)
-    return bool(frames) and any(part in frames[-1].filename for part in ("site-packages", "dist-packages"))
+    if not frames:
+        return True
+    innermost = frames[-1]
+    learner_file = getattr(getattr(function, "__code__", None), "co_filename", None)
+    in_library = innermost.filename != learner_file and any(
+        part in innermost.filename for part in ("site-packages", "dist-packages"))
+    line = (innermost.line or "").strip()
+    return in_library or bool(line) and not line.startswith("raise NotImplementedError")
 
 
 # ---- input mutation --------------------------------------------------------------------------------------------------

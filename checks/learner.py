@@ -3,10 +3,10 @@
 The rule: only these top-level statements of the module are executed, in order; everything else is skipped.
 - the module docstring, `import` and `from ... import` statements;
 - `def`, `async def` and `class` statements (with their decorators);
-- plain assignments (`X = ...`, `X: T = ...`) whose right-hand side calls nothing, except a few harmless
-  calls (`torch.device(...)`, `torch.cuda.is_available()`, `TypeVar(...)`, `NewType(...)`, `Path(...)`): constants, type aliases such as
+- plain assignments (`X = ...`, `X: T = ...`) whose right-hand side calls nothing but a few harmless functions
+  (`torch.device`, `torch.cuda.is_available`, `TypeVar`, `NewType`, `Path`): constants, type aliases such as
   `Float[Tensor, "batch pos"]`, and `MAIN = __name__ == "__main__"`;
-- `try` blocks made only of such statements (e.g. an import with a fallback).
+- `try` blocks made only of such statements (e.g. an import with a fallback), and `if TYPE_CHECKING:` blocks.
 Skipped: bare expressions and calls, `if`/`for`/`while`/`with` blocks (so `if MAIN:` cells, and unguarded
 exploration code too), augmented assignments, assignments whose value calls something (`model = load_model(...)`).
 So grading never runs a learner's experiment, whether or not they kept the `if MAIN:` guards. An exercise must take
@@ -88,10 +88,17 @@ def _kept(node: ast.stmt, is_first: bool = False) -> bool:
         return _calls_nothing(node.value)
     if isinstance(node, ast.AnnAssign):
         return node.value is None or _calls_nothing(node.value)
+    if isinstance(node, ast.If) and _is_type_checking(node.test):
+        return all(_kept(stmt) for stmt in node.body + node.orelse)
     if isinstance(node, ast.Try):
         blocks = [node.body, node.orelse, node.finalbody, *[handler.body for handler in node.handlers]]
         return all(_kept(stmt) or isinstance(stmt, ast.Pass) for block in blocks for stmt in block)
     return False
+
+
+def _is_type_checking(test: ast.expr) -> bool:
+    return (isinstance(test, ast.Name) and test.id == "TYPE_CHECKING") or (
+        isinstance(test, ast.Attribute) and test.attr == "TYPE_CHECKING")
 
 
 def _calls_nothing(expression: ast.expr) -> bool:

@@ -12,6 +12,7 @@ that rebuilds the references). The logic lives in `checks.session` and `checks.g
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
@@ -40,18 +41,22 @@ def pytest_configure(config: pytest.Config) -> None:
         if used:
             raise pytest.UsageError(f"{', '.join(used)} only make sense with --day N")
         return
-    import os
-
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from checks.course import Course, CourseError
     from checks.session import GradingSession, parse_days
 
+    device = config.getoption("device")
+    if device == "cuda":
+        import torch
+
+        if not torch.cuda.is_available():
+            raise pytest.UsageError("--device cuda: no CUDA device is available here; use --device cpu")
     root = config.getini("course_root")
     base = config.inipath.parent if config.inipath else config.rootpath
     course = Course((base / root).resolve(), config.getini("course_models")) if root else Course.default()
     try:
         grading = GradingSession(course, parse_days(config.getoption("day"), course),
-                                 device=config.getoption("device") or _default_device(),
+                                 device=device or _default_device(),
                                  solutions=config.getoption("solutions"), learner=config.getoption("learner"))
     except CourseError as error:
         raise pytest.UsageError(str(error)) from None
@@ -72,7 +77,7 @@ def pytest_collection(session: pytest.Session) -> bool | None:
     hook = session.config.hook
     items: list[pytest.Item] = []
     for day in grading.days:
-        node = DayNode.from_parent(session, name=f"day{day.number}", day=day)
+        node = DayNode.from_parent(session, name=f"day{day.number}", nodeid=f"day{day.number}", day=day)
         hook.pytest_collectstart(collector=node)
         day_items = node.collect()
         hook.pytest_collectreport(report=pytest.CollectReport(node.nodeid, "passed", None, day_items))
@@ -86,7 +91,7 @@ def pytest_collection(session: pytest.Session) -> bool | None:
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
     grading = config.stash.get(_SESSION, None)
-    if grading is None:
+    if grading is None or not grading.outcomes:
         return
     terminalreporter.section("course grades")
     for line in grading.table().splitlines():

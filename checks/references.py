@@ -4,9 +4,12 @@
 writes `checks/references/dayN.pt` (the outputs, CPU tensors, loadable with `weights_only=True`) and `dayN.json`
 (the fingerprint). Per exercise the fingerprint records:
 - `inputs_hash`: the inputs' structure (names, types, shapes, dtypes), the exact values of everything but
-  floating-point tensors (including a `torch.Generator`'s state), and the weights hash of every zoo model the inputs builder used. Floating-point tensors
-  enter by shape and dtype only, since their bits differ across devices (references are built on a GPU, graded on
-  CPU); what they are computed from (weights, integer data) is hashed exactly.
+  floating-point tensors (including a `torch.Generator`'s state), and the weights hash of every zoo model the
+  inputs builder used. Floating-point tensors enter by shape and dtype only, since their bits differ across devices
+  (references are built on a GPU, graded on CPU)...
+- `inputs_floats`: ...so each floating-point tensor is summarised instead (its mean absolute value, count of
+  non-finite values, mean, and 8 evenly spaced elements), and compared within 1e-3 of its scale: device noise
+  passes, changed data (e.g. other tokens behind cached activations) does not.
 - `solution_hash`: the source of the solution function and of every top-level function, class or constant of the
   solution module it refers to, transitively (so editing prose does not invalidate references).
 The day records the device, library versions and each model's weights hash, for the record.
@@ -24,9 +27,11 @@ import datetime
 import hashlib
 import importlib.metadata
 import json
+import math
 import platform
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 
@@ -53,6 +58,69 @@ def rebuild_command(day: Day, device: str | None = None) -> str:
 
 
 # ---- fingerprints ----------------------------------------------------------------------------------------------------
+_SAMPLES = 8
+_FLOAT_RTOL = 1e-3
+
+
+@dataclass(frozen=True)
+class InputsFingerprint:
+    """What identifies a check's inputs: an exact hash, and a summary of its floating-point tensors."""
+
+    hash: str
+    floats: list[list[float]]
+
+
+def fingerprint_inputs(inputs: dict[str, Any], model_hashes: dict[str, str]) -> InputsFingerprint:
+    return InputsFingerprint(inputs_hash(inputs, model_hashes), float_summary(inputs))
+
+
+def float_summary(inputs: Any) -> list[list[float]]:
+    """Per floating-point tensor in `inputs` (in a fixed order): [mean |x|, non-finite count, mean, samples...]."""
+    summary = []
+    for tensor in _float_tensors(inputs):
+        values = tensor.detach().to("cpu", torch.float64).reshape(-1)
+        finite = values[values.isfinite()]
+        index = torch.linspace(0, max(values.numel() - 1, 0), min(_SAMPLES, values.numel())).round().long()
+        numbers = [finite.abs().mean().item() if finite.numel() else 0.0, float(values.numel() - finite.numel()),
+                   finite.mean().item() if finite.numel() else 0.0, *values[index].tolist()]
+        summary.append([float(f"{x:.8g}") for x in numbers])  # 8 digits: ample for a 1e-3 comparison
+    return summary
+
+
+def floats_match(current: list[list[float]], stored: list[list[float]]) -> bool:
+    """Whether two float summaries agree within `_FLOAT_RTOL` of each tensor's scale (non-finite values exactly)."""
+    if len(current) != len(stored) or any(len(a) != len(b) for a, b in zip(current, stored)):
+        return False
+    for now, then in zip(current, stored):
+        scale = abs(then[0])
+        for a, b in zip(now, then):
+            if math.isfinite(a) and math.isfinite(b):
+                if abs(a - b) > _FLOAT_RTOL * max(scale, abs(b)) + 1e-12:
+                    return False
+            elif a != b and not (math.isnan(a) and math.isnan(b)):
+                return False
+    return True
+
+
+def _float_tensors(value: Any) -> Iterator[torch.Tensor]:
+    from transformer_lens import ActivationCache
+
+    if isinstance(value, torch.Tensor):
+        if value.dtype.is_floating_point:
+            yield value
+    elif isinstance(value, ActivationCache):
+        yield from _float_tensors(dict(value.cache_dict))
+    elif isinstance(value, dict):
+        for key in sorted(value, key=repr):
+            yield from _float_tensors(value[key])
+    elif isinstance(value, (list, tuple)):
+        for item in value:
+            yield from _float_tensors(item)
+    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
+        for f in dataclasses.fields(value):
+            yield from _float_tensors(getattr(value, f.name))
+
+
 def inputs_hash(inputs: dict[str, Any], model_hashes: dict[str, str]) -> str:
     """Hash of a check's inputs, device-independent (see the module docstring). `model_hashes`: the weights hash of
     each zoo model the inputs builder used."""
@@ -161,14 +229,15 @@ class ReferenceStore:
         self._fingerprint = json.loads(fingerprint_path.read_text())
         self._outputs = torch.load(outputs_path, map_location="cpu", weights_only=True)
 
-    def expected(self, name: str, inputs_fingerprint: str) -> Any:
+    def expected(self, name: str, inputs: InputsFingerprint) -> Any:
         """The stored output for exercise `name`, after checking it is fresh; raises StaleReference otherwise."""
         self._load()
         assert self._fingerprint is not None and self._outputs is not None
         entry = self._fingerprint.get("exercises", {}).get(name)
         if entry is None or name not in self._outputs:
             raise StaleReference(f"the stored references of day {self.day.number} have no output for {name!r}")
-        if entry["inputs_hash"] != inputs_fingerprint:
+        floats = entry.get("inputs_floats")  # absent from references built before it was recorded
+        if entry["inputs_hash"] != inputs.hash or (floats is not None and not floats_match(inputs.floats, floats)):
             raise StaleReference(f"the inputs of {name!r} changed since its reference was built (the check spec, a "
                                  "data generator or a model's weights changed)")
         current = self._solution_hash(name)
@@ -205,7 +274,7 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
             raise RuntimeError(f"{day.solution_path} has no function {check.name!r}")
         env.prepare()
         inputs = check.inputs(env)
-        fingerprint = inputs_hash(inputs, {name: env.model_hashes[name] for name in env.models_used})
+        fingerprint = fingerprint_inputs(inputs, {name: env.model_hashes[name] for name in env.models_used})
         env.prepare()
         output = function(**inputs)
         problems = env.audit()
@@ -213,7 +282,8 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
             raise RuntimeError(f"the solution of {check.name!r} misbehaved: " + " ".join(problems))
         outputs[check.name] = storable(output)
         exercises[check.name] = {
-            "inputs_hash": fingerprint,
+            "inputs_hash": fingerprint.hash,
+            "inputs_floats": fingerprint.floats,
             "solution_hash": solution_hash(day.solution_path, check.name),
         }
     record = {

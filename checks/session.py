@@ -38,6 +38,9 @@ def learner_file(day: Day, *, solutions: bool = False, learner: Path | None = No
     if solutions:
         return day.solution_path
     if learner is None:
+        if not day.curriculum_path.is_file():
+            raise LearnerModuleError(f"{day.curriculum_path} does not exist yet: generate it from the solutions with "
+                                     f"`python -m notebooks build --day {day.number}`")
         return day.curriculum_path
     if not learner.is_dir():
         return learner
@@ -49,7 +52,8 @@ def learner_file(day: Day, *, solutions: bool = False, learner: Path | None = No
         return matches[0]
     if not matches:
         raise LearnerModuleError(f"{learner} holds no file for day {day.number} (expected {day.module}.py or .ipynb)")
-    raise LearnerModuleError(f"{learner} holds several files for day {day.number}: {', '.join(p.name for p in matches)}")
+    names = ", ".join(p.name for p in matches)
+    raise LearnerModuleError(f"{learner} holds several files for day {day.number}: {names}")
 
 
 @dataclass

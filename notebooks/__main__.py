@@ -1,0 +1,53 @@
+"""Command line of the notebook builder (see `notebooks.builder`).
+
+    python -m notebooks build [--day N] [--force]   write the stale generated files of every day (or day N)
+    python -m notebooks build --check               list stale generated files; exit 1 if there is any
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from notebooks.builder import BuildError, build_day, find_days, stale_files
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m notebooks", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True)
+    build = commands.add_parser("build", help="build curriculum modules and notebooks from solutions/")
+    build.add_argument("--day", type=int, action="append", help="only this day (repeatable)")
+    build.add_argument("--force", action="store_true",
+                       help="rewrite every file, even an edited curriculum module, and re-execute notebooks")
+    build.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale generated files")
+    build.add_argument("--root", type=Path, default=REPO_ROOT, help="course folder (default: this repository)")
+    args = parser.parse_args(argv)
+    root = args.root.resolve()
+    try:
+        days = find_days(root, args.day)
+    except BuildError as error:
+        parser.error(str(error))
+    if args.check:
+        stale = [path for files in days for path in stale_files(files)]
+        for path in stale:
+            print(f"stale: {path.relative_to(root)}")
+        if stale:
+            print("run `python -m notebooks build` to rebuild them", file=sys.stderr)
+            return 1
+        print(f"all generated files of {len(days)} day(s) are up to date")
+        return 0
+    failed = False
+    for files in days:
+        try:
+            build_day(files, force=args.force)
+        except BuildError as error:
+            print(f"error: {error}", file=sys.stderr)
+            failed = True
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

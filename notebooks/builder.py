@@ -1,0 +1,270 @@
+"""Build every generated file of a day from its single source, `solutions/dayN_<topic>.py` (jupytext percent format).
+
+- `curriculum/dayN_<topic>.py`: the source with every exercise's solution replaced by a stub. An exercise is a
+  top-level function in a cell tagged `# %% tags=["exercise"]`; its decorators, signature, type hints and docstring
+  are kept, everything after the docstring becomes `raise NotImplementedError(...)`. A header says the file is
+  generated and records the SHA-256 of the generated content, so the builder can tell a learner's edits and refuses
+  to overwrite them unless forced.
+- `notebooks/learner/dayN_<topic>.ipynb`: the same stubs as a notebook, without outputs.
+- `notebooks/instructor/dayN_<topic>.ipynb`: the solutions as a notebook, executed with nbclient on this machine's
+  Python kernel (offline: HF_HUB_OFFLINE=1; plotly figures embed plotly.js in the notebook, and the MathJax script
+  tag plotly adds from a CDN is removed, so a saved notebook loads nothing from the network).
+
+A generated file is stale when it differs from what the builder would write now: the curriculum module by its text,
+notebooks by their cells (type, source, tags), never by outputs.
+"""
+
+from __future__ import annotations
+
+import ast
+import hashlib
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable
+
+import nbformat
+
+_CELL_MARKER = re.compile(r"^# %%")
+_EXERCISE_CELL = re.compile(r"""^# %%.*\btags\s*=\s*\[[^\]]*["']exercise["']""")
+_HASH_LINE = re.compile(r"^# content-sha256: ([0-9a-f]{64})$", re.MULTILINE)
+_DAY_FILE = re.compile(r"^day(\d+)_\w+\.py$")
+# plotly's HTML renderer always adds a MathJax <script> from a CDN; figures render without it (no LaTeX in ours)
+_REMOTE_SCRIPT = re.compile(r'<script src="https?://[^"]*"></script>')
+
+
+class BuildError(Exception):
+    """The source cannot be built (e.g. an exercise without a docstring) or a file must not be overwritten."""
+
+
+# ---- stubs -----------------------------------------------------------------------------------------------------------
+def exercise_names(source: str) -> list[str]:
+    """The exercises of a day source: top-level functions defined in cells tagged "exercise", in order."""
+    return [node.name for node in _exercise_functions(source)]
+
+
+def _exercise_functions(source: str) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
+    lines = source.splitlines()
+    in_exercise = [False] * (len(lines) + 2)  # by 1-based line number
+    current = False
+    for number, line in enumerate(lines, start=1):
+        if _CELL_MARKER.match(line):
+            current = bool(_EXERCISE_CELL.match(line))
+        in_exercise[number] = current
+    tree = ast.parse(source)
+    return [node for node in tree.body
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and in_exercise[node.lineno]]
+
+
+def stub_exercises(source: str) -> str:
+    """`source` with the body of every exercise after its docstring replaced by `raise NotImplementedError(...)`."""
+    lines = source.splitlines(keepends=True)
+    replacements: list[tuple[int, int, str]] = []  # (first line index, end line index exclusive, text)
+    for node in _exercise_functions(source):
+        body = node.body
+        if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
+                and isinstance(body[0].value.value, str)):
+            raise BuildError(f"exercise {node.name!r} (line {node.lineno}) has no docstring: the learner needs one")
+        if len(body) == 1:
+            raise BuildError(f"exercise {node.name!r} (line {node.lineno}) has no solution after its docstring")
+        docstring = body[0]
+        if body[1].lineno == docstring.end_lineno:
+            raise BuildError(f"exercise {node.name!r}: put the solution on the lines after the docstring")
+        indent = " " * docstring.col_offset
+        start = docstring.end_lineno  # 0-based index of the first line after the docstring
+        end = _end_of_body(lines, node.end_lineno, docstring.col_offset)
+        stub = f'{indent}raise NotImplementedError("write {node.name}, then run check({node.name})")\n'
+        replacements.append((start, end, stub))
+    for start, end, stub in reversed(replacements):
+        lines[start:end] = [stub]
+    return "".join(lines)
+
+
+def _end_of_body(lines: list[str], end_lineno: int, indent: int) -> int:
+    """Index after the function's last line, including trailing comments indented as its body."""
+    end = end_lineno
+    scan = end
+    while scan < len(lines):
+        line = lines[scan]
+        if not line.strip():
+            scan += 1
+            continue
+        if line.startswith(" " * indent) and line.lstrip().startswith("#") and not _CELL_MARKER.match(line):
+            scan += 1
+            end = scan
+            continue
+        break
+    return end
+
+
+# ---- the curriculum module and its header ----------------------------------------------------------------------------
+def curriculum_text(solution_path: Path) -> str:
+    """The learner's module for a solution file: header + stubbed source."""
+    body = stub_exercises(solution_path.read_text(encoding="utf-8"))
+    return _with_header(body, solution_path.name)
+
+
+def _split_yaml_header(text: str) -> tuple[str, str]:
+    lines = text.splitlines(keepends=True)
+    if lines and lines[0].rstrip() == "# ---":
+        for index in range(1, len(lines)):
+            if lines[index].rstrip() == "# ---":
+                return "".join(lines[: index + 1]), "".join(lines[index + 1:])
+    return "", text
+
+
+def _with_header(body: str, solution_name: str) -> str:
+    digest = hashlib.sha256(body.encode()).hexdigest()
+    header = (f"# GENERATED by `python -m notebooks build` from solutions/{solution_name}: fill in the exercises "
+              "here.\n"
+              "# The builder never overwrites this file once you have edited it (unless run with --force).\n"
+              f"# content-sha256: {digest}\n")
+    yaml_header, rest = _split_yaml_header(body)
+    return yaml_header + header + rest
+
+
+def _without_header(text: str) -> tuple[str | None, str]:
+    """(recorded hash or None, the text with the header removed)."""
+    match = _HASH_LINE.search(text)
+    if match is None:
+        return None, text
+    lines = text.splitlines(keepends=True)
+    hash_index = next(i for i, line in enumerate(lines) if _HASH_LINE.match(line.rstrip("\n")))
+    return match.group(1), "".join(lines[: hash_index - 2] + lines[hash_index + 1:])
+
+
+def learner_edited(path: Path) -> bool:
+    """Whether an existing curriculum file no longer matches the hash in its header (or has no header)."""
+    recorded, body = _without_header(path.read_text(encoding="utf-8"))
+    return recorded is None or hashlib.sha256(body.encode()).hexdigest() != recorded
+
+
+# ---- notebooks -------------------------------------------------------------------------------------------------------
+def to_notebook(source: str) -> nbformat.NotebookNode:
+    """A percent-format source as a notebook without outputs, with deterministic cell ids."""
+    import jupytext
+
+    notebook = jupytext.reads(source, fmt="py:percent")
+    notebook.metadata.pop("jupytext", None)
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{index}"
+    nbformat.validate(notebook)
+    return notebook
+
+
+def cell_signature(notebook: nbformat.NotebookNode) -> list[tuple[str, str, tuple[str, ...]]]:
+    """What makes a notebook stale: each cell's type, source and tags (never outputs)."""
+    return [(cell.cell_type, cell.source, tuple(cell.metadata.get("tags", ()))) for cell in notebook.cells]
+
+
+def execute(notebook: nbformat.NotebookNode, cwd: Path, timeout_s: int = 900) -> nbformat.NotebookNode:
+    """Run every cell in a fresh kernel of this Python, offline, with plotly.js embedded in figure outputs."""
+    from nbclient import NotebookClient
+
+    saved = {key: os.environ.get(key) for key in ("HF_HUB_OFFLINE", "PLOTLY_RENDERER")}
+    os.environ["HF_HUB_OFFLINE"] = "1"
+    os.environ["PLOTLY_RENDERER"] = "notebook"  # inline plotly.js; "notebook_connected" would load it from a CDN
+    try:
+        client = NotebookClient(notebook, timeout=timeout_s, kernel_name="python3",
+                                resources={"metadata": {"path": str(cwd)}})
+        client.execute()
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+    for cell in notebook.cells:
+        for output in cell.get("outputs", []):
+            html = output.get("data", {}).get("text/html")
+            if isinstance(html, str):
+                output["data"]["text/html"] = _REMOTE_SCRIPT.sub("", html)
+    nbformat.validate(notebook)
+    return notebook
+
+
+# ---- the build -------------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class DayFiles:
+    """The source of one day and the files generated from it, under a course root."""
+
+    root: Path
+    solution: Path
+
+    @property
+    def number(self) -> int:
+        return int(_DAY_FILE.match(self.solution.name).group(1))  # type: ignore[union-attr]
+
+    @property
+    def curriculum(self) -> Path:
+        return self.root / "curriculum" / self.solution.name
+
+    @property
+    def learner_notebook(self) -> Path:
+        return self.root / "notebooks" / "learner" / f"{self.solution.stem}.ipynb"
+
+    @property
+    def instructor_notebook(self) -> Path:
+        return self.root / "notebooks" / "instructor" / f"{self.solution.stem}.ipynb"
+
+
+def find_days(root: Path, days: list[int] | None = None) -> list[DayFiles]:
+    """Every `solutions/dayN_<topic>.py` of the course at `root` (only days `days` if given), by day number."""
+    found = [DayFiles(root, path) for path in sorted((root / "solutions").glob("day*_*.py"))
+             if _DAY_FILE.match(path.name)]
+    found.sort(key=lambda files: files.number)
+    if days is not None:
+        missing = set(days) - {files.number for files in found}
+        if missing:
+            raise BuildError(f"no solutions/dayN_*.py for day(s) {sorted(missing)} in {root}")
+        found = [files for files in found if files.number in days]
+    return found
+
+
+def stale_files(files: DayFiles) -> list[Path]:
+    """The generated files of a day that are missing or differ from what the builder would write now."""
+    stale = []
+    curriculum = curriculum_text(files.solution)
+    if not files.curriculum.is_file() or files.curriculum.read_text(encoding="utf-8") != curriculum:
+        stale.append(files.curriculum)
+    expected = {
+        files.learner_notebook: to_notebook(_without_header(curriculum)[1]),
+        files.instructor_notebook: to_notebook(files.solution.read_text(encoding="utf-8")),
+    }
+    for path, notebook in expected.items():
+        if not path.is_file() or cell_signature(nbformat.read(path, as_version=4)) != cell_signature(notebook):
+            stale.append(path)
+    return stale
+
+
+def build_day(files: DayFiles, force: bool = False, log: Callable[[str], None] | None = print) -> list[Path]:
+    """Write a day's generated files that are stale (all of them with `force`); returns the paths written.
+
+    Raises BuildError, writing nothing, when the curriculum module was edited by a learner and `force` is False.
+    """
+    log = log or (lambda message: None)
+    curriculum = curriculum_text(files.solution)
+    if (files.curriculum.is_file() and not force and files.curriculum.read_text(encoding="utf-8") != curriculum
+            and learner_edited(files.curriculum)):
+        raise BuildError(f"{files.curriculum} was edited (its content no longer matches the hash in its header); "
+                         "not overwriting it. Move your work elsewhere, or rebuild with --force to discard it.")
+    stale = set(stale_files(files))
+    written = []
+    if force or files.curriculum in stale:
+        files.curriculum.parent.mkdir(parents=True, exist_ok=True)
+        files.curriculum.write_text(curriculum, encoding="utf-8")
+        written.append(files.curriculum)
+    if force or files.learner_notebook in stale:
+        files.learner_notebook.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(to_notebook(_without_header(curriculum)[1]), files.learner_notebook)
+        written.append(files.learner_notebook)
+    if force or files.instructor_notebook in stale:
+        log(f"executing {files.instructor_notebook.name} ...")
+        notebook = execute(to_notebook(files.solution.read_text(encoding="utf-8")), cwd=files.root)
+        files.instructor_notebook.parent.mkdir(parents=True, exist_ok=True)
+        nbformat.write(notebook, files.instructor_notebook)
+        written.append(files.instructor_notebook)
+    for path in written:
+        log(f"wrote {path.relative_to(files.root)}")
+    return written
