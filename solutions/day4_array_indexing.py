@@ -38,6 +38,9 @@
 # at where each layer attends, knock layers out, attribute the answer logit to its sources, read off what each
 # head copies, patch the `idx` token to see where the index information travels, and finally state the mechanism
 # as a prediction and test it.
+#
+# Every function in a cell marked as an exercise is graded: fill it in, then run `check(function_name)` in the
+# notebook, or `pytest --day 4` in a terminal. The other cells are for reading, running and changing freely.
 
 # %%
 from __future__ import annotations
@@ -47,7 +50,6 @@ import os
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import torch
-import torch.nn.functional as F
 from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
@@ -62,14 +64,15 @@ from curriculum.data.array_indexing import (
     LIST_LEN,
     MAX_NUM,
     NL_TOKEN,
-    SEQ_LEN,
 )
 
 MAIN = __name__ == "__main__"
+if MAIN:
+    from checks import check  # noqa: F401  (check(fn) grades one exercise and prints the verdict)
 
 # %% [markdown]
 # The constants above come from the course's data module: `LIST_LEN = 3`, `MAX_NUM = 50`, `BOS_TOKEN = 50`,
-# `NL_TOKEN = 51`, `SEQ_LEN = 11`, `IDX_POSITION = 5`, `ELT_POSITION = 6`, `ANSWER_POSITIONS = (7, 8, 9)` (where
+# `NL_TOKEN = 51`, sequences of 11 tokens, `IDX_POSITION = 5`, `ELT_POSITION = 6`, `ANSWER_POSITIONS = (7, 8, 9)` (where
 # the logits predicting `b0, b1, b2` are read) and `LABEL_POSITIONS = (8, 9, 10)` (where `b0, b1, b2` stand).
 #
 # ## 1. The data, the loss, the labels
@@ -171,7 +174,7 @@ def attention_by_idx_match(
     """
     _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
     idx = tokens[:, IDX_POSITION]
-    result = torch.zeros(model.cfg.n_layers, LIST_LEN, 2, tokens.shape[1])
+    result = torch.zeros(model.cfg.n_layers, LIST_LEN, 2, tokens.shape[1], device=tokens.device)
     for layer in range(model.cfg.n_layers):
         pattern = cache["pattern", layer][:, 0]  # [batch, query, key]
         for j, query in enumerate(ANSWER_POSITIONS):
@@ -195,8 +198,8 @@ def attention_to_answer_source(
     """Mean attention (head 0) from answer position j to the position holding b_j: a_j's if idx != j, else elt's."""
     _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_pattern"))
     idx = tokens[:, IDX_POSITION]
-    batch = torch.arange(tokens.shape[0])
-    result = torch.zeros(model.cfg.n_layers, LIST_LEN)
+    batch = torch.arange(tokens.shape[0], device=tokens.device)
+    result = torch.zeros(model.cfg.n_layers, LIST_LEN, device=tokens.device)
     for layer in range(model.cfg.n_layers):
         pattern = cache["pattern", layer][:, 0]
         for j, query in enumerate(ANSWER_POSITIONS):
@@ -235,6 +238,21 @@ if MAIN:
     plotting.show(plotting.attention_patterns(cache["pattern", 1][0], model.to_str_tokens(tokens[0])))
 
 # %% [markdown]
+# Read the two layers differently. In layer 1 the split by `idx == j` changes everything: the answer position looks
+# at `a_j` when its entry is unchanged and at `elt` when it is the one being overwritten. So layer 1 *selects*. But
+# how can it know whether `idx == j`? Its query at the answer position carries only the position (shortformer) and
+# whatever layer 0 wrote there; the key at `elt` carries the token `elt` and whatever layer 0 wrote *there*.
+#
+# Layer 0, at the answer positions, looks at `elt` whatever `idx` is. What does layer 0 do at the `elt` position
+# itself? A head at `elt` may attend to `idx`, the only earlier position that knows the index.
+
+# %%
+if MAIN:
+    layer0_from_elt = cache["pattern", 0][:, 0, ELT_POSITION].mean(dim=0)
+    print("layer 0, mean attention from the elt position:")
+    print({labels[k]: round(v, 3) for k, v in enumerate(layer0_from_elt.tolist()) if k <= ELT_POSITION})
+
+# %% [markdown]
 # ## 3. Ablations: what breaks when a layer is removed?
 #
 # Two ways to remove a layer's attention output (`blocks.{L}.hook_attn_out`): set it to zero, or replace it by its
@@ -252,8 +270,8 @@ def attention_ablation_effects(
     `answer_accuracy`. Returns (loss, accuracy).
     """
     n_layers = model.cfg.n_layers
-    loss = torch.zeros(2, n_layers, LIST_LEN)
-    accuracy = torch.zeros(2, n_layers, LIST_LEN)
+    loss = torch.zeros(2, n_layers, LIST_LEN, device=tokens.device)
+    accuracy = torch.zeros(2, n_layers, LIST_LEN, device=tokens.device)
     answers = tokens[:, list(LABEL_POSITIONS)]
 
     def zero(attn_out: Tensor, hook) -> Tensor:
@@ -291,6 +309,32 @@ if MAIN:
         value_name="accuracy",
     )
     plotting.show(fig)
+
+# %% [markdown]
+# Accuracy alone says *that* something broke. What the broken model predicts instead says *what* broke. The helper
+# below (not an exercise) returns the zero-ablated model's predictions, so we can ask how often they are `elt` and how
+# often the unchanged entry `a_j`.
+
+# %%
+def predictions_with_layer_zeroed(
+    model: HookedTransformer, tokens: Int[Tensor, "batch seq"], layer: int
+) -> Int[Tensor, "batch answer"]:
+    """The argmax prediction at each answer position with blocks.{layer}.hook_attn_out set to zero."""
+    logits = model.run_with_hooks(
+        tokens, fwd_hooks=[(f"blocks.{layer}.hook_attn_out", lambda attn_out, hook: torch.zeros_like(attn_out))]
+    )
+    return logits[:, list(ANSWER_POSITIONS)].argmax(dim=-1)
+
+
+if MAIN:
+    elt_everywhere = tokens[:, ELT_POSITION, None].expand(-1, LIST_LEN)
+    original_entries = tokens[:, 1 : 1 + LIST_LEN]
+    for layer in range(model.cfg.n_layers):
+        predicted = predictions_with_layer_zeroed(model, tokens, layer)
+        print(
+            f"L{layer} zeroed: prediction is elt for {(predicted == elt_everywhere).float().mean():.3f} of answers, "
+            f"the original entry a_j for {(predicted == original_entries).float().mean():.3f}"
+        )
 
 # %% [markdown]
 # ## 4. Direct logit attribution
@@ -343,11 +387,18 @@ if MAIN:
     plotting.show(fig)
     for name, row in zip(row_names, attribution_table):
         print(name, {c: round(v, 2) for c, v in zip(component_names, row.tolist())})
-    # The components sum to the logit (minus the unembedding bias): a check of the decomposition.
+    # The components plus the unembedding bias sum to the logit: a check of the decomposition.
     answers = tokens[:, list(LABEL_POSITIONS)]
     correct_logits = logits[:, list(ANSWER_POSITIONS)].gather(-1, answers[..., None])[..., 0]
     gap = (attribution.sum(0) + model.b_U[answers] - correct_logits).abs().max()
     print(f"max |sum of components + b_U - logit| = {gap:.2e}")
+
+# %% [markdown]
+# The positional row is zero, exactly: under shortformer, positions shape *where* heads look but are never added to
+# the residual stream, so they have no direct effect. The embedding row is also near zero: the token sitting at an
+# answer position (`NL`, `b0` or `b1`) says nothing about the next answer. Nearly all of the right answer's logit is
+# written by layer 1. Layer 0 adds a smaller push when `idx == j`, i.e. when the answer is `elt`, and next to nothing
+# on average otherwise: it fits the ablation above, where the model without layer 1 predicts `elt` almost everywhere.
 
 # %% [markdown]
 # ## 5. What do the heads copy? The OV circuit
@@ -395,6 +446,9 @@ if MAIN:
     plotting.show(fig)
 
 # %% [markdown]
+# Both heads copy: whatever number token they attend to, they raise that number's logit. So *what* a head outputs is
+# settled by *where* it attends, and the whole question of the algorithm is a question about attention.
+#
 # ## 6. Where does the index information go? Activation patching
 #
 # Take each example and make a *corrupted* twin that differs only in the `idx` token. Everything else stays,
@@ -409,7 +463,7 @@ if MAIN:
 # the final residual stream (`blocks.{n_layers-1}.hook_resid_post`).
 
 # %% tags=["exercise"]
-def idx_patching_effect(
+def residual_patching_effect(
     model: HookedTransformer, clean_tokens: Int[Tensor, "batch seq"], corrupted_tokens: Int[Tensor, "batch seq"]
 ) -> Float[Tensor, "resid_point seq"]:
     """Normalised effect of patching the corrupted residual stream into the clean run, at one point and position.
@@ -433,10 +487,11 @@ def idx_patching_effect(
     if not differs.any():
         raise ValueError("the clean and corrupted answers never differ: nothing to measure")
 
-    def logit_difference(logits: Tensor) -> Tensor:
+    def logit_difference(logits: Float[Tensor, "batch seq d_vocab_out"]) -> Tensor:
         answer_logits = logits[:, list(ANSWER_POSITIONS)]
-        diff = answer_logits.gather(-1, corrupted_answers[..., None]) - answer_logits.gather(-1, clean_answers[..., None])
-        return diff[..., 0][differs].mean()
+        corrupted_logit = answer_logits.gather(-1, corrupted_answers[..., None])[..., 0]
+        clean_logit = answer_logits.gather(-1, clean_answers[..., None])[..., 0]
+        return (corrupted_logit - clean_logit)[differs].mean()
 
     n_layers = model.cfg.n_layers
     hook_names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
@@ -445,17 +500,20 @@ def idx_patching_effect(
     ld_clean = logit_difference(model(clean_tokens))
     ld_corrupted = logit_difference(corrupted_logits)
 
-    effect = torch.zeros(len(hook_names), clean_tokens.shape[1])
+    # One forward pass per hook point: copy p of the batch has position p patched.
+    batch, seq = clean_tokens.shape
+    positions = torch.arange(seq, device=clean_tokens.device)
+    effect = torch.zeros(len(hook_names), seq, device=clean_tokens.device)
     for point, name in enumerate(hook_names):
-        for position in range(clean_tokens.shape[1]):
 
-            def patch(resid: Tensor, hook, position: int = position, name: str = name) -> Tensor:
-                resid = resid.clone()
-                resid[:, position] = corrupted_cache[name][:, position]
-                return resid
+        def patch(resid: Tensor, hook, name: str = name) -> Tensor:
+            resid = resid.clone().view(seq, batch, seq, -1)
+            resid[positions, :, positions] = corrupted_cache[name].transpose(0, 1)
+            return resid.view(seq * batch, seq, -1)
 
-            patched_logits = model.run_with_hooks(clean_tokens, fwd_hooks=[(name, patch)])
-            effect[point, position] = (logit_difference(patched_logits) - ld_clean) / (ld_corrupted - ld_clean)
+        patched_logits = model.run_with_hooks(clean_tokens.repeat(seq, 1), fwd_hooks=[(name, patch)])
+        for position, logits in enumerate(patched_logits.view(seq, batch, seq, -1)):
+            effect[point, position] = (logit_difference(logits) - ld_clean) / (ld_corrupted - ld_clean)
     return effect
 
 
@@ -466,7 +524,7 @@ if MAIN:
     new_idx = (clean[:, IDX_POSITION] + torch.randint(1, LIST_LEN, (len(clean),), generator=patch_generator)) % LIST_LEN
     corrupted = clean.clone()
     corrupted[:, IDX_POSITION] = new_idx
-    patching = idx_patching_effect(model, clean, corrupted)
+    patching = residual_patching_effect(model, clean, corrupted)
     point_names = [f"resid_pre L{layer}" for layer in range(model.cfg.n_layers)] + ["final resid"]
     fig = plotting.imshow(
         patching,
@@ -480,12 +538,43 @@ if MAIN:
         print(name, {labels[p]: round(v, 2) for p, v in enumerate(row.tolist()) if abs(v) > 0.05})
 
 # %% [markdown]
+# Read the rows top to bottom. Entering layer 0, only the `idx` token matters, of course. Entering layer 1, the index
+# is no longer read from the `idx` position: it lives in the residual stream at the `elt` position, put there by
+# layer 0's head (which, at `elt`, attends to `idx`). Nothing about the index has reached the answer positions yet;
+# only after layer 1 does it sit there, about a third at each answer position (each flips its own answer).
+
+# The function does not care *which* token was corrupted. Corrupt `elt` instead (a different number, same list and
+# index) to see where the element travels.
+
+# %%
+if MAIN:
+    elt_generator = torch.Generator().manual_seed(2)
+    elt_corrupted = clean.clone()
+    elt_offset = torch.randint(1, MAX_NUM, (len(clean),), generator=elt_generator)
+    elt_corrupted[:, ELT_POSITION] = (clean[:, ELT_POSITION] + elt_offset) % MAX_NUM
+    elt_patching = residual_patching_effect(model, clean, elt_corrupted)
+    for name, row in zip(point_names, elt_patching):
+        print(name, {labels[p]: round(v, 2) for p, v in enumerate(row.tolist()) if abs(v) > 0.05})
+
+# %% [markdown]
+# Entering layer 1, most of what the element does to the answer is still read from the `elt` position, by layer 1;
+# a smaller share has already been copied to the answer positions by layer 0, the same small push that the logit
+# attribution showed.
+
+# %% [markdown]
 # ## 7. The mechanism as a prediction
 #
-# Everything above points at one story for the last layer: each answer position attends to the position that holds
-# its answer and copies that token through the OV circuit. A story is only worth having if it predicts. Turn it into
-# a predictor that does not use the model's logits at all: at each answer position, take the token at the key
-# position the head attends to most.
+# Putting it together, the measurements above tell this story:
+#
+# 1. **Layer 0, at the `elt` position**, attends to `idx` and writes the index into `elt`'s residual stream.
+# 2. **Layer 0, at the answer positions**, attends to `elt` and copies it: on its own this would answer `elt`
+#    everywhere (which is what the model does with layer 1 removed).
+# 3. **Layer 1, at answer position `j`**, attends to `elt` when the index written there equals `j` (its query knows
+#    `j` from the positional embedding), and to `a_j` otherwise; its OV circuit copies the attended token, and this
+#    dominates the answer logit.
+#
+# A story is only worth having if it predicts. Turn step 3 into a predictor that does not use the logits at all: at
+# each answer position, output the token at the key position that the head attends to most.
 
 # %% tags=["exercise"]
 def predict_from_attention(
@@ -506,6 +595,37 @@ if MAIN:
     for layer in range(model.cfg.n_layers):
         predicted = predict_from_attention(model, tokens, layer)
         print(
-            f"L{layer} attention-argmax predictor: right {(predicted == answers).float().mean():.4f} of answers, "
+            f"L{layer} attention-argmax predictor: right on {(predicted == answers).float().mean():.4f} of answers "
+            f"(per answer position: {[round(x, 4) for x in (predicted == answers).float().mean(0).tolist()]}), "
             f"agrees with the model on {(predicted == model_predictions).float().mean():.4f}"
         )
+    layer1_prediction = predict_from_attention(model, tokens, 1)
+
+# %% [markdown]
+# Where the predictor fails, look at the attention row: at the last answer position, layer 1 sometimes splits its
+# attention between `a2` and the `idx` position, and the model is still right. The story above is the main road, not
+# every lane: the residual stream at the `idx` position evidently carries something that layer 1 can copy usefully,
+# which would be the next thing to investigate.
+#
+# ## Conclusion
+#
+# The cell below collects the day's measurements on the shipped `array-2l1h`, computed above in this notebook.
+
+# %%
+if MAIN:
+    predictor_accuracy = (layer1_prediction == answers).float().mean().item()
+    ablated_l0 = predictions_with_layer_zeroed(model, tokens, 0)
+    ablated_l1 = predictions_with_layer_zeroed(model, tokens, 1)
+    print(f"On {len(tokens)} fresh examples (seed 0):")
+    print(f"- accuracy per answer position: {[round(x, 4) for x in accuracy.tolist()]}")
+    print(f"- layer 0: the elt position attends to idx ({layer0_from_elt[IDX_POSITION]:.3f}); answer positions attend"
+          f" to elt ({by_match[0, :, :, ELT_POSITION].mean():.3f} on average)")
+    print(f"- layer 1: attention to the position holding the answer, per answer: "
+          f"{[round(x, 3) for x in source_attention[1].tolist()]}")
+    print(f"- zeroing layer 1 leaves accuracy {ablated_accuracy[0, 1].mean():.3f}, with elt predicted for "
+          f"{(ablated_l1 == elt_everywhere).float().mean():.3f} of answers; zeroing layer 0 leaves "
+          f"{ablated_accuracy[0, 0].mean():.3f}, with a_j predicted for {(ablated_l0 == original_entries).float().mean():.3f}")
+    print(f"- copying scores of the full OV circuits: {[round(x, 3) for x in copying_scores]}")
+    print(f"- patching idx: entering layer 1 the index sits at the elt position (effect {patching[1, ELT_POSITION]:.3f}"
+          f", at idx {patching[1, IDX_POSITION]:.3f})")
+    print(f"- 'layer 1 copies the token it attends to most' predicts {predictor_accuracy:.4f} of answers")

@@ -27,14 +27,6 @@ ANSWERS = list(ANSWER_POSITIONS)
 LABELS = list(LABEL_POSITIONS)
 
 
-def _rejected(fn, name: str, *expected_fragments: str) -> None:
-    outcome = grade(fn, name=name)
-    assert outcome.status == "failed", f"{fn.__name__}: {outcome.status}: {outcome.message}"
-    message = outcome.message.lower()
-    for fragment in expected_fragments:
-        assert fragment.lower() in message, f"{fn.__name__}: {fragment!r} not in: {outcome.message}"
-
-
 # ---- sample_array_indexing_batch ------------------------------------------------------------------------------------
 def _assemble(lists: Tensor, idx: Tensor, elt: Tensor, update: bool = True) -> Tensor:
     batch = lists.shape[0]
@@ -64,14 +56,6 @@ def sample_one_idx_per_batch(batch_size, generator):
     idx = torch.randint(0, LIST_LEN, (1,), generator=generator).expand(batch_size)
     elt = torch.randint(0, MAX_NUM, (1,), generator=generator).expand(batch_size)
     return _assemble(lists, idx, elt)
-
-
-@pytest.mark.parametrize(
-    "wrong, fragment",
-    [(sample_idx_first, "output"), (sample_without_update, "[0, 8"), (sample_one_idx_per_batch, "output")],
-)
-def test_sampler_mistakes_are_rejected(wrong, fragment):
-    _rejected(wrong, "sample_array_indexing_batch", fragment, "lists, then idx, then elt")
 
 
 # ---- answer_loss ------------------------------------------------------------------------------------------------------
@@ -208,9 +192,14 @@ def attribution_projecting_pos_embed(model, tokens):
     return _attribution(model, tokens, lambda cache: cache["hook_pos_embed"].expand_as(cache["hook_embed"]))
 
 
-def attribution_to_the_predicted_token(model, tokens):
-    predicted = model(tokens)[:, ANSWERS].argmax(-1)
-    return _attribution(model, tokens, _no_positional, targets=predicted)
+def attribution_to_the_logit_minus_mean_logit(model, tokens):
+    _, cache = model.run_with_cache(tokens)
+    components = torch.stack(
+        [cache["hook_embed"], _no_positional(cache)]
+        + [cache[f"blocks.{layer}.hook_attn_out"] for layer in range(model.cfg.n_layers)]
+    )[:, :, ANSWERS]
+    centred_unembed = model.W_U - model.W_U.mean(dim=1, keepdim=True)
+    return (components * centred_unembed.T[tokens[:, LABELS]]).sum(-1)
 
 
 def attribution_read_at_the_label_positions(model, tokens):
@@ -242,7 +231,7 @@ def copying_as_count(ov_circuit):
     return int((ov_circuit.argmax(-1) == torch.arange(ov_circuit.shape[0])).sum())
 
 
-# ---- idx_patching_effect ----------------------------------------------------------------------------------------------
+# ---- residual_patching_effect ----------------------------------------------------------------------------------------------
 def _patching(model, clean, corrupted, answers_of, normalise=True, cumulative=False):
     clean_answers, corrupted_answers = answers_of(clean), answers_of(corrupted)
     differs = clean_answers != corrupted_answers
@@ -299,3 +288,72 @@ def predict_position_not_token(model, tokens, layer):
 
 def predict_from_label_rows(model, tokens, layer):
     return tokens.gather(1, _patterns(model, tokens)[layer][:, LABELS].argmax(-1))
+
+
+# ---- the table: wrong implementation, exercise, what the message must say ---------------------------------------------
+DIFFER = "differ beyond the tolerance"
+WRONG_IMPLEMENTATIONS = [
+    (sample_idx_first, "sample_array_indexing_batch", "first at index [0, 1]"),  # the list itself is wrong
+    (sample_without_update, "sample_array_indexing_batch", "first at index [0, 8]"),  # only the answers are wrong
+    (sample_one_idx_per_batch, "sample_array_indexing_batch", "differ"),
+    (loss_at_label_positions, "answer_loss", DIFFER),
+    (loss_over_every_position, "answer_loss", DIFFER),
+    (loss_summed_over_answers, "answer_loss", "max rel error 2"),  # three times the mean
+    (labels_numbered_from_one, "position_labels", "expected the string 'a0', got 'a1'"),
+    (labels_missing_second_newline, "position_labels", "expected 11 items, got 10"),
+    (accuracy_at_label_positions, "answer_accuracy", DIFFER),
+    (accuracy_averaged_over_answers, "answer_accuracy", "wrong shape"),
+    (accuracy_overall, "answer_accuracy", DIFFER),
+    (by_match_at_label_positions, "attention_by_idx_match", DIFFER),
+    (by_match_cases_swapped, "attention_by_idx_match", DIFFER),
+    (by_match_unsplit, "attention_by_idx_match", DIFFER),
+    (source_attention_to_list_only, "attention_to_answer_source", DIFFER),
+    (source_attention_at_label_positions, "attention_to_answer_source", DIFFER),
+    (ablation_mean_over_positions, "attention_ablation_effects", "output[0]"),  # the losses already differ
+    (ablation_methods_swapped, "attention_ablation_effects", "output[0]"),
+    (ablation_of_the_residual_stream, "attention_ablation_effects", "output[0]"),
+    (attribution_projecting_pos_embed, "answer_logit_attribution", "expected 0.0"),  # the positional row is zero
+    (attribution_to_the_logit_minus_mean_logit, "answer_logit_attribution", DIFFER),
+    (attribution_read_at_the_label_positions, "answer_logit_attribution", DIFFER),
+    (ov_with_output_before_value, "full_ov_circuit", DIFFER),
+    (ov_transposed, "full_ov_circuit", "transposed"),
+    (ov_with_every_input_token, "full_ov_circuit", "wrong shape: expected (50, 50), got (52, 50)"),
+    (copying_by_column, "copying_score", "expected 0.36, got 0.38"),
+    (copying_as_mean_diagonal, "copying_score", "constant factor"),
+    (copying_as_count, "copying_score", "expected a float"),
+    (patching_with_answers_read_from_the_end, "residual_patching_effect", "nan"),  # no answer differs: 0 / 0
+    (patching_without_normalising, "residual_patching_effect", DIFFER),
+    (patching_every_position_up_to, "residual_patching_effect", DIFFER),
+    (predict_from_layer_zero, "predict_from_attention", "differ"),
+    (predict_position_not_token, "predict_from_attention", "got 1, expected 36"),  # a position, not a token
+    (predict_from_label_rows, "predict_from_attention", "shifted by one position"),
+]
+
+
+def test_every_exercise_has_at_least_two_wrong_implementations():
+    from checks.specs.day4 import CHECKS
+
+    counts = {check.name: 0 for check in CHECKS}
+    for _, exercise, _ in WRONG_IMPLEMENTATIONS:
+        counts[exercise] += 1
+    assert all(count >= 2 for count in counts.values()), counts
+
+
+@pytest.mark.parametrize(
+    "wrong, exercise, fragment", WRONG_IMPLEMENTATIONS, ids=[fn.__name__ for fn, _, _ in WRONG_IMPLEMENTATIONS]
+)
+def test_wrong_implementation_is_rejected_with_a_pointed_message(wrong, exercise, fragment):
+    outcome = grade(wrong, name=exercise, device="cpu")
+    assert outcome.status == "failed", f"{outcome.status}: {outcome.message}"
+    message = outcome.message.lower()
+    assert fragment.lower() in message, outcome.message
+    assert "hint from the course" in message, outcome.message  # every check carries a hint
+
+
+def test_the_solutions_themselves_pass():
+    """The table above means something only if the same grader passes the reference solutions."""
+    from checks.specs.day4 import CHECKS
+
+    for check in CHECKS:
+        outcome = grade(getattr(solution, check.name), device="cpu")
+        assert outcome.status == "passed", f"{check.name}: {outcome.status}: {outcome.message}"

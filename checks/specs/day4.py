@@ -43,7 +43,7 @@ def _accuracy_inputs(env: GradingEnv) -> dict[str, Any]:
     return {"logits": logits + 3.0 * logits.std() * noise, "tokens": tokens}
 
 
-def _model_and_tokens(seed: int, batch: int = 300):
+def _model_and_tokens(seed: int, batch: int = 200):
     def inputs(env: GradingEnv) -> dict[str, Any]:
         return {"model": env.model(MODEL), "tokens": _tokens(env, batch, seed)}
 
@@ -62,7 +62,7 @@ def _copying_inputs(env: GradingEnv) -> dict[str, Any]:
 
 
 def _patching_inputs(env: GradingEnv) -> dict[str, Any]:
-    clean = _tokens(env, 200, 409)
+    clean = _tokens(env, 100, 409)
     shift = torch.randint(1, LIST_LEN, (clean.shape[0],), generator=env.generator(410)).to(env.device)
     corrupted = clean.clone()
     corrupted[:, IDX_POSITION] = (clean[:, IDX_POSITION] + shift) % LIST_LEN
@@ -70,7 +70,7 @@ def _patching_inputs(env: GradingEnv) -> dict[str, Any]:
 
 
 def _prediction_inputs(env: GradingEnv) -> dict[str, Any]:
-    return {"model": env.model(MODEL), "tokens": _tokens(env, 300, 411), "layer": 1}
+    return {"model": env.model(MODEL), "tokens": _tokens(env, 200, 411), "layer": 1}
 
 
 CHECKS = [
@@ -133,7 +133,7 @@ CHECKS = [
         hint="Take the argmax of each row (over output tokens) and count how often it is the row's own token.",
     ),
     Check(
-        name="idx_patching_effect",
+        name="residual_patching_effect",
         inputs=_patching_inputs,
         atol=2e-3,
         rtol=1e-2,
