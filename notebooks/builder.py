@@ -7,8 +7,9 @@
   to overwrite them unless forced.
 - `notebooks/learner/dayN_<topic>.ipynb`: the same stubs as a notebook, without outputs.
 - `notebooks/instructor/dayN_<topic>.ipynb`: the solutions as a notebook, executed with nbclient on this machine's
-  Python kernel (offline: HF_HUB_OFFLINE=1; plotly figures embed plotly.js in the notebook, and the MathJax script
-  tag plotly adds from a CDN is removed, so a saved notebook loads nothing from the network).
+  Python kernel (offline: HF_HUB_OFFLINE=1). Figures are stored as plotly's JSON mimetype, which JupyterLab,
+  Notebook 7 and VS Code draw with the plotly.js they bundle: nothing is loaded from the network and a notebook stays
+  small (embedding plotly.js would add 3.5 MB to each one).
 
 A generated file is stale when it differs from what the builder would write now: the curriculum module by its text,
 notebooks by their cells (type, source, tags), never by outputs.
@@ -30,8 +31,6 @@ _CELL_MARKER = re.compile(r"^# %%")
 _EXERCISE_CELL = re.compile(r"""^# %%.*\btags\s*=\s*\[[^\]]*["']exercise["']""")
 _HASH_LINE = re.compile(r"^# content-sha256: ([0-9a-f]{64})$", re.MULTILINE)
 _DAY_FILE = re.compile(r"^day(\d+)_\w+\.py$")
-# plotly's HTML renderer always adds a MathJax <script> from a CDN; figures render without it (no LaTeX in ours)
-_REMOTE_SCRIPT = re.compile(r'<script src="https?://[^"]*"></script>')
 
 
 class BuildError(Exception):
@@ -159,12 +158,12 @@ def cell_signature(notebook: nbformat.NotebookNode) -> list[tuple[str, str, tupl
 
 
 def execute(notebook: nbformat.NotebookNode, cwd: Path, timeout_s: int = 900) -> nbformat.NotebookNode:
-    """Run every cell in a fresh kernel of this Python, offline, with plotly.js embedded in figure outputs."""
+    """Run every cell in a fresh kernel of this Python, offline, with figures stored as plotly JSON."""
     from nbclient import NotebookClient
 
     saved = {key: os.environ.get(key) for key in ("HF_HUB_OFFLINE", "PLOTLY_RENDERER")}
     os.environ["HF_HUB_OFFLINE"] = "1"
-    os.environ["PLOTLY_RENDERER"] = "notebook"  # inline plotly.js; "notebook_connected" would load it from a CDN
+    os.environ["PLOTLY_RENDERER"] = "plotly_mimetype"
     try:
         client = NotebookClient(notebook, timeout=timeout_s, kernel_name="python3",
                                 resources={"metadata": {"path": str(cwd)}})
@@ -175,11 +174,6 @@ def execute(notebook: nbformat.NotebookNode, cwd: Path, timeout_s: int = 900) ->
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-    for cell in notebook.cells:
-        for output in cell.get("outputs", []):
-            html = output.get("data", {}).get("text/html")
-            if isinstance(html, str):
-                output["data"]["text/html"] = _REMOTE_SCRIPT.sub("", html)
     nbformat.validate(notebook)
     return notebook
 

@@ -50,6 +50,8 @@ from curriculum import plotting
 
 MAIN = __name__ == "__main__"
 torch.set_grad_enabled(False)
+if MAIN:
+    from checks import check  # noqa: F401  (check(fn) grades one exercise and prints the verdict)
 
 # %% [markdown]
 # ## 1. A model and its configuration

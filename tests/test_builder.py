@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import textwrap
@@ -15,6 +16,7 @@ from notebooks.builder import (BuildError, DayFiles, build_day, curriculum_text,
                                learner_edited, stale_files, stub_exercises)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
 FIXTURE_DAY2 = Path(__file__).parent / "fixtures" / "course" / "solutions" / "day2_toy.py"
 
 SOURCE = textwrap.dedent('''
@@ -167,12 +169,12 @@ def test_instructor_notebook_is_executed_with_offline_figures(tmp_path):
     build_day(files, log=None)
     notebook = nbformat.read(files.instructor_notebook, as_version=4)
     nbformat.validate(notebook)
-    html = [output["data"]["text/html"] for cell in notebook.cells for output in cell.get("outputs", [])
-            if "text/html" in output.get("data", {})]
-    assert html, "the figure cell produced no HTML output"
-    joined = "".join(html)
-    assert "plotly.js" in joined  # the library itself is embedded...
-    assert 'src="http' not in joined  # ...and nothing is loaded from the network
+    figures = [output["data"][PLOTLY_MIMETYPE] for cell in notebook.cells for output in cell.get("outputs", [])
+               if PLOTLY_MIMETYPE in output.get("data", {})]
+    assert figures and figures[0]["data"], "the figure cell stored no plotly figure"
+    outputs = json.dumps([cell.get("outputs", []) for cell in notebook.cells])
+    assert "<script src=" not in outputs  # nothing is loaded from the network...
+    assert len(outputs) < 200_000  # ...and plotly.js (3.5 MB) is not embedded
     assert stale_files(files) == []
 
 
