@@ -2,6 +2,7 @@
 
     python -m checks references --day 1 [--device cpu|cuda]   rebuild day 1's reference outputs from the solutions
     python -m checks references --day all                      every day
+    python -m checks grade --day 1 submissions/*.ipynb --out grades   grade many learners' files (a process each)
 
 `--root` and `--models` point at another course folder and zoo loader (the project's tests use a fixture course).
 """
@@ -13,6 +14,10 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from checks.course import Course
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -21,8 +26,16 @@ def main(argv: list[str] | None = None) -> int:
     refs = commands.add_parser("references", help="rebuild stored reference outputs from the solutions")
     refs.add_argument("--day", required=True, help="a day number, a comma-separated list, or 'all'")
     refs.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device to run the solutions on")
-    refs.add_argument("--root", type=Path, help="course folder (default: this repository)")
-    refs.add_argument("--models", help="zoo loader as 'module:function' or 'file.py:function'")
+    grade = commands.add_parser("grade", help="grade many submissions, each in its own pytest process")
+    grade.add_argument("submissions", nargs="+", type=Path, help=".py or .ipynb files, or folders of day files")
+    grade.add_argument("--day", required=True, help="a day number, a comma-separated list, or 'all'")
+    grade.add_argument("--out", type=Path, default=Path("grades"),
+                       help="folder for the reports and summary.csv (default: grades)")
+    grade.add_argument("--device", choices=("cpu", "cuda"), help="device to grade on (default: cuda if available)")
+    grade.add_argument("--timeout", type=float, default=1800, help="seconds allowed per submission (default 1800)")
+    for sub in (refs, grade):
+        sub.add_argument("--root", type=Path, help="course folder (default: this repository)")
+        sub.add_argument("--models", help="zoo loader as 'module:function' or 'file.py:function'")
     args = parser.parse_args(argv)
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -43,10 +56,26 @@ def main(argv: list[str] | None = None) -> int:
         days = parse_days(args.day, course)
     except CourseError as error:
         parser.error(str(error))
+    if args.command == "grade":
+        return _grade(args, course)
     for day in days:
         path = build_references(course, day.number, args.device)
         print(f"day {day.number}: wrote {path} and {path.with_suffix('.json').name} "
               f"({path.stat().st_size / 1024:.0f} KiB, {len(day.checks)} exercises, device {args.device})")
+    return 0
+
+
+def _grade(args: argparse.Namespace, course: Course) -> int:
+    from checks.submissions import SUMMARY_FILE, format_scores, grade_submissions
+
+    try:
+        scores = grade_submissions(args.submissions, args.day, args.out, course=course, device=args.device,
+                                   timeout_s=args.timeout)
+    except (FileNotFoundError, ValueError) as error:
+        print(f"python -m checks grade: {error}", file=sys.stderr)
+        return 2
+    print(format_scores(scores))
+    print(f"\nwrote {args.out / SUMMARY_FILE} and a report and log per submission in {args.out}")
     return 0
 
 
