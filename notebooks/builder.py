@@ -9,7 +9,8 @@
 - `notebooks/instructor/dayN_<topic>.ipynb`: the solutions as a notebook, executed with nbclient on this machine's
   Python kernel (offline: HF_HUB_OFFLINE=1). Figures are stored as plotly's JSON mimetype, which JupyterLab,
   Notebook 7 and VS Code draw with the plotly.js they bundle: nothing is loaded from the network and a notebook stays
-  small (embedding plotly.js would add 3.5 MB to each one).
+  small (embedding plotly.js would add 3.5 MB to each one). Timestamps are dropped, so rebuilding an unchanged day
+  rewrites the same bytes.
 
 A generated file is stale when it differs from what the builder would write now: the curriculum module by its text,
 notebooks by their cells (type, source, tags), never by outputs.
@@ -174,8 +175,26 @@ def execute(notebook: nbformat.NotebookNode, cwd: Path, timeout_s: int = 900) ->
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
+    for cell in notebook.cells:
+        make_reproducible(cell)
     nbformat.validate(notebook)
     return notebook
+
+
+def make_reproducible(cell: nbformat.NotebookNode) -> None:
+    """Drop execution timestamps and join consecutive prints to one stream (the kernel splits them by timing), so
+    that rebuilding an unchanged day rewrites the same notebook."""
+    cell.metadata.pop("execution", None)
+    outputs = []
+    for output in cell.get("outputs", []):
+        previous = outputs[-1] if outputs else None
+        if (output.output_type == "stream" and previous is not None and previous.output_type == "stream"
+                and previous.name == output.name):
+            previous.text += output.text
+        else:
+            outputs.append(output)
+    if "outputs" in cell:
+        cell.outputs = outputs
 
 
 # ---- the build -------------------------------------------------------------------------------------------------------

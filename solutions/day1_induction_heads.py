@@ -39,6 +39,7 @@ import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 warnings.filterwarnings("ignore", category=DeprecationWarning)
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in Jupyter without ipywidgets
 
 import torch
 from jaxtyping import Float, Int

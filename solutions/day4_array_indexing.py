@@ -46,8 +46,10 @@
 from __future__ import annotations
 
 import os
+import warnings
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+warnings.filterwarnings("ignore", message="IProgress not found")  # tqdm in Jupyter without ipywidgets
 
 import torch
 from jaxtyping import Float, Int

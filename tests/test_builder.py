@@ -13,7 +13,7 @@ import nbformat
 import pytest
 
 from notebooks.builder import (BuildError, DayFiles, build_day, curriculum_text, exercise_names, find_days,
-                               learner_edited, stale_files, stub_exercises)
+                               learner_edited, make_reproducible, stale_files, stub_exercises)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
@@ -182,3 +182,16 @@ def test_the_repository_generated_files_are_up_to_date():
     """`python -m notebooks build --check` on the course itself: rebuild after changing solutions/."""
     stale = [str(path.relative_to(REPO_ROOT)) for files in find_days(REPO_ROOT) for path in stale_files(files)]
     assert stale == [], f"stale generated files (run `python -m notebooks build`): {stale}"
+
+
+def test_executed_cells_keep_no_timestamps_and_one_stream_per_run_of_prints():
+    cell = nbformat.v4.new_code_cell("print(1); print(2)")
+    cell.metadata["execution"] = {"iopub.execute_input": "2026-11-23T01:04:04Z"}
+    cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text="1\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="2\n"),
+                    nbformat.v4.new_output("stream", name="stderr", text="warning\n"),
+                    nbformat.v4.new_output("stream", name="stdout", text="3\n")]
+    make_reproducible(cell)
+    assert "execution" not in cell.metadata
+    assert [(output.name, output.text) for output in cell.outputs] == [
+        ("stdout", "1\n2\n"), ("stderr", "warning\n"), ("stdout", "3\n")]
