@@ -40,17 +40,19 @@ class Raised:
 
 
 def catching(function: Callable[..., Any], case: InputsBuilder) -> Callable[..., Any]:
-    """`function` itself, or, when `case` expects an exception, a wrapper that returns that exception as `Raised`
-    (any other exception still propagates)."""
-    exception = expected_exception(case)
-    if exception is None:
+    """`function` itself, or, when `case` expects an exception, a wrapper that returns whatever exception it raises
+    as `Raised`, for the judge to hold against the expected one (NotImplementedError still propagates: a stub is
+    "not started")."""
+    if expected_exception(case) is None:
         return function
 
     @functools.wraps(function)
     def call(*args: Any, **kwargs: Any) -> Any:
         try:
             return function(*args, **kwargs)
-        except exception as error:
+        except NotImplementedError:
+            raise
+        except Exception as error:
             names = tuple(cls.__name__ for cls in type(error).__mro__ if issubclass(cls, BaseException))
             return Raised(names, str(error))
 
@@ -81,9 +83,11 @@ def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any]) -> N
     if exception is not None:
         if isinstance(actual, Raised) and exception in actual.names:
             return
+        did = (f"raised {actual.names[0]} ({actual.message[:120]})" if isinstance(actual, Raised)
+               else f"returned {_describe(actual)}")
         raise Rejection(Status.FAILED, f"on these inputs the docstring of {check.name} says it raises {exception}, "
-                        f"but it returned {_describe(actual)}: check the arguments as the docstring says and "
-                        f"`raise {exception}(...)` when they are invalid.", check.hint)
+                        f"but it {did}: check the arguments as the docstring says and `raise {exception}(...)` "
+                        "when they are invalid.", check.hint)
     try:
         verdict = compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered)
     except Exception as error:  # an output so odd that comparing it fails

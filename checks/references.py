@@ -290,8 +290,8 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
         output = catching(function, check.cases[case])(**inputs)
         problems = env.audit()
         exception = expected_exception(check.cases[case])
-        if exception is not None and not isinstance(output, Raised):
-            problems.append(f"it returned a value where the case expects {exception.__name__}")
+        if exception is not None and not (isinstance(output, Raised) and exception.__name__ in output.names):
+            problems.append(f"it did not raise {exception.__name__} ({output!r:.200})")
         if check.validate is not None and not isinstance(output, Raised) and check.validate(output, inputs):
             problems.append(f"its output fails the check's own validator: {check.validate(output, inputs)}")
         if problems:
