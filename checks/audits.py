@@ -66,11 +66,11 @@ class _CacheWatchingModel(HookedTransformer):
         return super().add_caching_hooks(*args, **kwargs)
 
     def forward(self, *args: Any, **kwargs: Any) -> Any:
-        shapes: dict[tuple[int, ...], str] = {}
+        shapes: dict[tuple[int, ...], list[str]] = {}
 
         def note_shape(module: torch.nn.Module, inputs: Any, output: Any) -> None:
             if isinstance(output, torch.Tensor) and output.numel() >= _MIN_CACHED_NUMEL:
-                shapes.setdefault(tuple(output.shape), getattr(module, "name", "") or "an activation")
+                shapes.setdefault(tuple(output.shape), []).append(getattr(module, "name", "") or "an activation")
 
         # With the collector paused, every object created during the pass stays in generation 0: scanning that
         # generation alone (fast) finds every tensor the pass created and something still holds.
@@ -85,8 +85,9 @@ class _CacheWatchingModel(HookedTransformer):
             finally:
                 for handle in handles:
                     handle.remove()
-            kept = [shapes[tuple(tensor.shape)] for tensor in _young_tensors()
-                    if id(tensor) not in before and tensor is not result and tuple(tensor.shape) in shapes]
+            kept = [f"shape {shape}, like {' or '.join(shapes[shape][:2])}" for shape in dict.fromkeys(
+            tuple(tensor.shape) for tensor in _young_tensors()
+            if id(tensor) not in before and tensor is not result and tuple(tensor.shape) in shapes)]
         finally:
             if collecting:
                 gc.enable()
@@ -115,6 +116,6 @@ def cache_complaint(model: Any, exercise: str, advice: str) -> str | None:
                 + advice)
     kept = getattr(model, "kept_activations", [])
     if kept:
-        return (f"{exercise} gives the right values, but it kept whole activations ({', '.join(kept[:3])}) alive "
+        return (f"{exercise} gives the right values, but it kept whole activations ({'; '.join(kept[:3])}) alive "
                 "until the end of the forward pass: that is a cache built by hand. " + advice)
     return None
