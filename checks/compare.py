@@ -506,7 +506,7 @@ def _plausible_ratio(ratio: float) -> bool:
             return True
     for denominator in range(2, 13):
         numerator = round(ratio * denominator)
-        if numerator > 0 and abs(ratio * denominator - numerator) <= 1e-4 * numerator:
+        if 0 < numerator <= 48 and abs(ratio * denominator - numerator) <= 1e-4 * numerator:
             return True
     return False
 

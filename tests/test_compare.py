@@ -202,3 +202,7 @@ def test_the_scalar_ratio_hint_only_when_a_ratio_is_plausible():
     _fails_with(0.731 * 40 / 39, 0.731, "constant factor")  # seq / (seq - 1): a small-integer ratio
     unrelated = _fails_with(0.6183, 0.7316, "expected 0.7316")  # e.g. the accuracy of other positions
     assert "Hint" not in unrelated
+
+
+def test_no_ratio_hint_for_a_huge_ratio():
+    assert "Hint" not in _fails_with(11.7915, 0.000231648)
