@@ -128,7 +128,7 @@ def test_solutions_pass_every_day_with_table_and_json(pytester, built_course):
 
 
 def test_fresh_curriculum_is_not_started_and_exits_zero(pytester, built_course):
-    result, report = _run(pytester, built_course, "--day", "1,2", "--device", "cpu")
+    result, report = _run(pytester, built_course, "--day", "1,2", "--course-device", "cpu")
     assert result.ret == pytest.ExitCode.OK
     result.assert_outcomes(skipped=9)
     assert set(_statuses(report).values()) == {"not started"}
@@ -159,7 +159,7 @@ def test_without_day_the_plugin_changes_nothing(pytester, built_course):
     (["--day", "one"], "--day expects a day number"),
     (["--day", "1", "--solutions", "--learner", "x.py"], "exclusive"),
     (["--day", "1,2", "--learner", "learner_day1.py"], "grades one day"),
-    pytest.param(["--day", "1", "--device", "cuda"], "no CUDA device",
+    pytest.param(["--day", "1", "--course-device", "cuda"], "no CUDA device",
                  marks=pytest.mark.skipif("__import__('torch').cuda.is_available()")),
 ])
 def test_bad_options_are_usage_errors(pytester, built_course, mixed_learner, args, message):
