@@ -92,7 +92,12 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     grading = config.stash.get(_SESSION, None)
     if grading is None or not grading.outcomes:
         return
+    from checks.session import graded_file_report
+
     terminalreporter.section("course grades")
+    for day in grading.days:  # which file was graded, and why (the learner's workspace copy, or the pristine stub)
+        for line in graded_file_report(day, solutions=grading.solutions, learner=grading.learner):
+            terminalreporter.write_line(line)
     for line in grading.table().splitlines():
         terminalreporter.write_line(line)
 
@@ -136,7 +141,17 @@ class ExerciseItem(pytest.Item):
         if self.outcome.status == "not started":
             pytest.skip(f"not started: {self.outcome.message}")
         if self.outcome.status == "failed":
-            raise ExerciseFailed(self.outcome.message)
+            raise ExerciseFailed(self._shown_message())
+
+    def _shown_message(self) -> str:
+        """The diagnosis; the course's hint only with --course-hints (see `checks.hints`)."""
+        from checks.hints import tiered_message
+
+        number = self.parent.day.number
+        return tiered_message(self.outcome, self.parent.day.check(self.name).hint,
+                              hint=self.config.getoption("course_hints"),
+                              ask_for_hint=f"Stuck? `pytest --day {number} --course-hints` (or `check({self.name}, "
+                                           "hint=True)` in the notebook) adds the course's hint.")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (ExerciseFailed, CourseProblem)):

@@ -253,17 +253,25 @@ def test_hooks_left_attached_fail_that_exercise_only(built_course):
     assert grade(solutions.head_summary, course=built_course, device="cpu").status == "passed"
 
 
-def test_check_prints_a_short_verdict(built_course, capsys):
+def test_check_shows_the_verdict_once_and_the_hint_only_when_asked(built_course, capsys):
     from checks import check
 
-    def describe_shape(tokens):
-        return f"batch={tokens.shape[0]},pos={tokens.shape[1]}"
+    solutions = load_module(built_course.days[1].solution_path)
 
-    outcome = check(describe_shape, course=built_course, device="cpu")
+    def attention_pattern(model, tokens):
+        return solutions.attention_pattern(model, tokens).transpose(-1, -2)
+
+    assert check(attention_pattern, course=built_course, device="cpu") is None  # a notebook displays nothing more
     printed = capsys.readouterr().out
-    assert outcome.status == "failed"
-    assert printed.startswith("describe_shape: FAILED (")
-    assert "first difference at character 8" in printed
+    assert printed.startswith("attention_pattern: FAILED (")
+    assert "dims 2 and 3 swapped (transposed)" in printed
+    course_hint = built_course.days[1].check("attention_pattern").hint
+    assert course_hint not in printed
+    assert "check(attention_pattern, hint=True) adds the course's hint" in printed
+    check(attention_pattern, hint=True, course=built_course, device="cpu")
+    assert f"Hint from the course: {course_hint}" in capsys.readouterr().out
+    check(solutions.attention_pattern, course=built_course, device="cpu")
+    assert capsys.readouterr().out.startswith("attention_pattern: PASSED")
 
 
 def test_exercise_names_are_unique_across_a_course(tmp_path):
