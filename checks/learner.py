@@ -167,7 +167,8 @@ def load_module(path: Path) -> ModuleType:
     try:
         tree = ast.parse(source, filename=filename)
     except SyntaxError as error:
-        raise LearnerModuleError(f"{path} has a syntax error on line {error.lineno}: {error.msg}") from error
+        line = f"\n    {error.text.strip()}" if error.text and error.text.strip() else ""
+        raise LearnerModuleError(f"{path} has a syntax error on line {error.lineno}: {error.msg}{line}") from error
     if path.suffix == ".ipynb":
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     name = f"_course_learner_{path.stem}_{hashlib.sha1(filename.encode()).hexdigest()[:8]}"

@@ -63,6 +63,20 @@ def learner_file(day: Day, *, solutions: bool = False, learner: Path | None = No
     raise LearnerModuleError(f"{learner} holds several files for day {day.number}: {names}")
 
 
+def wrong_day_error(module: ModuleType, day: Day, course: Course) -> LearnerModuleError | None:
+    """An error when the learner's module defines none of `day`'s exercises but some of another day's."""
+    if any(callable(getattr(module, check.name, None)) for check in day.checks):
+        return None
+    for other in course.days.values():
+        found = [check.name for check in other.checks if callable(getattr(module, check.name, None))]
+        if other.number != day.number and found:
+            return LearnerModuleError(
+                f"{module.__file__}: this file looks like day {other.number}'s file (it defines {', '.join(found[:3])}), "
+                f"not day {day.number}'s, which has {', '.join(check.name for check in day.checks[:3])}, ...: grade "
+                f"it with --day {other.number}, or give day {day.number}'s file")
+    return None
+
+
 def graded_file_report(day: Day, *, solutions: bool = False, learner: Path | None = None,
                        workspace: Path | None = None) -> list[str]:
     """Lines saying which file is graded for `day` and why, and any work of the learner's that it does not hold."""
@@ -122,8 +136,8 @@ class GradingSession:
         """The graded module of `day` (imported once), or the error that prevented importing it."""
         if day.number not in self._modules:
             try:
-                self._modules[day.number] = load_module(learner_file(day, solutions=self.solutions,
-                                                                     learner=self.learner))
+                module = load_module(learner_file(day, solutions=self.solutions, learner=self.learner))
+                self._modules[day.number] = wrong_day_error(module, day, self.course) or module
             except LearnerModuleError as error:
                 self._modules[day.number] = error
         return self._modules[day.number]
@@ -133,7 +147,10 @@ class GradingSession:
         module = self.module(day)
         check = day.check(name)
         if isinstance(module, LearnerModuleError):
-            outcome = self.grader.grade(None, day, check, missing=str(module))
+            first = next((o.exercise for o in self.outcomes if o.day == day.number), None)
+            reason = str(module) if first is None else (  # the reason is said once per day, at its first exercise
+                f"not graded: day {day.number}'s file cannot be graded (the reason is given at {first})")
+            outcome = self.grader.grade(None, day, check, missing=reason)
         else:
             function = getattr(module, name, None)
             missing = f"{module.__file__} has no function {name!r}: did you rename or delete it?"

@@ -69,6 +69,7 @@ def start_day(number: int, folder: Path | str | None = None, root: Path = COURSE
         raise WorkspaceError(f"day {number} is already started: {', '.join(map(str, existing))} holds your work, "
                              "which this command never overwrites (rename it to start afresh)")
     notebook = jupytext.read(_pristine_notebook(root, module))
+    notebook.metadata.pop("course_generated", None)  # the builder's record of what it wrote: this copy is the learner's
     notebook.metadata["jupytext"] = {"formats": "ipynb,py:percent"}
     base.mkdir(parents=True, exist_ok=True)
     # the notebook first: jupytext refuses to open a pair whose .ipynb is newer than its text file

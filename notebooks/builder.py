@@ -148,8 +148,8 @@ _PROVENANCE = "course_generated"  # notebook metadata: the SHA-256 of the notebo
 
 
 def make_learner_notebook(curriculum: str, solution_name: str) -> nbformat.NotebookNode:
-    """The learner's notebook of a day: the stubbed source, with two cells after its title: where the solutions are
-    and how to ask for hints, and the set-up that lets "Run All" go past unwritten exercises."""
+    """The learner's notebook of a day: the stubbed source, with a first cell saying where the solutions are and how
+    to ask for hints, and after the imports the set-up that lets "Run All" go past unwritten exercises."""
     notebook = to_notebook(_without_header(curriculum)[1])
     number = _DAY_FILE.match(solution_name).group(1)  # type: ignore[union-attr]
     guide = nbformat.v4.new_markdown_cell(
@@ -162,8 +162,10 @@ def make_learner_notebook(curriculum: str, solution_name: str) -> nbformat.Noteb
         "# \"Run All\" goes on past exercises you have not written yet: a cell that needs one says which, in one line.\n"
         "from curriculum.run_all import keep_going_past_stubs\n\n"
         "keep_going_past_stubs()")
-    after_title = 1 if notebook.cells and notebook.cells[0].cell_type == "markdown" else 0
-    notebook.cells[after_title:after_title] = [guide, run_all]
+    # after the first code cell of the source: it holds the imports, where `from __future__` must come first
+    first_code = next((i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"), -1)
+    notebook.cells.insert(first_code + 1, run_all)
+    notebook.cells.insert(0, guide)
     for index, cell in enumerate(notebook.cells):
         cell.id = f"cell-{index}"
     nbformat.validate(notebook)
