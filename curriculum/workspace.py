@@ -66,8 +66,9 @@ def start_day(number: int, folder: Path | str | None = None, root: Path = COURSE
     targets = [base / f"{module}.ipynb", base / f"{module}.py"]
     existing = [path for path in targets if path.exists()]
     if existing:
-        raise WorkspaceError(f"day {number} is already started: {', '.join(map(str, existing))} holds your work, "
-                             "which this command never overwrites (rename it to start afresh)")
+        raise WorkspaceError(f"day {number} is already started: {' and '.join(map(str, existing))} "
+                             f"{'hold' if len(existing) > 1 else 'holds'} your work, which this command never "
+                             "overwrites (rename it to start afresh)")
     notebook = jupytext.read(_pristine_notebook(root, module))
     notebook.metadata.pop("course_generated", None)  # the builder's record of what it wrote: this copy is the learner's
     notebook.metadata["jupytext"] = {"formats": "ipynb,py:percent"}

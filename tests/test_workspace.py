@@ -291,3 +291,19 @@ def test_a_users_checks_module_and_device_option_do_not_break_their_pytest(tmp_p
     graded = subprocess.run([*command, "--day", "4", "--collect-only"], capture_output=True, text=True,
                             cwd=tmp_path, env=env, timeout=300)
     assert graded.returncode == 0 and "day4::" in graded.stdout, graded.stdout + graded.stderr
+
+
+# ---- progress --------------------------------------------------------------------------------------------------------
+def test_progress_shows_every_day_its_exercises_and_the_score(built_course, tmp_path, monkeypatch):
+    from curriculum.progress import format_progress, grade_progress, last_progress
+
+    notebook, module = _started_course(built_course, tmp_path / "ws", monkeypatch)
+    _fill(module, "count_repeats", "return int((tokens[:, 1:] == tokens[:, :-1]).sum())")
+    _fill(module, "describe_shape", 'return "wrong"')
+    report = grade_progress(course_root=built_course.root, course_models=built_course.model_loader, device="cpu")
+    assert last_progress() == report
+    text = format_progress(report)
+    assert "day 1 (day1_toy): 1/7 passed, 1 failed, 5 not started" in text
+    assert f"  graded {module}" in text
+    assert "    passed       count_repeats" in text and "    failed       describe_shape" in text
+    assert "day 2 (day2_toy): 0/2 passed, 2 not started" in text
