@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from checks.course import Course
-    from checks.grading import Grader, Outcome
+    from checks.outcome import Outcome
 
 __all__ = ["check", "grade"]
 
@@ -48,23 +48,16 @@ def grade(fn: Callable[..., Any], *, name: str | None = None, device: str | None
         return _graders[key].grade(fn, day, spec)
 
 
-_SYMBOLS = {"passed": "PASSED", "failed": "FAILED", "not started": "NOT STARTED", "stale reference": "STALE REFERENCE",
-            "error": "ERROR"}
-
-
 def check(fn: Callable[..., Any], *, hint: bool = False, name: str | None = None, device: str | None = None,
           course: "Course | None" = None) -> None:
     """Grade `fn` (see `grade`) and print the verdict: passed, or the diagnosis of what differs; with `hint=True`,
     also the course's hint. Returns None, so a notebook shows the verdict once (use `grade` for the Outcome)."""
-    from checks.course import Course
     from checks.hints import tiered_message
 
     outcome = grade(fn, name=name, device=device, course=course)
     exercise = outcome.exercise
-    course_hint = (course or Course.default()).find(exercise)[1].hint
     call = exercise if name is None else f"{exercise}, name={name!r}"
-    print(f"{exercise}: {_SYMBOLS[outcome.status]} ({outcome.duration_s:.2f} s)")
-    text = tiered_message(outcome, course_hint, hint=hint,
-                          ask_for_hint=f"Stuck? check({call}, hint=True) adds the course's hint.")
+    print(f"{exercise}: {outcome.status.value.upper()} ({outcome.duration_s:.2f} s)")
+    text = tiered_message(outcome, hint=hint, ask_for_hint=f"Stuck? check({call}, hint=True) adds the course's hint.")
     if text:
         print(text)

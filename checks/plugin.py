@@ -19,6 +19,8 @@ from typing import Any
 
 import pytest
 
+from checks.outcome import Status
+
 _SESSION = pytest.StashKey["Any"]()
 
 
@@ -134,13 +136,13 @@ class ExerciseItem(pytest.Item):
     def setup(self) -> None:
         grading = self.config.stash[_SESSION]
         self.outcome = grading.grade(self.parent.day, self.name)
-        if self.outcome.status in ("stale reference", "error"):
+        if self.outcome.status.is_course_problem:
             raise CourseProblem(f"[{self.outcome.status}] {self.outcome.message}")
 
     def runtest(self) -> None:
-        if self.outcome.status == "not started":
+        if self.outcome.status is Status.NOT_STARTED:
             pytest.skip(f"not started: {self.outcome.message}")
-        if self.outcome.status == "failed":
+        if self.outcome.status is Status.FAILED:
             raise ExerciseFailed(self._shown_message())
 
     def _shown_message(self) -> str:
@@ -148,8 +150,7 @@ class ExerciseItem(pytest.Item):
         from checks.hints import tiered_message
 
         number = self.parent.day.number
-        return tiered_message(self.outcome, self.parent.day.check(self.name).hint,
-                              hint=self.config.getoption("course_hints"),
+        return tiered_message(self.outcome, hint=self.config.getoption("course_hints"),
                               ask_for_hint=f"Stuck? `pytest --day {number} --course-hints` (or `check({self.name}, "
                                            "hint=True)` in the notebook) adds the course's hint.")
 

@@ -181,9 +181,14 @@ def test_learner_notebook_is_graded_without_its_exploration_cells(pytester, buil
     statuses = _statuses(report)
     assert statuses.pop("attention_pattern") == "failed"
     assert set(statuses.values()) == {"passed"}
-    message = next(e["message"] for e in report["exercises"] if e["exercise"] == "attention_pattern")
-    assert "dims 2 and 3 swapped (transposed)" in message
-    assert "Hint from the course: Scale the scores" in message
+    entry = next(e for e in report["exercises"] if e["exercise"] == "attention_pattern")
+    assert "dims 2 and 3 swapped (transposed)" in entry["message"]
+    assert entry["hint"].startswith("Scale the scores")
+    # hints in tiers: the diagnosis and how to ask for the hint; the hint itself with --course-hints
+    assert "Hint from the course" not in result.stdout.str()
+    assert "Stuck? `pytest --day 1 --course-hints`" in result.stdout.str()
+    hinted, _ = _run(pytester, built_course, "--day", "1", "--learner", str(notebook), "--course-hints")
+    assert "Hint from the course: Scale the scores" in hinted.stdout.str()
 
 
 def test_learner_folder_grades_several_days(pytester, built_course):
