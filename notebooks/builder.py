@@ -163,7 +163,8 @@ def make_learner_notebook(curriculum: str, solution_name: str) -> nbformat.Noteb
         "from curriculum.run_all import keep_going_past_stubs\n\n"
         "keep_going_past_stubs()")
     # after the first code cell of the source: it holds the imports, where `from __future__` must come first
-    first_code = next((i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code"), -1)
+    first_code = next((i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code" and cell.source.strip()),
+                      -1)
     notebook.cells.insert(first_code + 1, run_all)
     notebook.cells.insert(0, guide)
     for index, cell in enumerate(notebook.cells):

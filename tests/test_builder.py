@@ -188,7 +188,7 @@ def test_learner_notebook_says_where_solutions_are_and_runs_past_stubs(tmp_path,
     _build_without_kernel(files, monkeypatch=monkeypatch)
     cells = nbformat.read(files.learner_notebook, as_version=4).cells
     assert "solutions/day7_topic.py" in cells[0].source and "check(fn, hint=True)" in cells[0].source
-    first_code = next(i for i, cell in enumerate(cells) if cell.cell_type == "code")
+    first_code = next(i for i, cell in enumerate(cells) if cell.cell_type == "code" and cell.source)
     assert cells[first_code].source.startswith("import torch") and "Prose." in [cell.source for cell in cells]
     assert "keep_going_past_stubs()" in cells[first_code + 1].source
     instructor = nbformat.read(files.instructor_notebook, as_version=4).cells
