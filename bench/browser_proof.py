@@ -109,18 +109,22 @@ class Browser:
         self.process.wait(timeout=30)
 
 
-# JavaScript run in the page (JupyterLab 4 started with expose_app_in_browser).
-NOTEBOOK_READY = """(() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel
+# JavaScript run in the page (JupyterLab 4 started with expose_app_in_browser). A headless page has no focus, so
+# the notebook is found among the main area's widgets (the one opened last), not as the "current" widget.
+NOTEBOOK = ("(window.jupyterapp ? Array.from(window.jupyterapp.shell.widgets('main'))"
+            ".filter(w => w.sessionContext && w.content).pop() : undefined)")
+NOTEBOOK_READY = """(() => { const w = NOTEBOOK;
+  return !!(w && w.sessionContext.session && w.sessionContext.session.kernel
             && w.sessionContext.session.kernel.connectionStatus === 'connected'
-            && w.content && w.content.widgets.length > 0); })()"""
-RUN_ALL = "window.jupyterapp.commands.execute('notebook:run-all-cells').then(() => true)"
+            && w.sessionContext.session.kernel.status === 'idle' && w.content.widgets.length > 0); })()"""
+RUN_ALL = """(() => { const w = NOTEBOOK; window.jupyterapp.shell.activateById(w.id);
+  return window.jupyterapp.commands.execute('notebook:run-all-cells').then(() => true); })()"""
 # done: the kernel is idle and every code cell has an execution count (none pending "[*]")
-ALL_RUN = """(() => { const w = window.jupyterapp.shell.currentWidget;
+ALL_RUN = """(() => { const w = NOTEBOOK;
   const cells = w.content.widgets.filter(c => c.model.type === 'code');
   const idle = w.sessionContext.session.kernel.status === 'idle';
   return idle && cells.every(c => c.model.executionCount !== null && c.promptNode.textContent.indexOf('*') < 0); })()"""
-SUMMARY = """(() => { const w = window.jupyterapp.shell.currentWidget;
+SUMMARY = """(() => { const w = NOTEBOOK;
   const cells = w.content.widgets.filter(c => c.model.type === 'code');
   const outputs = cells.map(c => c.model.outputs.toJSON());
   const errors = outputs.flat().filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue);
@@ -145,6 +149,10 @@ FIRST_ATTENTION = """(() => {
   const heights = ticks.map(r => r.height);
   return {rows: ticks.length, figure_height_px: plot.getBoundingClientRect().height,
           smallest_label_gap_px: Math.min(...gaps), label_height_px: Math.max(...heights)}; })()"""
+
+
+NOTEBOOK_READY, RUN_ALL, ALL_RUN, SUMMARY = (script.replace("NOTEBOOK", NOTEBOOK)
+                                           for script in (NOTEBOOK_READY, RUN_ALL, ALL_RUN, SUMMARY))
 
 
 def filled_notebook(number: int, destination: Path) -> Path:

@@ -4,8 +4,10 @@ breaks an unrelated pytest run."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -307,3 +309,28 @@ def test_progress_shows_every_day_its_exercises_and_the_score(built_course, tmp_
     assert f"  graded {module}" in text
     assert "    passed       count_repeats" in text and "    failed       describe_shape" in text
     assert "day 2 (day2_toy): 0/2 passed, 2 not started" in text
+
+
+# ---- the whole loop, and the browser ---------------------------------------------------------------------------------
+def _bench(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", REPO_ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_scripted_learner_session_in_a_fresh_clone_loses_nothing(tmp_path):
+    """bench/learner_session.py (committed state): start, write in the notebook and the module, build, test, grade."""
+    result = _bench("learner_session").learner_session(tmp_path)
+    assert result["ok"], json.dumps(result, indent=2)
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") and importlib.util.find_spec("jupyterlab")
+                         and importlib.util.find_spec("websocket")),
+                    reason="the browser proof needs Debian's chromium, jupyterlab and websocket-client")
+@pytest.mark.skipif(os.environ.get("COURSE_BROWSER_PROOF") != "1",
+                    reason="minutes of CPU: run with COURSE_BROWSER_PROOF=1 (or python bench/browser_proof.py)")
+def test_the_notebook_runs_in_jupyterlab_and_draws_its_figures(tmp_path):
+    assert _bench("browser_proof").main(["--out", str(tmp_path)]) == 0
