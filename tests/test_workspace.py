@@ -225,6 +225,7 @@ def test_another_days_file_and_a_syntax_error_are_said_once(pytester, built_cour
 def test_run_all_goes_past_unwritten_exercises(capsys):
     from IPython.core.interactiveshell import InteractiveShell
 
+    from curriculum import run_all
     from curriculum.run_all import keep_going_past_stubs
 
     shell = InteractiveShell.instance()
@@ -238,6 +239,7 @@ def test_run_all_goes_past_unwritten_exercises(capsys):
             "    after = 'never reached'",
             "if MAIN:\n    print(scores)",
             "if MAIN:\n    print(drawn)",
+            "if MAIN:\n    print({}['half filled'])",
         ]
         results = [shell.run_cell(cell, store_history=False) for cell in cells]
         assert all(result.success for result in results)
@@ -247,9 +249,14 @@ def test_run_all_goes_past_unwritten_exercises(capsys):
             "write it, then run check(induction_scores)",
             "[skipped the rest of this cell] it needs scores, which an earlier cell did not get to define: write "
             "induction_scores first",
-            "a figure that needs no exercise"]
+            "a figure that needs no exercise",
+            "[skipped the rest of this cell] KeyError: 'half filled', most likely because an earlier cell stopped at "
+            "an unwritten exercise: write induction_scores first"]
         assert "after" not in shell.user_ns
-        assert not shell.run_cell("if MAIN:\n    1 / 0", store_history=False).success  # real errors still raise
+        # the learner writes the exercise: from then on, an error in exploration code is theirs and is raised
+        assert shell.run_cell("def induction_scores(x):\n    return x", store_history=False).success
+        assert run_all._stopped == []
+        assert not shell.run_cell("if MAIN:\n    1 / 0", store_history=False).success
     finally:
         shell.ast_transformers.clear()
         InteractiveShell.clear_instance()
