@@ -102,9 +102,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     grading = session.config.stash.get(_SESSION, None)
+    if grading is None:
+        return
+    grading.close()  # every worker is gone before the report is written
     path = session.config.getoption("grade_json")
-    if grading is not None and path is not None:
+    if path is not None:
         grading.write_json(Path(path))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    grading = config.stash.get(_SESSION, None)
+    if grading is not None:
+        grading.close()
 
 
 class CourseProblem(Exception):

@@ -13,6 +13,7 @@ import torch
 from checks import grade
 from checks.course import Course, CourseError
 from checks.learner import definitions_only, load_module
+from checks.manifest import write_manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -209,6 +210,7 @@ def test_stale_and_missing_references_are_errors_with_the_rebuild_command(pytest
     solution.write_text(solution.read_text().replace("return int((tokens[:, 1:] == tokens[:, :-1]).sum())",
                                                      "return int((tokens[:, :-1] == tokens[:, 1:]).sum())"))
     fresh_course.days[2].reference_paths[0].unlink()
+    write_manifest(fresh_course)  # a day whose references were never built (the manifest agrees)
     result, report = _run(pytester, fresh_course, "--day", "all", "--solutions")
     statuses = _statuses(report)
     assert statuses.pop("count_repeats") == "stale reference"
@@ -220,6 +222,14 @@ def test_stale_and_missing_references_are_errors_with_the_rebuild_command(pytest
     result.stdout.fnmatch_lines([f"*the solution of 'count_repeats' changed*{command}*",
                                  "*day 2 has no stored reference outputs*"])
     assert "not your mistake" in result.stdout.str()
+
+
+def test_a_reference_changed_behind_the_manifest_is_a_course_error_naming_the_file(pytester, fresh_course):
+    outputs = fresh_course.days[1].reference_paths[0]
+    outputs.write_bytes(outputs.read_bytes() + b"tampered")
+    result, report = _run(pytester, fresh_course, "--day", "1", "--solutions")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and report == {}
+    assert "course file checks/references/day1.pt does not match the manifest" in result.stderr.str()
 
 
 # ---- the programmatic entry points -----------------------------------------------------------------------------------
