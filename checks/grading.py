@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from checks.course import Course, Day
-from checks.env import Env
+from checks.env import Env, global_state, global_state_changes
 from checks.judge import Rejection, first_difference, judge, snapshot
 from checks.outcome import Outcome, Status
 from checks.references import (InputsFingerprint, ReferenceStore, StaleReference, fingerprint_inputs,
@@ -106,6 +106,7 @@ def call_learner(function: Callable[..., Any], check: Check, inputs: dict[str, A
     """
     saved = snapshot(inputs)
     env.prepare()
+    state = global_state()
     try:
         with _time_limit(check.timeout_s if alarm else 0):
             actual = function(**inputs)
@@ -135,6 +136,9 @@ def call_learner(function: Callable[..., Any], check: Check, inputs: dict[str, A
         if after_call is not None:
             after_call()
         problems = env.audit()  # always: the models are restored even when the call failed
+    leaked = global_state_changes(state, global_state())
+    if leaked:
+        problems.append(leaked)
     mutated = first_difference(inputs, saved, "")
     if mutated is not None:
         problems.append(f"your function modified its input {mutated!r} in place: work on a copy (e.g. "

@@ -28,8 +28,21 @@ class Limits:
     setup_s: float = 300.0  # a worker's own start (building inputs outside the zygote, e.g. on CUDA)
     threads: int = 1  # torch threads in a worker: more than 1 hangs when the supervisor ran a multi-threaded op
 
-    def describe_memory(self) -> str:
-        return f"{self.memory_bytes / GiB:g} GiB"
+    @classmethod
+    def parse(cls, text: str) -> "Limits":
+        """Limits from "import_s=2 audit_s=5 submission_s=600 memory_gb=2 threads=1" (any subset; the rest default)."""
+        values: dict[str, float | int] = {}
+        for item in text.replace(",", " ").split():
+            name, _, value = item.partition("=")
+            if name == "memory_gb":
+                values["memory_bytes"] = int(float(value) * GiB)
+            elif name in ("import_s", "audit_s", "submission_s", "setup_s"):
+                values[name] = float(value)
+            elif name == "threads":
+                values[name] = int(value)
+            else:
+                raise ValueError(f"unknown grading limit {name!r} in {text!r}")
+        return cls(**values)  # type: ignore[arg-type]
 
 
 def describe_end(status: int) -> str:

@@ -17,7 +17,6 @@ from pathlib import Path
 from checks.course import Course, CourseError
 
 MANIFEST_FILE = "manifest.json"
-_ZOO_SUFFIXES = (".safetensors", ".json")
 
 
 def manifest_path(course: Course) -> Path:
@@ -26,12 +25,13 @@ def manifest_path(course: Course) -> Path:
 
 def manifest_files(course: Course) -> list[Path]:
     """The files the manifest covers: every day's stored references, the zoo's model files (weights, config,
-    tokenizer) and a model loader given as a file."""
+    tokenizer; not the training records or model cards) and a model loader given as a file."""
     references = course.root / "checks" / "references"
     files = [path for path in sorted(references.glob("day*.*")) if path.suffix in (".pt", ".json")]
     zoo = course.root / "curriculum" / "models"
     for folder in sorted(p for p in zoo.glob("*") if (p / "model.safetensors").is_file()):
-        files += [path for path in sorted(folder.iterdir()) if path.suffix in _ZOO_SUFFIXES]
+        files += [path for path in sorted(folder.iterdir()) if path.suffix == ".safetensors"
+                  or path.name == "config.json" or (path.name.startswith("tokenizer") and path.suffix == ".json")]
     target, _, _ = course.model_loader.rpartition(":")
     if target.endswith(".py") and Path(target).is_file():
         files.append(Path(target).resolve())
@@ -101,3 +101,22 @@ def _command(course: Course) -> str:
     if not days:
         return "python -m checks references --day all"
     return rebuild_command(days[0]).replace(f"--day {days[0].number}", "--day all")
+
+
+def file_contents(course: Course) -> dict[str, bytes]:
+    """The bytes of every file the manifest covers, by manifest key (kept by batch grading to restore them)."""
+    return {_key(course, path): path.read_bytes() for path in manifest_files(course)}
+
+
+def restore_changed(course: Course, expected: dict[str, str], contents: dict[str, bytes]) -> list[str]:
+    """Rewrite every covered file whose hash no longer matches `expected` from `contents`; return their keys."""
+    restored = []
+    for path in manifest_files(course) + [course.root / key for key in expected if not Path(key).is_absolute()]:
+        key = _key(course, path)
+        if key in restored or key not in contents:
+            continue
+        if not path.is_file() or file_hash(path) != expected[key]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(contents[key])
+            restored.append(key)
+    return restored

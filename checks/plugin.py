@@ -32,6 +32,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--device", choices=("cpu", "cuda"), help="device to grade on (default: cuda if available)")
     group.addoption("--grade-json", metavar="PATH", type=Path, help="also write the results as JSON to PATH")
     parser.addini("course_root", "folder of the course to grade (default: this repository)", default="")
+    parser.addini("course_limits", "grading limits, e.g. 'import_s=60 audit_s=60 submission_s=1800 memory_gb=4'",
+                  default="")
     parser.addini("course_models", "zoo loader, 'module:function' or 'file.py:function'",
                   default="curriculum.models:load_model")
 
@@ -56,11 +58,14 @@ def pytest_configure(config: pytest.Config) -> None:
     root = config.getini("course_root")
     base = config.inipath.parent if config.inipath else config.rootpath
     course = Course((base / root).resolve(), config.getini("course_models")) if root else Course.default()
+    from checks.limits import Limits
+
     try:
         grading = GradingSession(course, parse_days(config.getoption("day"), course),
+                                 limits=Limits.parse(config.getini("course_limits")),
                                  device=device or _default_device(),
                                  solutions=config.getoption("solutions"), learner=config.getoption("learner"))
-    except CourseError as error:
+    except (CourseError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[_SESSION] = grading
 

@@ -79,6 +79,7 @@ class GradingSession:
     forbid_reads: bool = False  # instructor grading: reading the solutions or stored references fails the exercise
     expected_manifest: dict[str, str] | None = None
     worker_log: Path | None = None
+    worker_closes: list[int] = field(default_factory=list)  # descriptors of this process the workers must not hold
     in_process: bool = field(default_factory=lambda: os.environ.get(IN_PROCESS_VARIABLE) == "1")
 
     def __post_init__(self) -> None:
@@ -95,7 +96,7 @@ class GradingSession:
 
             self.supervisor = Supervisor(self.course, self.days, self.device, limits=self.limits,
                                          forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
-                                         worker_log=self.worker_log)
+                                         worker_log=self.worker_log, worker_closes=self.worker_closes)
         self._modules: dict[int, ModuleType | LearnerModuleError] = {}
 
     def source(self, day: Day) -> Path | None:

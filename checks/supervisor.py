@@ -1,8 +1,9 @@
 """The supervisor: grades exercises by running them in a worker (`checks.worker`), and never runs learner code.
 
 Before any learner code runs it forks the worker's warm parent (the zygote), verifies the manifest of the course's
-reference and zoo files (`checks.manifest`) and loads the stored references into its own memory (the zygote is
-forked first, so no reference ever sits in a worker's memory). Per exercise it asks the zygote for a fresh child,
+reference and zoo files (`checks.manifest`), keeps their verified bytes and loads the stored references into its
+own memory (the zygote is forked first, so no reference ever sits in a worker's memory). After every exercise it
+checks those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote for a fresh child,
 reads what the child reports on a private pipe, applies the time limits (`checks.limits`) and kills the child's
 process group when one passes, then judges the plain data it got back against the reference with the course's
 comparison engine (`checks.judge`). A death, a kill or garbage on the pipe fails that exercise with what happened;
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from hashlib import sha256
 import os
 import select
 import signal
@@ -30,7 +32,7 @@ from typing import Any
 from checks.course import Course, CourseError, Day
 from checks.judge import Rejection, judge
 from checks.limits import Limits, describe_end
-from checks.manifest import verify_manifest
+from checks.manifest import file_contents, restore_changed, verify_manifest
 from checks.outcome import Outcome, Status
 from checks.references import InputsFingerprint, ReferenceStore, StaleReference, rebuild_command
 from checks.spec import Check
@@ -44,16 +46,22 @@ class Supervisor:
 
     def __init__(self, course: Course, days: list[Day], device: str, *, limits: Limits | None = None,
                  forbid_reads: bool = False, expected_manifest: dict[str, str] | None = None,
-                 worker_log: Path | None = None) -> None:
+                 worker_log: Path | None = None, worker_closes: list[int] | None = None) -> None:
         self.course, self.days, self.device = course, days, device
         self.limits = limits or Limits()
         self.forbid_reads = forbid_reads
         self.worker_log = worker_log
+        self.worker_closes = list(worker_closes or [])
         self.started = time.monotonic()
         self._zygote: _Zygote | None = None
+        self._import_hangs: dict[tuple[int, str], str] = {}
         self._start_zygote(fork=True)  # first: the zygote must not inherit the references loaded below
         try:
             self.manifest = verify_manifest(course, expected_manifest)
+            self.contents = file_contents(course)  # verified bytes: restored after any exercise that changed them
+            changed = [key for key, data in self.contents.items() if sha256(data).hexdigest() != self.manifest[key]]
+            if changed:
+                raise CourseError(f"course file {changed[0]} changed while it was being verified")
             self.stores = {day.number: ReferenceStore(day) for day in days}
             for store in self.stores.values():
                 try:
@@ -70,7 +78,8 @@ class Supervisor:
                 "days": [day.number for day in self.days], "device": str(self.device),
                 "prebuild": not str(self.device).startswith("cuda"), "threads": self.limits.threads,
                 "memory_bytes": self.limits.memory_bytes, "forbid_reads": self.forbid_reads,
-                "protect": [str(PACKAGE_ROOT)], "log": str(self.worker_log) if self.worker_log else None}
+                "protect": [str(PACKAGE_ROOT)] + ([str(self.worker_log.parent)] if self.worker_log else []),
+                "log": str(self.worker_log) if self.worker_log else None, "close": self.worker_closes}
 
     def _start_zygote(self, fork: bool) -> None:
         """Fork the zygote from this process (fast: torch is already imported), or, to replace one that died, start
@@ -143,11 +152,21 @@ class Supervisor:
         if time.monotonic() >= submission_deadline:
             return _failed(day, check, f"not graded: the whole submission's time limit of {limits.submission_s:g} s "
                            "(every exercise together) ran out before this exercise")
+        if (day.number, str(learner)) in self._import_hangs:
+            return _failed(day, check, self._import_hangs[day.number, str(learner)])
         zygote = self._ready_zygote(min(submission_deadline, time.monotonic() + limits.setup_s))
         if isinstance(zygote, str):
             return Outcome(check.name, day.number, Status.ERROR, zygote)
         run = _Run(self, day, check, zygote, submission_deadline)
-        return run.execute(learner)
+        outcome = run.execute(learner)
+        restored = restore_changed(self.course, self.manifest, self.contents)
+        if restored:  # something got past the worker's guard (e.g. native code): undo it, and fail the exercise
+            outcome = _failed(day, check, f"your code changed the course's files ({', '.join(restored)}), which "
+                              "grading forbids; they were restored, and the other exercises are graded against the "
+                              "originals.")
+        if run.phase == "import" and run.stopped_by:  # the same import would hang again: fail the rest at once
+            self._import_hangs[day.number, str(learner)] = run.stopped_by
+        return outcome
 
 
 class _Zygote:

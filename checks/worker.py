@@ -426,6 +426,11 @@ def zygote_main(config: dict[str, Any], control: socket.socket) -> None:
     except OSError:
         pass
     _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    for fd in config.get("close", []):  # e.g. the pipe the supervisor sends its report on
+        try:
+            os.close(int(fd))
+        except OSError:
+            pass
     log = os.open(config.get("log") or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
