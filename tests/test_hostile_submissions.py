@@ -125,12 +125,12 @@ CASES: dict[str, Hostile] = {
             hoard = []
             while True:
                 hoard.append(bytearray(2**26))""", ("MemoryError", "the memory limit")),
-    "kills_the_grading_parent": Hostile("slow_sum", """
+    "signals_the_grading_parent": Hostile("slow_sum", """
         import os, signal
         def slow_sum(tokens):
-            os.kill(os.getppid(), signal.SIGKILL)
+            os.kill(os.getppid(), signal.SIGKILL)  # refused by the worker's seccomp filter
             while True:
-                pass""", ("the grading worker's parent process died while slow_sum ran",)),
+                pass""", ("slow_sum raised PermissionError", "Operation not permitted")),
     "import_time_exit": Hostile("slow_sum", """
         import os
         def _gone(function):
@@ -227,16 +227,18 @@ CASES: dict[str, Hostile] = {
     "torch_save_over_references": Hostile("head_summary", """
         import torch
         def head_summary(model, tokens):
-            torch.save({"count_repeats": {}}, {references!r})  # written by C++: the audit hook never sees it
-            return {}""", ("changed the course's files (checks/references/day1.pt)", "restored")),
+            torch.save({"count_repeats": {}}, {references!r})  # opened by C++: only the seccomp filter sees it
+            return {}""", ("head_summary raised RuntimeError", "day1.pt")),
     "native_write_to_references": Hostile("count_repeats", """
         import ctypes, os
         def count_repeats(tokens):
             libc = ctypes.CDLL(None)
             fd = libc.open({references!r}.encode(), os.O_WRONLY | os.O_TRUNC)
+            if fd < 0:
+                raise OSError("the references could not be opened for writing")
             libc.write(fd, b"forged", 6)
             libc.close(fd)
-            return int((tokens[:, 1:] == tokens[:, :-1]).sum())""", ("changed the course's files", "restored")),
+            return int((tokens[:, 1:] == tokens[:, :-1]).sum())""", ("could not be opened for writing",)),
     "replace_the_zoo_loader": Hostile("describe_shape", """
         import os
         def describe_shape(tokens):
@@ -265,7 +267,7 @@ CASES: dict[str, Hostile] = {
                     forge()
                 os._exit(0)
             forge()
-            return -1""", ("expected 0, got -1",)),
+            return -1""", ("count_repeats raised PermissionError",)),
     # ---- cheating (instructor grading only)
     "imports_the_solutions": Hostile("count_repeats", """
         def count_repeats(tokens):
