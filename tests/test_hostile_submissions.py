@@ -239,11 +239,10 @@ CASES: dict[str, Hostile] = {
             libc.write(fd, b"forged", 6)
             libc.close(fd)
             return int((tokens[:, 1:] == tokens[:, :-1]).sum())""", ("could not be opened for writing",)),
-    "replace_the_zoo_loader": Hostile("describe_shape", """
+    "move_the_zoo_loader_away": Hostile("describe_shape", """
         import os
         def describe_shape(tokens):
-            open({scratch!r}, "w").write("def load_model(name): raise SystemExit")
-            os.replace({scratch!r}, {zoo!r})""", (GUARD, "models.py")),
+            os.replace({zoo!r}, {scratch!r})""", (GUARD, "models.py")),
     "low_level_write_to_zoo": Hostile("distinct_tokens", """
         import os
         def distinct_tokens(tokens):
