@@ -25,9 +25,9 @@ MODES = {"isolated": {}, "in-process": {"COURSE_GRADING_IN_PROCESS": "1"}}
 
 
 def time_grading(day: int, device: str, mode: str) -> float:
-    """Seconds for one `pytest --day DAY --solutions --device DEVICE` process; raises if any exercise fails."""
+    """Seconds for one `pytest --day DAY --solutions --course-device DEVICE` process; raises if any exercise fails."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--day", str(day), "--solutions",
-               "--device", device]
+               "--course-device", device]
     env = {key: value for key, value in os.environ.items() if key != "COURSE_GRADING_IN_PROCESS"}
     env.update({"HF_HUB_OFFLINE": "1", **MODES[mode]})
     start = time.perf_counter()

@@ -54,7 +54,7 @@ class Supervisor:
         self.worker_closes = list(worker_closes or [])
         self.started = time.monotonic()
         self._zygote: _Zygote | None = None
-        self._import_hangs: dict[tuple[int, str], str] = {}
+        self._unimportable: dict[tuple[int, str], str] = {}  # (day, file) -> the exercise that said why
         self._start_zygote(fork=True)  # first: the zygote must not inherit the references loaded below
         try:
             self.manifest = verify_manifest(course, expected_manifest)
@@ -152,8 +152,10 @@ class Supervisor:
         if time.monotonic() >= submission_deadline:
             return _failed(day, check, f"not graded: the whole submission's time limit of {limits.submission_s:g} s "
                            "(every exercise together) ran out before this exercise")
-        if (day.number, str(learner)) in self._import_hangs:
-            return _failed(day, check, self._import_hangs[day.number, str(learner)])
+        first = self._unimportable.get((day.number, str(learner)))
+        if first is not None:  # the reason is said once per day, at its first exercise
+            return _failed(day, check, f"not graded: day {day.number}'s file cannot be graded (the reason is given "
+                           f"at {first})")
         zygote = self._ready_zygote(min(submission_deadline, time.monotonic() + limits.setup_s))
         if isinstance(zygote, str):
             return Outcome(check.name, day.number, Status.ERROR, zygote)
@@ -164,8 +166,8 @@ class Supervisor:
             outcome = _failed(day, check, f"your code changed the course's files ({', '.join(restored)}), which "
                               "grading forbids; they were restored, and the other exercises are graded against the "
                               "originals.")
-        if run.phase == "import" and run.stopped_by:  # the same import would hang again: fail the rest at once
-            self._import_hangs[day.number, str(learner)] = run.stopped_by
+        if run.import_failed():  # importing the same file would fail again: fail the day's other exercises at once
+            self._unimportable[day.number, str(learner)] = check.name
         return outcome
 
 
@@ -253,6 +255,14 @@ class _Run:
         finally:
             os.close(pipe)
         return self._outcome()
+
+    def import_failed(self) -> bool:
+        """Whether importing the learner's module failed (raised, hung or killed the worker), so no case ran."""
+        if self.results or self.course_problem is not None or self.forbidden:
+            return False
+        if self.rejection is not None:
+            return bool(self.rejection.get("import_error"))
+        return self.phase == "import"
 
     def _zygote_lost(self) -> Outcome:
         self.supervisor._stop_zygote()

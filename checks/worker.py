@@ -286,6 +286,8 @@ class Zygote:
                 for check in day.checks:
                     for case in check.cases:
                         self.prebuilt[check.name, case] = build_case(self.env, check, case)
+        import checks.session  # noqa: F401  (used by every child)
+
         try:
             import jupytext  # noqa: F401  (notebooks are converted in every child: import it once here)
         except ImportError:
@@ -404,7 +406,8 @@ class Child:
 
         from checks.grading import call_learner
         from checks.judge import Rejection
-        from checks.learner import LearnerModuleError, load_module
+        from checks.learner import LearnerModuleError, explain_name_error, load_module
+        from checks.session import wrong_day_error
 
         config, zygote = self.zygote.config, self.zygote
         day = zygote.days[self.request["day"]]
@@ -429,11 +432,15 @@ class Child:
         self.channel.send(kind="phase", phase="import")
         try:
             module = load_module(Path(self.request["learner"]))
+            wrong_day = wrong_day_error(module, day, zygote.course)
+            if wrong_day is not None:
+                raise wrong_day
         except LearnerModuleError as error:
-            self.channel.send(kind="rejection", case="", status="failed", message=str(error), hint="")
+            self.channel.send(kind="rejection", case="", status="failed", message=str(error), hint="",
+                              import_error=True)
             return
         except BaseException as error:
-            self.channel.send(kind="rejection", case="", status="failed", hint="",
+            self.channel.send(kind="rejection", case="", status="failed", hint="", import_error=True,
                               message=f"importing {self.request['learner']} raised {type(error).__name__}: {error}")
             return
         function = module.__dict__.get(check.name)
@@ -453,6 +460,8 @@ class Child:
                 if "MemoryError" in message or "can't allocate memory" in message:
                     message += (f"\n(each grading worker may allocate at most {int(config['memory_bytes']) / 2**30:g}"
                                 " GiB: the memory limit)")
+                if rejection.status.value == "failed":
+                    message = explain_name_error(module, message)
                 self.channel.send(kind="rejection", case=case, status=rejection.status.value, message=message,
                                   hint=rejection.hint)
                 return
