@@ -297,7 +297,7 @@ def test_exercise_names_are_unique_across_a_course(tmp_path):
             from checks.spec import Check
             DAY = {number}
             MODULE = "day{number}_x"
-            CHECKS = [Check("same_name", lambda env: {{}})]
+            CHECKS = [Check("same_name", {{"case": lambda env: {{}}}})]
         """))
     with pytest.raises(CourseError, match="'same_name' is used by day 1 and day 2"):
         Course(tmp_path).days
