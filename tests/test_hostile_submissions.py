@@ -214,7 +214,7 @@ CASES: dict[str, Hostile] = {
             model.set_use_attn_result(True)
             model.cfg.n_heads = 1
             model.cfg.use_hook_tokens = True
-            return -1.0""", ("output: expected", "got -1.0")),
+            return -1.0""", ("left the config of model 'tiny' changed", "n_heads: 2 -> 1")),
     # ---- tampering with what learners are graded against
     "overwrite_references": Hostile("count_repeats", """
         def count_repeats(tokens):
