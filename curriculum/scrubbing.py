@@ -146,6 +146,10 @@ class ScrubbingRun:
     """The layer-0 components of a dataset, computed once, and the loss on candidates of any hypothesis.
 
     tokens: [batch, seq] on the model's device; candidates: the token ids after which the loss is read.
+    Everything a hypothesis needs is a sum of *projected* components gathered by its sources: the key and value
+    inputs of a layer-1 head projected by its W_K, W_V at every position, the query input by its W_Q at the
+    candidate positions only, the unembedding's input at the candidate positions only. Inputs that a hypothesis
+    leaves as they are come from a cache shared by all hypotheses and resamplings.
     """
 
     def __init__(self, model: HookedTransformer, tokens: Int[Tensor, "batch seq"], candidates: Sequence[int],
@@ -156,150 +160,162 @@ class ScrubbingRun:
         self.tokens = tokens
         self.n_batch, self.seq_len = tokens.shape
         self.components = component_names(model)
-        n_heads = model.cfg.n_heads
+        n_heads, device = model.cfg.n_heads, tokens.device
         with torch.no_grad():
-            is_candidate = torch.zeros(model.cfg.d_vocab, dtype=torch.bool, device=tokens.device)
-            is_candidate[torch.as_tensor(list(candidates), device=tokens.device)] = True
+            is_candidate = torch.zeros(model.cfg.d_vocab, dtype=torch.bool, device=device)
+            is_candidate[torch.as_tensor(list(candidates), device=device)] = True
             mask = is_candidate[tokens]
             mask[:, -1] = False  # the last position has no target
             self.mask = mask
-            # Candidate queries, padded per sequence: [batch, max_per_seq]
+            # The candidate positions of each sequence, padded to the longest: [batch, max_per_seq]
             counts = mask.sum(1)
             self.max_per_seq = max(int(counts.max()), 1)
-            positions = torch.arange(self.seq_len, device=tokens.device).expand_as(tokens)
+            positions = torch.arange(self.seq_len, device=device).expand_as(tokens)
             sort_key = torch.where(mask, positions, positions + self.seq_len)
             query_pos = sort_key.argsort(dim=1)[:, : self.max_per_seq]
-            self.query_valid = torch.arange(self.max_per_seq, device=tokens.device)[None] < counts[:, None]
+            self.query_valid = torch.arange(self.max_per_seq, device=device)[None] < counts[:, None]
             self.query_pos = torch.where(self.query_valid, query_pos, torch.zeros_like(query_pos))
-            self.query_flat = torch.arange(self.n_batch, device=tokens.device)[:, None] * self.seq_len + self.query_pos
-            self.targets = tokens.flatten()[(self.query_flat + 1).clamp(max=tokens.numel() - 1)]
+            self.query_flat = torch.arange(self.n_batch, device=device)[:, None] * self.seq_len + self.query_pos
+            self.targets = tokens.flatten()[(self.query_flat + 1).clamp(max=tokens.numel() - 1)][self.query_valid]
             # Layer-0 head outputs at every position of the dataset, computed once: [head, batch * seq, d_model]
             head_outputs, prev_attention = [], []
             for start in range(0, self.n_batch, chunk):
                 out, pattern = layer0_heads(model, tokens[start : start + chunk])
                 head_outputs.append(out)
-                prev = torch.zeros(pattern.shape[:3], device=tokens.device)
+                prev = torch.zeros(pattern.shape[:3], device=device)
                 prev[:, :, 1:] = pattern.diagonal(offset=-1, dim1=-2, dim2=-1)
                 prev_attention.append(prev)
-            d_model = model.cfg.d_model
-            self.head_out = torch.cat(head_outputs, dim=1).reshape(n_heads, -1, d_model)
+            self.head_out = torch.cat(head_outputs, dim=1).reshape(n_heads, -1, model.cfg.d_model)
             self.prev_attention = torch.cat(prev_attention, dim=0).permute(1, 0, 2).reshape(n_heads, -1)
             self.flat_tokens = tokens.flatten()
+            self.identity = identity_source(self.n_batch, self.seq_len, device)
+            pos = model.W_pos[: self.seq_len]
+            self.pos_q = torch.stack([pos @ model.W_Q[1, h] + model.b_Q[1, h] for h in range(n_heads)])
+            self.pos_k = torch.stack([pos @ model.W_K[1, h] + model.b_K[1, h] for h in range(n_heads)])
         self._projections: dict[tuple, Tensor] = {}
-        self._clean_head: dict[int, Tensor] = {}
+        self._orig_cache: dict = {}
+        self._resampling_cache: dict = {}
 
-    # -- components -----------------------------------------------------------------------------------------------
-    def component(self, name: str, index: Int[Tensor, "..."]) -> Float[Tensor, "... d_model"]:
-        """Component `name` at the flat positions `index` (any shape)."""
+    # -- components, projected --------------------------------------------------------------------------------------
+    def _weight(self, head: int, which: str) -> Tensor | None:
+        """The matrix an input is read through: W_Q/W_K/W_V of a layer-1 head, or none for the logits' input."""
         model = self.model
-        if name == "embed":
-            return model.W_E[self.flat_tokens[index]]
-        if name == "b_O0":
-            return model.b_O[0].expand(*index.shape, model.cfg.d_model)
-        return self.head_out[int(name[3:])][index]
+        return {"q": model.W_Q, "k": model.W_K, "v": model.W_V}[which][1, head] if which != "logits" else None
 
-    def _prev_value_path(self, head: int, path: PrevValuePath, sources: Mapping[str, Tensor],
-                         at: Tensor | None, weight: Tensor | None) -> Tensor:
-        """Layer-0 head `head`'s output under `path` at flat destinations `at` (None: everywhere), optionally
-        projected by `weight` ([d_model, d_head])."""
-        model = self.model
-        pattern_index = sources[path.pattern] if at is None else sources[path.pattern].flatten()[at]
-        previous_index = sources[path.previous] if at is None else sources[path.previous].flatten()[at]
-        # values of the head per token: (W_E[t] W_V + b_V) W_O, a [d_vocab, d_model] table
-        value_table = (model.W_E @ model.W_V[0, head] + model.b_V[0, head]) @ model.W_O[0, head]
-        base = self.head_out[head][pattern_index]
-        weight_prev = self.prev_attention[head][pattern_index][..., None]
-        # the position before each destination, in each source (clamped at 0, where the weight is 0 anyway)
-        pattern_prev = (pattern_index - 1).clamp(min=0)
-        previous_prev = (previous_index - 1).clamp(min=0)
-        swap = value_table[self.flat_tokens[previous_prev]] - value_table[self.flat_tokens[pattern_prev]]
-        out = base + weight_prev * swap
-        return out if weight is None else out @ weight
-
-    def _projection(self, head: int, which: str, name: str) -> Float[Tensor, "flat d_head"]:
-        """Component `name` at every position, projected by W_K or W_V of layer-1 head `head` (cached)."""
-        key = (head, which, name)
-        if key not in self._projections:
-            weight = (self.model.W_K if which == "k" else self.model.W_V)[1, head]
-            if name == "embed":
-                projected = (self.model.W_E @ weight)[self.flat_tokens]
-            elif name == "b_O0":
-                projected = (self.model.b_O[0] @ weight).expand(self.flat_tokens.numel(), -1)
-            else:
-                projected = self.head_out[int(name[3:])] @ weight
-            self._projections[key] = projected
-        return self._projections[key]
-
-    def _group_projection(self, head: int, which: str, group: tuple[str, ...]) -> Float[Tensor, "flat d_head"]:
-        """Sum of the components in `group`, at every position, projected by W_K or W_V of layer-1 head `head`."""
+    def _projection(self, head: int, which: str, group: tuple[str, ...]) -> Float[Tensor, "flat width"]:
+        """The sum of the components in `group` at every position, read through `which` of layer-1 head `head`
+        (cached; the embedding through a [d_vocab, width] table, the bias as one row broadcast)."""
         key = (head, which, group)
         if key not in self._projections:
-            self._projections[key] = sum(self._projection(head, which, name) for name in group)
+            model, weight = self.model, self._weight(head, which)
+
+            def read(x: Tensor) -> Tensor:
+                return x if weight is None else x @ weight
+
+            total: Tensor | int = 0
+            for name in group:
+                if name == "embed":
+                    total = total + read(model.W_E)[self.flat_tokens]
+                elif name == "b_O0":
+                    total = total + read(model.b_O[0])
+                else:
+                    total = total + read(self.head_out[int(name[3:])])
+            if not isinstance(total, Tensor) or total.ndim == 1:
+                total = torch.as_tensor(total).expand(self.flat_tokens.numel(), -1)
+            self._projections[key] = total
         return self._projections[key]
 
-    def _assembled(self, hypothesis: Hypothesis, input_name: str, sources: Mapping[str, Tensor],
-                   at: Tensor | None, weight: Tensor | None, head: int, which: str) -> Tensor:
-        """An input assembled from its components' sources: at flat positions `at` (projected by `weight` if given),
-        or, when `at` is None, everywhere and projected through the cached group projections."""
-        groups: dict[str | PrevValuePath, list[str]] = {}
+    def _prev_value_path(self, head: int, path: PrevValuePath, sources: Mapping[str, Tensor],
+                         index: Tensor | None, weight: Tensor | None) -> Tensor:
+        """Layer-0 head `head`'s output under `path` at the flat destinations `index` (None: everywhere), read
+        through `weight` (or not): its clean output at the pattern source, with the value at the previous position
+        swapped for the one at the previous position of the `previous` source."""
+        model = self.model
+        pattern_index = sources[path.pattern].flatten() if index is None else sources[path.pattern].flatten()[index]
+        previous_index = sources[path.previous].flatten() if index is None else sources[path.previous].flatten()[index]
+        value_table = (model.W_E @ model.W_V[0, head] + model.b_V[0, head]) @ model.W_O[0, head]  # [d_vocab, d_model]
+        base = self.head_out[head]
+        if weight is not None:
+            value_table, base = value_table @ weight, base @ weight
+        swap = (value_table[self.flat_tokens[(previous_index - 1).clamp(min=0)]]
+                - value_table[self.flat_tokens[(pattern_index - 1).clamp(min=0)]])
+        return base[pattern_index] + self.prev_attention[head][pattern_index][..., None] * swap
+
+    def _cache_for(self, sources: Mapping[str, Tensor], resampled: bool) -> dict:
+        """Where assembled inputs and head outputs are kept: one cache for what uses the original only (shared by
+        every resampling), one for the current resampling (dropped when another `sources` comes, and holding a
+        reference to it, so a cached entry never outlives the tensors its key names)."""
+        if not resampled:
+            return self._orig_cache
+        if self._resampling_cache.get("sources") is not sources:
+            self._resampling_cache = {"sources": sources}
+        return self._resampling_cache
+
+    def _assembled(self, hypothesis: Hypothesis, input_name: str, sources: Mapping[str, Tensor]
+                   ) -> tuple[tuple, Tensor]:
+        """One input of the hypothesis, read through its head's matrix, and a key naming it: [batch * seq, d_head]
+        for keys and values, [batch, max_per_seq, width] at the candidate positions for queries and the logits'
+        input."""
+        head, which = (0, "logits") if input_name == "logits" else (int(input_name[3]), input_name[5])
+        by_source: dict[str | PrevValuePath, list[str]] = {}
         for name in self.components:
-            groups.setdefault(hypothesis.source(input_name, name), []).append(name)
+            by_source.setdefault(hypothesis.source(input_name, name), []).append(name)
+        key = (input_name, tuple((source, tuple(names)) for source, names in by_source.items()))
+        cache = self._cache_for(sources, resampled=set(by_source) != {ORIG})
+        if key in cache:
+            return key, cache[key]
+        at = None if which in "kv" else self.query_flat
         total: Tensor | int = 0
-        for source, names in groups.items():
+        for source, names in by_source.items():
             if isinstance(source, PrevValuePath):
                 if len(names) != 1 or not names[0].startswith("L0H"):
                     raise ValueError("a PrevValuePath applies to one layer-0 head's output")
-                part = self._prev_value_path(int(names[0][3:]), source, sources, at,
-                                             weight if at is not None else
-                                             (self.model.W_K if which == "k" else self.model.W_V)[1, head])
-                if at is None:
-                    part = part.reshape(-1, part.shape[-1])
-            elif at is None:
-                part = self._group_projection(head, which, tuple(names))[sources[source].flatten()]
+                total = total + self._prev_value_path(int(names[0][3:]), source, sources, at,
+                                                      self._weight(head, which))
+                continue
+            projected = self._projection(head, which, tuple(names))
+            if source == ORIG:
+                total = total + (projected if at is None else projected[at])
             else:
-                index = sources[source].flatten()[at]
-                part = sum(self.component(name, index) for name in names)
-                if weight is not None:
-                    part = part @ weight
-            total = total + part
-        return total  # type: ignore[return-value]
+                index = sources[source].flatten()
+                total = total + projected[index if at is None else index[at]]
+        cache[key] = total
+        return key, total  # type: ignore[return-value]
 
     def _head_output(self, hypothesis: Hypothesis, head: int, sources: Mapping[str, Tensor]
                      ) -> Float[Tensor, "batch query d_model"]:
         """Layer-1 head `head`'s output at the candidate queries, from its q/k/v inputs under `hypothesis`."""
         model = self.model
-        prefix = f"L1H{head}"
-        untouched = all(hypothesis.source(f"{prefix}.{x}", c) == ORIG for x in "qkv" for c in self.components)
-        if untouched and head in self._clean_head:
-            return self._clean_head[head]
-        pos = model.W_pos[: self.seq_len]
-        q = self._assembled(hypothesis, f"{prefix}.q", sources, self.query_flat, None, head, "q")
-        q = (q + pos[self.query_pos]) @ model.W_Q[1, head] + model.b_Q[1, head]  # [batch, query, d_head]
-        k = self._assembled(hypothesis, f"{prefix}.k", sources, None, None, head, "k")
-        k = k.view(self.n_batch, self.seq_len, -1) + (pos @ model.W_K[1, head]) + model.b_K[1, head]
-        v = self._assembled(hypothesis, f"{prefix}.v", sources, None, None, head, "v")
+        q_key, q = self._assembled(hypothesis, f"L1H{head}.q", sources)
+        k_key, k = self._assembled(hypothesis, f"L1H{head}.k", sources)
+        v_key, v = self._assembled(hypothesis, f"L1H{head}.v", sources)
+        key = ("head", head, q_key, k_key, v_key)
+        resampled = any(source != ORIG for part in (q_key, k_key, v_key) for source, _ in part[1])
+        cache = self._cache_for(sources, resampled)
+        if key in cache:
+            return cache[key]
+        q = q + self.pos_q[head][self.query_pos]  # positions of the query's own place (shortformer)
+        k = k.view(self.n_batch, self.seq_len, -1) + self.pos_k[head]
         v = v.view(self.n_batch, self.seq_len, -1) + model.b_V[1, head]
         scores = torch.einsum("bqd,bkd->bqk", q, k) / math.sqrt(model.cfg.d_head)
         future = torch.arange(self.seq_len, device=q.device)[None, None, :] > self.query_pos[:, :, None]
-        pattern = scores.masked_fill(future, float("-inf")).softmax(-1)
-        out = torch.einsum("bqk,bkd->bqd", pattern, v) @ model.W_O[1, head]
-        if untouched:
-            self._clean_head[head] = out
-        return out
+        pattern = scores.masked_fill_(future, float("-inf")).softmax(-1)
+        cache[key] = torch.einsum("bqk,bkd->bqd", pattern, v) @ model.W_O[1, head]
+        return cache[key]
 
     def loss(self, hypothesis: Hypothesis, sources: Mapping[str, Tensor]) -> float:
         """Mean loss on the candidate positions (original labels) when the model runs as `hypothesis` says.
 
-        sources: name -> [batch, seq] flat indices into the dataset; must include "orig" (the identity).
+        sources: name -> [batch, seq] flat indices into the dataset; "orig" must be the identity.
         """
         model = self.model
         with torch.no_grad():
-            resid = self._assembled(hypothesis, "logits", sources, self.query_flat, None, 0, "")
+            _, resid = self._assembled(hypothesis, "logits", sources)
             for head in range(model.cfg.n_heads):
                 resid = resid + self._head_output(hypothesis, head, sources)
-            resid = resid + model.b_O[1]
-            logits = resid[self.query_valid] @ model.W_U + model.b_U
-            losses = -logits.log_softmax(-1).gather(-1, self.targets[self.query_valid][:, None])[:, 0]
+            resid = resid[self.query_valid] + model.b_O[1]
+            logits = resid @ model.W_U + model.b_U
+            losses = -logits.log_softmax(-1).gather(-1, self.targets[:, None])[:, 0]
             return losses.mean().item()
 
     def table(self, hypotheses: Sequence[Hypothesis], resamplings: Sequence[Mapping[str, Tensor]]
