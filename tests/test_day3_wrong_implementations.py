@@ -20,8 +20,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _explained(outcome) -> str:
-    """Everything grading said: the message, and the hint where the grader keeps it apart."""
-    return f"{outcome.message}\n{getattr(outcome, 'hint', '') or ''}"
+    """Everything grading said: the case that failed, the diagnosis and the course's hint."""
+    return f"{outcome.case}\n{outcome.message}\n{outcome.hint}"
 
 
 def _loss(logits, targets):
@@ -60,6 +60,10 @@ def mask_of_the_next_token(inputs, candidates, d_vocab):
 
 def mask_of_the_non_candidates(inputs, candidates, d_vocab):
     return ~_table(candidates, d_vocab, inputs.device)[inputs]
+
+
+def mask_of_tokens_from_the_first_name_on(inputs, candidates, d_vocab):
+    return inputs >= candidates.min()  # right for the names of induction-2l, wrong for any other candidate set
 
 
 def mask_of_the_previous_token(inputs, candidates, d_vocab):
@@ -423,6 +427,7 @@ WRONG_IMPLEMENTATIONS = [
     ("candidate_mask", mask_of_the_non_candidates, "True at the candidates"),
     ("candidate_mask", mask_of_the_previous_token, "is_candidate[inputs]"),
     ("candidate_mask", mask_as_floats, "wrong dtype"),
+    ("candidate_mask", mask_of_tokens_from_the_first_name_on, "random candidates"),
     ("per_position_loss", loss_from_raw_logits, "log_softmax"),
     ("per_position_loss", loss_shifted_again, "wrong shape"),
     ("per_position_loss", log_probs_not_negated, "sign flipped"),

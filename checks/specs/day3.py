@@ -7,7 +7,6 @@ parameter it reads (batch, length, seeds, layer, head, group structure, model) d
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import torch
@@ -26,11 +25,7 @@ Case = Callable[[GradingEnv], dict[str, Any]]
 
 
 def _check(name: str, cases: dict[str, Case], **options: Any) -> Check:
-    """A Check with named cases (the format of checks.spec once "Checks have named input cases" lands; until then
-    only the first case is graded)."""
-    if any(field.name == "cases" for field in dataclasses.fields(Check)):
-        return Check(name=name, cases=cases, **options)
-    return Check(name=name, inputs=next(iter(cases.values())), **options)
+    return Check(name=name, cases=cases, **options)
 
 
 def _stories(env: GradingEnv, batch: int, length: int, seed: int) -> torch.Tensor:
