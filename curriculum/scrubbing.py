@@ -188,6 +188,7 @@ class ScrubbingRun:
             self.head_out = torch.cat(head_outputs, dim=1).reshape(n_heads, -1, model.cfg.d_model)
             self.prev_attention = torch.cat(prev_attention, dim=0).permute(1, 0, 2).reshape(n_heads, -1)
             self.flat_tokens = tokens.flatten()
+            self.resid = model.W_E[self.flat_tokens] + self.head_out.sum(0) + model.b_O[0]  # the input of layer 1
             self.identity = identity_source(self.n_batch, self.seq_len, device)
             pos = model.W_pos[: self.seq_len]
             self.pos_q = torch.stack([pos @ model.W_Q[1, h] + model.b_Q[1, h] for h in range(n_heads)])
@@ -202,28 +203,38 @@ class ScrubbingRun:
         model = self.model
         return {"q": model.W_Q, "k": model.W_K, "v": model.W_V}[which][1, head] if which != "logits" else None
 
-    def _projection(self, head: int, which: str, group: tuple[str, ...]) -> Float[Tensor, "flat width"]:
-        """The sum of the components in `group` at every position, read through `which` of layer-1 head `head`
-        (cached; the embedding through a [d_vocab, width] table, the bias as one row broadcast)."""
+    def _projection(self, head: int, which: str, group: tuple[str, ...]) -> Float[Tensor, "flat d_head"]:
+        """The sum of the components in `group` at every position, read through W_K or W_V of layer-1 head `head`
+        (cached): all of them at once from the clean residual stream, otherwise component by component (the
+        embedding through a [d_vocab, d_head] table, the bias as one row)."""
         key = (head, which, group)
         if key not in self._projections:
             model, weight = self.model, self._weight(head, which)
-
-            def read(x: Tensor) -> Tensor:
-                return x if weight is None else x @ weight
-
-            total: Tensor | int = 0
-            for name in group:
-                if name == "embed":
-                    total = total + read(model.W_E)[self.flat_tokens]
-                elif name == "b_O0":
-                    total = total + read(model.b_O[0])
-                else:
-                    total = total + read(self.head_out[int(name[3:])])
-            if not isinstance(total, Tensor) or total.ndim == 1:
-                total = torch.as_tensor(total).expand(self.flat_tokens.numel(), -1)
-            self._projections[key] = total
+            if group == tuple(self.components):
+                self._projections[key] = self.resid @ weight
+            elif len(group) > 1:
+                self._projections[key] = sum(self._projection(head, which, (name,)) for name in group)
+            elif group[0] == "embed":
+                self._projections[key] = (model.W_E @ weight)[self.flat_tokens]
+            elif group[0] == "b_O0":
+                self._projections[key] = (model.b_O[0] @ weight).expand(self.flat_tokens.numel(), -1)
+            else:
+                self._projections[key] = self.head_out[int(group[0][3:])] @ weight
         return self._projections[key]
+
+    def _components_at(self, group: Sequence[str], index: Tensor) -> Float[Tensor, "... d_model"]:
+        """The sum of the components in `group` at the flat positions `index` (any shape)."""
+        if tuple(group) == tuple(self.components):
+            return self.resid[index]
+        total: Tensor | int = 0
+        for name in group:
+            if name == "embed":
+                total = total + self.model.W_E[self.flat_tokens[index]]
+            elif name == "b_O0":
+                total = total + self.model.b_O[0]
+            else:
+                total = total + self.head_out[int(name[3:])][index]
+        return total  # type: ignore[return-value]
 
     def _prev_value_path(self, head: int, path: PrevValuePath, sources: Mapping[str, Tensor],
                          index: Tensor | None, weight: Tensor | None) -> Tensor:
@@ -273,12 +284,14 @@ class ScrubbingRun:
                 total = total + self._prev_value_path(int(names[0][3:]), source, sources, at,
                                                       self._weight(head, which))
                 continue
-            projected = self._projection(head, which, tuple(names))
-            if source == ORIG:
-                total = total + (projected if at is None else projected[at])
-            else:
-                index = sources[source].flatten()
-                total = total + projected[index if at is None else index[at]]
+            if at is None:  # keys and values: every position, through cached projections
+                projected = self._projection(head, which, tuple(names))
+                total = total + (projected if source == ORIG else projected[sources[source].flatten()])
+            else:  # queries and the logits' input: only the candidate positions, projected after gathering
+                index = at if source == ORIG else sources[source].flatten()[at]
+                gathered = self._components_at(names, index)
+                weight = self._weight(head, which)
+                total = total + (gathered if weight is None else gathered @ weight)
         cache[key] = total
         return key, total  # type: ignore[return-value]
 

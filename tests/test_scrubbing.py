@@ -19,7 +19,7 @@ def model():
 
 @pytest.fixture(scope="module")
 def tokens():
-    return held_out_stories(24)
+    return held_out_stories(8)
 
 
 @pytest.fixture(scope="module")
