@@ -70,10 +70,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"  {hypothesis.name:52s} {m:.3f} ± {s:.3f}")
 
     pairs = len(hypotheses) * args.resamplings
-    chosen = [(i * pairs // args.straightforward_runs) for i in range(args.straightforward_runs)]
+    chosen = [(i % args.resamplings, (1 + 7 * i) % len(hypotheses)) for i in range(args.straightforward_runs)]
     walls, cpus = [], []
-    for flat in chosen:
-        r, h = divmod(flat, len(hypotheses))
+    for r, h in chosen:
         with Timer() as slow:
             loss = scrubbing.straightforward_losses(model, tokens, INDUCTION_CANDIDATES, [hypotheses[h]],
                                                     [resamplings[r]])[0, 0].item()

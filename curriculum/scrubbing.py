@@ -130,11 +130,17 @@ def layer0_heads(model: HookedTransformer, tokens: Int[Tensor, "batch seq"]
     """Each layer-0 head's output (z @ W_O, without b_O) and attention pattern, computed directly from the weights:
     queries and keys read the token embedding plus the positional embedding (shortformer), values the embedding."""
     seq_len = tokens.shape[1]
-    embed = model.W_E[tokens]
-    qk_input = embed + model.W_pos[:seq_len]
-    q = torch.einsum("bpm,hmd->bhpd", qk_input, model.W_Q[0]) + model.b_Q[0][None, :, None]
-    k = torch.einsum("bpm,hmd->bhpd", qk_input, model.W_K[0]) + model.b_K[0][None, :, None]
-    v = torch.einsum("bpm,hmd->bhpd", embed, model.W_V[0]) + model.b_V[0][None, :, None]
+
+    def read(weight: Tensor, bias: Tensor, positions: bool) -> Tensor:
+        """[batch, head, pos, d_head]: a table lookup per token (plus one per position), not a matmul per position."""
+        by_token = torch.einsum("vm,hmd->hvd", model.W_E, weight)[:, tokens]  # [head, batch, pos, d_head]
+        if positions:
+            by_token = by_token + torch.einsum("pm,hmd->hpd", model.W_pos[:seq_len], weight)[:, None]
+        return (by_token + bias[:, None, None]).transpose(0, 1)
+
+    q = read(model.W_Q[0], model.b_Q[0], positions=True)
+    k = read(model.W_K[0], model.b_K[0], positions=True)
+    v = read(model.W_V[0], model.b_V[0], positions=False)
     scores = q @ k.transpose(-1, -2) / math.sqrt(model.cfg.d_head)
     future = torch.triu(torch.ones(seq_len, seq_len, dtype=torch.bool, device=tokens.device), diagonal=1)
     pattern = scores.masked_fill(future, float("-inf")).softmax(-1)
