@@ -718,7 +718,8 @@ CORRECT_ALTERNATIVES = [
 def test_grading_rejects_wrong_implementation(exercise, wrong, phrase):
     outcome = grade(wrong, name=exercise, device="cpu")
     assert outcome.status == "failed", f"{wrong.__name__} was graded {outcome.status!r}: {outcome.message}"
-    assert phrase in outcome.message, f"message does not point at the mistake ({phrase!r}):\n{outcome.message}"
+    text = f"{outcome.message}\n{outcome.hint}"
+    assert phrase in text, f"message does not point at the mistake ({phrase!r}):\n{text}"
 
 
 @pytest.mark.parametrize(

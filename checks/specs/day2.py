@@ -8,7 +8,6 @@ torch/TransformerLens calls on the zoo models and seeded data, never with soluti
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Any, Callable
 
 import torch
@@ -27,14 +26,6 @@ ARRAY = "array-2l1h"
 TOY_GPT = "toy-gpt"
 
 Case = Callable[[GradingEnv], dict[str, Any]]
-
-
-def _check(name: str, cases: dict[str, Case], **options: Any) -> Check:
-    """A Check with named input cases (see HELPERS.md). Until the grading machinery on this branch has `cases`, the
-    first case stands in for all of them (the others are then built, stored and graded only after the upgrade)."""
-    if "cases" in {field.name for field in dataclasses.fields(Check)}:
-        return Check(name=name, cases=cases, **options)
-    return Check(name=name, inputs=next(iter(cases.values())), **options)
 
 
 # ---- data -------------------------------------------------------------------------------------------------------------
@@ -232,7 +223,7 @@ def _array_agreement_case(env: GradingEnv) -> dict[str, Any]:
 
 
 CHECKS = [
-    _check(
+    Check(
         "circuit_summary",
         {
             "OV circuit of induction-2l L1H0, k 3": _summary_case(INDUCTION, lambda m: (m.W_V[1, 0], m.W_O[1, 0]), 3),
@@ -245,7 +236,7 @@ CHECKS = [
         "only); circuit.S[..., :k] are the k largest singular values; the corner is circuit.A[..., :k, :] @ "
         "circuit.B[..., :, :k] (rows of A, columns of B).",
     ),
-    _check(
+    Check(
         "head_full_ov_circuit",
         {
             "induction-2l L1H0": _head_case(INDUCTION, 1, 0),
@@ -255,7 +246,7 @@ CHECKS = [
         hint="Multiply in this order: W_E @ W_V[layer, head] @ W_O[layer, head] @ W_U, giving [d_vocab, d_vocab_out] "
         "(row: attended token, column: output logit); no biases.",
     ),
-    _check(
+    Check(
         "top_k_copying_accuracy",
         {
             "all 8 heads of induction-2l, k 1": _copying_case(INDUCTION, None, 1),
@@ -265,7 +256,7 @@ CHECKS = [
         hint="For each row t, take topk(k, dim=-1) over the columns (output tokens) and test whether t is among the "
         "indices; average over rows (dim -1 after the test), keeping every leading batch dimension.",
     ),
-    _check(
+    Check(
         "positional_attention",
         {
             "induction-2l L0H0, 30 positions": _head_case(INDUCTION, 0, 0, n_positions=30),
@@ -275,7 +266,7 @@ CHECKS = [
         hint="queries = W_pos[:n] @ W_Q[layer, head] + b_Q[layer, head] (keys likewise with W_K, b_K); scores = "
         "queries @ keys.T / sqrt(d_head); mask keys after the query with -inf; softmax over keys (the last dim).",
     ),
-    _check(
+    Check(
         "previous_position_score",
         {
             "induction-2l layer 0 on 3 stories of 40 tokens": _pattern_case(
@@ -288,7 +279,7 @@ CHECKS = [
         hint="The previous-position entries [q, q - 1] are diagonal(offset=-1, dim1=-2, dim2=-1); it has n - 1 "
         "entries (queries 1..n-1): take their mean, keeping the leading dims.",
     ),
-    _check(
+    Check(
         "decompose_attention_input",
         {
             "induction-2l layer 1, 3 repeated sequences of 21": _decomposition_case(
@@ -300,7 +291,7 @@ CHECKS = [
         hint="Order: [embed, L0H0, L0H1, ..., (every head of every earlier layer, z @ W_O), the sum of b_O over the "
         "earlier layers (zeros for layer 0), pos_embed]; their sum must equal resid_pre[layer] + pos_embed.",
     ),
-    _check(
+    Check(
         "decompose_queries_keys",
         {
             "induction-2l L1H0, its real 7 sources": _real_sources,
@@ -310,7 +301,7 @@ CHECKS = [
         hint="Term i is sources[i] @ W_Q[layer, head] (no bias), and one extra last term holds b_Q[layer, head] at "
         "every position, so that the terms sum to the real queries; the same for keys with W_K and b_K.",
     ),
-    _check(
+    Check(
         "decompose_attention_scores",
         {
             "L1H0 input and bias terms of induction-2l": _real_terms,
@@ -320,7 +311,7 @@ CHECKS = [
         hint="Use one einsum 'ibqd,jbkd->ijbqk' (query term i, key term j, batch, query pos, key pos) divided by "
         "sqrt(d_head), with no causal mask.",
     ),
-    _check(
+    Check(
         "k_composition_circuit",
         {
             "induction-2l L0H0 -> L1H0": _k_composition_case(INDUCTION, 0, 0, 1, 0),
@@ -330,7 +321,7 @@ CHECKS = [
         hint="Rows are query tokens: (W_E @ W_Q[layer, head]) @ (W_E @ W_V[prev] @ W_O[prev] @ W_K[layer, head]).T "
         "/ sqrt(d_head); the earlier head's OV circuit sits on the key side.",
     ),
-    _check(
+    Check(
         "composition_scores",
         {
             "induction-2l layer-0 OV x layer-1 QK.T": _model_composition_case,
@@ -339,7 +330,7 @@ CHECKS = [
         hint="Multiply left[i] @ right[j] (left first) for every pair with einsum 'iab,jbc->ijac', take the Frobenius "
         "norm over the last two dims, and divide by the product of the two matrices' own Frobenius norms.",
     ),
-    _check(
+    Check(
         "random_composition_baseline",
         {
             "d_model 128, d_head 32, 40 samples, seed 211": _baseline_case(128, 32, 40, 211),
@@ -348,7 +339,7 @@ CHECKS = [
         hint="Draw A1, A2, B1, B2 in that order with torch.randn(shape, generator=generator) (A1 [n, d_model, d_head], "
         "A2 [n, d_head, d_model], ...); score the pairs (A1[i] @ A2[i], B1[i] @ B2[i]) only, and average.",
     ),
-    _check(
+    Check(
         "predicted_induction_pattern",
         {
             "induction-2l L0H0 -> L1H0, 3 repeated sequences of 25": _prediction_case(
@@ -361,7 +352,7 @@ CHECKS = [
         "'kj,bjm->bkm'); keys = moved @ W_V[prev] @ W_O[prev] @ W_K[layer, head]; queries = W_E[tokens] @ "
         "W_Q[layer, head]; scale by 1/sqrt(d_head), mask the future, softmax over keys.",
     ),
-    _check(
+    Check(
         "argmax_agreement",
         {
             "L1H0 of induction-2l vs a noisy copy, from query 11": _agreement_case,
