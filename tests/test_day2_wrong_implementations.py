@@ -31,6 +31,12 @@ def summary_by_materialising(circuit, k):
             "corner": full[..., :k, :k]}
 
 
+def summary_by_multiplying_the_factors(circuit, k):
+    full = torch.einsum("...ij,...jk->...ik", circuit.A, circuit.B)
+    return {"frobenius_norm": full.norm(dim=(-2, -1)), "singular_values": circuit.S[..., :k],
+            "corner": full[..., :k, :k]}
+
+
 def summary_with_smallest_singular_values(circuit, k):
     return {"frobenius_norm": circuit.norm(), "singular_values": circuit.S[..., -k:],
             "corner": circuit.A[..., :k, :] @ circuit.B[..., :, :k]}
@@ -619,6 +625,7 @@ def agreement_by_max_indices(predicted, actual, first_query):
 
 WRONG_IMPLEMENTATIONS = [
     ("circuit_summary", summary_by_materialising, "multiplied out the full matrix"),
+    ("circuit_summary", summary_by_multiplying_the_factors, "multiplied out the full matrix"),
     ("circuit_summary", summary_with_smallest_singular_values, "k largest singular values"),
     ("circuit_summary", summary_with_transposed_corner, "swapped (transposed)"),
     ("circuit_summary", summary_with_k_hard_coded, "wrong shape"),

@@ -52,8 +52,27 @@ def _randn(env: GradingEnv, shape: tuple[int, ...], seed: int) -> torch.Tensor:
 
 
 # ---- circuit_summary --------------------------------------------------------------------------------------------------
+class _WatchedFactor(torch.Tensor):
+    """A factor of a `_WatchedFactoredMatrix`. Any torch operation that takes both factors and returns a tensor of the
+    full product's shape (A @ B, torch.matmul, einsum, ...) is noted on the matrix. Results are plain tensors."""
+
+    owner: "_WatchedFactoredMatrix"
+
+    @classmethod
+    def __torch_function__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206
+        kwargs = kwargs or {}
+        with torch._C.DisableTorchFunctionSubclass():
+            result = func(*args, **kwargs)
+        factors = [arg for arg in (*args, *kwargs.values()) if isinstance(arg, _WatchedFactor)]
+        if len({id(factor) for factor in factors}) >= 2 and isinstance(result, torch.Tensor):
+            owner = factors[0].owner
+            if result.ndim >= 2 and tuple(result.shape[-2:]) == (owner.ldim, owner.rdim):
+                owner.materialised = True
+        return result
+
+
 class _WatchedFactoredMatrix(FactoredMatrix):
-    """A FactoredMatrix that records whether the full product was materialised through `.AB`."""
+    """A FactoredMatrix that records whether the full product was materialised (`.AB`, or A @ B by hand)."""
 
     materialised: bool = False
 
@@ -64,7 +83,12 @@ class _WatchedFactoredMatrix(FactoredMatrix):
 
 
 def _watched(A: torch.Tensor, B: torch.Tensor) -> _WatchedFactoredMatrix:
-    return _WatchedFactoredMatrix(A.detach().clone(), B.detach().clone())
+    matrix = _WatchedFactoredMatrix(A.detach().clone(), B.detach().clone())
+    for name in ("A", "B"):
+        factor = getattr(matrix, name).as_subclass(_WatchedFactor)
+        factor.owner = matrix
+        setattr(matrix, name, factor)
+    return matrix
 
 
 def _summary_case(model_name: str, factors: Callable[[HookedTransformer], tuple[torch.Tensor, torch.Tensor]],
@@ -77,7 +101,8 @@ def _summary_case(model_name: str, factors: Callable[[HookedTransformer], tuple[
 
 def _not_materialised(output: Any, inputs: dict[str, Any]) -> str | None:
     if inputs["circuit"].materialised:
-        return ("circuit_summary gives the right numbers, but it multiplied out the full matrix (circuit.AB). Work "
+        return ("circuit_summary gives the right numbers, but it multiplied out the full matrix (circuit.AB, or "
+                "circuit.A @ circuit.B). Work "
                 "from the factors: circuit.norm() and circuit.S come from the SVDs of A and B, and the corner is "
                 "circuit.A[..., :k, :] @ circuit.B[..., :, :k].")
     return None
