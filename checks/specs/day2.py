@@ -342,6 +342,7 @@ CHECKS = [
             "induction-2l L0H0 -> L1H0": _k_composition_case(INDUCTION, 0, 0, 1, 0),
             "induction-2l L0H2 -> L1H3": _k_composition_case(INDUCTION, 0, 2, 1, 3),
             "array-2l1h L0H0 -> L1H0": _k_composition_case(ARRAY, 0, 0, 1, 0),
+            "toy-gpt L1H2 -> L3H1 (296 tokens)": _k_composition_case(TOY_GPT, 1, 2, 3, 1),
         },
         hint="Rows are query tokens: (W_E @ W_Q[layer, head]) @ (W_E @ W_V[prev] @ W_O[prev] @ W_K[layer, head]).T "
         "/ sqrt(d_head); the earlier head's OV circuit sits on the key side.",
@@ -372,6 +373,8 @@ CHECKS = [
             "induction-2l L0H1 -> L1H2, 2 repeated sequences of 15": _prediction_case(
                 INDUCTION, lambda env: _repeated(env, 2, 7, 223), 0, 1, 1, 2),
             "array-2l1h L0H0 -> L1H0, 4 examples": _prediction_case(ARRAY, lambda env: _arrays(env, 4, 224), 0, 0, 1, 0),
+            "induction-2l L1H3 -> L1H1 (any pair of heads), 2 sequences of 11": _prediction_case(
+                INDUCTION, lambda env: _repeated(env, 2, 5, 225), 1, 3, 1, 1),
         },
         hint="moved = positional pattern of the earlier head [key, source] applied to W_E[tokens] (einsum "
         "'kj,bjm->bkm'); keys = moved @ W_V[prev] @ W_O[prev] @ W_K[layer, head]; queries = W_E[tokens] @ "
