@@ -116,15 +116,17 @@ def circuit_summary(circuit: FactoredMatrix, k: int) -> dict[str, Tensor]:
     """The Frobenius norm, the k largest singular values and the top-left k x k corner of a factored matrix.
 
     circuit: a FactoredMatrix of shape [*batch, ldim, rdim] (any number of leading batch dimensions, possibly none).
-    k: how many singular values and how big a corner; 1 <= k <= min(ldim, rdim) and k <= the inner dimension.
+    k: how many singular values and how big a corner; 1 <= k <= min(ldim, rdim, inner dimension).
 
     Returns a dict of float tensors:
         "frobenius_norm": [*batch], the Frobenius norm of each product matrix;
         "singular_values": [*batch, k], its k largest singular values, in decreasing order;
         "corner": [*batch, k, k], the entries [:k, :k] of the product.
-    Never multiplies out the full [ldim, rdim] product (no `circuit.AB`): this must work on matrices far too large
-    to hold in memory.
+    Never multiplies out the full [ldim, rdim] product (no `circuit.AB`, no `circuit.A @ circuit.B`): this must work
+    on matrices far too large to hold in memory. Raises ValueError when k is out of range.
     """
+    if not 1 <= k <= min(circuit.ldim, circuit.rdim, circuit.mdim):
+        raise ValueError(f"k must lie in 1..{min(circuit.ldim, circuit.rdim, circuit.mdim)}, got {k}")
     return {
         "frobenius_norm": circuit.norm(),
         "singular_values": circuit.S[..., :k],
@@ -285,8 +287,8 @@ def positional_attention(
 def previous_position_score(patterns: Float[Tensor, "*batch query key"]) -> Float[Tensor, "*batch"]:
     """Mean of patterns[..., q, q - 1] over query positions q = 1 .. n-1, for each pattern in the batch.
 
-    patterns: float tensor of attention probabilities, square in its last two dims (query, key), any number of
-    leading dimensions. Returns a float tensor of shape [*batch].
+    patterns: float tensor of attention probabilities, square in its last two dims (query, key) with at least 2
+    positions, any number of leading dimensions. Returns a float tensor of shape [*batch].
     """
     return patterns.diagonal(offset=-1, dim1=-2, dim2=-1).mean(dim=-1)
 
@@ -659,7 +661,8 @@ def predicted_induction_pattern(
     With P = positional_attention(model, prev_layer, prev_head, seq) and E = W_E[tokens]:
     moved[b, k] = sum_j P[k, j] E[b, j]; keys = moved @ W_V[prev] @ W_O[prev] @ W_K[layer, head];
     queries = E @ W_Q[layer, head]; scores = queries . keys / sqrt(d_head); causal mask; softmax over keys.
-    No biases. Returns a float tensor of shape [batch, seq, seq] of probabilities (rows sum to 1).
+    No biases. Returns a float tensor of shape [batch, seq, seq] of probabilities (rows sum to 1, zero above the
+    diagonal). Raises ValueError as positional_attention does (positions not shortformer, seq > n_ctx).
     """
     seq = tokens.shape[1]
     moves = positional_attention(model, prev_layer, prev_head, seq)  # [key pos, source pos]
@@ -684,8 +687,13 @@ def argmax_agreement(
 ) -> float:
     """Fraction of (sequence, query) pairs with query >= first_query whose arg-max key agrees in both patterns.
 
-    Returns a Python float in [0, 1].
+    Ties go to the first key, as in torch.argmax. Returns a Python float in [0, 1].
+    Raises ValueError when the two patterns differ in shape or no query is at or after first_query.
     """
+    if predicted.shape != actual.shape:
+        raise ValueError(f"patterns of different shapes: {tuple(predicted.shape)} and {tuple(actual.shape)}")
+    if not 0 <= first_query < predicted.shape[1]:
+        raise ValueError(f"first_query must lie in 0..{predicted.shape[1] - 1}, got {first_query}")
     predicted_keys = predicted[:, first_query:].argmax(dim=-1)
     actual_keys = actual[:, first_query:].argmax(dim=-1)
     return (predicted_keys == actual_keys).float().mean().item()
