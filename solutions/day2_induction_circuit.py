@@ -764,9 +764,10 @@ if MAIN:
 # - **The K-composition circuit L0H0 -> L1H0 matches tokens.** For over 98% of query tokens, the highest-scoring
 #   previous token at the key is the query token itself; through any other layer-0 head, for under 10%.
 # - **L0H0 -> L1H0 is the one K-composition that stands out.** Its score is more than three times the random
-#   baseline; every other K-composition score is below 1.2 times the baseline. Q-composition of L0H1 and L0H3 into
-#   L1H1-L1H3 (more than 2.5 times the baseline) belongs to another circuit; every other Q-composition score is
-#   below the baseline, and every V-composition score below twice it.
+#   baseline; every other K-composition score is below 1.2 times the baseline. The Q-composition of L0H1 and L0H3
+#   into L1H1-L1H3 (more than 2.5 times the baseline) is not part of induction: those layer-1 heads attend to the
+#   previous token in stories (Day 1). Every other Q-composition score is below the baseline, and every
+#   V-composition score below twice it.
 # - **The weights predict the behaviour.** Composing L0H0's positional pattern with the token-matching QK circuit,
 #   with everything else left out, predicts the key L1H0 attends to most for about nine queries in ten (over 85%)
 #   in the second copy of repeated random tokens.

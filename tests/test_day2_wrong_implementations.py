@@ -347,6 +347,10 @@ def scores_divided_by_d_head(queries, keys):
     return torch.einsum("ibqd,jbkd->ijbqk", queries, keys) / queries.shape[-1]
 
 
+def scores_scaled_for_the_notebooks_d_head(queries, keys):
+    return torch.einsum("ibqd,jbkd->ijbqk", queries, keys) / 32**0.5
+
+
 def scores_by_broadcast_matmul(queries, keys):
     """Correct: broadcasting matmul instead of einsum."""
     return queries[:, None] @ keys[None].transpose(-1, -2) / queries.shape[-1] ** 0.5
@@ -663,6 +667,7 @@ WRONG_IMPLEMENTATIONS = [
     ("decompose_attention_scores", scores_query_and_key_swapped, "swapped (transposed)"),
     ("decompose_attention_scores", scores_terms_swapped, "transposed"),
     ("decompose_attention_scores", scores_divided_by_d_head, "= 1/sqrt(32)"),
+    ("decompose_attention_scores", scores_scaled_for_the_notebooks_d_head, "sqrt(d_head)"),
     ("k_composition_circuit", k_circuit_transposed, "swapped (transposed)"),
     ("k_composition_circuit", k_circuit_without_scale, "= sqrt(32)"),
     ("k_composition_circuit", k_circuit_with_ov_on_the_query_side, "on the key side"),
