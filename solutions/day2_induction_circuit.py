@@ -559,7 +559,9 @@ if MAIN:
 # - **K-composition**: it feeds the key: `W_B = W_QK.T` (the score is `x_q @ W_QK @ (x_k @ W_A).T`);
 # - **V-composition**: it feeds the value: `W_B = W_OV` of the later head.
 #
-# **Exercise.** Compute the scores of every (left, right) pair in one batched `einsum`, with no Python loop.
+# **Exercise.** Compute the scores of every (left, right) pair in one batched `einsum`, with no Python loop. (The
+# check grades the values only, so a loop over pairs passes too; on a model with hundreds of heads it would be
+# thousands of separate products, where one einsum hands the whole batch to a single kernel.)
 
 # %% tags=["exercise"]
 def composition_scores(
