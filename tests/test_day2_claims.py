@@ -79,6 +79,17 @@ def test_L1H0_copies_and_no_other_head_does(full_ov):
     assert others.max().item() < 0.3  # "no other head copies more than 30% of tokens"
 
 
+def test_L1H0_has_the_highest_eigenvalue_copying_score_but_not_the_only_high_one(model, full_ov):
+    with torch.no_grad():
+        scores = day2.eigenvalue_copying_scores(model)
+    assert scores[1, 0].item() > 0.99
+    others = torch.cat([scores.flatten()[:4], scores.flatten()[5:]])
+    assert others.max().item() < scores[1, 0].item()
+    top1 = day2.top_k_copying_accuracy(full_ov, 1)
+    high_without_copying = (scores[0] > 0.8) & (top1[0] < 0.2)  # "two layer-0 heads score above 0.8 without copying"
+    assert high_without_copying.sum().item() == 2
+
+
 def test_L0H0_attends_to_the_previous_position_from_positions_alone(model):
     with torch.no_grad():
         patterns = torch.stack([day2.positional_attention(model, 0, head, N_POSITIONS) for head in range(4)])

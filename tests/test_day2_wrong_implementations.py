@@ -144,6 +144,57 @@ def copying_by_sorting(circuits, k):
     return (circuits.diagonal(dim1=-2, dim2=-1) >= kth_largest).float().mean(dim=-1)
 
 
+# ---- eigenvalue_copying_scores ----------------------------------------------------------------------------------------
+def _full_ov_eigenvalues(model):
+    return FactoredMatrix(model.W_E @ model.W_V, model.W_O @ model.W_U).eigenvalues
+
+
+def eigenvalue_scores_with_the_size_of_the_sum(model):
+    eigenvalues = _full_ov_eigenvalues(model)
+    return eigenvalues.sum(dim=-1).abs() / eigenvalues.abs().sum(dim=-1)
+
+
+def eigenvalue_scores_of_W_OV_alone(model):
+    eigenvalues = FactoredMatrix(model.W_V, model.W_O).eigenvalues
+    return eigenvalues.sum(dim=-1).real / eigenvalues.abs().sum(dim=-1)
+
+
+def eigenvalue_scores_for_two_layers(model):
+    scores = torch.zeros(2, model.cfg.n_heads)
+    for layer in range(2):
+        eigenvalues = FactoredMatrix(model.W_E @ model.W_V[layer], model.W_O[layer] @ model.W_U).eigenvalues
+        scores[layer] = eigenvalues.sum(dim=-1).real / eigenvalues.abs().sum(dim=-1)
+    return scores
+
+
+def eigenvalue_scores_left_complex(model):
+    eigenvalues = _full_ov_eigenvalues(model)
+    return eigenvalues.sum(dim=-1) / eigenvalues.abs().sum(dim=-1)
+
+
+def eigenvalue_scores_head_major(model):
+    eigenvalues = _full_ov_eigenvalues(model)
+    return (eigenvalues.sum(dim=-1).real / eigenvalues.abs().sum(dim=-1)).T
+
+
+def eigenvalue_scores_from_the_small_matrix(model):
+    """Correct: eigvals of (W_O W_U)(W_E W_V), the d_head x d_head product, in float64."""
+    small = (model.W_O @ model.W_U).double() @ (model.W_E @ model.W_V).double()
+    eigenvalues = torch.linalg.eigvals(small)
+    return (eigenvalues.real.sum(dim=-1) / eigenvalues.abs().sum(dim=-1)).float()
+
+
+def eigenvalue_scores_head_by_head(model):
+    """Correct: one factored matrix per head, scores gathered in a loop."""
+    scores = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(model.cfg.n_layers):
+        for head in range(model.cfg.n_heads):
+            circuit = FactoredMatrix(model.W_E, model.W_V[layer, head]) @ model.W_O[layer, head] @ model.W_U
+            eigenvalues = circuit.eigenvalues
+            scores[layer, head] = eigenvalues.real.sum() / eigenvalues.abs().sum()
+    return scores
+
+
 # ---- positional_attention ---------------------------------------------------------------------------------------------
 def _positional_scores(model, layer, head, n, biases=True, scale=True):
     queries = model.W_pos[:n] @ model.W_Q[layer, head] + (model.b_Q[layer, head] if biases else 0.0)
@@ -644,6 +695,11 @@ WRONG_IMPLEMENTATIONS = [
     ("top_k_copying_accuracy", copying_counts, "constant factor"),
     ("top_k_copying_accuracy", copying_as_integers, "wrong dtype"),
     ("top_k_copying_accuracy", copying_pooled_over_heads, "keeping every leading batch dimension"),
+    ("eigenvalue_copying_scores", eigenvalue_scores_with_the_size_of_the_sum, ".real"),
+    ("eigenvalue_copying_scores", eigenvalue_scores_of_W_OV_alone, "W_E @ W_V"),
+    ("eigenvalue_copying_scores", eigenvalue_scores_for_two_layers, "wrong shape"),
+    ("eigenvalue_copying_scores", eigenvalue_scores_left_complex, "dtype"),
+    ("eigenvalue_copying_scores", eigenvalue_scores_head_major, "transposed"),
     ("positional_attention", positional_without_scale, "sqrt(d_head)"),
     ("positional_attention", positional_without_biases, "+ b_Q[layer, head]"),
     ("positional_attention", positional_without_mask, "-inf"),
@@ -701,6 +757,8 @@ CORRECT_ALTERNATIVES = [
     ("head_full_ov_circuit", full_ov_by_einsum),
     ("top_k_copying_accuracy", copying_by_rank),
     ("top_k_copying_accuracy", copying_by_sorting),
+    ("eigenvalue_copying_scores", eigenvalue_scores_from_the_small_matrix),
+    ("eigenvalue_copying_scores", eigenvalue_scores_head_by_head),
     ("positional_attention", positional_with_a_factored_matrix),
     ("positional_attention", positional_by_einsum),
     ("previous_position_score", previous_by_indexing),

@@ -116,6 +116,13 @@ def _head_case(model_name: str, layer: int, head: int, **extra: Any) -> Case:
     return inputs
 
 
+def _model_case(model_name: str) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        return {"model": env.model(model_name)}
+
+    return inputs
+
+
 def _copying_case(model_name: str, layer: int | None, k: int) -> Case:
     """Full OV circuits of every head of the model (layer None) or of one layer, built with plain matrix products."""
 
@@ -280,6 +287,15 @@ CHECKS = [
         },
         hint="For each row t, take topk(k, dim=-1) over the columns (output tokens) and test whether t is among the "
         "indices; average over rows (dim -1 after the test), keeping every leading batch dimension.",
+    ),
+    Check(
+        "eigenvalue_copying_scores",
+        {
+            "induction-2l (2 layers x 4 heads, 193 tokens)": _model_case(INDUCTION),
+            "toy-gpt (4 layers x 4 heads, 296 tokens)": _model_case(TOY_GPT),
+        },
+        hint="FactoredMatrix(W_E @ W_V, W_O @ W_U) holds every head's full OV circuit ([layer, head, d_vocab, "
+        "d_vocab]); with ev = its .eigenvalues, return ev.sum(-1).real / ev.abs().sum(-1), shape [n_layers, n_heads].",
     ),
     Check(
         "positional_attention",
