@@ -22,9 +22,9 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def time_grading(day: int, device: str) -> float:
-    """Seconds for one `pytest --day DAY --solutions --device DEVICE` process; raises if any exercise fails."""
+    """Seconds for one `pytest --day DAY --solutions --course-device DEVICE` process; raises if any exercise fails."""
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--day", str(day), "--solutions",
-               "--device", device]
+               "--course-device", device]
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     start = time.perf_counter()
     result = subprocess.run(command, cwd=REPO_ROOT, env=env, capture_output=True, text=True)

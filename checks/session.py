@@ -6,6 +6,7 @@ calls `grade(day, name)`, and prints `table()` / writes `to_json()` at the end.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,8 +15,9 @@ from typing import Any
 
 from checks.course import Course, CourseError, Day
 from checks.grading import Grader, default_device
+from checks.learner import LearnerModuleError, explain_name_error, load_module, written_exercises
 from checks.outcome import Outcome, Status
-from checks.learner import LearnerModuleError, load_module
+from curriculum.workspace import learner_copies, workspace_dir
 
 
 def parse_days(text: str, course: Course) -> list[Day]:
@@ -33,12 +35,17 @@ def parse_days(text: str, course: Course) -> list[Day]:
     return [course.day(n) for n in dict.fromkeys(numbers)]
 
 
-def learner_file(day: Day, *, solutions: bool = False, learner: Path | None = None) -> Path:
-    """Which file to grade for `day`: the learner's curriculum module by default, the solution with `solutions`,
-    or `learner`: a .py/.ipynb file, or a folder holding `<module>.py`, `<module>.ipynb` or one `dayN_*` file."""
+def learner_file(day: Day, *, solutions: bool = False, learner: Path | None = None,
+                 workspace: Path | None = None) -> Path:
+    """Which file to grade for `day`: with `solutions` the solution; with `learner` that .py/.ipynb file, or in that
+    folder `<module>.py`, `<module>.ipynb` or the one `dayN_*` file; else the learner's copy in their workspace
+    (`curriculum.workspace`: the more recently modified of its notebook and module), else the pristine stub."""
     if solutions:
         return day.solution_path
     if learner is None:
+        copies = learner_copies(day.module, workspace)
+        if copies:
+            return copies[0]
         if not day.curriculum_path.is_file():
             raise LearnerModuleError(f"{day.curriculum_path} does not exist yet: generate it from the solutions with "
                                      f"`python -m notebooks build --day {day.number}`")
@@ -55,6 +62,47 @@ def learner_file(day: Day, *, solutions: bool = False, learner: Path | None = No
         raise LearnerModuleError(f"{learner} holds no file for day {day.number} (expected {day.module}.py or .ipynb)")
     names = ", ".join(p.name for p in matches)
     raise LearnerModuleError(f"{learner} holds several files for day {day.number}: {names}")
+
+
+def wrong_day_error(module: ModuleType, day: Day, course: Course) -> LearnerModuleError | None:
+    """An error when the learner's module defines none of `day`'s exercises but some of another day's."""
+    if any(callable(getattr(module, check.name, None)) for check in day.checks):
+        return None
+    for other in course.days.values():
+        found = [check.name for check in other.checks if callable(getattr(module, check.name, None))]
+        if other.number != day.number and found:
+            return LearnerModuleError(
+                f"{module.__file__}: this file looks like day {other.number}'s file (it defines {', '.join(found[:3])}), "
+                f"not day {day.number}'s, which has {', '.join(check.name for check in day.checks[:3])}, ...: grade "
+                f"it with --day {other.number}, or give day {day.number}'s file")
+    return None
+
+
+def graded_file_report(day: Day, *, solutions: bool = False, learner: Path | None = None,
+                       workspace: Path | None = None) -> list[str]:
+    """Lines saying which file is graded for `day` and why, and any work of the learner's that it does not hold."""
+    try:
+        path = learner_file(day, solutions=solutions, learner=learner, workspace=workspace)
+    except LearnerModuleError as error:
+        return [f"day {day.number}: {error}"]
+    if solutions or learner is not None:
+        return [f"day {day.number}: grading {path}"]
+    copies = learner_copies(day.module, workspace)
+    if not copies:
+        return [f"day {day.number}: grading {path}, the course's pristine stub: you have no copy of day {day.number} "
+                f"in {workspace_dir(workspace)} yet (`python -m curriculum start {day.number}` makes one)"]
+    lines = [f"day {day.number}: grading your copy {path}"]
+    if len(copies) == 2:
+        other = copies[1]
+        names = [check.name for check in day.checks]
+        missing = sorted(written_exercises(other, names) - written_exercises(path, names), key=names.index)
+        if missing:
+            lines.append(f"  warning: {other.name} (older) holds work on {', '.join(missing)} that {path.name} lacks: "
+                         f"only {path.name}, the more recently modified, is graded: copy that work into it (in "
+                         "JupyterLab with jupytext, saving the notebook writes both files)")
+        else:
+            lines.append(f"  ({path.name} is the more recently modified of the pair; {other.name} adds no work)")
+    return lines
 
 
 @dataclass
@@ -89,8 +137,8 @@ class GradingSession:
         """The graded module of `day` (imported once), or the error that prevented importing it."""
         if day.number not in self._modules:
             try:
-                self._modules[day.number] = load_module(learner_file(day, solutions=self.solutions,
-                                                                     learner=self.learner))
+                module = load_module(learner_file(day, solutions=self.solutions, learner=self.learner))
+                self._modules[day.number] = wrong_day_error(module, day, self.course) or module
             except LearnerModuleError as error:
                 self._modules[day.number] = error
         return self._modules[day.number]
@@ -100,11 +148,16 @@ class GradingSession:
         module = self.module(day)
         check = day.check(name)
         if isinstance(module, LearnerModuleError):
-            outcome = self.grader.grade(None, day, check, missing=str(module))
+            first = next((o.exercise for o in self.outcomes if o.day == day.number), None)
+            reason = str(module) if first is None else (  # the reason is said once per day, at its first exercise
+                f"not graded: day {day.number}'s file cannot be graded (the reason is given at {first})")
+            outcome = self.grader.grade(None, day, check, missing=reason)
         else:
             function = getattr(module, name, None)
             missing = f"{module.__file__} has no function {name!r}: did you rename or delete it?"
             outcome = self.grader.grade(function if callable(function) else None, day, check, missing=missing)
+            if outcome.status is Status.FAILED:
+                outcome = dataclasses.replace(outcome, message=explain_name_error(module, outcome.message))
         self.outcomes.append(outcome)
         return outcome
 

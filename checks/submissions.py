@@ -83,7 +83,7 @@ def _grade_one(name: str, path: Path, days: str, out: Path, course: Course | Non
     command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--day", days, "--learner", str(path),
                "--grade-json", str(report)]
     if device:
-        command += ["--device", device]
+        command += ["--course-device", device]
     if course is not None:
         command += ["-o", f"course_root={course.root}", "-o", f"course_models={course.model_loader}"]
     # the subprocess imports this same copy of the course's packages, installed or not

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the project's tests never see (nor write) the learner's own workspace
+os.environ["MECHINTERP_WORKSPACE"] = tempfile.mkdtemp(prefix="course-tests-workspace-")
 pytest_plugins = ["pytester"]
 
 FIXTURE_COURSE = Path(__file__).parent / "fixtures" / "course"
