@@ -36,6 +36,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addini("course_root", "folder of the course to grade (default: the installed course)", default="")
     parser.addini("course_models", "zoo loader, 'module:function' or 'file.py:function'",
                   default="curriculum.models:load_model")
+    parser.addini("course_limits", "grading limits, e.g. 'import_s=60 audit_s=60 submission_s=1800 memory_gb=4'",
+                  default="")
 
 
 @pytest.hookimpl(tryfirst=True)

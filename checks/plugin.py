@@ -55,13 +55,22 @@ def pytest_configure(config: pytest.Config) -> None:
     root = config.getini("course_root")
     base = config.inipath.parent if config.inipath else config.rootpath
     course = Course((base / root).resolve(), config.getini("course_models")) if root else Course.default()
+    from checks.limits import Limits
+
     try:
         grading = GradingSession(course, parse_days(config.getoption("day"), course),
-                                 device=device or _default_device(),
+                                 device=device or _default_device(), limits=Limits.parse(_ini(config, "course_limits")),
                                  solutions=config.getoption("solutions"), learner=config.getoption("learner"))
-    except CourseError as error:
+    except (CourseError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[_SESSION] = grading
+
+
+def _ini(config: pytest.Config, name: str) -> str:
+    try:
+        return config.getini(name)
+    except ValueError:  # an entry module from before the option existed
+        return ""
 
 
 def _default_device() -> str:
@@ -106,9 +115,18 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     grading = session.config.stash.get(_SESSION, None)
+    if grading is None:
+        return
+    grading.close()  # every worker is gone before the report is written
     path = session.config.getoption("grade_json")
-    if grading is not None and path is not None:
+    if path is not None:
         grading.write_json(Path(path))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    grading = config.stash.get(_SESSION, None)
+    if grading is not None:
+        grading.close()
 
 
 class CourseProblem(Exception):

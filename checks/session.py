@@ -2,12 +2,17 @@
 
 Plain Python, no pytest: `checks.plugin` turns options into a `GradingSession`, makes one test item per exercise that
 calls `grade(day, name)`, and prints `table()` / writes `to_json()` at the end.
+
+Learner code runs in worker processes under a `checks.supervisor.Supervisor`; this process only judges and reports.
+`COURSE_GRADING_IN_PROCESS=1` grades in this process instead (the old path, kept for `bench/grading.py` to compare
+against; `python -m checks grade` never uses it).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -16,8 +21,11 @@ from typing import Any
 from checks.course import Course, CourseError, Day
 from checks.grading import Grader, default_device
 from checks.learner import LearnerModuleError, explain_name_error, load_module, written_exercises
+from checks.limits import Limits
 from checks.outcome import Outcome, Status
 from curriculum.workspace import learner_copies, workspace_dir
+
+IN_PROCESS_VARIABLE = "COURSE_GRADING_IN_PROCESS"
 
 
 def parse_days(text: str, course: Course) -> list[Day]:
@@ -115,6 +123,12 @@ class GradingSession:
     solutions: bool = False
     learner: Path | None = None
     outcomes: list[Outcome] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+    forbid_reads: bool = False  # instructor grading: reading the solutions or stored references fails the exercise
+    expected_manifest: dict[str, str] | None = None
+    worker_log: Path | None = None
+    worker_closes: list[int] = field(default_factory=list)  # descriptors of this process the workers must not hold
+    in_process: bool = field(default_factory=lambda: os.environ.get(IN_PROCESS_VARIABLE) == "1")
 
     def __post_init__(self) -> None:
         if self.solutions and self.learner is not None:
@@ -123,7 +137,14 @@ class GradingSession:
             raise CourseError(f"--learner: no such file or folder: {self.learner}")
         if self.learner is not None and self.learner.is_file() and len(self.days) > 1:
             raise CourseError("--learner FILE grades one day; to grade several days give a folder of day files")
-        self.grader = Grader(self.course, self.device)
+        self.grader = Grader(self.course, self.device)  # also judges "missing" exercises without a worker
+        self.supervisor = None
+        if not self.in_process:
+            from checks.supervisor import Supervisor
+
+            self.supervisor = Supervisor(self.course, self.days, self.device, limits=self.limits,
+                                         forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
+                                         worker_log=self.worker_log, worker_closes=self.worker_closes)
         self._modules: dict[int, ModuleType | LearnerModuleError] = {}
 
     def source(self, day: Day) -> Path | None:
@@ -134,7 +155,7 @@ class GradingSession:
             return None
 
     def module(self, day: Day) -> ModuleType | LearnerModuleError:
-        """The graded module of `day` (imported once), or the error that prevented importing it."""
+        """The graded module of `day` (imported once), or the error that prevented importing it. In-process only."""
         if day.number not in self._modules:
             try:
                 module = load_module(learner_file(day, solutions=self.solutions, learner=self.learner))
@@ -145,8 +166,17 @@ class GradingSession:
 
     def grade(self, day: Day, name: str) -> Outcome:
         """Grade exercise `name` of `day` and record the outcome."""
-        module = self.module(day)
         check = day.check(name)
+        if self.supervisor is not None:
+            try:
+                path = learner_file(day, solutions=self.solutions, learner=self.learner)
+            except LearnerModuleError as error:
+                outcome = self.grader.grade(None, day, check, missing=str(error))
+            else:
+                outcome = self.supervisor.grade(day, check, path)
+            self.outcomes.append(outcome)
+            return outcome
+        module = self.module(day)
         if isinstance(module, LearnerModuleError):
             first = next((o.exercise for o in self.outcomes if o.day == day.number), None)
             reason = str(module) if first is None else (  # the reason is said once per day, at its first exercise
@@ -160,6 +190,11 @@ class GradingSession:
                 outcome = dataclasses.replace(outcome, message=explain_name_error(module, outcome.message))
         self.outcomes.append(outcome)
         return outcome
+
+    def close(self) -> None:
+        """Stop the grading workers."""
+        if self.supervisor is not None:
+            self.supervisor.close()
 
     # ---- reports --------------------------------------------------------------------------------------------------
     def scores(self) -> dict[int, dict[str, int]]:
@@ -191,7 +226,7 @@ class GradingSession:
             source = self.source(day)
             days[str(day.number)] = {"module": day.module, "source": str(source) if source else None,
                                      "score": self.scores().get(day.number, {"total": 0})}
-        return {"device": str(self.grader.env.device), "days": days,
+        return {"device": str(self.grader.env.device), "isolated": self.supervisor is not None, "days": days,
                 "exercises": [outcome.to_dict() for outcome in self.outcomes]}
 
     def write_json(self, path: Path) -> None:

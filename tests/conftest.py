@@ -23,6 +23,7 @@ def make_fixture_course(destination: Path):
     """A copy of the fixture course (tests/fixtures/course) under `destination`, with references and curriculum
     built, as a `checks.course.Course`."""
     from checks.course import Course
+    from checks.manifest import write_manifest
     from checks.references import build_references
     from notebooks.builder import curriculum_text, find_days
 
@@ -33,6 +34,7 @@ def make_fixture_course(destination: Path):
         warnings.simplefilter("ignore", DeprecationWarning)
         for number in course.days:
             build_references(course, number, "cpu")
+    write_manifest(course)
     for files in find_days(root):
         files.curriculum.parent.mkdir(parents=True, exist_ok=True)
         files.curriculum.write_text(curriculum_text(files.solution))

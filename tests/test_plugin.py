@@ -13,6 +13,7 @@ import torch
 from checks import grade
 from checks.course import Course, CourseError
 from checks.learner import definitions_only, load_module
+from checks.manifest import write_manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -213,6 +214,7 @@ def test_stale_and_missing_references_are_errors_with_the_rebuild_command(pytest
     solution.write_text(solution.read_text().replace("return int((tokens[:, 1:] == tokens[:, :-1]).sum())",
                                                      "return int((tokens[:, :-1] == tokens[:, 1:]).sum())"))
     fresh_course.days[2].reference_paths[0].unlink()
+    write_manifest(fresh_course)  # a day whose references were never built (the manifest agrees)
     result, report = _run(pytester, fresh_course, "--day", "all", "--solutions")
     statuses = _statuses(report)
     assert statuses.pop("count_repeats") == "stale reference"
@@ -224,6 +226,14 @@ def test_stale_and_missing_references_are_errors_with_the_rebuild_command(pytest
     result.stdout.fnmatch_lines([f"*the solution of 'count_repeats' changed*{command}*",
                                  "*day 2 has no stored reference outputs*"])
     assert "not your mistake" in result.stdout.str()
+
+
+def test_a_reference_changed_behind_the_manifest_is_a_course_error_naming_the_file(pytester, fresh_course):
+    outputs = fresh_course.days[1].reference_paths[0]
+    outputs.write_bytes(outputs.read_bytes() + b"tampered")
+    result, report = _run(pytester, fresh_course, "--day", "1", "--solutions")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and report == {}
+    assert "course file checks/references/day1.pt does not match the manifest" in result.stderr.str()
 
 
 # ---- the programmatic entry points -----------------------------------------------------------------------------------
@@ -287,7 +297,7 @@ def test_exercise_names_are_unique_across_a_course(tmp_path):
             from checks.spec import Check
             DAY = {number}
             MODULE = "day{number}_x"
-            CHECKS = [Check("same_name", lambda env: {{}})]
+            CHECKS = [Check("same_name", {{"case": lambda env: {{}}}})]
         """))
     with pytest.raises(CourseError, match="'same_name' is used by day 1 and day 2"):
         Course(tmp_path).days
@@ -386,3 +396,19 @@ def test_a_model_moved_to_another_dtype_is_replaced_by_a_pristine_one(built_cour
     outcome = grade(mean_logit, course=built_course, device="cpu")
     assert outcome.status == "failed" and "changed the weights" in outcome.message
     assert grade(head_summary, course=built_course, device="cpu").status == "passed"
+
+
+def test_a_worker_parent_that_died_between_exercises_is_replaced(built_course):
+    import os
+    import signal
+
+    from checks.session import GradingSession
+
+    day = built_course.days[1]
+    session = GradingSession(built_course, [day], device="cpu", solutions=True, in_process=False)
+    try:
+        assert session.grade(day, "attention_pattern").status == "passed"
+        os.kill(session.supervisor._zygote.pid, signal.SIGKILL)  # e.g. the kernel's OOM killer
+        assert session.grade(day, "mean_logit").status == "passed"  # graded by a fresh worker, not blamed
+    finally:
+        session.close()
