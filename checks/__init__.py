@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from checks.course import Course
-    from checks.grading import Grader, Outcome
+    from checks.outcome import Outcome
 
 __all__ = ["check", "grade"]
 
@@ -43,15 +43,13 @@ def grade(fn: Callable[..., Any], *, name: str | None = None, device: str | None
     return _graders[key].grade(fn, day, spec)
 
 
-_SYMBOLS = {"passed": "PASSED", "failed": "FAILED", "not started": "NOT STARTED", "stale reference": "STALE REFERENCE",
-            "error": "ERROR"}
-
-
 def check(fn: Callable[..., Any], *, name: str | None = None, device: str | None = None,
           course: "Course | None" = None) -> "Outcome":
     """Grade `fn` (see `grade`), print a short verdict, and return the Outcome."""
     outcome = grade(fn, name=name, device=device, course=course)
-    print(f"{outcome.exercise}: {_SYMBOLS[outcome.status]} ({outcome.duration_s:.2f} s)")
+    print(f"{outcome.exercise}: {outcome.status.value.upper()} ({outcome.duration_s:.2f} s)")
     if outcome.message:
         print(outcome.message)
+    if outcome.hint:
+        print(f"Hint from the course: {outcome.hint}")
     return outcome

@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 
+from checks.outcome import Status
+
 _SESSION = pytest.StashKey["Any"]()
 
 
@@ -130,14 +132,15 @@ class ExerciseItem(pytest.Item):
     def setup(self) -> None:
         grading = self.config.stash[_SESSION]
         self.outcome = grading.grade(self.parent.day, self.name)
-        if self.outcome.status in ("stale reference", "error"):
+        if self.outcome.status.is_course_problem:
             raise CourseProblem(f"[{self.outcome.status}] {self.outcome.message}")
 
     def runtest(self) -> None:
-        if self.outcome.status == "not started":
+        if self.outcome.status is Status.NOT_STARTED:
             pytest.skip(f"not started: {self.outcome.message}")
-        if self.outcome.status == "failed":
-            raise ExerciseFailed(self.outcome.message)
+        if self.outcome.status is Status.FAILED:
+            hint = f"\nHint from the course: {self.outcome.hint}" if self.outcome.hint else ""
+            raise ExerciseFailed(self.outcome.message + hint)
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (ExerciseFailed, CourseProblem)):

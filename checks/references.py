@@ -2,7 +2,8 @@
 
 `python -m checks references --day N [--device cpu|cuda]` runs every solution of day N on its check's inputs and
 writes `checks/references/dayN.pt` (the outputs, CPU tensors, loadable with `weights_only=True`) and `dayN.json`
-(the fingerprint). Per exercise the fingerprint records:
+(the fingerprint). Outputs are stored per exercise and input case (`outputs[exercise][case]`). Per exercise the
+fingerprint records the solution hash and, per case, the inputs' fingerprint:
 - `inputs_hash`: the inputs' structure (names, types, shapes, dtypes), the exact values of everything but
   floating-point tensors (including a `torch.Generator`'s state), and the weights hash of every zoo model the
   inputs builder used. Floating-point tensors enter by shape and dtype only, since their bits differ across devices
@@ -38,7 +39,7 @@ import torch
 from checks.course import DEFAULT_MODEL_LOADER, REPO_ROOT, Course, Day
 from checks.env import Env, tensor_bytes, weights_hash
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: outputs and inputs fingerprints per input case
 
 
 class StaleReference(Exception):
@@ -229,21 +230,26 @@ class ReferenceStore:
         self._fingerprint = json.loads(fingerprint_path.read_text())
         self._outputs = torch.load(outputs_path, map_location="cpu", weights_only=True)
 
-    def expected(self, name: str, inputs: InputsFingerprint) -> Any:
-        """The stored output for exercise `name`, after checking it is fresh; raises StaleReference otherwise."""
+    def expected(self, name: str, case: str, inputs: InputsFingerprint) -> Any:
+        """The stored output for exercise `name` on input case `case`, after checking it is fresh; raises
+        StaleReference otherwise."""
         self._load()
         assert self._fingerprint is not None and self._outputs is not None
+        if self._fingerprint.get("format") != FORMAT_VERSION:
+            raise StaleReference(f"the stored references of day {self.day.number} are in an older format")
         entry = self._fingerprint.get("exercises", {}).get(name)
         if entry is None or name not in self._outputs:
             raise StaleReference(f"the stored references of day {self.day.number} have no output for {name!r}")
-        floats = entry.get("inputs_floats")  # absent from references built before it was recorded
-        if entry["inputs_hash"] != inputs.hash or (floats is not None and not floats_match(inputs.floats, floats)):
-            raise StaleReference(f"the inputs of {name!r} changed since its reference was built (the check spec, a "
-                                 "data generator or a model's weights changed)")
+        stored = entry["cases"].get(case)
+        if stored is None or case not in self._outputs[name]:
+            raise StaleReference(f"the stored references of {name!r} have no output for the input case {case!r}")
+        if stored["inputs_hash"] != inputs.hash or not floats_match(inputs.floats, stored["inputs_floats"]):
+            raise StaleReference(f"the inputs of {name!r} (case {case!r}) changed since its reference was built (the "
+                                 "check spec, a data generator or a model's weights changed)")
         current = self._solution_hash(name)
         if current is not None and entry["solution_hash"] != current:
             raise StaleReference(f"the solution of {name!r} changed since its reference was built")
-        return self._outputs[name]
+        return self._outputs[name][case]
 
     def _solution_hash(self, name: str) -> str | None:
         """Today's hash of the solution, or None where the solutions are not shipped (nothing to compare)."""
@@ -266,26 +272,25 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
     day = course.day(number)
     module = solution_module or load_module(day.solution_path)
     env = Env(device, course.load_model_function())
-    outputs: dict[str, Any] = {}
-    exercises: dict[str, dict[str, str]] = {}
-    for check in tqdm(day.checks, desc=f"day {number} references", unit="exercise"):
+    outputs: dict[str, dict[str, Any]] = {}
+    exercises: dict[str, dict[str, Any]] = {}
+    calls = [(check, case) for check in day.checks for case in check.cases]
+    for check, case in tqdm(calls, desc=f"day {number} references", unit="case"):
         function = getattr(module, check.name, None)
         if function is None:
             raise RuntimeError(f"{day.solution_path} has no function {check.name!r}")
         env.prepare()
-        inputs = check.inputs(env)
+        inputs = check.cases[case](env)
         fingerprint = fingerprint_inputs(inputs, {name: env.model_hashes[name] for name in env.models_used})
         env.prepare()
         output = function(**inputs)
         problems = env.audit()
         if problems:
-            raise RuntimeError(f"the solution of {check.name!r} misbehaved: " + " ".join(problems))
-        outputs[check.name] = storable(output)
-        exercises[check.name] = {
-            "inputs_hash": fingerprint.hash,
-            "inputs_floats": fingerprint.floats,
-            "solution_hash": solution_hash(day.solution_path, check.name),
-        }
+            raise RuntimeError(f"the solution of {check.name!r} misbehaved on case {case!r}: " + " ".join(problems))
+        outputs.setdefault(check.name, {})[case] = storable(output)
+        entry = exercises.setdefault(check.name, {"solution_hash": solution_hash(day.solution_path, check.name),
+                                                  "cases": {}})
+        entry["cases"][case] = {"inputs_hash": fingerprint.hash, "inputs_floats": fingerprint.floats}
     record = {
         "format": FORMAT_VERSION,
         "day": number,

@@ -13,7 +13,8 @@ from types import ModuleType
 from typing import Any
 
 from checks.course import Course, CourseError, Day
-from checks.grading import Grader, Outcome, default_device
+from checks.grading import Grader, default_device
+from checks.outcome import Outcome, Status
 from checks.learner import LearnerModuleError, load_module
 
 
@@ -114,7 +115,7 @@ class GradingSession:
         for outcome in self.outcomes:
             counts = result.setdefault(outcome.day, {"total": 0})
             counts["total"] += 1
-            counts[outcome.status] = counts.get(outcome.status, 0) + 1
+            counts[outcome.status.value] = counts.get(outcome.status.value, 0) + 1
         return result
 
     def table(self) -> str:
@@ -148,7 +149,7 @@ class GradingSession:
 def score_line(counts: dict[str, int]) -> str:
     """E.g. "7/12 passed, 3 not started, 2 failed"."""
     parts = [f"{counts.get('passed', 0)}/{counts['total']} passed"]
-    for status in ("not started", "failed", "stale reference", "error"):
-        if counts.get(status):
-            parts.append(f"{counts[status]} {status}")
+    for status in (Status.NOT_STARTED, Status.FAILED, Status.STALE_REFERENCE, Status.ERROR):
+        if counts.get(status.value):
+            parts.append(f"{counts[status.value]} {status}")
     return ", ".join(parts)

@@ -19,6 +19,7 @@ from pathlib import Path
 from tqdm import tqdm
 
 from checks.course import Course
+from checks.outcome import Status
 
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = ("submission", "day", "passed", "failed", "not_started", "course_errors", "total", "note", "path")
@@ -102,9 +103,11 @@ def _grade_one(name: str, path: Path, days: str, out: Path, course: Course | Non
     scores = []
     for number, day in sorted(graded["days"].items(), key=lambda item: int(item[0])):
         counts = day["score"]
-        scores.append(DayScore(name, path, int(number), passed=counts.get("passed", 0),
-                               failed=counts.get("failed", 0), not_started=counts.get("not started", 0),
-                               course_errors=counts.get("stale reference", 0) + counts.get("error", 0),
+        scores.append(DayScore(name, path, int(number), passed=counts.get(Status.PASSED.value, 0),
+                               failed=counts.get(Status.FAILED.value, 0),
+                               not_started=counts.get(Status.NOT_STARTED.value, 0),
+                               course_errors=counts.get(Status.STALE_REFERENCE.value, 0)
+                               + counts.get(Status.ERROR.value, 0),
                                total=counts["total"]))
     return scores
 

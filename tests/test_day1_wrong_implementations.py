@@ -262,7 +262,8 @@ WRONG_IMPLEMENTATIONS = [
 def test_grading_rejects_wrong_implementation(exercise, wrong, phrase):
     outcome = grade(wrong, name=exercise)
     assert outcome.status == "failed", f"{wrong.__name__} was graded {outcome.status!r}: {outcome.message}"
-    assert phrase in outcome.message, f"message does not point at the mistake ({phrase!r}):\n{outcome.message}"
+    text = f"{outcome.message}\n{outcome.hint}"
+    assert phrase in text, f"message does not point at the mistake ({phrase!r}):\n{text}"
 
 
 def test_every_day1_exercise_has_two_wrong_implementations():

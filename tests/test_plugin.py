@@ -181,9 +181,10 @@ def test_learner_notebook_is_graded_without_its_exploration_cells(pytester, buil
     statuses = _statuses(report)
     assert statuses.pop("attention_pattern") == "failed"
     assert set(statuses.values()) == {"passed"}
-    message = next(e["message"] for e in report["exercises"] if e["exercise"] == "attention_pattern")
-    assert "dims 2 and 3 swapped (transposed)" in message
-    assert "Hint from the course: Scale the scores" in message
+    entry = next(e for e in report["exercises"] if e["exercise"] == "attention_pattern")
+    assert "dims 2 and 3 swapped (transposed)" in entry["message"]
+    assert entry["hint"].startswith("Scale the scores")
+    assert "Hint from the course: Scale the scores" in result.stdout.str()
 
 
 def test_learner_folder_grades_several_days(pytester, built_course):

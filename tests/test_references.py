@@ -112,7 +112,7 @@ def test_changed_inputs_make_a_reference_stale(fresh_course):
     solutions = load_module(day.solution_path)
     outcome = Grader(course, "cpu").grade(solutions.token_total, day, day.check("token_total"))
     assert outcome.status == "stale reference"
-    assert "the inputs of 'token_total' changed" in outcome.message
+    assert "the inputs of 'token_total' (case 'arange 10') changed" in outcome.message
 
 
 def test_changed_model_weights_make_references_stale(fresh_course):
@@ -147,7 +147,7 @@ def test_references_command_line(fresh_course, capsys):
     assert fresh_course.days[2].reference_paths[0].is_file()
     outputs = torch.load(fresh_course.days[2].reference_paths[0], weights_only=True)
     assert set(outputs) == {"final_logits", "token_total"}
-    assert outputs["final_logits"].device.type == "cpu"
+    assert outputs["final_logits"]["seed 3"].device.type == "cpu"
 
 
 def test_float_inputs_tolerate_device_noise_but_not_other_data():
@@ -163,3 +163,24 @@ def test_float_inputs_tolerate_device_noise_but_not_other_data():
     assert not floats_match(float_summary(other_data), stored)
     assert not floats_match(float_summary({"cache": {"a": activations}, "scores": scores.nan_to_num(-1e4)}), stored)
     assert not floats_match(float_summary({"cache": {"a": activations}}), stored)
+
+
+def test_every_input_case_is_graded_and_a_failure_names_its_case(built_course):
+    """A value right on one case only (here: hard-coded from the first case) fails, naming the case it missed."""
+    day = built_course.days[1]
+    check = day.check("count_repeats")
+    grader = Grader(built_course, "cpu")
+    solutions = load_module(day.solution_path)
+    first_case = next(iter(check.cases))
+    expected_first = solutions.count_repeats(**check.cases[first_case](grader.env))
+
+    def hard_coded(tokens):
+        return expected_first
+
+    assert grader.grade(solutions.count_repeats, day, check).status == "passed"
+    outcome = grader.grade(hard_coded, day, check)
+    assert outcome.status == "failed"
+    assert outcome.case == "2 x 11 tokens below 5"
+    assert outcome.message.startswith("On input case '2 x 11 tokens below 5':")
+    record = json.loads(day.reference_paths[1].read_text())
+    assert set(record["exercises"]["count_repeats"]["cases"]) == set(check.cases)

@@ -137,79 +137,79 @@ def _ablation_inputs(seed: int):
 CHECKS = [
     Check(
         name="describe_model",
-        inputs=_model_inputs,
+        cases={"graded input": _model_inputs},
         hint="Read the dimensions from model.cfg (n_heads is per layer); attention_params counts W_Q, W_K, W_V, W_O "
         "and the biases b_Q, b_K, b_V, b_O of every layer.",
     ),
     Check(
         name="tokenize",
-        inputs=_tokenize_inputs,
+        cases={"graded input": _tokenize_inputs},
         hint="Use model.to_tokens and model.to_str_tokens, which both prepend the BOS token.",
     ),
     Check(
         name="next_token_accuracy",
-        inputs=_accuracy_inputs,
+        cases={"graded input": _accuracy_inputs},
         hint="The logits at position i predict the token at position i + 1: compare logits[:, :-1].argmax(-1) "
         "with tokens[:, 1:].",
     ),
     Check(
         name="attention_pattern_from_qk",
-        inputs=_qk_inputs,
+        cases={"graded input": _qk_inputs},
         hint="Divide the scores by sqrt(d_head), set scores of keys after the query to -inf, then softmax over the "
         "key dimension (the last one).",
     ),
     Check(
         name="current_token_scores",
-        inputs=_detector_inputs,
+        cases={"graded input": _detector_inputs},
         hint="Take the main diagonal of cache['pattern', layer] (query == key), skip query position 0, and average "
         "over the batch and the remaining positions.",
     ),
     Check(
         name="previous_token_scores",
-        inputs=_detector_inputs,
+        cases={"graded input": _detector_inputs},
         hint="The previous-token entries (query q, key q - 1) lie on the diagonal below the main one: "
         "diagonal(offset=-1, dim1=-2, dim2=-1); average over the batch and those positions.",
     ),
     Check(
         name="first_token_scores",
-        inputs=_detector_inputs,
+        cases={"graded input": _detector_inputs},
         hint="Average the attention to key position 0 (pattern[:, :, 1:, 0]) over the batch and query positions "
         "1..seq-1.",
     ),
     Check(
         name="generate_repeated_tokens",
-        inputs=_generation_inputs,
+        cases={"graded input": _generation_inputs},
         hint="Call torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), generator=generator) once, then "
         "concatenate a BOS column, that half, and the same half again along dim 1.",
     ),
     Check(
         name="per_token_loss",
-        inputs=_loss_inputs,
+        cases={"graded input": _loss_inputs},
         hint="Take log_softmax of logits[:, :-1] over the vocabulary, pick the entries of tokens[:, 1:] with gather, "
         "and negate.",
     ),
     Check(
         name="induction_scores",
-        inputs=_induction_inputs,
+        cases={"graded input": _induction_inputs},
         validate=_no_cache_built,
         hint="Query position q of the second copy (q = half_len+1 .. 2*half_len) should attend to key q - half_len + "
         "1, the token after the first occurrence: the diagonal with offset -(half_len - 1), last half_len entries.",
     ),
     Check(
         name="direct_logit_attribution",
-        inputs=_attribution_inputs,
+        cases={"graded input": _attribution_inputs},
         hint="Position i is scored on the logit of tokens[i + 1] (model.W_U[:, tokens[1:]]); each head's output is "
         "z @ W_O[layer, head]; components are [embed, L0H0, L0H1, ..., L1H0, ...].",
     ),
     Check(
         name="zero_ablation_loss_change",
-        inputs=_ablation_inputs(109),
+        cases={"graded input": _ablation_inputs(109)},
         hint="Zero only z[:, :, head] of one layer per forward pass, and return ablated loss minus clean loss "
         "(positive when the head helps).",
     ),
     Check(
         name="mean_ablation_loss_change",
-        inputs=_ablation_inputs(110),
+        cases={"graded input": _ablation_inputs(110)},
         hint="Replace z[:, :, head] by its mean over the batch (dim 0, keepdim) at each position, not over positions; "
         "return ablated loss minus clean loss.",
     ),
