@@ -206,14 +206,33 @@ if MAIN:
 #
 # The seed rewrote the model so that "the output of head 0.0 at position 5" became a node with its own name,
 # `a0_h0_t5`. TransformerLens already splits by head (`blocks.L.attn.hook_z` holds every head's output before
-# `W_O`, `[batch, pos, head, d_head]`), so a name is all we need: we write `a{L}.h{H}.t{p}`. Write a reader and a
-# replacer that touch exactly the named slices and nothing else.
+# `W_O`, `[batch, pos, head, d_head]`), so a name is all we need: we write `a{L}.h{H}.t{p}` (`node_name` and
+# `parse_node_name` below convert). Write a reader and a replacer that touch exactly the named slices and nothing
+# else.
+
+# %%
+NODE_PATTERN = r"^a(\d+)\.h(\d+)\.t(\d+)$"
+
+
+def node_name(layer: int, head: int, position: int) -> str:
+    """The name of the output of head `layer.head` at `position`: `a{layer}.h{head}.t{position}`."""
+    return f"a{layer}.h{head}.t{position}"
+
+
+def parse_node_name(name: str) -> tuple[int, int, int]:
+    """(layer, head, position) of a node name `a{L}.h{H}.t{p}`; ValueError for anything else."""
+    match = re.match(NODE_PATTERN, name)
+    if match is None:
+        raise ValueError(f"not a node name of the form a{{L}}.h{{H}}.t{{p}}: {name!r}")
+    layer, head, position = (int(x) for x in match.groups())
+    return layer, head, position
+
 
 # %% tags=["exercise"]
 def read_nodes(model: HookedTransformer, tokens: Int[Tensor, "batch seq"], names: list[str]
                ) -> Float[Tensor, "node batch d_head"]:
     """hook_z of each named node `a{L}.h{H}.t{p}` (head H of layer L at position p) in one forward pass."""
-    parsed = [_parse_node(name) for name in names]
+    parsed = [parse_node_name(name) for name in names]
     hooks = {f"blocks.{layer}.attn.hook_z" for layer, _, _ in parsed}
     _, cache = model.run_with_cache(tokens, names_filter=lambda name: name in hooks)
     return torch.stack([cache["z", layer][:, position, head] for layer, head, position in parsed])
@@ -226,7 +245,7 @@ def run_with_nodes_replaced(
     """Logits of a forward pass in which hook_z of each named node `a{L}.h{H}.t{p}` is set to its value."""
     by_layer: dict[int, list[tuple[int, int, Tensor]]] = {}
     for name, value in replacements.items():
-        layer, head, position = _parse_node(name)
+        layer, head, position = parse_node_name(name)
         by_layer.setdefault(layer, []).append((head, position, value))
 
     def replace(z: Tensor, hook, layer: int) -> Tensor:
@@ -241,22 +260,6 @@ def run_with_nodes_replaced(
 
 
 # %%
-_NODE_NAME = re.compile(r"^a(\d+)\.h(\d+)\.t(\d+)$")
-
-
-def node_name(layer: int, head: int, position: int) -> str:
-    """The name of the output of head `layer.head` at `position`."""
-    return f"a{layer}.h{head}.t{position}"
-
-
-def _parse_node(name: str) -> tuple[int, int, int]:
-    match = _NODE_NAME.match(name)
-    if match is None:
-        raise ValueError(f"not a node name of the form a{{L}}.h{{H}}.t{{p}}: {name!r}")
-    layer, head, position = (int(x) for x in match.groups())
-    return layer, head, position
-
-
 if MAIN:
     names = [node_name(0, 1, 12), node_name(2, 0, 15)]
     values = read_nodes(model, clean_tokens, names)
@@ -392,21 +395,27 @@ if MAIN:
 
     from curriculum import circuits
 
+    # Your batched version on the first 10 prompts, against the course's fast one (curriculum/circuits.py, which
+    # also skips the positions before each patch); bench/patching.py times both against transformer_lens.
+    few = slice(0, 10)
     start = time.perf_counter()
-    patch_effects = head_patching_by_position(model, clean_tokens, corrupted_tokens, io_tokens, s_tokens, end)
+    few_effects = head_patching_by_position(model, clean_tokens[few], corrupted_tokens[few], io_tokens[few],
+                                            s_tokens[few], end[few])
     ours_s = time.perf_counter() - start
 
-    # The course's fast version (curriculum/circuits.py) must agree; bench/patching.py times both against
-    # transformer_lens.patching, which takes one forward pass per patch.
-    def mean_ld_last(last_logits: Tensor) -> Tensor:
-        rows = torch.arange(len(last_logits))
-        return (last_logits[rows, io_tokens] - last_logits[rows, s_tokens]).mean()
+    def mean_ld_last(last_logits: Tensor, rows: slice = slice(None)) -> Tensor:
+        index = torch.arange(len(last_logits))
+        return (last_logits[index, io_tokens[rows]] - last_logits[index, s_tokens[rows]]).mean()
 
-    raw = circuits.patch_heads_by_position(model, corrupted_tokens, [clean_cache["z", l] for l in range(4)],
-                                           mean_ld_last)
-    fast_effects = (raw - corrupted_ld.mean()) / (clean_ld.mean() - corrupted_ld.mean())
-    print(f"batched patching: {ours_s:.2f} s; largest difference from curriculum.circuits: "
-          f"{(fast_effects - patch_effects).abs().max():.1e}")
+    def fast_patching(rows: slice) -> Tensor:
+        clean_z = [clean_cache["z", layer][rows] for layer in range(model.cfg.n_layers)]
+        raw = circuits.patch_heads_by_position(model, corrupted_tokens[rows], clean_z,
+                                               lambda logits: mean_ld_last(logits, rows))
+        return (raw - corrupted_ld[rows].mean()) / (clean_ld[rows].mean() - corrupted_ld[rows].mean())
+
+    print(f"batched patching on 10 prompts: {ours_s:.2f} s; largest difference from curriculum.circuits: "
+          f"{(fast_patching(few) - few_effects).abs().max():.1e}")
+    patch_effects = fast_patching(slice(None))
     position_labels = [f"{i}:{w}" for i, w in enumerate(model.to_str_tokens(clean_tokens[0]))]
     plotting.show(plotting.imshow(patch_effects.transpose(1, 2), facet_labels=[f"layer {l}" for l in range(4)],
                                   x_labels=position_labels, y_labels=[f"H{h}" for h in range(4)],
@@ -571,12 +580,16 @@ def attention_to_roles(model: HookedTransformer, tokens: Tensor, positions: Tens
 
 if MAIN:
     role_attention = attention_to_roles(model, clean_tokens, positions)
-    plotting.show(plotting.imshow(role_attention.flatten(0, 1), x_labels=["IO", "S1", "S2"], y_labels=head_labels,
-                                  diverging=False, zrange=(0.0, 1.0), title="Attention from the end position"))
+    _, pattern_cache = model.run_with_cache(clean_tokens, names_filter=lambda name: name.endswith("hook_pattern"))
+    from_end = torch.stack([pattern_cache["pattern", layer][:, :, -1].mean(0) for layer in range(4)])  # [layer, head, key]
+    plotting.show(plotting.imshow(from_end.flatten(0, 1), x_labels=position_labels, y_labels=head_labels,
+                                  diverging=False, zrange=(0.0, 1.0), title="Mean attention from the end position"))
     for layer in (2, 3):
         for head in range(4):
             io_a, s1_a, s2_a = role_attention[layer, head].tolist()
-            print(f"L{layer}H{head}: attention to IO {io_a:.2f}, S1 {s1_a:.2f}, S2 {s2_a:.2f}")
+            top = int(from_end[layer, head].argmax())
+            print(f"L{layer}H{head}: attention to IO {io_a:.2f}, S1 {s1_a:.2f}, S2 {s2_a:.2f}; most to position {top} "
+                  f"({position_labels[top]}, {from_end[layer, head, top]:.2f})")
 
 # %% [markdown]
 # ## 7. Mean ablation and faithfulness

@@ -6,12 +6,11 @@ from a seeded generator (another model, so that nothing specific to toy-gpt's 4 
 corruptions and circuits are built here with plain torch, never with solution code.
 
 Each check has named input cases varying what the exercise reads (batch, prompts, positions, thresholds, heads,
-model). Until `checks.spec.Check` takes `cases`, `_check` grades the first case only (see `_check`).
+model).
 """
 
 from __future__ import annotations
 
-import dataclasses
 import warnings
 from typing import Any, Callable
 
@@ -32,11 +31,7 @@ Case = Callable[[GradingEnv], dict[str, Any]]
 
 
 def _check(name: str, cases: dict[str, Case], **options: Any) -> Check:
-    """A Check with named cases, in the format of the lead's "Checks have named input cases" change; on a
-    `checks.spec` that predates it, the first case stands in as `inputs` (the other cases then wait for the merge)."""
-    if any(f.name == "cases" for f in dataclasses.fields(Check)):
-        return Check(name=name, cases=cases, **options)
-    return Check(name=name, inputs=next(iter(cases.values())), **options)
+    return Check(name=name, cases=cases, **options)
 
 
 # ---- inputs ------------------------------------------------------------------------------------------------------------
@@ -85,16 +80,13 @@ def _numbers(env: GradingEnv, n: int, length: int, seed: int) -> dict[str, Any]:
 
 
 def _random_task(env: GradingEnv, batch: int, seq: int, seed: int) -> dict[str, Any]:
-    """Random tokens, a corrupted twin differing in its second half, random answer tokens, varied end positions."""
+    """Random tokens, a corrupted twin differing in its second half, varied end positions."""
     generator = env.generator(seed)
     tokens = torch.randint(1, 296, (batch, seq), generator=generator)
     corrupted = tokens.clone()
     corrupted[:, seq // 2:] = torch.randint(1, 296, (batch, seq - seq // 2), generator=generator)
-    correct = tokens[:, 1].clone()  # a token of the prompt, as in IOI
-    wrong = torch.randint(1, 296, (batch,), generator=generator)
     end = torch.randint(seq - 3, seq, (batch,), generator=generator)
-    return {"tokens": tokens.to(env.device), "corrupted": corrupted.to(env.device), "correct": correct.to(env.device),
-            "wrong": wrong.to(env.device), "end": end.to(env.device)}
+    return {"tokens": tokens.to(env.device), "corrupted": corrupted.to(env.device), "end": end.to(env.device)}
 
 
 def _task(env: GradingEnv, kind: str, seed: int, batch: int) -> tuple[HookedTransformer, dict[str, Any]]:
@@ -106,7 +98,18 @@ def _task(env: GradingEnv, kind: str, seed: int, batch: int) -> tuple[HookedTran
         return env.model(MODEL), data
     if kind == "numbers":
         return env.model(MODEL), _numbers(env, batch, 6, seed)
-    return _random_gpt(env, seed), _random_task(env, batch, 10, seed + 1)
+    if kind == "short numbers":
+        return env.model(MODEL), _numbers(env, batch, 4, seed)
+    model, data = _random_gpt(env, seed), _random_task(env, batch, 10, seed + 1)
+    # Answers the random model cares about: its own top token on the clean prompt (correct) and on the corrupted one
+    # (wrong), so that the clean and corrupted logit differences are far apart and normalised effects well defined.
+    rows = torch.arange(batch, device=env.device)
+    with torch.no_grad():
+        clean_top = model(data["tokens"])[rows, data["end"]].argmax(-1)
+        corrupted_logits = model(data["corrupted"])[rows, data["end"]]
+        corrupted_logits[rows, clean_top] = float("-inf")
+    data["correct"], data["wrong"] = clean_top, corrupted_logits.argmax(-1)
+    return model, data
 
 
 def _answers(data: dict[str, Any]) -> dict[str, Any]:
@@ -265,9 +268,8 @@ def _pruning_case(kind: str, seed: int, batch: int, granularity: str, threshold:
         seq = data["tokens"].shape[1]
         if granularity == "heads":  # the seed's order: last layer first
             nodes = _head_nodes(model, seq, list(range(model.cfg.n_layers - 1, -1, -1)))
-        else:  # (head, position) nodes of the two upper layers at the last three positions, first layer first
-            layers = list(range(model.cfg.n_layers - 2, model.cfg.n_layers))
-            nodes = _position_nodes(model, seq, layers, [seq - 3, seq - 2, seq - 1])
+        else:  # (head, position) nodes at every position, first layer first
+            nodes = _position_nodes(model, seq, list(range(model.cfg.n_layers)), list(range(seq)))
         case = {"model": model, "tokens": data["tokens"], "means": _means(model, data["corrupted"]),
                 **_answers(data), "nodes": nodes.to(env.device), "threshold": threshold}
         if speculation is not None:
@@ -293,7 +295,7 @@ def _number_case(n: int, length: int, seed: int) -> Case:
 
 
 # ---- the checks ------------------------------------------------------------------------------------------------------------
-PATCHING_TOLERANCE = {"atol": 2e-3, "rtol": 1e-2}
+PATCHING_TOLERANCE = {"atol": 2e-4, "rtol": 1e-3}
 
 CHECKS = [
     _check("ioi_positions", {
@@ -328,7 +330,7 @@ CHECKS = [
                                   "ln_final.w, project on W_U[:, correct] - W_U[:, wrong]; rows: embed, pos_embed, "
                                   "then per layer heads, b_O, MLP."),
     _check("head_patching_by_position", {
-        "toy-gpt, 6 IOI prompts, ABC corruption": _patching_case("ioi", 521, 6),
+        "toy-gpt, 4 IOI prompts, ABC corruption": _patching_case("ioi", 521, 4),
         "random 3x2 model, 5 prompts, second half corrupted": _patching_case("random", 522, 5),
     }, **PATCHING_TOLERANCE, timeout_s=120.0,
         hint="Patch the CLEAN hook_z of one (layer, position, head) into the CORRUPTED run; 0 = corrupted, 1 = clean."),
@@ -338,8 +340,8 @@ CHECKS = [
     }, **PATCHING_TOLERANCE, hint="Corrupt the sender's hook_z only, freeze every other head's hook_z at its clean "
                                   "value, let MLPs recompute; (LD - LD_clean) / (LD_clean - LD_corrupted)."),
     _check("path_patching_to_receivers", {
-        "toy-gpt, 6 IOI prompts, queries of L3H0 and L3H2": _receivers_case("ioi", 525, 6, [(3, 0), (3, 2)], "q"),
-        "toy-gpt, 5 number prompts, values of L2H1 and L3H3": _receivers_case("numbers", 526, 5, [(2, 1), (3, 3)], "v"),
+        "toy-gpt, 6 IOI prompts, values of L3H0 and L3H2": _receivers_case("ioi", 525, 6, [(3, 0), (3, 2)], "v"),
+        "toy-gpt, 5 number prompts, queries of L2H1 and L3H3": _receivers_case("numbers", 526, 5, [(2, 1), (3, 3)], "q"),
         "random 3x2 model, 4 prompts, keys of L1H1": _receivers_case("random", 527, 4, [(1, 1)], "k"),
     }, **PATCHING_TOLERANCE, hint="Run 1 freezes all heads but the sender and records hook_q/k/v of the receivers; "
                                   "run 2 is a free clean run with only those receivers' q/k/v patched."),
@@ -358,12 +360,12 @@ CHECKS = [
     }, atol=1e-2, rtol=1e-3, hint="100 * mean LD of the ablated run / mean LD of the full model, as a float."),
     _check("greedy_prune_sequential", {
         "toy-gpt, 8 IOI prompts, 16 heads, T = 3": _pruning_case("ioi", 534, 8, "heads", 3.0),
-        "toy-gpt, 6 number prompts, 24 (head, position) nodes, T = 10": _pruning_case("numbers", 535, 6, "nodes", 10.0),
+        "toy-gpt, 6 prompts of 4 numbers, 80 (head, position) nodes, T = 10": _pruning_case("short numbers", 535, 6, "nodes", 10.0),
         "random 3x2 model, 5 prompts, 6 heads, T = 20": _pruning_case("random", 536, 5, "heads", 20.0),
     }, hint="Go through the nodes in the given order; remove node i when 100 - faithfulness without it < T."),
     _check("greedy_prune_batched", {
         "toy-gpt, 8 IOI prompts, 16 heads, T = 3, speculation 4": _pruning_case("ioi", 534, 8, "heads", 3.0, 4),
-        "toy-gpt, 6 number prompts, 24 nodes, T = 10, speculation 5": _pruning_case("numbers", 535, 6, "nodes", 10.0,
+        "toy-gpt, 6 prompts of 4 numbers, 80 nodes, T = 10, speculation 5": _pruning_case("short numbers", 535, 6, "nodes", 10.0,
                                                                                     5),
         "random 3x2 model, 5 prompts, 6 heads, T = 20, speculation 3": _pruning_case("random", 536, 5, "heads", 20.0,
                                                                                      3),
@@ -371,7 +373,7 @@ CHECKS = [
             "node, and start the next pass right after it: the result must equal the sequential loop's."),
     _check("minimality", {
         "toy-gpt, 8 IOI prompts, head circuit": _minimality_case("ioi", 537, 8, 0.6),
-        "random 3x2 model, 5 prompts, head circuit": _minimality_case("random", 538, 5, 0.7),
+        "toy-gpt, 6 number prompts, head circuit": _minimality_case("numbers", 538, 6, 0.7),
     }, atol=2e-2, rtol=1e-3, hint="For each KEPT node: faithfulness of the circuit minus faithfulness without that "
                                   "node (percentage points); 0 for nodes not kept."),
     _check("number_answer_tokens", {
