@@ -128,7 +128,7 @@ def abc_corruption(
 
 # %%
 if MAIN:
-    from curriculum.data.ioi import ioi_prompts
+    from curriculum.data.ioi import S2_POSITION, ioi_prompts
     from curriculum.data.toy_vocab import NAMES, TOKEN_ID
     from curriculum.models import load_model
 
@@ -425,11 +425,11 @@ if MAIN:
                                           for l, p, h in strong})
 
 # %% [markdown]
-# Two places matter. At **S2** (position 11) and the word after it, heads of layer 0 carry the information "this
-# name was seen before", which the ABC corruption removed: the IOI paper's **duplicate-token** heads sit early in
-# the same way. At the **end** position, the heads of layers 2 and 3 carry it to the output, where the direct
-# effects already found them. No single slice restores more than about a quarter of the logit difference: the
-# behaviour is spread over several heads, each of which patching shows as partial.
+# Two places matter (the printout lists them). At the word right after **S2** (position 12), and a little at S2
+# itself (11), heads of layer 0 carry what the ABC corruption destroyed: that the name at S2 repeats an earlier one.
+# At the **end** position, heads of layers 2 and 3 carry it to the output, where the direct effects found them. No
+# single slice brings back more than about a quarter of the logit difference: the behaviour is spread over several
+# heads, each of which patching shows as partial.
 #
 # ## 6. Path patching
 #
@@ -584,12 +584,33 @@ if MAIN:
     from_end = torch.stack([pattern_cache["pattern", layer][:, :, -1].mean(0) for layer in range(4)])  # [layer, head, key]
     plotting.show(plotting.imshow(from_end.flatten(0, 1), x_labels=position_labels, y_labels=head_labels,
                                   diverging=False, zrange=(0.0, 1.0), title="Mean attention from the end position"))
-    for layer in (2, 3):
+    rows = torch.arange(len(clean_tokens))
+    after_s2 = pattern_cache["pattern", 0][:, :, S2_POSITION + 1]  # [batch, head, key]
+    for head in range(4):
+        print(f"L0H{head} at S2+1: attention to S2 {after_s2[:, head, S2_POSITION].mean():.2f}, to IO "
+              f"{after_s2[rows, head, positions[:, 0]].mean():.2f}, to S1 {after_s2[rows, head, positions[:, 1]].mean():.2f}")
+    for layer in (0, 2, 3):
         for head in range(4):
             io_a, s1_a, s2_a = role_attention[layer, head].tolist()
             top = int(from_end[layer, head].argmax())
             print(f"L{layer}H{head}: attention to IO {io_a:.2f}, S1 {s1_a:.2f}, S2 {s2_a:.2f}; most to position {top} "
                   f"({position_labels[top]}, {from_end[layer, head, top]:.2f})")
+
+# %% [markdown]
+# Put the measurements side by side. Path patching to the logits picks out the layer-3 heads and L2H0 and L2H2: their
+# corrupted outputs hurt through the direct path. Through the layer-3 heads' *queries* and *keys* nothing flows
+# (every sender's effect is tiny), but through their *values* the layer-0 heads matter. The attention maps say why:
+# from the end position, the layer-3 heads (and L2H2) look at the word after S2, L2H0 at S2 itself, and none of them
+# at IO; the layer-0 heads at the word after S2 look back at S2. So the repeated name is read at S2, copied one step
+# on by layer 0, and fetched from there to the end by the late heads through their values, while the layer-0 heads
+# at the end look at the two names of the sentence.
+#
+# Compare with the IOI paper's circuit in GPT-2 small: there, duplicate-token and induction heads mark S2, S-inhibition
+# heads move that mark to the end, and it acts on the *queries* of name-mover heads, which then attend to IO and copy
+# it. Here the late heads never attend to IO and their queries carry nothing from the senders: the data fit a
+# different mechanism, in which the late heads move information about the *subject* to the end (their direct effect
+# on IO - S is positive, so they push S down or IO up without attending to IO), rather than copying the answer.
+# Which of the two they do is one more direct-effect measurement away (project on W_U[:, S] alone): try it.
 
 # %% [markdown]
 # ## 7. Mean ablation and faithfulness
@@ -786,6 +807,12 @@ if MAIN:
                                   title="The IOI circuit found by pruning (1 = kept)"))
 
 # %% [markdown]
+# The printout names the circuit: layer-0 heads at S2 and at the word after it, and the heads of layers 1 to 3 at the
+# end position, with a layer-0 head or two at the end as well. Fewer than one node in ten survives, and the circuit
+# keeps almost all of the logit difference. Every node sits at one of three positions: S2, the word after S2, and the
+# end, the same places that activation patching lit up.
+
+# %% [markdown]
 # ## 9. Minimality
 #
 # Pruning stops removing a node when removing it costs more than `T`; but is every node that stayed *needed*?
@@ -895,9 +922,21 @@ if MAIN:
           f"{number_faithfulness:.1f}%: {number_circuit_nodes}")
 
 # %% [markdown]
+# The corrupted prompts differ from the clean ones only at the last position, so patching can only find effects
+# there: at every earlier position both runs are identical. The pruned circuit says more: heads of layers 0 and 1
+# are kept at the numbers of the sequence, and heads of layers 2 and 3 only at the last position, where the next
+# number is predicted. The early layers read the terms where they stand; the late heads gather at the end.
+
+# %% [markdown]
 # ## Conclusion
 #
-# The cell below collects the day's findings, each computed above.
+# On `toy-gpt`, circuits that keep a small fraction of the (head, position) nodes reproduce nearly all of both
+# behaviours, while whole heads can hardly be pruned: the work is spread over heads but concentrated in positions.
+# For IOI the circuit runs from S2 and the word after it (layer 0) to the end (layers 1 to 3); unlike the IOI paper's
+# name movers, the late heads here attend to the word after S2, not to IO, and are fed through their values, not
+# their queries. For number sequences the early layers work at every term and the late ones at the last position.
+# The cell below collects the figures behind these sentences, each computed above and asserted by
+# `tests/test_day5_claims.py`.
 
 # %%
 if MAIN:

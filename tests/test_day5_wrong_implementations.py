@@ -15,7 +15,8 @@ from torch import Tensor
 from checks import grade
 from solutions import day5_circuit_discovery as solution
 
-DIFFER = "differ beyond the tolerance"
+DIFFER = "differ"  # "... elements differ" (tensors) or "differ beyond the tolerance"
+SCALAR = "expected"  # "expected 12.66, got 0.1266 ..." (numbers)
 
 
 # ---- ioi_positions ----------------------------------------------------------------------------------------------------
@@ -81,8 +82,8 @@ def abc_at_s1(tokens, positions, name_tokens, generator):
     return _abc(tokens, positions, name_tokens, generator, slot=1)
 
 
-def abc_one_draw_per_prompt(tokens, positions, name_tokens, generator):
-    return _abc(tokens, positions, name_tokens, generator, loop_draws=True)
+def abc_in_sorted_name_order(tokens, positions, name_tokens, generator):
+    return _abc(tokens, positions, name_tokens.sort().values, generator)
 
 
 def abc_removing_only_s(tokens, positions, name_tokens, generator):
@@ -338,9 +339,10 @@ def path_without_freezing(model, clean_tokens, corrupted_tokens, correct_tokens,
                         freeze=False)
 
 
-def path_sender_at_end_only(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions):
-    return _path_logits(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions,
-                        only_end=True)
+def path_in_the_corrupted_run(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions):
+    """The other direction: the sender's clean output into the corrupted run, other heads frozen corrupted."""
+    result = _path_logits(model, corrupted_tokens, clean_tokens, correct_tokens, wrong_tokens, end_positions)
+    return -result
 
 
 def path_normalised_from_corrupted(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens,
@@ -393,9 +395,7 @@ def _zs(model, tokens, hook="z"):
 
 
 def means_over_positions(model, reference_tokens):
-    zs = _zs(model, reference_tokens)
-    return zs.mean(dim=2).transpose(0, 1).unsqueeze(2).expand(-1, -1, zs.shape[2], -1, -1).clone().transpose(0, 1) \
-        .mean(1)[:, None].expand(-1, zs.shape[2], -1, -1).clone()
+    return _zs(model, reference_tokens).mean(dim=2)  # [layer, batch, head, d_head]: one mean per prompt
 
 
 def means_over_prompts_and_positions(model, reference_tokens):
@@ -494,7 +494,7 @@ def _union(nodes, kept):
 
 
 def _greedy(model, tokens, means, correct, wrong, end, nodes, threshold, order=None, relative=False,
-            absolute=False, independent=False):
+            independent=False):
     kept = torch.ones(nodes.shape[0], dtype=torch.bool)
     current = 100.0
     for i in (order if order is not None else range(nodes.shape[0])):
@@ -502,7 +502,7 @@ def _greedy(model, tokens, means, correct, wrong, end, nodes, threshold, order=N
         trial[i] = False
         score = _score(model, tokens, means, _union(nodes, trial), correct, wrong, end)
         loss = 100 * (1 - score / current) if relative else 100 - score
-        if (abs(loss) if absolute else loss) < threshold:
+        if loss < threshold:
             kept[i] = False
             current = score
     return kept
@@ -519,9 +519,9 @@ def prune_relative_to_the_current_circuit(model, tokens, means, correct_tokens, 
     return _greedy(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, threshold, relative=True)
 
 
-def prune_on_absolute_change(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, threshold,
-                             **_):
-    return _greedy(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, threshold, absolute=True)
+def prune_with_threshold_as_fraction(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes,
+                                     threshold, **_):
+    return _greedy(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, threshold / 100)
 
 
 def prune_each_node_alone(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, threshold, **_):
@@ -594,9 +594,10 @@ def _minimality(model, tokens, means, correct, wrong, end, nodes, kept, every_no
     return drops
 
 
-def minimality_for_every_node(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, kept):
-    return _minimality(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, kept,
-                       every_node=True)
+def minimality_in_logit_difference(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, kept):
+    """Drops in raw logit difference instead of percent of the full model."""
+    full = solution.logit_diff(model(tokens), correct_tokens, wrong_tokens, end_positions).mean().item()
+    return _minimality(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, kept) * full / 100
 
 
 def minimality_against_the_full_model(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, kept):
@@ -637,7 +638,8 @@ def answers_from_the_first_step(tokens):  # correct: the step is constant
 
 
 def corruption_shifted(tokens):
-    return torch.cat([tokens[:, :1], tokens[:, :-1].roll(-1, dims=1)[:, :-1], tokens[:, -2:-1]], dim=1)
+    """Repeats the last number by dropping the first one: every position changes."""
+    return torch.cat([tokens[:, :1], tokens[:, 2:], tokens[:, -1:]], dim=1)
 
 
 def corruption_with_the_first_number(tokens):
@@ -669,7 +671,7 @@ WRONG_IMPLEMENTATIONS = [
     (positions_end_counted_with_bos, "ioi_positions", DIFFER),
     (abc_any_name, "abc_corruption", DIFFER),
     (abc_at_s1, "abc_corruption", DIFFER),
-    (abc_one_draw_per_prompt, "abc_corruption", DIFFER),
+    (abc_in_sorted_name_order, "abc_corruption", DIFFER),
     (abc_removing_only_s, "abc_corruption", DIFFER),
     (abc_at_io, "abc_corruption", DIFFER),
     (logit_diff_at_last_position, "logit_diff", DIFFER),
@@ -698,14 +700,14 @@ WRONG_IMPLEMENTATIONS = [
     (patching_corrupted_into_clean, "head_patching_by_position", DIFFER),
     (patching_every_head_at_once, "head_patching_by_position", DIFFER),
     (path_without_freezing, "path_patching_to_logits", DIFFER),
-    (path_sender_at_end_only, "path_patching_to_logits", DIFFER),
+    (path_in_the_corrupted_run, "path_patching_to_logits", DIFFER),
     (path_normalised_from_corrupted, "path_patching_to_logits", DIFFER),
     (path_senders_head_major, "path_patching_to_logits", DIFFER),
     (receivers_whole_layer, "path_patching_to_receivers", DIFFER),
     (receivers_always_queries, "path_patching_to_receivers", DIFFER),
     (receivers_skipping_the_second_run, "path_patching_to_receivers", DIFFER),
     (receivers_sign_flipped, "path_patching_to_receivers", DIFFER),
-    (means_over_positions, "reference_means", DIFFER),
+    (means_over_positions, "reference_means", "shape"),
     (means_over_prompts_and_positions, "reference_means", DIFFER),
     (means_of_values, "reference_means", DIFFER),
     (medians, "reference_means", DIFFER),
@@ -714,19 +716,19 @@ WRONG_IMPLEMENTATIONS = [
     (ablation_keeping_whole_heads, "mean_ablated_logits", DIFFER),
     (ablation_of_the_kept_positions_too, "mean_ablated_logits", DIFFER),
     (ablation_with_means_over_positions, "mean_ablated_logits", DIFFER),
-    (faithfulness_as_fraction, "faithfulness", DIFFER),
-    (faithfulness_mean_of_ratios, "faithfulness", DIFFER),
-    (faithfulness_upside_down, "faithfulness", DIFFER),
-    (faithfulness_as_loss, "faithfulness", DIFFER),
+    (faithfulness_as_fraction, "faithfulness", SCALAR),
+    (faithfulness_mean_of_ratios, "faithfulness", SCALAR),
+    (faithfulness_upside_down, "faithfulness", SCALAR),
+    (faithfulness_as_loss, "faithfulness", SCALAR),
     (prune_in_reverse_order, "greedy_prune_sequential", DIFFER),
     (prune_relative_to_the_current_circuit, "greedy_prune_sequential", DIFFER),
-    (prune_on_absolute_change, "greedy_prune_sequential", DIFFER),
+    (prune_with_threshold_as_fraction, "greedy_prune_sequential", DIFFER),
     (prune_each_node_alone, "greedy_prune_sequential", DIFFER),
     (prune_batched_sorted_by_score, "greedy_prune_batched", DIFFER),
     (prune_batched_ignoring_failures, "greedy_prune_batched", DIFFER),
     (prune_in_reverse_order, "greedy_prune_batched", DIFFER),
     (prune_each_node_alone, "greedy_prune_batched", DIFFER),
-    (minimality_for_every_node, "minimality", DIFFER),
+    (minimality_in_logit_difference, "minimality", DIFFER),
     (minimality_against_the_full_model, "minimality", DIFFER),
     (minimality_as_ratio, "minimality", DIFFER),
     (minimality_sign_flipped, "minimality", "sign"),
