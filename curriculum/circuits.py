@@ -10,9 +10,10 @@ Two jobs, each with the plain loop it must agree with:
 - `greedy_prune`: the seed's greedy loop (remove a node when the circuit without it stays within T percent of the
   full model's metric) in batches: the next k candidate removals are evaluated in one batched pass, candidate i on
   the circuit that results if candidates 0..i-1 all succeed; the longest prefix whose guesses held is accepted, plus
-  the first candidate that failed (its evaluation was exact too). Each pass starts at the lowest layer a candidate
-  touches, from the residual stream that the current circuit produces there. It returns exactly the circuit of
-  `greedy_prune_sequential` (up to float round-off in scores that fall within ~1e-6 of the threshold).
+  the first candidate that failed (its evaluation was exact too). As in patching, a pass recomputes only what its
+  candidates can change: layers from the lowest one they touch, positions from the earliest one (keys and values
+  before it come from the current circuit's cached run), and the last layer at the last position. It returns
+  exactly the circuit of `greedy_prune_sequential` (up to float round-off in scores within ~1e-5 of the threshold).
 
 Both support GPT-2-style HookedTransformers (LayerNorm or none, learned absolute positions, MLPs or not).
 """
@@ -38,16 +39,22 @@ def _require_supported(model: HookedTransformer) -> None:
 
 
 # ---- activation patching ---------------------------------------------------------------------------------------------
-def _attention(model: HookedTransformer, layer: int, queries_in: Tensor, keys: Tensor, values: Tensor,
-               query_positions: Tensor) -> Tensor:
-    """Attention output (with b_O) for queries at `query_positions` over all keys. queries_in: [n, q, d_model]
+def _attention_z(model: HookedTransformer, layer: int, queries_in: Tensor, keys: Tensor, values: Tensor,
+                 query_positions: Tensor) -> Tensor:
+    """hook_z [n, q, head, d_head] for queries at `query_positions` over all keys. queries_in: [n, q, d_model]
     (after ln1); keys, values: [n, kv, head, d_head]; a query at position t sees keys 0..t."""
     attn = model.blocks[layer].attn
     q = torch.einsum("nqd,hde->nqhe", queries_in, model.W_Q[layer]) + model.b_Q[layer]
     scores = torch.einsum("nqhe,nkhe->nhqk", q, keys) / attn.attn_scale
     causal = torch.arange(keys.shape[1], device=keys.device)[None, :] > query_positions[:, None]
     scores = scores.masked_fill(causal, float("-inf"))
-    z = torch.einsum("nhqk,nkhe->nqhe", scores.softmax(dim=-1), values)
+    return torch.einsum("nhqk,nkhe->nqhe", scores.softmax(dim=-1), values)
+
+
+def _attention(model: HookedTransformer, layer: int, queries_in: Tensor, keys: Tensor, values: Tensor,
+               query_positions: Tensor) -> Tensor:
+    """Attention output (with b_O), as `_attention_z` then W_O."""
+    z = _attention_z(model, layer, queries_in, keys, values, query_positions)
     return torch.einsum("nqhe,hed->nqd", z, model.W_O[layer]) + model.b_O[layer]
 
 
@@ -73,7 +80,7 @@ def patch_heads_by_position(
     cfg = model.cfg
     n_layers, n_heads = cfg.n_layers, cfg.n_heads
     batch, seq = corrupted_tokens.shape
-    names = ("hook_resid_mid", "hook_resid_post", "attn.hook_k", "attn.hook_v", "attn.hook_z")
+    names = ("hook_resid_pre", "hook_attn_out", "hook_resid_post", "attn.hook_k", "attn.hook_v", "attn.hook_z")
     _, cache = model.run_with_cache(corrupted_tokens, names_filter=lambda n: n.endswith(names))
     results = torch.empty(n_layers, seq, n_heads, device=corrupted_tokens.device)
     unpatched_final = cache[f"blocks.{n_layers - 1}.hook_resid_post"][:, -1]
@@ -87,7 +94,8 @@ def patch_heads_by_position(
             if layer == n_layers - 1 and position != seq - 1:
                 results[layer, position] = unpatched  # the last position, all the metric reads, is untouched
                 continue
-            resid = cache["resid_mid", layer][None, :, position] + out_change[:, :, position]  # [head, batch, d]
+            resid_mid = cache["resid_pre", layer][:, position] + cache["attn_out", layer][:, position]
+            resid = resid_mid[None] + out_change[:, :, position]  # [head, batch, d_model]
             resid = _mlp_residual(model, layer, resid)
             tail = torch.cat([resid[:, :, None], cache["resid_post", layer][None, :, position + 1:].expand(
                 n_heads, -1, -1, -1)], dim=2).flatten(0, 1)  # [head*batch, seq - position, d_model]
@@ -122,55 +130,85 @@ class MeanAblation:
     """Evaluates circuits by mean ablation: `hook_z` of every (layer, position, head) outside the circuit's keep mask
     is replaced by `means` (its mean over a reference dataset), everything inside keeps the run's own value.
 
-    score(keep) = 100 * metric(ablated logits) / metric(clean logits): the circuit's faithfulness in percent.
+    score(keep) = 100 * metric(ablated) / metric(full model): the circuit's faithfulness in percent, where metric
+    reads the logits at the last position ([batch, d_vocab]).
     """
 
     model: HookedTransformer
     tokens: Int[Tensor, "batch pos"]
     means: Float[Tensor, "layer pos head d_head"]
-    metric: Callable[[Float[Tensor, "batch pos d_vocab"]], Float[Tensor, ""]]
+    metric: LastLogitsMetric
 
     def __post_init__(self) -> None:
+        _require_supported(self.model)
         with torch.no_grad():
-            self.full_metric = self.metric(self.model(self.tokens)).item()
+            self.full_metric = self.metric(self.model(self.tokens)[:, -1]).item()
 
-    def _hooks(self, keep: Bool[Tensor, "circuits layer pos head"], first_layer: int) -> list:
-        n_circuits, batch = keep.shape[0], self.tokens.shape[0]
+    def _hooks(self, keep: Bool[Tensor, "circuits layer pos head"]) -> list:
+        batch = self.tokens.shape[0]
 
         def ablate(z: Tensor, hook, layer: int) -> Tensor:
             mask = keep[:, layer].repeat_interleave(batch, dim=0)[..., None]  # [circuits*batch, pos, head, 1]
             return torch.where(mask, z, self.means[layer].to(z.dtype))
 
         return [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: ablate(z, hook, layer))
-                for layer in range(first_layer, self.model.cfg.n_layers)]
+                for layer in range(self.model.cfg.n_layers)]
 
     @torch.no_grad()
-    def resid_at(self, keep: Bool[Tensor, "layer pos head"], layer: int) -> Float[Tensor, "batch pos d_model"]:
-        """The residual stream entering `layer` under circuit `keep`."""
-        if layer == 0:
-            raise ValueError("layer 0 starts from the tokens: pass first_layer=0 to `scores` instead")
-        return self.model.run_with_hooks(self.tokens, stop_at_layer=layer, fwd_hooks=self._hooks(keep[None], 0))
-
-    @torch.no_grad()
-    def scores(self, keep: Bool[Tensor, "circuits layer pos head"], first_layer: int = 0,
-               resid: Tensor | None = None) -> Float[Tensor, "circuits"]:
-        """Faithfulness (percent) of each circuit, all in one batched pass starting at `first_layer` from `resid`
-        (the residual stream entering it, identical for every circuit), or from the tokens when first_layer is 0."""
+    def scores(self, keep: Bool[Tensor, "circuits layer pos head"]) -> Float[Tensor, "circuits"]:
+        """Faithfulness (percent) of each circuit, with plain hooked forward passes, all circuits in one batch."""
         n_circuits, batch = keep.shape[0], self.tokens.shape[0]
-        hooks = self._hooks(keep, first_layer)
-        if first_layer == 0:
-            logits = self.model.run_with_hooks(self.tokens.repeat(n_circuits, 1), fwd_hooks=hooks)
-        else:
-            logits = self.model.run_with_hooks(resid.repeat(n_circuits, 1, 1), start_at_layer=first_layer,
-                                               fwd_hooks=hooks)
-        per_circuit = logits.unflatten(0, (n_circuits, batch))
-        return torch.stack([100 * self.metric(c) / self.full_metric for c in per_circuit]).cpu()
+        logits = self.model.run_with_hooks(self.tokens.repeat(n_circuits, 1), fwd_hooks=self._hooks(keep))
+        last = logits[:, -1].unflatten(0, (n_circuits, batch))
+        return torch.stack([100 * self.metric(c) / self.full_metric for c in last]).cpu()
+
+    @torch.no_grad()
+    def state(self, keep: Bool[Tensor, "layer pos head"]) -> dict[str, Tensor]:
+        """What candidates derived from circuit `keep` can reuse: its residual stream entering every layer and its
+        keys and values."""
+        names = ("hook_resid_pre", "attn.hook_k", "attn.hook_v")
+        with self.model.hooks(fwd_hooks=self._hooks(keep[None])):
+            _, cache = self.model.run_with_cache(self.tokens, names_filter=lambda n: n.endswith(names))
+        return {name: torch.stack([cache[name, layer] for layer in range(self.model.cfg.n_layers)])
+                for name in ("resid_pre", "k", "v")}
+
+    @torch.no_grad()
+    def scores_from(self, state: dict[str, Tensor], keep: Bool[Tensor, "circuits layer pos head"], first_layer: int,
+                    first_position: int) -> Float[Tensor, "circuits"]:
+        """Faithfulness of circuits that agree with the circuit behind `state` below `first_layer` and before
+        `first_position`: only layers >= first_layer at positions >= first_position are recomputed, and the last
+        layer at the last position only."""
+        model, batch = self.model, self.tokens.shape[0]
+        n_layers, seq = model.cfg.n_layers, self.tokens.shape[1]
+        n_circuits = keep.shape[0]
+        p0 = first_position
+        tail = state["resid_pre"][first_layer][:, p0:].repeat(n_circuits, 1, 1)  # [circuits*batch, t, d_model]
+        positions = torch.arange(p0, seq, device=tail.device)
+        last = positions[-1:]
+        for layer in range(first_layer, n_layers):
+            block = model.blocks[layer]
+            normed = block.ln1(tail)
+            k = torch.einsum("ntd,hde->nthe", normed, model.W_K[layer]) + model.b_K[layer]
+            v = torch.einsum("ntd,hde->nthe", normed, model.W_V[layer]) + model.b_V[layer]
+            keys = torch.cat([state["k"][layer][:, :p0].repeat(n_circuits, 1, 1, 1), k], dim=1)
+            values = torch.cat([state["v"][layer][:, :p0].repeat(n_circuits, 1, 1, 1), v], dim=1)
+            final = layer == n_layers - 1
+            query_positions = last if final else positions
+            queries = normed[:, -1:] if final else normed
+            z = _attention_z(model, layer, queries, keys, values, query_positions)
+            mask = keep[:, layer, query_positions].repeat_interleave(batch, dim=0)[..., None]
+            z = torch.where(mask, z, self.means[layer, query_positions].to(z.dtype))
+            out = torch.einsum("nqhe,hed->nqd", z, model.W_O[layer]) + model.b_O[layer]
+            tail = (tail[:, -1:] if final else tail) + out
+            tail = _mlp_residual(model, layer, tail)
+        logits = _unembed_last(model, tail[:, -1]).unflatten(0, (n_circuits, batch))
+        return torch.stack([100 * self.metric(c) / self.full_metric for c in logits]).cpu()
 
 
 def greedy_prune_sequential(ablation: MeanAblation, nodes: Bool[Tensor, "node layer pos head"],
                             threshold: float) -> Bool[Tensor, "node"]:
-    """The seed's loop, one forward pass per candidate: in order, drop node i when the circuit without it scores
-    above 100 - threshold percent. The circuit starts as the union of all nodes; entries no node covers stay
+    """The seed's loop, one plain forward pass per candidate: in order, drop node i when the circuit without it
+    scores above 100 - threshold percent. The circuit starts as the union of all nodes; entries no node covers stay
     ablated throughout. Returns which nodes are kept."""
     kept = torch.ones(nodes.shape[0], dtype=torch.bool)
     for i in range(nodes.shape[0]):
@@ -185,25 +223,23 @@ def greedy_prune(ablation: MeanAblation, nodes: Bool[Tensor, "node layer pos hea
                  speculation: int = 8, max_speculation: int = 64) -> Bool[Tensor, "node"]:
     """The same circuit as `greedy_prune_sequential`, evaluating up to `speculation` candidates per batched pass
     (doubled after a pass whose guesses all held, halved after one that failed at once, within [1,
-    max_speculation]). See the module docstring."""
+    max_speculation]), each pass recomputing only what its candidates can change. See the module docstring."""
     n_nodes = nodes.shape[0]
-    layers_of = [int(torch.nonzero(node.any(dim=(1, 2)))[0]) if node.any() else ablation.model.cfg.n_layers
-                 for node in nodes]
+    first_layer_of = [int(node.any(dim=(1, 2)).nonzero()[0]) if node.any() else 0 for node in nodes]
+    first_position_of = [int(node.any(dim=(0, 2)).nonzero()[0]) if node.any() else 0 for node in nodes]
     kept = torch.ones(n_nodes, dtype=torch.bool)
+    state = ablation.state(_union(nodes, kept))
     i, k = 0, max(1, speculation)
     while i < n_nodes:
         batch = list(range(i, min(i + k, n_nodes)))
-        trials = []
-        trial = kept.clone()
+        trials, trial = [], kept.clone()
         for j in batch:  # candidate j assumes every earlier candidate of this pass was removed
             trial = trial.clone()
             trial[j] = False
-            trials.append(trial)
-        keeps = torch.stack([_union(nodes, t) for t in trials])
-        first = min(layers_of[j] for j in batch)
-        first = min(first, ablation.model.cfg.n_layers - 1)
-        resid = ablation.resid_at(_union(nodes, kept), first) if first > 0 else None
-        scores = ablation.scores(keeps, first, resid)
+            trials.append(_union(nodes, trial))
+        first_layer = min(first_layer_of[j] for j in batch)
+        first_position = min(first_position_of[j] for j in batch)
+        scores = ablation.scores_from(state, torch.stack(trials), first_layer, first_position)
         accepted = 0
         for score in scores.tolist():
             if 100 - score < threshold:
@@ -212,6 +248,8 @@ def greedy_prune(ablation: MeanAblation, nodes: Bool[Tensor, "node layer pos hea
                 break
         for j in batch[:accepted]:
             kept[j] = False
+        if accepted:
+            state = ablation.state(_union(nodes, kept))
         i += accepted + (1 if accepted < len(batch) else 0)  # the first failure is decided too: it stays
         k = min(max_speculation, k * 2) if accepted == len(batch) else max(1, k // 2 if accepted == 0 else k)
     return kept

@@ -790,10 +790,7 @@ if MAIN:
 if MAIN:
     position_nodes = circuits.head_position_nodes(n_layers, n_heads, seq, positions=range(seq))
 
-    def mean_ld_full(logits: Tensor) -> Tensor:
-        return logit_diff(logits, io_tokens, s_tokens, end).mean()
-
-    ablation = circuits.MeanAblation(model, clean_tokens, means, mean_ld_full)
+    ablation = circuits.MeanAblation(model, clean_tokens, means, mean_ld_last)  # the metric reads the last position
     start = time.perf_counter()
     kept_positions = circuits.greedy_prune(ablation, position_nodes, threshold)
     ioi_circuit = (position_nodes & kept_positions[:, None, None, None]).any(0)
@@ -909,8 +906,9 @@ if MAIN:
     number_seq = number_tokens.shape[1]
     number_nodes = circuits.head_position_nodes(n_layers, n_heads, number_seq, positions=range(1, number_seq))
 
-    def number_metric(logits: Tensor) -> Tensor:
-        return logit_diff(logits, next_tok, repeat_tok, number_end).mean()
+    def number_metric(last_logits: Tensor) -> Tensor:
+        rows = torch.arange(len(last_logits))
+        return (last_logits[rows, next_tok] - last_logits[rows, repeat_tok]).mean()
 
     number_ablation = circuits.MeanAblation(model, number_tokens, number_means, number_metric)
     kept_numbers = circuits.greedy_prune(number_ablation, number_nodes, threshold)

@@ -53,8 +53,9 @@ def numbers(model):
 
 
 def _ablation(model, data, correct, wrong):
-    def metric(logits):
-        return day5.logit_diff(logits, data[correct], data[wrong], data["end"]).mean()
+    def metric(last_logits):  # every prompt ends at its last position
+        rows = torch.arange(len(last_logits))
+        return (last_logits[rows, data[correct]] - last_logits[rows, data[wrong]]).mean()
 
     return circuits.MeanAblation(model, data["tokens"], data["means"], metric)
 
