@@ -173,36 +173,44 @@ class MeanAblation:
                 for name in ("resid_pre", "k", "v")}
 
     @torch.no_grad()
-    def scores_from(self, state: dict[str, Tensor], keep: Bool[Tensor, "circuits layer pos head"], first_layer: int,
-                    first_position: int) -> Float[Tensor, "circuits"]:
-        """Faithfulness of circuits that agree with the circuit behind `state` below `first_layer` and before
-        `first_position`: only layers >= first_layer at positions >= first_position are recomputed, and the last
-        layer at the last position only."""
+    def scores_from(self, state: dict[str, Tensor], keep: Bool[Tensor, "circuits layer pos head"],
+                    first_layers: Sequence[int], first_position: int) -> Float[Tensor, "circuits"]:
+        """Faithfulness of circuits each of which agrees with the circuit behind `state` below its own first layer
+        (`first_layers[c]`) and, everywhere, before `first_position`. Circuit c joins the batch at its first layer,
+        from the state's residual stream there; only positions >= first_position are recomputed (keys and values
+        before it come from the state), and the last layer at the last position only."""
         model, batch = self.model, self.tokens.shape[0]
         n_layers, seq = model.cfg.n_layers, self.tokens.shape[1]
-        n_circuits = keep.shape[0]
         p0 = first_position
-        tail = state["resid_pre"][first_layer][:, p0:].repeat(n_circuits, 1, 1)  # [circuits*batch, t, d_model]
-        positions = torch.arange(p0, seq, device=tail.device)
+        positions = torch.arange(p0, seq, device=self.tokens.device)
         last = positions[-1:]
-        for layer in range(first_layer, n_layers):
+        active: list[int] = []
+        tail = None
+        for layer in range(min(first_layers), n_layers):
+            joining = [c for c, first in enumerate(first_layers) if first == layer]
+            if joining:
+                fresh = state["resid_pre"][layer][:, p0:].repeat(len(joining), 1, 1)
+                tail = fresh if tail is None else torch.cat([tail, fresh])
+                active += joining
             block = model.blocks[layer]
+            n = len(active)
             normed = block.ln1(tail)
             k = torch.einsum("ntd,hde->nthe", normed, model.W_K[layer]) + model.b_K[layer]
             v = torch.einsum("ntd,hde->nthe", normed, model.W_V[layer]) + model.b_V[layer]
-            keys = torch.cat([state["k"][layer][:, :p0].repeat(n_circuits, 1, 1, 1), k], dim=1)
-            values = torch.cat([state["v"][layer][:, :p0].repeat(n_circuits, 1, 1, 1), v], dim=1)
+            keys = torch.cat([state["k"][layer][:, :p0].repeat(n, 1, 1, 1), k], dim=1)
+            values = torch.cat([state["v"][layer][:, :p0].repeat(n, 1, 1, 1), v], dim=1)
             final = layer == n_layers - 1
             query_positions = last if final else positions
             queries = normed[:, -1:] if final else normed
             z = _attention_z(model, layer, queries, keys, values, query_positions)
-            mask = keep[:, layer, query_positions].repeat_interleave(batch, dim=0)[..., None]
+            mask = keep[active][:, layer][:, query_positions].repeat_interleave(batch, dim=0)[..., None]
             z = torch.where(mask, z, self.means[layer, query_positions].to(z.dtype))
             out = torch.einsum("nqhe,hed->nqd", z, model.W_O[layer]) + model.b_O[layer]
             tail = (tail[:, -1:] if final else tail) + out
             tail = _mlp_residual(model, layer, tail)
-        logits = _unembed_last(model, tail[:, -1]).unflatten(0, (n_circuits, batch))
-        return torch.stack([100 * self.metric(c) / self.full_metric for c in logits]).cpu()
+        logits = _unembed_last(model, tail[:, -1]).unflatten(0, (len(active), batch))
+        scores = torch.stack([100 * self.metric(c) / self.full_metric for c in logits]).cpu()
+        return scores[torch.tensor(active).argsort()]
 
 
 def greedy_prune_sequential(ablation: MeanAblation, nodes: Bool[Tensor, "node layer pos head"],
@@ -237,9 +245,10 @@ def greedy_prune(ablation: MeanAblation, nodes: Bool[Tensor, "node layer pos hea
             trial = trial.clone()
             trial[j] = False
             trials.append(_union(nodes, trial))
-        first_layer = min(first_layer_of[j] for j in batch)
+        # Candidate j differs from the current circuit from the lowest layer among candidates 0..j of the pass.
+        first_layers = [min(first_layer_of[m] for m in batch[: n + 1]) for n in range(len(batch))]
         first_position = min(first_position_of[j] for j in batch)
-        scores = ablation.scores_from(state, torch.stack(trials), first_layer, first_position)
+        scores = ablation.scores_from(state, torch.stack(trials), first_layers, first_position)
         accepted = 0
         for score in scores.tolist():
             if 100 - score < threshold:

@@ -331,9 +331,9 @@ if MAIN:
     print("largest direct effects:", {labels[i]: round(mean_effects[i].item(), 2) for i in top})
 
 # %% [markdown]
-# The heads of layer 3, and head 0 of layer 2, write the answer: in the IOI paper's words they are candidate
-# **name movers**. Direct effects only see the last step, though. To find what *feeds* these heads we need causal
-# interventions.
+# Layer 3 writes most of the answer: its MLP first, then its four heads, then L2H0. Heads that write the answer
+# directly are what the IOI paper calls candidate **name movers**; whether these work like them, we will see. Direct
+# effects only see the last step, though. To find what *feeds* these components we need causal interventions.
 #
 # ## 5. Activation patching, every head at every position
 #
@@ -592,9 +592,9 @@ if MAIN:
     for layer in (0, 2, 3):
         for head in range(4):
             io_a, s1_a, s2_a = role_attention[layer, head].tolist()
-            top = int(from_end[layer, head].argmax())
-            print(f"L{layer}H{head}: attention to IO {io_a:.2f}, S1 {s1_a:.2f}, S2 {s2_a:.2f}; most to position {top} "
-                  f"({position_labels[top]}, {from_end[layer, head, top]:.2f})")
+            top_key = int(from_end[layer, head].argmax())
+            print(f"L{layer}H{head}: attention to IO {io_a:.2f}, S1 {s1_a:.2f}, S2 {s2_a:.2f}; most to position "
+                  f"{position_labels[top_key]} ({from_end[layer, head, top_key]:.2f})")
 
 # %% [markdown]
 # Put the measurements side by side. Path patching to the logits picks out the layer-3 heads and L2H0 and L2H2: their
