@@ -1,11 +1,13 @@
 """Grading for the course: `check(fn)` in a notebook, `pytest --day N` in a terminal.
 
     from checks import check
-    check(induction_scores)          # prints a verdict, returns an Outcome
+    check(induction_scores)             # shows the verdict once: passed, or what differs (where, by how much)
+    check(induction_scores, hint=True)  # the same, plus the course's hint
 
-`grade(fn)` does the same without printing. Both find the exercise by the function's name across all days (pass
-`name=` to grade a function under another name). This module stays light: torch and transformer_lens load on the
-first grading call, not on `import checks` (which pytest does on every run through the plugin entry point).
+`grade(fn)` returns the `Outcome` without showing anything. Both find the exercise by the function's name across
+all days (pass `name=` to grade a function under another name), and run it with autograd on, as `pytest --day N`
+does, whatever the notebook switched off. This module stays light: torch and transformer_lens load on the first
+grading call, not on `import checks`.
 """
 
 from __future__ import annotations
@@ -40,16 +42,22 @@ def grade(fn: Callable[..., Any], *, name: str | None = None, device: str | None
     key = (course, device)
     if key not in _graders:
         _graders[key] = Grader(course, device)
-    return _graders[key].grade(fn, day, spec)
+    import torch
+
+    with torch.enable_grad():  # the state `pytest --day N` grades in, whatever the notebook set
+        return _graders[key].grade(fn, day, spec)
 
 
-def check(fn: Callable[..., Any], *, name: str | None = None, device: str | None = None,
-          course: "Course | None" = None) -> "Outcome":
-    """Grade `fn` (see `grade`), print a short verdict, and return the Outcome."""
+def check(fn: Callable[..., Any], *, hint: bool = False, name: str | None = None, device: str | None = None,
+          course: "Course | None" = None) -> None:
+    """Grade `fn` (see `grade`) and print the verdict: passed, or the diagnosis of what differs; with `hint=True`,
+    also the course's hint. Returns None, so a notebook shows the verdict once (use `grade` for the Outcome)."""
+    from checks.hints import tiered_message
+
     outcome = grade(fn, name=name, device=device, course=course)
-    print(f"{outcome.exercise}: {outcome.status.value.upper()} ({outcome.duration_s:.2f} s)")
-    if outcome.message:
-        print(outcome.message)
-    if outcome.hint:
-        print(f"Hint from the course: {outcome.hint}")
-    return outcome
+    exercise = outcome.exercise
+    call = exercise if name is None else f"{exercise}, name={name!r}"
+    print(f"{exercise}: {outcome.status.value.upper()} ({outcome.duration_s:.2f} s)")
+    text = tiered_message(outcome, hint=hint, ask_for_hint=f"Stuck? check({call}, hint=True) adds the course's hint.")
+    if text:
+        print(text)

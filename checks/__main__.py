@@ -2,7 +2,8 @@
 
     python -m checks references --day 1 [--device cpu|cuda]   rebuild day 1's reference outputs from the solutions
     python -m checks references --day all                      every day
-    python -m checks grade --day 1 submissions/*.ipynb --out grades   grade many learners' files (a process each)
+    python -m checks grade --day 1 submissions/*.ipynb --out grades --jobs 2   grade many learners' files
+    python -m checks manifest                                  rewrite the manifest of reference and zoo hashes
 
 `--root` and `--models` point at another course folder and zoo loader (the project's tests use a fixture course).
 """
@@ -26,14 +27,20 @@ def main(argv: list[str] | None = None) -> int:
     refs = commands.add_parser("references", help="rebuild stored reference outputs from the solutions")
     refs.add_argument("--day", required=True, help="a day number, a comma-separated list, or 'all'")
     refs.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device to run the solutions on")
-    grade = commands.add_parser("grade", help="grade many submissions, each in its own pytest process")
+    manifest = commands.add_parser("manifest", help="rewrite checks/references/manifest.json (reference and zoo "
+                                   "file hashes, verified before grading)")
+    grade = commands.add_parser("grade", help="grade many submissions, each by its own supervisor and workers")
     grade.add_argument("submissions", nargs="+", type=Path, help=".py or .ipynb files, or folders of day files")
     grade.add_argument("--day", required=True, help="a day number, a comma-separated list, or 'all'")
     grade.add_argument("--out", type=Path, default=Path("grades"),
                        help="folder for the reports and summary.csv (default: grades)")
     grade.add_argument("--device", choices=("cpu", "cuda"), help="device to grade on (default: cuda if available)")
     grade.add_argument("--timeout", type=float, default=1800, help="seconds allowed per submission (default 1800)")
-    for sub in (refs, grade):
+    grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
+                       help="submissions graded at once (default: the number of cores)")
+    grade.add_argument("--memory-gb", type=float, default=4.0,
+                       help="memory each worker may allocate beyond the warm parent's, in GiB (default 4)")
+    for sub in (refs, grade, manifest):
         sub.add_argument("--root", type=Path, help="course folder (default: this repository)")
         sub.add_argument("--models", help="zoo loader as 'module:function' or 'file.py:function'")
     args = parser.parse_args(argv)
@@ -47,11 +54,16 @@ def main(argv: list[str] | None = None) -> int:
     course = Course(args.root.resolve(), args.models or DEFAULT_MODEL_LOADER) if args.root else Course.default()
     if args.models and not args.root:
         course = Course(course.root, args.models)
-    if args.device == "cuda":
+    if getattr(args, "device", None) == "cuda":
         import torch
 
         if not torch.cuda.is_available():
             parser.error("--device cuda: no CUDA device is available here")
+    from checks.manifest import write_manifest
+
+    if args.command == "manifest":
+        print(f"wrote {write_manifest(course)}")
+        return 0
     try:
         days = parse_days(args.day, course)
     except CourseError as error:
@@ -62,20 +74,28 @@ def main(argv: list[str] | None = None) -> int:
         path = build_references(course, day.number, args.device)
         print(f"day {day.number}: wrote {path} and {path.with_suffix('.json').name} "
               f"({path.stat().st_size / 1024:.0f} KiB, {len(day.checks)} exercises, device {args.device})")
+    print(f"wrote {write_manifest(course)}")
     return 0
 
 
 def _grade(args: argparse.Namespace, course: Course) -> int:
+    from checks.course import CourseError
+    from checks.limits import GiB, Limits
     from checks.submissions import SUMMARY_FILE, format_scores, grade_submissions
 
+    out = args.out.resolve()
+    limits = Limits(submission_s=args.timeout, memory_bytes=int(args.memory_gb * GiB))
     try:
-        scores = grade_submissions(args.submissions, args.day, args.out, course=course, device=args.device,
-                                   timeout_s=args.timeout)
+        scores = grade_submissions(args.submissions, args.day, out, course=course, device=args.device,
+                                   jobs=args.jobs, limits=limits)
     except (FileNotFoundError, ValueError) as error:
         print(f"python -m checks grade: {error}", file=sys.stderr)
         return 2
+    except CourseError as error:
+        print(f"python -m checks grade: course error, nothing was graded: {error}", file=sys.stderr)
+        return 2
     print(format_scores(scores))
-    print(f"\nwrote {args.out / SUMMARY_FILE} and a report and log per submission in {args.out}")
+    print(f"\nwrote {out / SUMMARY_FILE} and a report and log per submission in {out}")
     return 0
 
 

@@ -163,3 +163,46 @@ def _changed_tensors(model: torch.nn.Module, saved: dict[str, torch.Tensor]) -> 
         return sorted(set(current) ^ set(saved))
     return [k for k, v in current.items()
             if v.shape != saved[k].shape or v.dtype != saved[k].dtype or not torch.equal(v.detach(), saved[k])]
+
+
+# ---- process-wide state --------------------------------------------------------------------------------------------
+_THREADS = "Python threads"
+
+
+def global_state() -> dict[str, object]:
+    """Process-wide state an exercise must leave as it found it: torch's defaults, grad mode, threads, global RNG
+    seed, global module hooks, and the Python threads running."""
+    import threading
+
+    from torch.nn.modules import module as nn_module
+
+    hooks = sum(len(getattr(nn_module, name, {}) or {}) for name in (
+        "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks", "_global_backward_pre_hooks",
+        "_global_module_registration_hooks", "_global_parameter_registration_hooks",
+        "_global_buffer_registration_hooks"))
+    return {
+        "torch's default dtype": torch.get_default_dtype(),
+        "torch's default device": str(torch.get_default_device()) if hasattr(torch, "get_default_device") else "",
+        "grad mode (torch.is_grad_enabled())": torch.is_grad_enabled(),
+        "inference mode": torch.is_inference_mode_enabled(),
+        "torch's thread count": torch.get_num_threads(),
+        "the seed of torch's global RNG (torch.manual_seed)": torch.initial_seed(),
+        "deterministic algorithms": torch.are_deterministic_algorithms_enabled(),
+        "anomaly detection": torch.is_anomaly_enabled(),
+        "global nn.Module hooks": hooks,
+        _THREADS: frozenset(thread.ident for thread in threading.enumerate()),
+    }
+
+
+def global_state_changes(before: dict[str, object], after: dict[str, object]) -> str | None:
+    """One sentence naming what changed between two `global_state()` snapshots, or None."""
+    changed = [f"{name} ({before[name]} -> {after[name]})" for name in before
+               if name != _THREADS and before[name] != after.get(name)]
+    started = after[_THREADS] - before[_THREADS]  # type: ignore[operator]
+    if started:
+        changed.append(f"{len(started)} Python thread(s) started and still running")
+    if not changed:
+        return None
+    return ("your function changed process-wide state and left it changed: " + "; ".join(changed) + ". Restore "
+            "what you change (e.g. `with torch.no_grad():`, remove global hooks, join your threads, use a "
+            "torch.Generator instead of reseeding torch).")

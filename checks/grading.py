@@ -20,7 +20,7 @@ from typing import Any, Callable, Iterator
 import torch
 
 from checks.course import Course, Day
-from checks.env import Env
+from checks.env import Env, global_state, global_state_changes
 from checks.judge import Rejection, first_difference, judge, snapshot
 from checks.outcome import Outcome, Status
 from checks.references import (InputsFingerprint, ReferenceStore, StaleReference, fingerprint_inputs,
@@ -93,37 +93,59 @@ class Grader:
                             f"need rebuilding with `{rebuild_command(day)}`.") from None
 
     def _call(self, function: Callable[..., Any], check: Check, inputs: dict[str, Any]) -> Any:
-        """Call the learner's function on pristine models under the check's timeout; audit what it changed."""
-        saved = snapshot(inputs)
-        self.env.prepare()
-        try:
-            with _time_limit(check.timeout_s):
-                actual = function(**inputs)
-        except NotImplementedError as error:
-            if _raised_by_library(error, function):
-                raise Rejection(Status.FAILED, f"{check.name} raised:\n{_learner_traceback(error)}",
-                                check.hint) from None
-            raiser = traceback.extract_tb(error.__traceback__)[-1].name
-            if raiser != check.name:
-                raise Rejection(Status.NOT_STARTED, f"{check.name} calls {raiser}, which still raises "
-                                f"NotImplementedError: fill in {raiser} first.") from None
-            raise Rejection(Status.NOT_STARTED,
-                            f"{check.name} still raises NotImplementedError: fill in its body.") from None
-        except LearnerTimeout:
-            raise Rejection(Status.FAILED, f"{check.name} did not return within {check.timeout_s:g} s and was "
-                            "stopped: an infinite loop, or a loop that should be a batched tensor operation?") from None
-        except Exception as error:
-            raise Rejection(Status.FAILED, f"{check.name} raised {type(error).__name__}:\n"
-                            f"{_learner_traceback(error)}", check.hint) from None
-        finally:
-            problems = self.env.audit()  # always: the models are restored even when the call failed
-        mutated = first_difference(inputs, saved, "")
-        if mutated is not None:
-            problems.append(f"your function modified its input {mutated!r} in place: work on a copy (e.g. "
-                            "`x.clone()`), never on the caller's tensors.")
-        if problems:
-            raise Rejection(Status.FAILED, " ".join(problems))
-        return actual
+        return call_learner(function, check, inputs, self.env, alarm=True)
+
+
+def call_learner(function: Callable[..., Any], check: Check, inputs: dict[str, Any], env: Env, *, alarm: bool,
+                 after_call: Callable[[], None] | None = None) -> Any:
+    """Call the learner's function on pristine models; audit what it changed (weights, hooks, inputs); return its
+    output or raise a Rejection saying what went wrong. Shared by the in-process grader and the grading worker.
+
+    alarm: also stop the call with SIGALRM after `check.timeout_s` (in-process only: code can disable it, so the
+    worker relies on its supervisor's kill instead). after_call: told when the call is over and the audits begin.
+    """
+    saved = snapshot(inputs)
+    env.prepare()
+    state = global_state()
+    try:
+        with _time_limit(check.timeout_s if alarm else 0):
+            actual = function(**inputs)
+    except NotImplementedError as error:
+        if _raised_by_library(error, function):
+            raise Rejection(Status.FAILED, f"{check.name} raised:\n{_learner_traceback(error)}",
+                            check.hint) from None
+        raiser = traceback.extract_tb(error.__traceback__)[-1].name
+        if raiser != check.name:
+            raise Rejection(Status.NOT_STARTED, f"{check.name} calls {raiser}, which still raises "
+                            f"NotImplementedError: fill in {raiser} first.") from None
+        raise Rejection(Status.NOT_STARTED,
+                        f"{check.name} still raises NotImplementedError: fill in its body.") from None
+    except LearnerTimeout:
+        raise Rejection(Status.FAILED, f"{check.name} did not return within {check.timeout_s:g} s and was "
+                        "stopped: an infinite loop, or a loop that should be a batched tensor operation?") from None
+    except SystemExit as error:
+        raise Rejection(Status.FAILED, f"{check.name} tried to end the program (sys.exit({error.code!r}) or "
+                        "raise SystemExit): an exercise must return its result, never exit.", check.hint) from None
+    except KeyboardInterrupt:
+        raise Rejection(Status.FAILED, f"{check.name} raised KeyboardInterrupt: an exercise must return its "
+                        "result.", check.hint) from None
+    except BaseException as error:
+        raise Rejection(Status.FAILED, f"{check.name} raised {type(error).__name__}:\n"
+                        f"{_learner_traceback(error)}", check.hint) from None
+    finally:
+        if after_call is not None:
+            after_call()
+        problems = env.audit()  # always: the models are restored even when the call failed
+    leaked = global_state_changes(state, global_state())
+    if leaked:
+        problems.append(leaked)
+    mutated = first_difference(inputs, saved, "")
+    if mutated is not None:
+        problems.append(f"your function modified its input {mutated!r} in place: work on a copy (e.g. "
+                        "`x.clone()`), never on the caller's tensors.")
+    if problems:
+        raise Rejection(Status.FAILED, " ".join(problems))
+    return actual
 
 
 # ---- timeouts --------------------------------------------------------------------------------------------------------

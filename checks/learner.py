@@ -3,14 +3,18 @@
 The rule: only these top-level statements of the module are executed, in order; everything else is skipped.
 - the module docstring, `import` and `from ... import` statements;
 - `def`, `async def` and `class` statements (with their decorators);
-- plain assignments (`X = ...`, `X: T = ...`) whose right-hand side calls nothing but a few harmless functions
-  (`torch.device`, `torch.cuda.is_available`, `TypeVar`, `NewType`, `Path`): constants, type aliases such as
+- the statements that define a global name those functions and classes use, and, transitively, the names those
+  statements use: `NEG_INF = float("-inf")`, `VOCAB = load_vocab()`, a helper's lookup table, an `if`/`try` block
+  at top level that assigns such a name (never an `if MAIN:` / `if __name__ == ...` block);
+- plain assignments whose right-hand side calls nothing but a few harmless functions (`torch.device`,
+  `torch.cuda.is_available`, `TypeVar`, `NewType`, `Path`): constants, type aliases such as
   `Float[Tensor, "batch pos"]`, and `MAIN = __name__ == "__main__"`;
 - `try` blocks made only of such statements (e.g. an import with a fallback), and `if TYPE_CHECKING:` blocks.
-Skipped: bare expressions and calls, `if`/`for`/`while`/`with` blocks (so `if MAIN:` cells, and unguarded
-exploration code too), augmented assignments, assignments whose value calls something (`model = load_model(...)`).
-So grading never runs a learner's experiment, whether or not they kept the `if MAIN:` guards. An exercise must take
-everything it needs as parameters, which the course's exercises do.
+Skipped: bare expressions and calls (`torch.set_grad_enabled(False)`, `print(...)`), `for`/`while`/`with` blocks,
+`if MAIN:` blocks (the exploration cells), and assignments no function uses (`model = load_model(...)` in an
+exploration cell). So the learner's functions see the same module-level constants, imports and helpers as in their
+notebook, and grading never runs an experiment, whether or not they kept the `if MAIN:` guards. A function that
+uses a name defined only by exploration code fails with a NameError that says so (`explain_name_error`).
 
 A notebook is converted to a script with jupytext first; its source is registered with `linecache` so tracebacks
 show the learner's lines.
@@ -21,6 +25,8 @@ from __future__ import annotations
 import ast
 import hashlib
 import linecache
+import re
+import symtable
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -51,8 +57,106 @@ def read_source(path: Path) -> str:
 
 def definitions_only(tree: ast.Module) -> ast.Module:
     """The module with only the statements the rule above keeps."""
-    body = [node for index, node in enumerate(tree.body) if _kept(node, is_first=index == 0)]
+    kept = [_kept(node, is_first=index == 0) for index, node in enumerate(tree.body)]
+    needed = _globals_used_by_definitions(tree, kept)
+    changed = True
+    while changed:  # keep what defines a needed name, then what that uses, until nothing changes
+        changed = False
+        for index, node in enumerate(tree.body):
+            if not kept[index] and _may_define_for_functions(node) and _defined_names(node) & needed:
+                kept[index] = True
+                needed |= _loaded_names(node)
+                changed = True
+    body = [node for node, keep in zip(tree.body, kept) if keep]
     return ast.Module(body=body, type_ignores=tree.type_ignores)
+
+
+def exploration_names(tree: ast.Module) -> set[str]:
+    """Names that only skipped top-level statements define (e.g. `tokens` assigned in an `if MAIN:` cell)."""
+    kept = definitions_only(tree).body
+    defined_by_kept = set().union(*(_defined_names(node) for node in kept)) if kept else set()
+    skipped = [node for node in tree.body if node not in kept]
+    return set().union(*(_defined_names(node) for node in skipped)) - defined_by_kept if skipped else set()
+
+
+def explain_name_error(module: ModuleType, message: str) -> str:
+    """`message` with a line of explanation when it reports a NameError for a name of the learner's file that only
+    exploration code defines (which grading never runs)."""
+    names = getattr(module, "__course_exploration_names__", set())
+    found = re.findall(r"NameError: name '(\w+)' is not defined", message)
+    unexplained = [name for name in dict.fromkeys(found) if name in names]
+    if not unexplained:
+        return message
+    listed = ", ".join(f"`{name}`" for name in unexplained)
+    return (f"{message}\n{listed} is defined in your file only by exploration code (an `if MAIN:` cell, a loop, a "
+            "bare call), which grading never runs: pass it to the function as a parameter, or define it at the top "
+            "level of the file (a constant, an import or a helper function).")
+
+
+def _globals_used_by_definitions(tree: ast.Module, kept: list[bool]) -> set[str]:
+    """Global names referenced inside the kept top-level functions and classes (nested scopes included)."""
+    names: set[str] = set()
+    for node, keep in zip(tree.body, kept):  # decorators, defaults and annotations run at definition time
+        if keep and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            for part in [*node.decorator_list, *getattr(node, "bases", []), *_definition_time_parts(node)]:
+                names |= _loaded_names(part)
+    try:
+        table = symtable.symtable(ast.unparse(tree), "<learner>", "exec")
+    except SyntaxError:
+        return names
+    wanted = {node.name for node, keep in zip(tree.body, kept) if keep
+              and isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+    for child in table.get_children():
+        if child.get_name() in wanted:
+            names |= _scope_globals(child)
+    return names
+
+
+def _scope_globals(table: symtable.SymbolTable) -> set[str]:
+    names = {symbol.get_name() for symbol in table.get_symbols()
+             if symbol.is_referenced() and (symbol.is_global() or (symbol.is_free() and table.get_type() == "class"))}
+    for child in table.get_children():
+        names |= _scope_globals(child)
+    return names
+
+
+def _definition_time_parts(node: ast.AST) -> list[ast.AST]:
+    if not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+        return []
+    arguments = node.args
+    parts: list[ast.AST] = [*arguments.defaults, *[d for d in arguments.kw_defaults if d is not None]]
+    every = [*arguments.posonlyargs, *arguments.args, *arguments.kwonlyargs, arguments.vararg, arguments.kwarg]
+    parts += [arg.annotation for arg in every if arg is not None and arg.annotation is not None]
+    if node.returns is not None:
+        parts.append(node.returns)
+    return parts
+
+
+def _may_define_for_functions(node: ast.stmt) -> bool:
+    """Top-level statements that may run when a function needs a name they define: assignments, and `if`/`try`
+    blocks that are not exploration (`if MAIN:`, `if __name__ == "__main__":`)."""
+    if isinstance(node, (ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Try)):
+        return True
+    if isinstance(node, ast.If):
+        tested = _loaded_names(node.test)
+        return not ({"MAIN", "__name__"} & tested)
+    return False
+
+
+def _defined_names(node: ast.stmt) -> set[str]:
+    names = set()
+    for part in ast.walk(node):
+        if isinstance(part, ast.Name) and isinstance(part.ctx, ast.Store):
+            names.add(part.id)
+        elif isinstance(part, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+            names.add(part.name)
+        elif isinstance(part, (ast.Import, ast.ImportFrom)):
+            names |= {(alias.asname or alias.name).partition(".")[0] for alias in part.names}
+    return names
+
+
+def _loaded_names(node: ast.AST) -> set[str]:
+    return {part.id for part in ast.walk(node) if isinstance(part, ast.Name) and isinstance(part.ctx, ast.Load)}
 
 
 def load_module(path: Path) -> ModuleType:
@@ -63,7 +167,8 @@ def load_module(path: Path) -> ModuleType:
     try:
         tree = ast.parse(source, filename=filename)
     except SyntaxError as error:
-        raise LearnerModuleError(f"{path} has a syntax error on line {error.lineno}: {error.msg}") from error
+        line = f"\n    {error.text.strip()}" if error.text and error.text.strip() else ""
+        raise LearnerModuleError(f"{path} has a syntax error on line {error.lineno}: {error.msg}{line}") from error
     if path.suffix == ".ipynb":
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     name = f"_course_learner_{path.stem}_{hashlib.sha1(filename.encode()).hexdigest()[:8]}"
@@ -71,6 +176,7 @@ def load_module(path: Path) -> ModuleType:
     module.__file__ = filename
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
     code = compile(definitions_only(tree), filename, "exec")
+    module.__course_exploration_names__ = exploration_names(tree)  # type: ignore[attr-defined]
     try:
         exec(code, module.__dict__)
     except Exception as error:
@@ -111,3 +217,30 @@ def _calls_nothing(expression: ast.expr) -> bool:
             if callee_name not in _HARMLESS_CALLS:
                 return False
     return True
+
+
+def written_exercises(path: Path, names: list[str]) -> set[str]:
+    """Which of the functions `names` are defined in the learner's file with a body other than the stub's
+    `raise NotImplementedError(...)` (an unreadable file has none)."""
+    try:
+        tree = ast.parse(read_source(path))
+    except (LearnerModuleError, SyntaxError):
+        return set()
+    written = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in names:
+            body = [stmt for stmt in node.body if not _is_docstring(stmt)]
+            if not (len(body) == 1 and _raises_not_implemented(body[0])):
+                written.add(node.name)
+    return written
+
+
+def _is_docstring(stmt: ast.stmt) -> bool:
+    return isinstance(stmt, ast.Expr) and isinstance(stmt.value, ast.Constant) and isinstance(stmt.value.value, str)
+
+
+def _raises_not_implemented(stmt: ast.stmt) -> bool:
+    if not isinstance(stmt, ast.Raise) or stmt.exc is None:
+        return False
+    exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
+    return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"

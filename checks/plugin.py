@@ -1,7 +1,8 @@
-"""The course's pytest plugin: `pytest --day N` grades day N (registered through the `pytest11` entry point).
+"""The course's pytest plugin: `pytest --day N` grades day N.
 
-Options (all here): `--day N | 1,2 | all`, `--solutions`, `--learner PATH`, `--device cpu|cuda`, `--grade-json PATH`;
-ini options `course_root` and `course_models` say which course to grade (default: this repository and its zoo).
+pytest loads the entry module `mechinterp_course_pytest` (pytest11), which declares the options (`--day N | 1,2 |
+all`, `--solutions`, `--learner PATH`, `--course-device cpu|cuda`, `--course-hints`, `--grade-json PATH`; ini options
+`course_root` and `course_models`) and registers this module only when `--day` is given.
 
 Without `--day` the plugin does nothing and pytest runs the project's own tests. With `--day`, collection is
 replaced: one item per exercise (`day1::induction_scores`), nothing from `tests/`. Outcomes map to pytest's:
@@ -23,46 +24,53 @@ from checks.outcome import Status
 _SESSION = pytest.StashKey["Any"]()
 
 
-def pytest_addoption(parser: pytest.Parser) -> None:
-    group = parser.getgroup("course", "grading the course's exercises")
-    group.addoption("--day", metavar="N", help="grade day N; '1,2' for several days, 'all' for every day")
-    group.addoption("--solutions", action="store_true", help="grade the reference solutions (solutions/dayN_*.py)")
-    group.addoption("--learner", metavar="PATH", type=Path,
-                    help="grade this .py module or .ipynb notebook (with several days: a folder of day files)")
-    group.addoption("--device", choices=("cpu", "cuda"), help="device to grade on (default: cuda if available)")
-    group.addoption("--grade-json", metavar="PATH", type=Path, help="also write the results as JSON to PATH")
-    parser.addini("course_root", "folder of the course to grade (default: this repository)", default="")
-    parser.addini("course_models", "zoo loader, 'module:function' or 'file.py:function'",
-                  default="curriculum.models:load_model")
+def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
+    """Declares the options only where the environment was installed when `checks.plugin` was the entry point (the
+    entry module declares them otherwise; `pip install -e .` again makes this a no-op)."""
+    if not pluginmanager.has_plugin("mechinterp_course_pytest"):
+        _entry_module().pytest_addoption(parser)
+
+
+def _entry_module() -> Any:
+    from checks.course import import_path
+
+    return import_path(Path(__file__).resolve().parent.parent / "mechinterp_course_pytest.py",
+                       "mechinterp_course_pytest")
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    options = ("solutions", "learner", "grade_json")
     if config.getoption("day") is None:
-        used = [f"--{name.replace('_', '-')}" for name in options if config.getoption(name)]
-        if used:
-            raise pytest.UsageError(f"{', '.join(used)} only make sense with --day N")
+        _entry_module().refuse_options_without_day(config)
         return
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from checks.course import Course, CourseError
     from checks.session import GradingSession, parse_days
 
-    device = config.getoption("device")
+    device = config.getoption("course_device")
     if device == "cuda":
         import torch
 
         if not torch.cuda.is_available():
-            raise pytest.UsageError("--device cuda: no CUDA device is available here; use --device cpu")
+            raise pytest.UsageError("--course-device cuda: no CUDA device is available here; use --course-device cpu")
     root = config.getini("course_root")
     base = config.inipath.parent if config.inipath else config.rootpath
     course = Course((base / root).resolve(), config.getini("course_models")) if root else Course.default()
+    from checks.limits import Limits
+
     try:
         grading = GradingSession(course, parse_days(config.getoption("day"), course),
-                                 device=device or _default_device(),
+                                 device=device or _default_device(), limits=Limits.parse(_ini(config, "course_limits")),
                                  solutions=config.getoption("solutions"), learner=config.getoption("learner"))
-    except CourseError as error:
+    except (CourseError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[_SESSION] = grading
+
+
+def _ini(config: pytest.Config, name: str) -> str:
+    try:
+        return config.getini(name)
+    except ValueError:  # an entry module from before the option existed
+        return ""
 
 
 def _default_device() -> str:
@@ -95,16 +103,30 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     grading = config.stash.get(_SESSION, None)
     if grading is None or not grading.outcomes:
         return
+    from checks.session import graded_file_report
+
     terminalreporter.section("course grades")
+    for day in grading.days:  # which file was graded, and why (the learner's workspace copy, or the pristine stub)
+        for line in graded_file_report(day, solutions=grading.solutions, learner=grading.learner):
+            terminalreporter.write_line(line)
     for line in grading.table().splitlines():
         terminalreporter.write_line(line)
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
     grading = session.config.stash.get(_SESSION, None)
+    if grading is None:
+        return
+    grading.close()  # every worker is gone before the report is written
     path = session.config.getoption("grade_json")
-    if grading is not None and path is not None:
+    if path is not None:
         grading.write_json(Path(path))
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    grading = config.stash.get(_SESSION, None)
+    if grading is not None:
+        grading.close()
 
 
 class CourseProblem(Exception):
@@ -139,8 +161,16 @@ class ExerciseItem(pytest.Item):
         if self.outcome.status is Status.NOT_STARTED:
             pytest.skip(f"not started: {self.outcome.message}")
         if self.outcome.status is Status.FAILED:
-            hint = f"\nHint from the course: {self.outcome.hint}" if self.outcome.hint else ""
-            raise ExerciseFailed(self.outcome.message + hint)
+            raise ExerciseFailed(self._shown_message())
+
+    def _shown_message(self) -> str:
+        """The diagnosis; the course's hint only with --course-hints (see `checks.hints`)."""
+        from checks.hints import tiered_message
+
+        number = self.parent.day.number
+        return tiered_message(self.outcome, hint=self.config.getoption("course_hints"),
+                              ask_for_hint=f"Stuck? `pytest --day {number} --course-hints` (or `check({self.name}, "
+                                           "hint=True)` in the notebook) adds the course's hint.")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (ExerciseFailed, CourseProblem)):

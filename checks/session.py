@@ -2,11 +2,17 @@
 
 Plain Python, no pytest: `checks.plugin` turns options into a `GradingSession`, makes one test item per exercise that
 calls `grade(day, name)`, and prints `table()` / writes `to_json()` at the end.
+
+Learner code runs in worker processes under a `checks.supervisor.Supervisor`; this process only judges and reports.
+`COURSE_GRADING_IN_PROCESS=1` grades in this process instead (the old path, kept for `bench/grading.py` to compare
+against; `python -m checks grade` never uses it).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -14,8 +20,12 @@ from typing import Any
 
 from checks.course import Course, CourseError, Day
 from checks.grading import Grader, default_device
+from checks.learner import LearnerModuleError, explain_name_error, load_module, written_exercises
+from checks.limits import Limits
 from checks.outcome import Outcome, Status
-from checks.learner import LearnerModuleError, load_module
+from curriculum.workspace import learner_copies, workspace_dir
+
+IN_PROCESS_VARIABLE = "COURSE_GRADING_IN_PROCESS"
 
 
 def parse_days(text: str, course: Course) -> list[Day]:
@@ -33,12 +43,17 @@ def parse_days(text: str, course: Course) -> list[Day]:
     return [course.day(n) for n in dict.fromkeys(numbers)]
 
 
-def learner_file(day: Day, *, solutions: bool = False, learner: Path | None = None) -> Path:
-    """Which file to grade for `day`: the learner's curriculum module by default, the solution with `solutions`,
-    or `learner`: a .py/.ipynb file, or a folder holding `<module>.py`, `<module>.ipynb` or one `dayN_*` file."""
+def learner_file(day: Day, *, solutions: bool = False, learner: Path | None = None,
+                 workspace: Path | None = None) -> Path:
+    """Which file to grade for `day`: with `solutions` the solution; with `learner` that .py/.ipynb file, or in that
+    folder `<module>.py`, `<module>.ipynb` or the one `dayN_*` file; else the learner's copy in their workspace
+    (`curriculum.workspace`: the more recently modified of its notebook and module), else the pristine stub."""
     if solutions:
         return day.solution_path
     if learner is None:
+        copies = learner_copies(day.module, workspace)
+        if copies:
+            return copies[0]
         if not day.curriculum_path.is_file():
             raise LearnerModuleError(f"{day.curriculum_path} does not exist yet: generate it from the solutions with "
                                      f"`python -m notebooks build --day {day.number}`")
@@ -57,6 +72,47 @@ def learner_file(day: Day, *, solutions: bool = False, learner: Path | None = No
     raise LearnerModuleError(f"{learner} holds several files for day {day.number}: {names}")
 
 
+def wrong_day_error(module: ModuleType, day: Day, course: Course) -> LearnerModuleError | None:
+    """An error when the learner's module defines none of `day`'s exercises but some of another day's."""
+    if any(callable(getattr(module, check.name, None)) for check in day.checks):
+        return None
+    for other in course.days.values():
+        found = [check.name for check in other.checks if callable(getattr(module, check.name, None))]
+        if other.number != day.number and found:
+            return LearnerModuleError(
+                f"{module.__file__}: this file looks like day {other.number}'s file (it defines {', '.join(found[:3])}), "
+                f"not day {day.number}'s, which has {', '.join(check.name for check in day.checks[:3])}, ...: grade "
+                f"it with --day {other.number}, or give day {day.number}'s file")
+    return None
+
+
+def graded_file_report(day: Day, *, solutions: bool = False, learner: Path | None = None,
+                       workspace: Path | None = None) -> list[str]:
+    """Lines saying which file is graded for `day` and why, and any work of the learner's that it does not hold."""
+    try:
+        path = learner_file(day, solutions=solutions, learner=learner, workspace=workspace)
+    except LearnerModuleError as error:
+        return [f"day {day.number}: {error}"]
+    if solutions or learner is not None:
+        return [f"day {day.number}: grading {path}"]
+    copies = learner_copies(day.module, workspace)
+    if not copies:
+        return [f"day {day.number}: grading {path}, the course's pristine stub: you have no copy of day {day.number} "
+                f"in {workspace_dir(workspace)} yet (`python -m curriculum start {day.number}` makes one)"]
+    lines = [f"day {day.number}: grading your copy {path}"]
+    if len(copies) == 2:
+        other = copies[1]
+        names = [check.name for check in day.checks]
+        missing = sorted(written_exercises(other, names) - written_exercises(path, names), key=names.index)
+        if missing:
+            lines.append(f"  warning: {other.name} (older) holds work on {', '.join(missing)} that {path.name} lacks: "
+                         f"only {path.name}, the more recently modified, is graded: copy that work into it (in "
+                         "JupyterLab with jupytext, saving the notebook writes both files)")
+        else:
+            lines.append(f"  ({path.name} is the more recently modified of the pair; {other.name} adds no work)")
+    return lines
+
+
 @dataclass
 class GradingSession:
     """Grades the chosen days of `course` from one source (curriculum, solutions, or a learner's path)."""
@@ -67,6 +123,12 @@ class GradingSession:
     solutions: bool = False
     learner: Path | None = None
     outcomes: list[Outcome] = field(default_factory=list)
+    limits: Limits = field(default_factory=Limits)
+    forbid_reads: bool = False  # instructor grading: reading the solutions or stored references fails the exercise
+    expected_manifest: dict[str, str] | None = None
+    worker_log: Path | None = None
+    worker_closes: list[int] = field(default_factory=list)  # descriptors of this process the workers must not hold
+    in_process: bool = field(default_factory=lambda: os.environ.get(IN_PROCESS_VARIABLE) == "1")
 
     def __post_init__(self) -> None:
         if self.solutions and self.learner is not None:
@@ -75,7 +137,14 @@ class GradingSession:
             raise CourseError(f"--learner: no such file or folder: {self.learner}")
         if self.learner is not None and self.learner.is_file() and len(self.days) > 1:
             raise CourseError("--learner FILE grades one day; to grade several days give a folder of day files")
-        self.grader = Grader(self.course, self.device)
+        self.grader = Grader(self.course, self.device)  # also judges "missing" exercises without a worker
+        self.supervisor = None
+        if not self.in_process:
+            from checks.supervisor import Supervisor
+
+            self.supervisor = Supervisor(self.course, self.days, self.device, limits=self.limits,
+                                         forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
+                                         worker_log=self.worker_log, worker_closes=self.worker_closes)
         self._modules: dict[int, ModuleType | LearnerModuleError] = {}
 
     def source(self, day: Day) -> Path | None:
@@ -86,27 +155,46 @@ class GradingSession:
             return None
 
     def module(self, day: Day) -> ModuleType | LearnerModuleError:
-        """The graded module of `day` (imported once), or the error that prevented importing it."""
+        """The graded module of `day` (imported once), or the error that prevented importing it. In-process only."""
         if day.number not in self._modules:
             try:
-                self._modules[day.number] = load_module(learner_file(day, solutions=self.solutions,
-                                                                     learner=self.learner))
+                module = load_module(learner_file(day, solutions=self.solutions, learner=self.learner))
+                self._modules[day.number] = wrong_day_error(module, day, self.course) or module
             except LearnerModuleError as error:
                 self._modules[day.number] = error
         return self._modules[day.number]
 
     def grade(self, day: Day, name: str) -> Outcome:
         """Grade exercise `name` of `day` and record the outcome."""
-        module = self.module(day)
         check = day.check(name)
+        if self.supervisor is not None:
+            try:
+                path = learner_file(day, solutions=self.solutions, learner=self.learner)
+            except LearnerModuleError as error:
+                outcome = self.grader.grade(None, day, check, missing=str(error))
+            else:
+                outcome = self.supervisor.grade(day, check, path)
+            self.outcomes.append(outcome)
+            return outcome
+        module = self.module(day)
         if isinstance(module, LearnerModuleError):
-            outcome = self.grader.grade(None, day, check, missing=str(module))
+            first = next((o.exercise for o in self.outcomes if o.day == day.number), None)
+            reason = str(module) if first is None else (  # the reason is said once per day, at its first exercise
+                f"not graded: day {day.number}'s file cannot be graded (the reason is given at {first})")
+            outcome = self.grader.grade(None, day, check, missing=reason)
         else:
             function = getattr(module, name, None)
             missing = f"{module.__file__} has no function {name!r}: did you rename or delete it?"
             outcome = self.grader.grade(function if callable(function) else None, day, check, missing=missing)
+            if outcome.status is Status.FAILED:
+                outcome = dataclasses.replace(outcome, message=explain_name_error(module, outcome.message))
         self.outcomes.append(outcome)
         return outcome
+
+    def close(self) -> None:
+        """Stop the grading workers."""
+        if self.supervisor is not None:
+            self.supervisor.close()
 
     # ---- reports --------------------------------------------------------------------------------------------------
     def scores(self) -> dict[int, dict[str, int]]:
@@ -138,7 +226,7 @@ class GradingSession:
             source = self.source(day)
             days[str(day.number)] = {"module": day.module, "source": str(source) if source else None,
                                      "score": self.scores().get(day.number, {"total": 0})}
-        return {"device": str(self.grader.env.device), "days": days,
+        return {"device": str(self.grader.env.device), "isolated": self.supervisor is not None, "days": days,
                 "exercises": [outcome.to_dict() for outcome in self.outcomes]}
 
     def write_json(self, path: Path) -> None:

@@ -1,9 +1,12 @@
 """Grade many learners' submissions: the instructor's "grade" step (the builder is the "assign" step).
 
-Each submission (a .py module, an .ipynb notebook, or a folder of day files) is graded by its own
-`pytest --day N --learner PATH --grade-json ...` process, so a submission that crashes the interpreter or hangs at
-import cannot take the others down. Everything lands in one folder: per submission its JSON report and its full
-pytest output (`<name>.json`, `<name>.log`), and `summary.csv` with one row per submission and day.
+Each submission (a .py module, an .ipynb notebook, or a folder of day files) is graded by its own supervisor
+process, forked from this one, with up to `jobs` at a time; each supervisor runs the learner's code in its own
+workers (`checks.supervisor`), with reads of the solutions and stored references forbidden. This process runs no
+learner code and writes every file: it verifies the manifest once, hands each supervisor that in-memory copy (so
+a submission that tampers with the course cannot change what the next one is graded against), receives each
+report over a pipe, and, once every worker is gone, writes per submission `<name>.json` (the report) beside
+`<name>.log` (what the learner's code printed) and `summary.csv` with one row per submission and day.
 """
 
 from __future__ import annotations
@@ -11,23 +14,27 @@ from __future__ import annotations
 import csv
 import json
 import os
-import subprocess
-import sys
+import select
+import signal
+import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-from tqdm import tqdm
-
-from checks.course import Course
+from checks.course import Course, Day
+from checks.limits import Limits, describe_end
+from checks.manifest import restore_changed
 from checks.outcome import Status
 
 SUMMARY_FILE = "summary.csv"
 SUMMARY_COLUMNS = ("submission", "day", "passed", "failed", "not_started", "course_errors", "total", "note", "path")
+_REPORT_GRACE_S = 120.0
 
 
 @dataclass(frozen=True)
 class DayScore:
-    """One submission's score on one day; `note` says why a submission could not be graded at all."""
+    """One submission's score on one day; `note` says why a submission could not be graded normally."""
 
     submission: str
     path: Path
@@ -44,31 +51,47 @@ class DayScore:
 
 
 def submission_names(paths: list[Path]) -> list[str]:
-    """A distinct file-name-safe name per submission: its path below their common folder, e.g. `ana__day1`."""
+    """A distinct file-name-safe name per submission: its path below their common folder, e.g. `ana__day1`; the
+    suffix is kept where two submissions would otherwise share a name (`x.py` and `x.ipynb`)."""
     resolved = [path.resolve() for path in paths]
     if len(set(resolved)) != len(resolved):
         raise ValueError("the same submission is listed twice")
     common = Path(os.path.commonpath([path.parent for path in resolved]))
-    names = []
-    for path in resolved:
-        relative = path.relative_to(common)
-        stem = relative.with_suffix("") if path.is_file() else relative
-        names.append("__".join(stem.parts))
-    return names
+    relatives = [path.relative_to(common) for path in resolved]
+    stems = ["__".join((rel.with_suffix("") if path.is_file() else rel).parts)
+             for rel, path in zip(relatives, resolved)]
+    return [stem if stems.count(stem) == 1 else "__".join(rel.parts).replace(".", "_")
+            for stem, rel in zip(stems, relatives)]
 
 
 def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: Course | None = None,
-                      device: str | None = None, timeout_s: float = 1800, progress: bool = True) -> list[DayScore]:
-    """Grade every submission on `days` ("1", "1,4" or "all"), write the reports under `out`, return the scores."""
+                      device: str | None = None, timeout_s: float = 1800, jobs: int | None = None,
+                      limits: Limits | None = None, progress: bool = True) -> list[DayScore]:
+    """Grade every submission on `days` ("1", "1,4" or "all"), write the reports under `out`, return the scores.
+    Raises CourseError when the course itself is broken (e.g. a file does not match the manifest)."""
+    from checks.grading import default_device
+    from checks.manifest import file_contents, verify_manifest
+    from checks.session import parse_days
+
     missing = [str(path) for path in submissions if not path.exists()]
     if missing:
         raise FileNotFoundError(f"no such submission: {', '.join(missing)}")
+    course = course or Course.default()
+    chosen = parse_days(days, course)
+    manifest = verify_manifest(course)  # once, before any learner code: every submission is held to this copy
+    out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    scores: list[DayScore] = []
+    limits = limits or Limits(submission_s=timeout_s)
     names = submission_names(submissions)
-    for name, path in tqdm(list(zip(names, submissions)), desc="grading submissions", unit="submission",
-                           disable=not progress):
-        scores.extend(_grade_one(name, path.resolve(), days, out, course, device, timeout_s))
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    batch = _Batch(course, chosen, out, device or default_device(), manifest, limits)
+    batch.contents = file_contents(course)
+    reports = batch.run([(name, path.resolve()) for name, path in zip(names, submissions)], jobs, progress)
+    scores: list[DayScore] = []
+    for name, path in zip(names, submissions):
+        report, note = reports[name]
+        (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
+        scores.extend(_scores(name, path.resolve(), report, note))
     with open(out / SUMMARY_FILE, "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=SUMMARY_COLUMNS)
         writer.writeheader()
@@ -76,46 +99,136 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     return scores
 
 
-def _grade_one(name: str, path: Path, days: str, out: Path, course: Course | None, device: str | None,
-               timeout_s: float) -> list[DayScore]:
-    report, log = out / f"{name}.json", out / f"{name}.log"
-    report.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--day", days, "--learner", str(path),
-               "--grade-json", str(report)]
-    if device:
-        command += ["--device", device]
-    if course is not None:
-        command += ["-o", f"course_root={course.root}", "-o", f"course_models={course.model_loader}"]
-    # the subprocess imports this same copy of the course's packages, installed or not
-    package_root = str(Path(__file__).resolve().parent.parent)
-    python_path = os.pathsep.join(filter(None, [package_root, os.environ.get("PYTHONPATH")]))
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": python_path}
-    try:
-        result = subprocess.run(command, capture_output=True, text=True, timeout=timeout_s, env=env, cwd=out)
-        log.write_text(result.stdout + result.stderr)
-    except subprocess.TimeoutExpired as expired:
-        log.write_text(_text(expired.stdout) + _text(expired.stderr))
-        return [DayScore(name, path, None, note=f"grading ran past {timeout_s:.0f} s and was stopped")]
-    if not report.is_file():
-        last = (result.stdout + result.stderr).strip().splitlines()[-1:] or ["no output"]
-        return [DayScore(name, path, None, note=f"pytest exited {result.returncode} without a report: {last[0]}")]
-    graded = json.loads(report.read_text())
+class _Batch:
+    """Forks one supervisor process per submission, `jobs` at a time, and collects their reports."""
+
+    def __init__(self, course: Course, days: list[Day], out: Path, device: str, manifest: dict[str, str],
+                 limits: Limits) -> None:
+        self.course, self.days, self.out, self.device = course, days, out, device
+        self.manifest, self.limits = manifest, limits
+        self.contents: dict[str, bytes] = {}  # the verified bytes of the course files, to restore tampered ones
+
+    def run(self, queue: list[tuple[str, Path]], jobs: int, progress: bool) -> dict[str, tuple[dict, str]]:
+        from tqdm import tqdm
+
+        tqdm.monitor_interval = 0  # no monitor thread: this process forks
+        reports: dict[str, tuple[dict, str]] = {}
+        running: dict[int, tuple[str, Path, int, bytearray, float]] = {}  # pipe -> name, path, pid, data, start
+        pending = list(queue)
+        with tqdm(total=len(queue), desc="grading submissions", unit="submission", disable=not progress) as bar:
+            while pending or running:
+                while pending and len(running) < jobs:
+                    name, path = pending.pop(0)
+                    pipe, pid = self._fork(name, path, list(running))
+                    running[pipe] = (name, path, pid, bytearray(), time.monotonic())
+                readable, _, _ = select.select(list(running), [], [], 1.0)
+                now = time.monotonic()
+                for pipe in list(running):
+                    name, path, pid, data, start = running[pipe]
+                    overdue = now - start > self.limits.submission_s + _REPORT_GRACE_S
+                    if pipe in readable:
+                        chunk = os.read(pipe, 1 << 20)
+                        data += chunk
+                        if chunk:
+                            continue
+                    elif not overdue:
+                        continue
+                    if overdue:
+                        _kill(pid)
+                    os.close(pipe)
+                    _, status = os.waitpid(pid, 0)
+                    del running[pipe]
+                    report, note = self._report(name, path, bytes(data), status, overdue)
+                    restored = restore_changed(self.course, self.manifest, self.contents)
+                    if restored:  # native code got past the worker's guard: undo it before the next submission
+                        warning = (f"course files changed while this submission was graded, restored: "
+                                   f"{', '.join(restored)}")
+                        note = f"{note}; {warning}" if note else warning
+                        report["course_files_restored"] = restored
+                    reports[name] = (report, note)
+                    bar.update(1)
+        return reports
+
+    def _fork(self, name: str, path: Path, others: list[int]) -> tuple[int, int]:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            code = 1
+            try:
+                for fd in [read_end, *others]:  # the other submissions' reports are none of this one's business
+                    os.close(fd)
+                code = self._grade_one(name, path, write_end)
+            except BaseException:
+                traceback.print_exc()
+            finally:
+                os._exit(code)
+        os.close(write_end)
+        return read_end, pid
+
+    def _grade_one(self, name: str, path: Path, pipe: int) -> int:
+        """In the forked supervisor process: grade one submission, send its report as JSON on `pipe`."""
+        from checks.session import GradingSession
+
+        os.setpgid(0, 0)
+        self.contents.clear()  # the workers forked below must not inherit the course's files in memory
+        log = self.out / f"{name}.log"
+        log.write_text("")
+        session = GradingSession(self.course, self.days, device=self.device, learner=path, limits=self.limits,
+                                 forbid_reads=True, expected_manifest=self.manifest, worker_log=log, in_process=False,
+                                 worker_closes=[pipe])
+        try:
+            for day in self.days:
+                for check in day.checks:
+                    session.grade(day, check.name)
+        finally:
+            session.close()  # every worker is gone before the report leaves this process
+        report = session.to_json()
+        data = json.dumps(report).encode()
+        view = memoryview(data)
+        while view:
+            view = view[os.write(pipe, view):]
+        return 0
+
+    def _report(self, name: str, path: Path, data: bytes, status: int, overdue: bool) -> tuple[dict, str]:
+        try:
+            report = json.loads(data)
+            if isinstance(report, dict) and "exercises" in report:
+                return report, ""
+        except ValueError:
+            pass
+        why = (f"grading ran past {self.limits.submission_s + _REPORT_GRACE_S:.0f} s and was stopped" if overdue
+               else f"its grading process {describe_end(status)} without a report")
+        return self._failed_report(path, why), why
+
+    def _failed_report(self, path: Path, why: str) -> dict[str, Any]:
+        """Every exercise failed, with why: the total still counts every exercise of every day."""
+        exercises = [{"exercise": check.name, "day": day.number, "status": Status.FAILED.value, "message": why,
+                      "hint": "", "case": "", "duration_s": 0.0} for day in self.days for check in day.checks]
+        days = {str(day.number): {"module": day.module, "source": str(path),
+                                  "score": {"total": len(day.checks), Status.FAILED.value: len(day.checks)}}
+                for day in self.days}
+        return {"device": self.device, "isolated": True, "days": days, "exercises": exercises}
+
+
+def _kill(pid: int) -> None:
+    for target in (lambda: os.killpg(pid, signal.SIGKILL), lambda: os.kill(pid, signal.SIGKILL)):
+        try:
+            target()
+        except OSError:
+            pass
+
+
+def _scores(name: str, path: Path, report: dict, note: str) -> list[DayScore]:
     scores = []
-    for number, day in sorted(graded["days"].items(), key=lambda item: int(item[0])):
+    for number, day in sorted(report["days"].items(), key=lambda item: int(item[0])):
         counts = day["score"]
         scores.append(DayScore(name, path, int(number), passed=counts.get(Status.PASSED.value, 0),
                                failed=counts.get(Status.FAILED.value, 0),
                                not_started=counts.get(Status.NOT_STARTED.value, 0),
                                course_errors=counts.get(Status.STALE_REFERENCE.value, 0)
                                + counts.get(Status.ERROR.value, 0),
-                               total=counts["total"]))
+                               total=counts["total"], note=note))
     return scores
-
-
-def _text(output: str | bytes | None) -> str:
-    if isinstance(output, bytes):
-        return output.decode(errors="replace")
-    return output or ""
 
 
 def format_scores(scores: list[DayScore]) -> str:

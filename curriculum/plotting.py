@@ -95,11 +95,30 @@ def _heatmap(
     )
 
 
+ROW_PIXELS = 16  # height of one labelled heatmap row: tick labels at font size 10 stay apart
+MAX_TICKS = 60  # beyond this many rows or columns, every k-th label is shown (hover still names each one)
+
+
+def _fit_to_rows(fig: go.Figure, n_rows: int) -> None:
+    """Make a heatmap figure tall enough that each labelled row gets ROW_PIXELS (at least 420 px in all)."""
+    fig.update_layout(height=max(420, 170 + ROW_PIXELS * min(n_rows, MAX_TICKS)))
+    fig.update_xaxes(tickfont={"size": 10})
+    fig.update_yaxes(tickfont={"size": 10})
+
+
+def _thinned(labels: list[str]) -> tuple[list[int], list[str]]:
+    step = -(-len(labels) // MAX_TICKS)
+    positions = list(range(0, len(labels), step))
+    return positions, [labels[i] for i in positions]
+
+
 def _label_axes(fig: go.Figure, x_labels: list[str] | None, y_labels: list[str] | None, **subplot: int) -> None:
     if x_labels is not None:
-        fig.update_xaxes(tickmode="array", tickvals=list(range(len(x_labels))), ticktext=x_labels, **subplot)
+        positions, text = _thinned(x_labels)
+        fig.update_xaxes(tickmode="array", tickvals=positions, ticktext=text, **subplot)
     if y_labels is not None:
-        fig.update_yaxes(tickmode="array", tickvals=list(range(len(y_labels))), ticktext=y_labels, **subplot)
+        positions, text = _thinned(y_labels)
+        fig.update_yaxes(tickmode="array", tickvals=positions, ticktext=text, **subplot)
     fig.update_yaxes(autorange="reversed", **subplot)  # row 0 at the top, as in a matrix
 
 
@@ -146,6 +165,8 @@ def imshow(
             fig.add_trace(trace, row=1, col=i + 1)
             _label_axes(fig, x_text, y_text, row=1, col=i + 1)
     fig.update_layout(title=title, xaxis_title=xaxis, yaxis_title=yaxis)
+    if array.shape[-2] > 12:  # many rows: give each its height (a few rows fit plotly's default)
+        _fit_to_rows(fig, array.shape[-2])
     return fig
 
 
@@ -286,6 +307,7 @@ def attention_patterns(
         updatemenus=[{"buttons": buttons, "direction": "down", "x": 1.0, "xanchor": "right", "y": 1.15}],
     )
     _label_axes(fig, token_text, token_text)
+    _fit_to_rows(fig, len(token_text))
     return fig
 
 

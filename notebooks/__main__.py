@@ -2,6 +2,9 @@
 
     python -m notebooks build [--day N] [--force]   write the stale generated files of every day (or day N)
     python -m notebooks build --check               list stale generated files; exit 1 if there is any
+
+The builder writes only the course's pristine generated files, never a learner's workspace, and never overwrites a
+generated file whose content it did not write unless given --force.
 """
 
 from __future__ import annotations
@@ -10,7 +13,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from notebooks.builder import BuildError, build_day, find_days, stale_files
+from notebooks.builder import BuildError, build_day, find_days, not_written_by_builder, stale_files
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -21,7 +24,8 @@ def main(argv: list[str] | None = None) -> int:
     build = commands.add_parser("build", help="build curriculum modules and notebooks from solutions/")
     build.add_argument("--day", type=int, action="append", help="only this day (repeatable)")
     build.add_argument("--force", action="store_true",
-                       help="rewrite every file, even an edited curriculum module, and re-execute notebooks")
+                       help="rewrite every generated file, even one edited by hand or run in Jupyter, and re-execute "
+                            "the instructor notebooks")
     build.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale generated files")
     build.add_argument("--root", type=Path, default=REPO_ROOT, help="course folder (default: this repository)")
     args = parser.parse_args(argv)
@@ -32,8 +36,10 @@ def main(argv: list[str] | None = None) -> int:
         parser.error(str(error))
     if args.check:
         stale = [path for files in days for path in stale_files(files)]
+        theirs = {path for files in days for path in not_written_by_builder(files)}
         for path in stale:
-            print(f"stale: {path.relative_to(root)}")
+            edited = " (its content is not the builder's: rebuilding it needs --force)" if path in theirs else ""
+            print(f"stale: {path.relative_to(root)}{edited}")
         if stale:
             print("run `python -m notebooks build` to rebuild them", file=sys.stderr)
             return 1

@@ -13,7 +13,10 @@
   rewrites the same bytes.
 
 A generated file is stale when it differs from what the builder would write now: the curriculum module by its text,
-notebooks by their cells (type, source, tags), never by outputs.
+notebooks by their cells (type, source, tags), never by outputs. Every generated file records the hash of what the
+builder wrote (the module in its header, a notebook in its metadata); the builder never overwrites a file whose
+content it did not write (a learner's edits, a notebook run and saved in Jupyter) unless run with --force, and names
+the file. A learner's own copies live in their workspace (`curriculum.workspace`), which the builder never touches.
 """
 
 from __future__ import annotations
@@ -141,6 +144,63 @@ def learner_edited(path: Path) -> bool:
 
 
 # ---- notebooks -------------------------------------------------------------------------------------------------------
+_PROVENANCE = "course_generated"  # notebook metadata: the SHA-256 of the notebook as the builder wrote it
+
+
+def make_learner_notebook(curriculum: str, solution_name: str) -> nbformat.NotebookNode:
+    """The learner's notebook of a day: the stubbed source, with a first cell saying where the solutions are and how
+    to ask for hints, and after the imports the set-up that lets "Run All" go past unwritten exercises."""
+    notebook = to_notebook(_without_header(curriculum)[1])
+    number = _DAY_FILE.match(solution_name).group(1)  # type: ignore[union-attr]
+    guide = nbformat.v4.new_markdown_cell(
+        f"**Your copy of day {number}.** Work in the copy that `python -m curriculum start {number}` makes in your "
+        "workspace (this course never writes there); `pytest --day " + number + "` grades it.\n\n"
+        "`check(fn)` grades one exercise and says what differs; `check(fn, hint=True)` adds the course's hint. "
+        f"The solutions are in the course's `solutions/{solution_name}` and the instructor notebook "
+        f"`notebooks/instructor/{solution_name[:-3]}.ipynb`: look there only once you have tried.")
+    run_all = nbformat.v4.new_code_cell(
+        "# \"Run All\" goes on past exercises you have not written yet: a cell that needs one says which, in one line.\n"
+        "from curriculum.run_all import keep_going_past_stubs\n\n"
+        "keep_going_past_stubs()")
+    # after the first code cell of the source: it holds the imports, where `from __future__` must come first
+    first_code = next((i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code" and cell.source.strip()),
+                      -1)
+    notebook.cells.insert(first_code + 1, run_all)
+    notebook.cells.insert(0, guide)
+    for index, cell in enumerate(notebook.cells):
+        cell.id = f"cell-{index}"
+    nbformat.validate(notebook)
+    return notebook
+
+
+def notebook_digest(notebook: nbformat.NotebookNode) -> str:
+    """SHA-256 of a notebook's canonical JSON, leaving out the builder's own provenance record."""
+    copy = nbformat.from_dict(notebook)
+    copy.metadata.pop(_PROVENANCE, None)
+    return hashlib.sha256(nbformat.writes(copy).encode()).hexdigest()
+
+
+def write_notebook(notebook: nbformat.NotebookNode, path: Path) -> None:
+    """Write `notebook`, recording in its metadata the hash of what was written (see `written_by_builder`)."""
+    notebook.metadata[_PROVENANCE] = {"by": "python -m notebooks build", "sha256": notebook_digest(notebook)}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    nbformat.write(notebook, path)
+
+
+def written_by_builder(path: Path) -> bool:
+    """Whether the generated file at `path` still holds exactly what the builder wrote (a curriculum module: the hash
+    in its header; a notebook: the hash in its metadata). Running a notebook in Jupyter or editing it makes it
+    the user's, and the builder then refuses to overwrite it without --force."""
+    if path.suffix == ".py":
+        return not learner_edited(path)
+    try:
+        notebook = nbformat.read(path, as_version=4)
+    except Exception:  # not even a notebook any more
+        return False
+    recorded = notebook.metadata.get(_PROVENANCE, {}).get("sha256")
+    return recorded is not None and recorded == notebook_digest(notebook)
+
+
 def to_notebook(source: str) -> nbformat.NotebookNode:
     """A percent-format source as a notebook without outputs, with deterministic cell ids."""
     import jupytext
@@ -235,48 +295,59 @@ def find_days(root: Path, days: list[int] | None = None) -> list[DayFiles]:
     return found
 
 
+def expected_files(files: DayFiles) -> tuple[str, nbformat.NotebookNode, nbformat.NotebookNode]:
+    """What the builder writes for a day: the curriculum text, the learner and the (unexecuted) instructor notebook."""
+    curriculum = curriculum_text(files.solution)
+    source = files.solution.read_text(encoding="utf-8")
+    return curriculum, make_learner_notebook(curriculum, files.solution.name), to_notebook(source)
+
+
 def stale_files(files: DayFiles) -> list[Path]:
     """The generated files of a day that are missing or differ from what the builder would write now."""
     stale = []
-    curriculum = curriculum_text(files.solution)
+    curriculum, learner, instructor = expected_files(files)
     if not files.curriculum.is_file() or files.curriculum.read_text(encoding="utf-8") != curriculum:
         stale.append(files.curriculum)
-    expected = {
-        files.learner_notebook: to_notebook(_without_header(curriculum)[1]),
-        files.instructor_notebook: to_notebook(files.solution.read_text(encoding="utf-8")),
-    }
-    for path, notebook in expected.items():
+    for path, notebook in {files.learner_notebook: learner, files.instructor_notebook: instructor}.items():
         if not path.is_file() or cell_signature(nbformat.read(path, as_version=4)) != cell_signature(notebook):
             stale.append(path)
     return stale
 
 
+def not_written_by_builder(files: DayFiles) -> list[Path]:
+    """The existing generated files of a day whose content the builder did not write (edited, or run in Jupyter)."""
+    paths = (files.curriculum, files.learner_notebook, files.instructor_notebook)
+    return [path for path in paths if path.is_file() and not written_by_builder(path)]
+
+
 def build_day(files: DayFiles, force: bool = False, log: Callable[[str], None] | None = print) -> list[Path]:
     """Write a day's generated files that are stale (all of them with `force`); returns the paths written.
 
-    Raises BuildError, writing nothing, when the curriculum module was edited by a learner and `force` is False.
+    Raises BuildError, writing nothing, when a file to write holds content the builder did not write (a learner's
+    edits, a notebook run in Jupyter) and `force` is False: the message names each such file.
     """
     log = log or (lambda message: None)
-    curriculum = curriculum_text(files.solution)
-    if (files.curriculum.is_file() and not force and files.curriculum.read_text(encoding="utf-8") != curriculum
-            and learner_edited(files.curriculum)):
-        raise BuildError(f"{files.curriculum} was edited (its content no longer matches the hash in its header); "
-                         "not overwriting it. Move your work elsewhere, or rebuild with --force to discard it.")
+    curriculum, learner, instructor = expected_files(files)
     stale = set(stale_files(files))
+    to_write = [path for path in (files.curriculum, files.learner_notebook, files.instructor_notebook)
+                if force or path in stale]
+    theirs = [path for path in to_write if path in not_written_by_builder(files)]
+    if theirs and not force:
+        raise BuildError("not overwriting " + ", ".join(str(path) for path in theirs) + ": the builder did not write "
+                         "its content (edited by hand, or a notebook run and saved in Jupyter). Your own work belongs "
+                         "in your workspace (`python -m curriculum start N`); move it there, or rebuild with --force "
+                         "to discard it.")
     written = []
-    if force or files.curriculum in stale:
+    if files.curriculum in to_write:
         files.curriculum.parent.mkdir(parents=True, exist_ok=True)
         files.curriculum.write_text(curriculum, encoding="utf-8")
         written.append(files.curriculum)
-    if force or files.learner_notebook in stale:
-        files.learner_notebook.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(to_notebook(_without_header(curriculum)[1]), files.learner_notebook)
+    if files.learner_notebook in to_write:
+        write_notebook(learner, files.learner_notebook)
         written.append(files.learner_notebook)
-    if force or files.instructor_notebook in stale:
+    if files.instructor_notebook in to_write:
         log(f"executing {files.instructor_notebook.name} ...")
-        notebook = execute(to_notebook(files.solution.read_text(encoding="utf-8")), cwd=files.root)
-        files.instructor_notebook.parent.mkdir(parents=True, exist_ok=True)
-        nbformat.write(notebook, files.instructor_notebook)
+        write_notebook(execute(instructor, cwd=files.root), files.instructor_notebook)
         written.append(files.instructor_notebook)
     for path in written:
         log(f"wrote {path.relative_to(files.root)}")

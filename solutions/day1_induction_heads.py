@@ -50,7 +50,6 @@ from transformer_lens.hook_points import HookPoint
 from curriculum import plotting
 
 MAIN = __name__ == "__main__"
-torch.set_grad_enabled(False)
 if MAIN:
     from checks import check  # noqa: F401  (check(fn) grades one exercise and prints the verdict)
 

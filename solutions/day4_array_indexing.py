@@ -148,7 +148,6 @@ def answer_accuracy(
 if MAIN:
     from curriculum.models import load_model
 
-    torch.set_grad_enabled(False)
     model = load_model("array-2l1h")
     tokens = sample_array_indexing_batch(2000, torch.Generator().manual_seed(0))
     labels = position_labels()

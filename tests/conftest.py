@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+# the project's tests never see (nor write) the learner's own workspace
+os.environ["MECHINTERP_WORKSPACE"] = tempfile.mkdtemp(prefix="course-tests-workspace-")
 pytest_plugins = ["pytester"]
 
 FIXTURE_COURSE = Path(__file__).parent / "fixtures" / "course"
@@ -20,6 +23,7 @@ def make_fixture_course(destination: Path):
     """A copy of the fixture course (tests/fixtures/course) under `destination`, with references and curriculum
     built, as a `checks.course.Course`."""
     from checks.course import Course
+    from checks.manifest import write_manifest
     from checks.references import build_references
     from notebooks.builder import curriculum_text, find_days
 
@@ -30,6 +34,7 @@ def make_fixture_course(destination: Path):
         warnings.simplefilter("ignore", DeprecationWarning)
         for number in course.days:
             build_references(course, number, "cpu")
+    write_manifest(course)
     for files in find_days(root):
         files.curriculum.parent.mkdir(parents=True, exist_ok=True)
         files.curriculum.write_text(curriculum_text(files.solution))

@@ -13,7 +13,8 @@ import nbformat
 import pytest
 
 from notebooks.builder import (BuildError, DayFiles, build_day, curriculum_text, exercise_names, find_days,
-                               learner_edited, make_reproducible, stale_files, stub_exercises)
+                               learner_edited, make_reproducible, not_written_by_builder, stale_files, stub_exercises,
+                               written_by_builder)
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
@@ -132,11 +133,66 @@ def test_an_edited_curriculum_file_is_not_overwritten_without_force(tmp_path, mo
     files.curriculum.write_text(edited)
     assert learner_edited(files.curriculum)
     files.solution.write_text(files.solution.read_text().replace("# Prose.", "# New prose."))
-    with pytest.raises(BuildError, match="was edited"):
+    with pytest.raises(BuildError, match=f"not overwriting {files.curriculum}: the builder did not write"):
         _build_without_kernel(files, monkeypatch=monkeypatch)
     assert files.curriculum.read_text() == edited
     _build_without_kernel(files, force=True, monkeypatch=monkeypatch)
     assert files.curriculum.read_text() == curriculum_text(files.solution)
+
+
+def _change_solution(files: DayFiles) -> None:
+    files.solution.write_text(files.solution.read_text().replace("# Prose.", "# New prose."))
+
+
+@pytest.mark.parametrize("which", ["learner_notebook", "instructor_notebook"])
+def test_a_notebook_edited_by_hand_is_never_overwritten_without_force(tmp_path, monkeypatch, which):
+    files = _course(tmp_path)
+    _build_without_kernel(files, monkeypatch=monkeypatch)
+    path = getattr(files, which)
+    assert written_by_builder(path)
+    notebook = nbformat.read(path, as_version=4)
+    notebook.cells[-1].source = "def not_an_exercise(x):\n    return x + 41  # my own work"
+    nbformat.write(notebook, path)
+    mine = path.read_bytes()
+    assert not written_by_builder(path) and not_written_by_builder(files) == [path]
+    _change_solution(files)
+    with pytest.raises(BuildError, match=f"not overwriting {path}: the builder did not write its content"):
+        _build_without_kernel(files, monkeypatch=monkeypatch)
+    assert path.read_bytes() == mine  # and nothing else was written either
+    assert stale_files(files) == [files.curriculum, files.learner_notebook, files.instructor_notebook]
+    check = subprocess.run([sys.executable, "-m", "notebooks", "build", "--check", "--root", str(tmp_path)],
+                           capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
+    assert f"stale: {path.relative_to(tmp_path)} (its content is not the builder's" in check.stdout
+    _build_without_kernel(files, force=True, monkeypatch=monkeypatch)
+    assert written_by_builder(path) and stale_files(files) == []
+
+
+def test_a_notebook_run_in_jupyter_is_kept_and_protected(tmp_path, monkeypatch):
+    files = _course(tmp_path)
+    _build_without_kernel(files, monkeypatch=monkeypatch)
+    notebook = nbformat.read(files.learner_notebook, as_version=4)
+    code = next(cell for cell in notebook.cells if cell.cell_type == "code")
+    code.outputs = [nbformat.v4.new_output("stream", name="stdout", text="a learner's run\n")]
+    code.execution_count = 1
+    nbformat.write(notebook, files.learner_notebook)
+    run = files.learner_notebook.read_bytes()
+    assert stale_files(files) == [] and _build_without_kernel(files, monkeypatch=monkeypatch) == []
+    _change_solution(files)
+    with pytest.raises(BuildError, match=str(files.learner_notebook)):
+        _build_without_kernel(files, monkeypatch=monkeypatch)
+    assert files.learner_notebook.read_bytes() == run
+
+
+def test_learner_notebook_says_where_solutions_are_and_runs_past_stubs(tmp_path, monkeypatch):
+    files = _course(tmp_path)
+    _build_without_kernel(files, monkeypatch=monkeypatch)
+    cells = nbformat.read(files.learner_notebook, as_version=4).cells
+    assert "solutions/day7_topic.py" in cells[0].source and "check(fn, hint=True)" in cells[0].source
+    first_code = next(i for i, cell in enumerate(cells) if cell.cell_type == "code" and cell.source)
+    assert cells[first_code].source.startswith("import torch") and "Prose." in [cell.source for cell in cells]
+    assert "keep_going_past_stubs()" in cells[first_code + 1].source
+    instructor = nbformat.read(files.instructor_notebook, as_version=4).cells
+    assert all("keep_going_past_stubs" not in cell.source for cell in instructor)
 
 
 def test_command_line_check_and_refusal(tmp_path, monkeypatch):
@@ -152,7 +208,7 @@ def test_command_line_check_and_refusal(tmp_path, monkeypatch):
     files.curriculum.write_text(files.curriculum.read_text() + "\n# my notes\n")
     files.solution.write_text(files.solution.read_text() + "\n# %%\nx = 1\n")
     refused = subprocess.run(command, capture_output=True, text=True, cwd=REPO_ROOT, timeout=120)
-    assert refused.returncode == 1 and "was edited" in refused.stderr
+    assert refused.returncode == 1 and f"not overwriting {files.curriculum}" in refused.stderr
     assert find_days(tmp_path, [7]) == [files]
     with pytest.raises(BuildError, match="no solutions"):
         find_days(tmp_path, [8])

@@ -13,6 +13,7 @@ import torch
 from checks import grade
 from checks.course import Course, CourseError
 from checks.learner import definitions_only, load_module
+from checks.manifest import write_manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -128,7 +129,7 @@ def test_solutions_pass_every_day_with_table_and_json(pytester, built_course):
 
 
 def test_fresh_curriculum_is_not_started_and_exits_zero(pytester, built_course):
-    result, report = _run(pytester, built_course, "--day", "1,2", "--device", "cpu")
+    result, report = _run(pytester, built_course, "--day", "1,2", "--course-device", "cpu")
     assert result.ret == pytest.ExitCode.OK
     result.assert_outcomes(skipped=9)
     assert set(_statuses(report).values()) == {"not started"}
@@ -159,7 +160,7 @@ def test_without_day_the_plugin_changes_nothing(pytester, built_course):
     (["--day", "one"], "--day expects a day number"),
     (["--day", "1", "--solutions", "--learner", "x.py"], "exclusive"),
     (["--day", "1,2", "--learner", "learner_day1.py"], "grades one day"),
-    pytest.param(["--day", "1", "--device", "cuda"], "no CUDA device",
+    pytest.param(["--day", "1", "--course-device", "cuda"], "no CUDA device",
                  marks=pytest.mark.skipif("__import__('torch').cuda.is_available()")),
 ])
 def test_bad_options_are_usage_errors(pytester, built_course, mixed_learner, args, message):
@@ -184,7 +185,11 @@ def test_learner_notebook_is_graded_without_its_exploration_cells(pytester, buil
     entry = next(e for e in report["exercises"] if e["exercise"] == "attention_pattern")
     assert "dims 2 and 3 swapped (transposed)" in entry["message"]
     assert entry["hint"].startswith("Scale the scores")
-    assert "Hint from the course: Scale the scores" in result.stdout.str()
+    # hints in tiers: the diagnosis and how to ask for the hint; the hint itself with --course-hints
+    assert "Hint from the course" not in result.stdout.str()
+    assert "Stuck? `pytest --day 1 --course-hints`" in result.stdout.str()
+    hinted, _ = _run(pytester, built_course, "--day", "1", "--learner", str(notebook), "--course-hints")
+    assert "Hint from the course: Scale the scores" in hinted.stdout.str()
 
 
 def test_learner_folder_grades_several_days(pytester, built_course):
@@ -209,6 +214,7 @@ def test_stale_and_missing_references_are_errors_with_the_rebuild_command(pytest
     solution.write_text(solution.read_text().replace("return int((tokens[:, 1:] == tokens[:, :-1]).sum())",
                                                      "return int((tokens[:, :-1] == tokens[:, 1:]).sum())"))
     fresh_course.days[2].reference_paths[0].unlink()
+    write_manifest(fresh_course)  # a day whose references were never built (the manifest agrees)
     result, report = _run(pytester, fresh_course, "--day", "all", "--solutions")
     statuses = _statuses(report)
     assert statuses.pop("count_repeats") == "stale reference"
@@ -220,6 +226,14 @@ def test_stale_and_missing_references_are_errors_with_the_rebuild_command(pytest
     result.stdout.fnmatch_lines([f"*the solution of 'count_repeats' changed*{command}*",
                                  "*day 2 has no stored reference outputs*"])
     assert "not your mistake" in result.stdout.str()
+
+
+def test_a_reference_changed_behind_the_manifest_is_a_course_error_naming_the_file(pytester, fresh_course):
+    outputs = fresh_course.days[1].reference_paths[0]
+    outputs.write_bytes(outputs.read_bytes() + b"tampered")
+    result, report = _run(pytester, fresh_course, "--day", "1", "--solutions")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and report == {}
+    assert "course file checks/references/day1.pt does not match the manifest" in result.stderr.str()
 
 
 # ---- the programmatic entry points -----------------------------------------------------------------------------------
@@ -254,17 +268,25 @@ def test_hooks_left_attached_fail_that_exercise_only(built_course):
     assert grade(solutions.head_summary, course=built_course, device="cpu").status == "passed"
 
 
-def test_check_prints_a_short_verdict(built_course, capsys):
+def test_check_shows_the_verdict_once_and_the_hint_only_when_asked(built_course, capsys):
     from checks import check
 
-    def describe_shape(tokens):
-        return f"batch={tokens.shape[0]},pos={tokens.shape[1]}"
+    solutions = load_module(built_course.days[1].solution_path)
 
-    outcome = check(describe_shape, course=built_course, device="cpu")
+    def attention_pattern(model, tokens):
+        return solutions.attention_pattern(model, tokens).transpose(-1, -2)
+
+    assert check(attention_pattern, course=built_course, device="cpu") is None  # a notebook displays nothing more
     printed = capsys.readouterr().out
-    assert outcome.status == "failed"
-    assert printed.startswith("describe_shape: FAILED (")
-    assert "first difference at character 8" in printed
+    assert printed.startswith("attention_pattern: FAILED (")
+    assert "dims 2 and 3 swapped (transposed)" in printed
+    course_hint = built_course.days[1].check("attention_pattern").hint
+    assert course_hint not in printed
+    assert "check(attention_pattern, hint=True) adds the course's hint" in printed
+    check(attention_pattern, hint=True, course=built_course, device="cpu")
+    assert f"Hint from the course: {course_hint}" in capsys.readouterr().out
+    check(solutions.attention_pattern, course=built_course, device="cpu")
+    assert capsys.readouterr().out.startswith("attention_pattern: PASSED")
 
 
 def test_exercise_names_are_unique_across_a_course(tmp_path):
@@ -275,7 +297,7 @@ def test_exercise_names_are_unique_across_a_course(tmp_path):
             from checks.spec import Check
             DAY = {number}
             MODULE = "day{number}_x"
-            CHECKS = [Check("same_name", lambda env: {{}})]
+            CHECKS = [Check("same_name", {{"case": lambda env: {{}}}})]
         """))
     with pytest.raises(CourseError, match="'same_name' is used by day 1 and day 2"):
         Course(tmp_path).days

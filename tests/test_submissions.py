@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
+import textwrap
 
 import pytest
 
@@ -19,38 +19,90 @@ def test_submission_names_are_distinct_and_readable(tmp_path):
         (tmp_path / folder).mkdir()
         (tmp_path / folder / "day1_toy.ipynb").write_text("{}")
     (tmp_path / "cleo.py").write_text("")
-    paths = [tmp_path / "ana" / "day1_toy.ipynb", tmp_path / "bob" / "day1_toy.ipynb", tmp_path / "cleo.py"]
-    assert submission_names(paths) == ["ana__day1_toy", "bob__day1_toy", "cleo"]
+    (tmp_path / "cleo.ipynb").write_text("{}")
+    paths = [tmp_path / "ana" / "day1_toy.ipynb", tmp_path / "bob" / "day1_toy.ipynb", tmp_path / "cleo.py",
+             tmp_path / "cleo.ipynb"]
+    assert submission_names(paths) == ["ana__day1_toy", "bob__day1_toy", "cleo_py", "cleo_ipynb"]
     assert submission_names([tmp_path / "cleo.py"]) == ["cleo"]
     with pytest.raises(ValueError, match="twice"):
         submission_names([tmp_path / "cleo.py", tmp_path / "cleo.py"])
 
 
-def test_each_submission_is_graded_in_its_own_process_with_a_summary(built_course, tmp_path, capsys):
-    submissions = tmp_path / "submissions"
-    submissions.mkdir()
-    done = submissions / "done.py"
-    shutil.copy(built_course.root / "solutions" / "day1_toy.py", done)
-    fresh = submissions / "fresh.py"
-    shutil.copy(built_course.root / "curriculum" / "day1_toy.py", fresh)
-    crashes = submissions / "crashes.py"  # kills the process that grades it
-    crashes.write_text("import os\n\ndef attention_pattern(model, tokens):\n    os._exit(3)\n")
-    out = tmp_path / "grades"
+def _hostile(solution: str, name: str, code: str) -> str:
+    """The solution with exercise `name` replaced (a later `def` wins)."""
+    return solution + "\n\n" + textwrap.dedent(code) + "\n"
+
+
+def test_ten_submissions_with_two_jobs_are_graded_truthfully(built_course, tmp_path, monkeypatch, capsys):
+    import jupytext
+
+    solution = (built_course.root / "solutions" / "day1_toy.py").read_text()
+    references = built_course.days[1].reference_paths[0]
+    original = references.read_bytes()
+    folder = tmp_path / "submissions"
+    for sub in ("ana", "bob"):
+        (folder / sub).mkdir(parents=True)
+    files = {
+        "done.py": solution,
+        "fresh.py": (built_course.root / "curriculum" / "day1_toy.py").read_text(),
+        "hangs.py": _hostile(solution, "slow_sum", """
+            def slow_sum(tokens):
+                while True:
+                    pass"""),
+        "exits.py": _hostile(solution, "count_repeats", """
+            import os
+            def count_repeats(tokens):
+                os._exit(0)"""),
+        "corrupts.py": _hostile(solution, "describe_shape", f"""
+            import ctypes, os
+            def describe_shape(tokens):
+                libc = ctypes.CDLL(None)
+                fd = libc.open({str(references)!r}.encode(), os.O_WRONLY | os.O_TRUNC)
+                if fd < 0:
+                    raise OSError("the references could not be opened for writing")
+                libc.write(fd, b"forged", 6)
+                libc.close(fd)
+                return "batch=3, pos=8\""""),
+        "wrong.py": solution.replace("model(tokens).mean().item()", "model(tokens).mean().item() * 2"),
+        "syntax.py": solution.replace("def count_repeats(", "def count_repeats(("),
+        "ana/day1_toy.py": solution,
+        "bob/day1_toy.py": solution.replace("(tokens[:, 1:] == tokens[:, :-1]).sum()", "(tokens == 0).sum()"),
+    }
+    for name, text in files.items():
+        (folder / name).write_text(text)
+    jupytext.write(jupytext.reads(solution, fmt="py:percent"), folder / "ana" / "day1_toy.ipynb")
+    paths = sorted(folder.rglob("*.py")) + [folder / "ana" / "day1_toy.ipynb"]
+    assert len(paths) == 10
+    monkeypatch.chdir(tmp_path)
 
     code = main(["grade", "--day", "1", "--root", str(built_course.root), "--models", built_course.model_loader,
-                 "--out", str(out), "--device", "cpu", str(done), str(fresh), str(crashes)])
+                 "--out", "grades", "--device", "cpu", "--jobs", "2", *map(str, paths)])
 
     assert code == 0
+    out = tmp_path / "grades"  # a relative --out lands where it says
     rows = {row["submission"]: row for row in csv.DictReader(open(out / SUMMARY_FILE))}
-    total = str(len(built_course.day(1).checks))
-    assert rows["done"]["passed"] == total and rows["done"]["total"] == total
-    assert rows["fresh"]["not_started"] == total and rows["fresh"]["passed"] == "0"
-    assert rows["crashes"]["day"] == "" and "without a report" in rows["crashes"]["note"]
-    report = json.loads((out / "done.json").read_text())
-    assert {entry["status"] for entry in report["exercises"]} == {"passed"}
-    assert (out / "crashes.log").is_file()
+    expected_passed = {"done": 7, "fresh": 0, "hangs": 6, "exits": 6, "corrupts": 6, "wrong": 6, "syntax": 0,
+                       "ana__day1_toy_py": 7, "ana__day1_toy_ipynb": 7, "bob__day1_toy": 6}
+    assert {name: int(row["passed"]) for name, row in rows.items()} == expected_passed
+    for name, row in rows.items():  # summary.csv and each JSON report agree, and every exercise is counted
+        report = json.loads((out / f"{name}.json").read_text())
+        statuses = [entry["status"] for entry in report["exercises"]]
+        assert int(row["total"]) == len(statuses) == 7
+        assert int(row["passed"]) == statuses.count("passed")
+        assert int(row["failed"]) == statuses.count("failed")
+        assert int(row["not_started"]) == statuses.count("not started")
+        assert report["days"]["1"]["score"]["total"] == 7
+        assert (out / f"{name}.log").is_file()
+    assert int(rows["fresh"]["not_started"]) == 7
+    messages = {name: {e["exercise"]: e["message"] for e in json.loads((out / f"{name}.json").read_text())[
+        "exercises"] if e["status"] == "failed"} for name in rows}
+    assert "did not return within 1 s" in messages["hangs"]["slow_sum"]
+    assert "exited with code 0" in messages["exits"]["count_repeats"]
+    assert "could not be opened for writing" in messages["corrupts"]["describe_shape"]
+    assert "syntax error" in messages["syntax"]["attention_pattern"]
+    assert references.read_bytes() == original
     printed = capsys.readouterr().out
-    assert f"{total}/{total}" in printed and "summary.csv" in printed
+    assert "7/7" in printed and "summary.csv" in printed
 
 
 def test_missing_submissions_and_unknown_days_are_refused(built_course, tmp_path, capsys):
@@ -59,3 +111,14 @@ def test_missing_submissions_and_unknown_days_are_refused(built_course, tmp_path
     assert "no such submission" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         main(["grade", "--day", "9", *root, str(tmp_path)])
+
+
+def test_a_course_that_fails_its_manifest_grades_nobody(fresh_course, tmp_path, capsys):
+    outputs = fresh_course.days[1].reference_paths[0]
+    outputs.write_bytes(outputs.read_bytes() + b"x")
+    (tmp_path / "ana.py").write_text("")
+    code = main(["grade", "--day", "1", "--root", str(fresh_course.root), "--models", fresh_course.model_loader,
+                 "--out", str(tmp_path / "grades"), str(tmp_path / "ana.py")])
+    assert code == 2
+    assert "course file checks/references/day1.pt does not match the manifest" in capsys.readouterr().err
+    assert not (tmp_path / "grades" / SUMMARY_FILE).exists()

@@ -1,0 +1,122 @@
+"""The manifest: SHA-256 hashes of the files learners are graded against (stored references and zoo files).
+
+`checks/references/manifest.json` is written with the references (`python -m checks references` or
+`python -m checks manifest`). The supervisor verifies it before any learner code runs and before it loads the
+references into its own memory; a mismatch is a course error naming the file, never a learner failure. Batch grading
+reads the manifest once, before the first submission, and hands every per-submission supervisor that in-memory copy,
+so a submission that rewrote a reference or zoo file (and the manifest with it) cannot change what the next
+submission is graded against: the next one stops with a course error instead.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+from checks.course import Course, CourseError
+
+MANIFEST_FILE = "manifest.json"
+
+
+def manifest_path(course: Course) -> Path:
+    return course.root / "checks" / "references" / MANIFEST_FILE
+
+
+def manifest_files(course: Course) -> list[Path]:
+    """The files the manifest covers: every day's stored references, the zoo's model files (weights, config,
+    tokenizer; not the training records or model cards) and a model loader given as a file."""
+    references = course.root / "checks" / "references"
+    files = [path for path in sorted(references.glob("day*.*")) if path.suffix in (".pt", ".json")]
+    zoo = course.root / "curriculum" / "models"
+    for folder in sorted(p for p in zoo.glob("*") if (p / "model.safetensors").is_file()):
+        files += [path for path in sorted(folder.iterdir()) if path.suffix == ".safetensors"
+                  or path.name == "config.json" or (path.name.startswith("tokenizer") and path.suffix == ".json")]
+    target, _, _ = course.model_loader.rpartition(":")
+    if target.endswith(".py") and Path(target).is_file():
+        files.append(Path(target).resolve())
+    return files
+
+
+def _key(course: Course, path: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(course.root.resolve()))
+    except ValueError:
+        return str(path.resolve())
+
+
+def file_hash(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def compute_manifest(course: Course) -> dict[str, str]:
+    """Relative path (or absolute, outside the course) -> SHA-256 of each file the manifest covers."""
+    return {_key(course, path): file_hash(path) for path in manifest_files(course)}
+
+
+def write_manifest(course: Course) -> Path:
+    path = manifest_path(course)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps({"format": 1, "files": compute_manifest(course)}, indent=2, sort_keys=True) + "\n")
+    return path
+
+
+def read_manifest(course: Course) -> dict[str, str]:
+    """The stored manifest; CourseError when it is missing or unreadable."""
+    path = manifest_path(course)
+    command = _command(course)
+    if not path.is_file():
+        raise CourseError(f"{path} is missing: the course cannot prove its references and zoo files are intact; "
+                          f"write it with `{command}`")
+    try:
+        files = json.loads(path.read_text())["files"]
+    except (ValueError, KeyError, TypeError) as error:
+        raise CourseError(f"{path} is unreadable ({error}); rewrite it with `{command}`") from None
+    return {str(key): str(value) for key, value in files.items()}
+
+
+def verify_manifest(course: Course, expected: dict[str, str] | None = None) -> dict[str, str]:
+    """Check every covered file against `expected` (default: the stored manifest); return the hashes verified.
+    Raises CourseError naming the first file that is missing, changed or not in the manifest."""
+    expected = read_manifest(course) if expected is None else expected
+    current = compute_manifest(course)
+    for key, digest in sorted(expected.items()):
+        if key not in current:
+            raise CourseError(f"course file {key} is listed in the manifest but missing: it was deleted or moved")
+        if current[key] != digest:
+            raise CourseError(f"course file {key} does not match the manifest (sha256 {current[key][:12]}..., "
+                              f"expected {digest[:12]}...): it was changed after the references were built. "
+                              f"Restore it (e.g. `git checkout -- {key}`) or, if the change is intended, rebuild "
+                              f"with `{_command(course)}`")
+    extra = sorted(set(current) - set(expected))
+    if extra:
+        raise CourseError(f"course file {extra[0]} is not in the manifest; rebuild it with `{_command(course)}`")
+    return current
+
+
+def _command(course: Course) -> str:
+    from checks.references import rebuild_command
+
+    days = list(course.days.values())
+    if not days:
+        return "python -m checks references --day all"
+    return rebuild_command(days[0]).replace(f"--day {days[0].number}", "--day all")
+
+
+def file_contents(course: Course) -> dict[str, bytes]:
+    """The bytes of every file the manifest covers, by manifest key (kept by batch grading to restore them)."""
+    return {_key(course, path): path.read_bytes() for path in manifest_files(course)}
+
+
+def restore_changed(course: Course, expected: dict[str, str], contents: dict[str, bytes]) -> list[str]:
+    """Rewrite every covered file whose hash no longer matches `expected` from `contents`; return their keys."""
+    restored = []
+    for path in manifest_files(course) + [course.root / key for key in expected if not Path(key).is_absolute()]:
+        key = _key(course, path)
+        if key in restored or key not in contents:
+            continue
+        if not path.is_file() or file_hash(path) != expected[key]:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(contents[key])
+            restored.append(key)
+    return restored

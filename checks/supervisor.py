@@ -1,0 +1,466 @@
+"""The supervisor: grades exercises by running them in a worker (`checks.worker`), and never runs learner code.
+
+Before any learner code runs it forks the worker's warm parent (the zygote), verifies the manifest of the course's
+reference and zoo files (`checks.manifest`), keeps their verified bytes and loads the stored references into its
+own memory (the zygote is forked first, so no reference ever sits in a worker's memory). After every exercise it
+checks those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote for a fresh child,
+reads what the child reports on a private pipe, applies the time limits (`checks.limits`) and kills the child's
+process group when one passes, then judges the plain data it got back against the reference with the course's
+comparison engine (`checks.judge`). A death, a kill or garbage on the pipe fails that exercise with what happened;
+if the zygote itself dies, a fresh one is started from a new interpreter for the exercises that remain.
+
+Trusted: the fingerprints of the inputs (sent before the learner's module is imported) and the learner's output
+as data. Not trusted beyond "it failed": everything the child says after the learner's code ran (audit results,
+the validator's verdict): a learner who forges them can hide a changed model or a cache, never a wrong answer.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from hashlib import sha256
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from checks.course import Course, CourseError, Day
+from checks.judge import Rejection, judge
+from checks.limits import Limits, describe_end
+from checks.manifest import file_contents, restore_changed, verify_manifest
+from checks.outcome import Outcome, Status
+from checks.references import InputsFingerprint, ReferenceStore, StaleReference, rebuild_command
+from checks.spec import Check
+
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
+_EXIT_GRACE_S = 15.0
+
+
+class Supervisor:
+    """Grades exercises of `days` of `course` in worker processes (see the module docstring)."""
+
+    def __init__(self, course: Course, days: list[Day], device: str, *, limits: Limits | None = None,
+                 forbid_reads: bool = False, expected_manifest: dict[str, str] | None = None,
+                 worker_log: Path | None = None, worker_closes: list[int] | None = None) -> None:
+        self.course, self.days, self.device = course, days, device
+        self.limits = limits or Limits()
+        self.forbid_reads = forbid_reads
+        self.worker_log = worker_log
+        self.worker_closes = list(worker_closes or [])
+        self.started = time.monotonic()
+        self._zygote: _Zygote | None = None
+        self._unimportable: dict[tuple[int, str], str] = {}  # (day, file) -> the exercise that said why
+        self._start_zygote(fork=True)  # first: the zygote must not inherit the references loaded below
+        try:
+            self.manifest = verify_manifest(course, expected_manifest)
+            self.contents = file_contents(course)  # verified bytes: restored after any exercise that changed them
+            changed = [key for key, data in self.contents.items() if sha256(data).hexdigest() != self.manifest[key]]
+            if changed:
+                raise CourseError(f"course file {changed[0]} changed while it was being verified")
+            self.stores = {day.number: ReferenceStore(day) for day in days}
+            for store in self.stores.values():
+                try:
+                    store._load()  # into this process's memory now, before any learner code runs
+                except StaleReference:
+                    pass  # reported per exercise, with the rebuild command
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- the zygote ------------------------------------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return {"root": str(self.course.root), "loader": self.course.model_loader,
+                "days": [day.number for day in self.days], "device": str(self.device),
+                "prebuild": not str(self.device).startswith("cuda"), "threads": self.limits.threads,
+                "memory_bytes": self.limits.memory_bytes, "forbid_reads": self.forbid_reads,
+                "protect": [str(PACKAGE_ROOT)] + ([str(self.worker_log.parent)] if self.worker_log else []),
+                "log": str(self.worker_log) if self.worker_log else None, "close": self.worker_closes}
+
+    def _start_zygote(self, fork: bool) -> None:
+        """Fork the zygote from this process (fast: torch is already imported), or, to replace one that died, start
+        it from a fresh interpreter (this process then holds the references, which a fork would hand over)."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        config = self._config()
+        if fork:
+            pid = os.fork()
+            if pid == 0:
+                try:
+                    mine.close()
+                    from checks import worker
+
+                    worker.zygote_main(config, theirs)
+                finally:
+                    os._exit(0)
+            process: subprocess.Popen | None = None
+        else:
+            python_path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+            process = subprocess.Popen([sys.executable, "-m", "checks.worker", str(theirs.fileno())],
+                                       pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                       env={**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1"})
+            pid = process.pid
+            mine.send(json.dumps(config).encode())
+        theirs.close()
+        self._zygote = _Zygote(pid, mine, process)
+
+    def _ready_zygote(self, deadline: float) -> "_Zygote | str":
+        """The running zygote, waiting for it to be ready; or why there is none."""
+        if self._zygote is None:
+            self._start_zygote(fork=False)
+        zygote = self._zygote
+        assert zygote is not None
+        if zygote.ready:
+            return zygote
+        message = zygote.receive(max(1.0, deadline - time.monotonic()))
+        if message is not None and message.get("kind") == "ready":
+            zygote.ready = True
+            return zygote
+        why = message.get("message", "") if message else "it did not start in time, or died starting"
+        self._stop_zygote()
+        return f"the grading worker could not start: {why}"
+
+    def _stop_zygote(self) -> None:
+        if self._zygote is not None:
+            self._zygote.kill()
+            self._zygote = None
+
+    def close(self) -> None:
+        """Stop the zygote and everything under it."""
+        self._stop_zygote()
+
+    def __enter__(self) -> "Supervisor":
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.close()
+
+    # ---- grading ---------------------------------------------------------------------------------------------------
+    def grade(self, day: Day, check: Check, learner: Path) -> Outcome:
+        """Grade exercise `check` of `day` from the learner's file `learner` in a fresh worker."""
+        start = time.monotonic()
+        outcome = self._grade(day, check, learner)
+        return dataclasses.replace(outcome, duration_s=round(time.monotonic() - start, 4))
+
+    def _grade(self, day: Day, check: Check, learner: Path) -> Outcome:
+        limits = self.limits
+        submission_deadline = self.started + limits.submission_s
+        if time.monotonic() >= submission_deadline:
+            return _failed(day, check, f"not graded: the whole submission's time limit of {limits.submission_s:g} s "
+                           "(every exercise together) ran out before this exercise")
+        first = self._unimportable.get((day.number, str(learner)))
+        if first is not None:  # the reason is said once per day, at its first exercise
+            return _failed(day, check, f"not graded: day {day.number}'s file cannot be graded (the reason is given "
+                           f"at {first})")
+        zygote = self._ready_zygote(min(submission_deadline, time.monotonic() + limits.setup_s))
+        if isinstance(zygote, str):
+            return Outcome(check.name, day.number, Status.ERROR, zygote)
+        run = _Run(self, day, check, zygote, submission_deadline)
+        outcome = run.execute(learner)
+        restored = restore_changed(self.course, self.manifest, self.contents)
+        if restored:  # something got past the worker's guard (e.g. native code): undo it, and fail the exercise
+            outcome = _failed(day, check, f"your code changed the course's files ({', '.join(restored)}), which "
+                              "grading forbids; they were restored, and the other exercises are graded against the "
+                              "originals.")
+        if run.import_failed():  # importing the same file would fail again: fail the day's other exercises at once
+            self._unimportable[day.number, str(learner)] = check.name
+        return outcome
+
+
+class _Zygote:
+    """The supervisor's handle on a zygote: its pid, control socket and (when started by exec) its Popen."""
+
+    def __init__(self, pid: int, control: socket.socket, process: subprocess.Popen | None) -> None:
+        self.pid, self.control, self.process = pid, control, process
+        self.ready = False
+
+    def receive(self, timeout: float, fds: bool = False) -> dict[str, Any] | None:
+        """The next control message (with its file descriptors under "fds"), or None on timeout or death."""
+        readable, _, _ = select.select([self.control], [], [], max(0.0, timeout))
+        if not readable:
+            return None
+        try:
+            if fds:
+                data, received, _, _ = socket.recv_fds(self.control, 1 << 16, 1)
+            else:
+                data, received = self.control.recv(1 << 16), []
+        except OSError:
+            return None
+        if not data:
+            return None
+        message = json.loads(data)
+        message["fds"] = received
+        return message
+
+    def alive(self) -> bool:
+        try:
+            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        except ChildProcessError:
+            return False
+
+    def kill(self) -> None:
+        for target in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
+            try:
+                target()
+            except OSError:
+                pass
+        try:
+            os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            pass
+        self.control.close()
+
+
+class _Run:
+    """One exercise in one child: reads its frames, keeps its deadlines, and turns what happened into an Outcome."""
+
+    def __init__(self, supervisor: Supervisor, day: Day, check: Check, zygote: _Zygote, submission_deadline: float):
+        self.supervisor, self.day, self.check, self.zygote = supervisor, day, check, zygote
+        self.limits = supervisor.limits
+        self.submission_deadline = submission_deadline
+        self.phase, self.case = "setup", ""
+        self.fingerprints: dict[str, Any] | None = None
+        self.results: dict[str, tuple[Any, str | None, str]] = {}
+        self.rejection: dict[str, Any] | None = None
+        self.forbidden: list[str] = []
+        self.crash = ""
+        self.done = False
+        self.stopped_by = ""  # the limit that stopped the child, in words
+        self.course_problem: Outcome | None = None
+        self.status: int | None = None
+        self.zygote_died = False
+        self.expected: dict[str, Any] = {}
+
+    def execute(self, learner: Path) -> Outcome:
+        limits, check = self.limits, self.check
+        now = time.monotonic()
+        cap = now + limits.setup_s + limits.import_s + len(check.cases) * (check.timeout_s + limits.audit_s)
+        self.exercise_deadline = min(cap, self.submission_deadline)
+        self.deadline = now + limits.setup_s
+        request = {"kind": "run", "day": self.day.number, "exercise": check.name, "learner": str(learner)}
+        try:
+            self.zygote.control.send(json.dumps(request).encode())
+        except OSError:
+            return self._zygote_lost()
+        started = self.zygote.receive(limits.setup_s, fds=True)
+        if started is None or started.get("kind") != "started" or not started["fds"]:
+            return self._zygote_lost()
+        self.pid, pipe = int(started["pid"]), started["fds"][0]
+        try:
+            self._watch(pipe)
+        finally:
+            os.close(pipe)
+        return self._outcome()
+
+    def import_failed(self) -> bool:
+        """Whether importing the learner's module failed (raised, hung or killed the worker), so no case ran."""
+        if self.results or self.course_problem is not None or self.forbidden:
+            return False
+        if self.rejection is not None:
+            return bool(self.rejection.get("import_error"))
+        return self.phase == "import"
+
+    def _zygote_lost(self) -> Outcome:
+        self.supervisor._stop_zygote()
+        return _failed(self.day, self.check, f"the grading worker died before {self.check.name} started (killed by "
+                       "the previous exercise's code?); a fresh one grades the rest")
+
+    # ---- reading the child -----------------------------------------------------------------------------------------
+    def _watch(self, pipe: int) -> None:
+        buffer = bytearray()
+        pipe_open, killed_at = True, None
+        while self.status is None:
+            now = time.monotonic()
+            deadline = min(self.deadline, self.exercise_deadline)
+            if killed_at is None and now >= deadline:
+                self._stop(self._limit_message(now))
+                killed_at = now
+            if killed_at is not None and now >= killed_at + _EXIT_GRACE_S:  # the zygote does not answer
+                self.zygote_died = True
+                self.supervisor._stop_zygote()
+                return
+            wait = (killed_at + _EXIT_GRACE_S if killed_at is not None else deadline) - now
+            watched = [self.zygote.control] + ([pipe] if pipe_open else [])
+            readable, _, _ = select.select(watched, [], [], max(0.0, min(wait, 1.0)))
+            if pipe in readable:
+                chunk = os.read(pipe, 1 << 20)
+                if not chunk:
+                    pipe_open = False
+                buffer += chunk
+                if not self._frames(buffer) and killed_at is None:
+                    self._stop("")
+                    self.crash = self.crash or "the worker sent garbled data (its messages were overwritten?)"
+                    killed_at = time.monotonic()
+            if self.zygote.control in readable:
+                message = self.zygote.receive(0)
+                if message is None:
+                    self.zygote_died = True
+                    self._stop("")
+                    self.supervisor._stop_zygote()
+                    return
+                if message.get("kind") == "exited":
+                    self.status = int(message["status"])
+        while pipe_open:  # the zygote killed the child's leftovers before reporting: the pipe ends now
+            readable, _, _ = select.select([pipe], [], [], 2.0)
+            if not readable:
+                break
+            chunk = os.read(pipe, 1 << 20)
+            if not chunk:
+                break
+            buffer += chunk
+            self._frames(buffer)
+
+    def _stop(self, why: str) -> None:
+        if why and not self.stopped_by:
+            self.stopped_by = why
+        for target in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
+            try:
+                target()
+            except OSError:
+                pass
+
+    def _frames(self, buffer: bytearray) -> bool:
+        """Handle every complete frame in `buffer` (consumed); False when the data cannot be frames."""
+        from checks.worker import MAX_FRAME, decode
+
+        while len(buffer) >= 8:
+            size = int.from_bytes(buffer[:8], "big")
+            if size > MAX_FRAME:
+                return False
+            if len(buffer) < 8 + size:
+                return True
+            frame = bytes(buffer[8:8 + size])
+            del buffer[:8 + size]
+            try:
+                message = decode(frame)
+            except Exception:
+                return False
+            if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
+                return False
+            self._handle(message)
+        return True
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        kind, now, check, limits = message["kind"], time.monotonic(), self.check, self.limits
+        case = message.get("case") if message.get("case") in check.cases else ""
+        if kind == "fingerprints" and self.fingerprints is None and self.phase == "setup":
+            self.fingerprints = message.get("cases") if isinstance(message.get("cases"), dict) else {}
+            self._check_references()
+        elif kind == "phase" and message.get("phase") in ("import", "call", "audit"):
+            self.phase, self.case = message["phase"], case or self.case
+            self.deadline = now + {"import": limits.import_s, "call": check.timeout_s,
+                                   "audit": limits.audit_s}[self.phase]
+        elif kind == "result" and case and case not in self.results:
+            complaint = message.get("complaint")
+            status = "error" if message.get("complaint_status") == "error" else "failed"
+            self.results[case] = (message.get("output"), complaint if isinstance(complaint, str) else None, status)
+        elif kind == "rejection" and self.rejection is None:
+            self.rejection = {**message, "case": case}
+        elif kind == "forbidden":
+            self.forbidden.append(str(message.get("what", "")))
+        elif kind == "crash" and not self.crash:
+            self.crash = str(message.get("message", ""))
+        elif kind == "done":
+            self.done = True
+
+    def _check_references(self) -> None:
+        """As soon as the fingerprints arrive: a course bug or a stale reference stops the child before the
+        learner's module is imported."""
+        store = self.supervisor.stores[self.day.number]
+        for case in self.check.cases:
+            entry = (self.fingerprints or {}).get(case)
+            if not isinstance(entry, dict) or "error" in entry:
+                error = entry.get("error") if isinstance(entry, dict) else "no fingerprint"
+                self.course_problem = Outcome(self.check.name, self.day.number, Status.ERROR,
+                                              f"building the inputs of {self.check.name!r} (case {case!r}) failed; "
+                                              f"this is a bug in the course, not in your code:\n{error}", case=case)
+                break
+            try:
+                fingerprint = InputsFingerprint(str(entry["hash"]), [list(map(float, row)) for row in entry["floats"]])
+                self.expected[case] = store.expected(self.check.name, case, fingerprint)
+            except StaleReference as error:
+                self.course_problem = Outcome(
+                    self.check.name, self.day.number, Status.STALE_REFERENCE,
+                    f"{error}. This is not your mistake: the course's stored answers need rebuilding with "
+                    f"`{rebuild_command(self.day)}`.", case=case)
+                break
+        if self.course_problem is not None:
+            self._stop("")
+
+    def _limit_message(self, now: float) -> str:
+        name, check, limits = self.check.name, self.check, self.limits
+        if now >= self.submission_deadline:
+            return (f"the whole submission's time limit of {limits.submission_s:g} s ran out while {name} ran; it was "
+                    "stopped")
+        if self.phase == "import":
+            return (f"importing your module did not finish within {limits.import_s:g} s (the import time limit) "
+                    "and was stopped: code that runs at import (a decorator, a default argument, a class body, a "
+                    "module-level assignment) never returns?")
+        if self.phase == "call":
+            return (f"{name} did not return within {check.timeout_s:g} s (the exercise's time limit per input case) "
+                    "and was stopped: an infinite loop, or a loop that should be a batched tensor operation?")
+        if self.phase == "audit":
+            return (f"{name} returned, but the checks that follow (model and input audits, reading the output) did "
+                    f"not finish within {limits.audit_s:g} s and were stopped: something your code left behind (a "
+                    "patched method of the model, a hook, a thread holding a lock) hangs")
+        if now >= self.exercise_deadline:
+            return (f"{name} used up the exercise's whole time budget and was stopped (its worker kept announcing "
+                    "new steps)")
+        return f"the grading worker did not get {name} started within {limits.setup_s:g} s"
+
+    # ---- the verdict -----------------------------------------------------------------------------------------------
+    def _outcome(self) -> Outcome:
+        day, check = self.day, self.check
+        if self.course_problem is not None:
+            return self.course_problem
+        if self.forbidden:
+            return _failed(day, check, f"your code {self.forbidden[0]}: instructor grading does not allow reading "
+                           "the course's solutions or stored reference outputs, so this exercise fails.")
+        for case in check.cases:
+            if case not in self.results:
+                return self._unfinished(case)
+            output, complaint, complaint_status = self.results[case]
+            try:
+                judge(output, self.expected[case], dataclasses.replace(check, validate=None), {})
+                if complaint:
+                    raise Rejection(complaint_status, complaint, check.hint if complaint_status == "failed" else "")
+            except Rejection as rejection:
+                return _outcome(day, check, case, rejection.status, rejection.message, rejection.hint)
+        return Outcome(check.name, day.number, Status.PASSED)
+
+    def _unfinished(self, case: str) -> Outcome:
+        """Why case `case` has no result: a rejection, a limit, a crash or a death."""
+        day, check = self.day, self.check
+        if self.stopped_by:
+            return _outcome(day, check, self.case or case, Status.FAILED, self.stopped_by, check.hint)
+        if self.rejection is not None:
+            status = self.rejection.get("status")
+            status = Status(status) if status in ("failed", "not started", "error") else Status.FAILED
+            where = self.rejection.get("case") or ""
+            return _outcome(day, check, where, status, str(self.rejection.get("message", "")),
+                            str(self.rejection.get("hint", "")))
+        where = f" on input case {self.case!r}" if self.case and len(check.cases) > 1 else ""
+        doing = {"setup": "before importing your module", "import": "while importing your module",
+                 "call": f"while {check.name} ran{where}", "audit": f"after {check.name} returned{where}"}[self.phase]
+        if self.zygote_died:
+            return _failed(day, check, f"the grading worker's parent process died {doing} (killed by your code?); "
+                           "a fresh worker grades the remaining exercises", self.case)
+        if self.crash:
+            return _failed(day, check, f"the grading worker failed {doing}:\n{self.crash}", self.case)
+        how = describe_end(self.status) if self.status is not None else "ended"
+        return _failed(day, check, f"the worker process running your code {how}, {doing}. An exercise must "
+                       "return its result; it may not end or crash the process.", self.case)
+
+
+def _outcome(day: Day, check: Check, case: str, status: Status, message: str, hint: str = "") -> Outcome:
+    if case and len(check.cases) > 1 and status is not Status.NOT_STARTED and not message.startswith("On input"):
+        message = f"On input case {case!r}: {message}"
+    return Outcome(check.name, day.number, status, message, hint, case)
+
+
+def _failed(day: Day, check: Check, message: str, case: str = "") -> Outcome:
+    return _outcome(day, check, case, Status.FAILED, message)

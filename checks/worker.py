@@ -1,0 +1,523 @@
+"""The grading worker: the only process that runs learner code.
+
+`python -m checks.worker` is started by a supervisor (`checks.supervisor`) with one end of a socket pair. It is a
+warm parent (a "zygote"): it imports torch and transformer_lens, limits torch to one thread, loads the course's
+specs and, on CPU, builds every input case of the graded days (loading the zoo models), all before any learner code
+exists in it. Then, per exercise the supervisor asks for, it forks one child, which:
+
+1. leaves the parent's process group (the supervisor kills the whole group on a limit) and closes the socket;
+2. caps its address space (RLIMIT_AS), sets torch's threads, and installs an audit hook (`CourseFileGuard`) that
+   no code can remove: no writes to the course's files, and in instructor grading no reads of the solutions or
+   stored references;
+3. sends the fingerprints of its inputs (computed before any learner code ran), imports the learner's module,
+   calls the exercise on every case, audits models and inputs, runs the check's validator, and sends back the output
+   as plain data (`to_plain`), each step announced so the supervisor can apply the right time limit;
+4. ends with `os._exit`: no atexit hook, no finaliser of the learner's runs in it.
+
+Every exercise runs in a fresh fork of the untouched parent, so nothing one exercise does (hooks, patched
+attributes, threads, torch's global state, config flags) reaches another. Torch's OpenMP pool does not survive
+fork: a child that uses several threads hangs when its parent already ran a multi-threaded region (measured with
+torch 2.13), so the parent stays at one thread and only children raise it. CUDA does not survive fork either, so on
+CUDA each child builds its own inputs. The parent is a child subreaper: after each exercise it kills every process
+the child left behind, even one that started its own session.
+
+Frames on the result pipe: 8-byte big-endian length, then `torch.save` bytes of a dict of plain data, read back by
+the supervisor with `torch.load(weights_only=True)` (so reading runs no learner code).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import io
+import json
+import os
+import signal
+import socket
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any
+
+MAX_FRAME = 1 << 30
+
+
+# ---- plain data ------------------------------------------------------------------------------------------------------
+class NotPlain(Exception):
+    """The learner's output holds something other than plain data; the message names it."""
+
+
+def to_plain(value: Any, path: str = "your output") -> Any:
+    """`value` as plain data: exact `torch.Tensor`s (detached, on CPU), bool/int/float/str/None, and lists, tuples
+    and dicts of these. Types are checked exactly (`type(x) is int`), so no subclass and none of its methods ever
+    reaches the grader; numpy scalars and `nn.Parameter` are converted. Raises NotPlain naming the type otherwise."""
+    import torch
+
+    kind = type(value)
+    if kind is torch.Tensor or kind is torch.nn.Parameter:
+        if value.layout is not torch.strided:
+            return torch.Tensor.to_dense(value).detach().to("cpu").clone()
+        return torch.Tensor.detach(value).to("cpu").clone()
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind in (list, tuple):
+        items = [to_plain(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return items if kind is list else tuple(items)
+    if kind is dict:
+        plain = {}
+        for key, item in value.items():
+            if type(key) not in (str, int, bool):
+                raise NotPlain(f"{path} has a key of type {_type_name(key)}; dict keys must be plain str or int")
+            plain[key] = to_plain(item, f"{path}[{key!r}]")
+        return plain
+    if kind.__module__ == "numpy" and hasattr(value, "item") and kind.__name__ in _NUMPY_SCALARS:
+        return value.item()
+    raise NotPlain(f"{path} is a {_type_name(value)}; grading accepts only plain torch.Tensor, int, float, bool, str, "
+                   "None, and lists, tuples and dicts of these (no subclasses)")
+
+
+_NUMPY_SCALARS = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                  "uint64", "bool_", "bool", "str_"}
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    bases = [base for base in (int, float, str, bool, list, tuple, dict) if isinstance(value, base)]
+    try:
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            bases.append(torch.Tensor)
+    except ImportError:
+        pass
+    module = kind.__module__
+    name = kind.__qualname__ if module in ("builtins", "__main__") or module.startswith("_course_learner_") \
+        else f"{module}.{kind.__qualname__}"
+    if bases and kind not in bases:
+        base = bases[0]
+        base_name = "torch.Tensor" if base.__name__ == "Tensor" else base.__name__
+        return f"{name} (a subclass of {base_name})"
+    return name
+
+
+# ---- frames ----------------------------------------------------------------------------------------------------------
+def encode(message: dict[str, Any]) -> bytes:
+    import torch
+
+    buffer = io.BytesIO()
+    torch.save(message, buffer)
+    data = buffer.getvalue()
+    return len(data).to_bytes(8, "big") + data
+
+
+def decode(data: bytes) -> Any:
+    import torch
+
+    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+
+
+class Channel:
+    """The write end of a child's result pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, **message: Any) -> None:
+        data = encode(message)
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]
+
+
+# ---- the audit hook --------------------------------------------------------------------------------------------------
+_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+_CHANGING_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.truncate", "os.chmod", "os.chown", "os.link",
+                    "os.symlink", "os.utime", "shutil.rmtree", "os.mkdir", "shutil.move", "shutil.copyfile"}
+
+
+class CourseFileGuard:
+    """An audit hook (PEP 578): refuses writes under `protected`, and with `forbidden` also reads under those
+    folders and imports of the `solutions` package, reporting each attempt on the channel. Python offers no way to
+    remove an audit hook; code that bypasses Python (ctypes, native extensions) is not seen, which is why the
+    supervisor also verifies the manifest."""
+
+    def __init__(self, protected: list[Path], forbidden: list[Path], channel: Channel | None) -> None:
+        self.protected = [str(p.resolve()) for p in protected]
+        self.forbidden = [str(p.resolve()) for p in forbidden]
+        self.channel = channel
+        self.busy = False
+
+    def install(self) -> None:
+        sys.addaudithook(self)
+
+    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
+        if self.busy:
+            return
+        if event == "open":
+            path, mode, flags = (tuple(args) + (None, None, None))[:3]
+            writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
+                mode is None and isinstance(flags, int) and flags & _WRITE_FLAGS)
+            self._check(path, writes=bool(writes))
+        elif event in _CHANGING_EVENTS:
+            for path in args[:2]:
+                self._check(path, writes=True)
+        elif event == "import" and self.forbidden and args and isinstance(args[0], str):
+            if args[0] == "solutions" or args[0].startswith("solutions."):
+                self._refuse(f"imported the course's solutions (`import {args[0]}`)")
+
+    def _check(self, path: Any, writes: bool) -> None:
+        if not isinstance(path, (str, bytes, os.PathLike)):
+            return
+        self.busy = True
+        try:
+            resolved = os.path.realpath(os.fsdecode(path))
+        except Exception:
+            return
+        finally:
+            self.busy = False
+        if writes and _under(resolved, self.protected):
+            raise PermissionError(f"grading forbids changing the course's files: {resolved}")
+        if _under(resolved, self.forbidden):
+            self._refuse(f"opened {resolved}, one of the course's solutions or stored reference outputs")
+
+    def _refuse(self, what: str) -> None:
+        if self.channel is not None:
+            self.busy = True
+            try:
+                self.channel.send(kind="forbidden", what=what)
+            finally:
+                self.busy = False
+        raise PermissionError(f"instructor grading forbids this: your code {what}")
+
+
+def _under(path: str, folders: list[str]) -> bool:
+    return any(path == folder or path.startswith(folder + os.sep) for folder in folders)
+
+
+# ---- the seccomp filter ----------------------------------------------------------------------------------------------
+_X86_64_AUDIT_ARCH = 0xC000003E
+_DENIED_SYSCALLS = (  # x86-64 numbers: everything that creates, changes or removes a file, and ways out of the worker
+    85, 76, 82, 264, 316, 87, 263, 86, 265, 88, 266, 90, 268, 452, 83, 258, 84, 133, 259, 92, 94, 260, 132, 235, 280,
+    261, 188, 189, 197, 198, 437, 303, 304, 425, 101, 310, 311, 424, 129, 297)
+#  creat truncate rename renameat renameat2 unlink unlinkat link linkat symlink symlinkat chmod fchmodat fchmodat2
+#  mkdir mkdirat rmdir mknod mknodat chown lchown fchownat utime utimes utimensat futimesat setxattr lsetxattr
+#  removexattr lremovexattr openat2 name_to_handle_at open_by_handle_at io_uring_setup ptrace process_vm_readv
+#  process_vm_writev pidfd_send_signal rt_sigqueueinfo rt_tgsigqueueinfo
+_OPEN, _OPENAT, _KILL, _TKILL, _TGKILL = 2, 257, 62, 200, 234
+
+
+def forbid_file_changes_and_signals() -> bool:
+    """Install a seccomp filter (x86-64 Linux; returns False where it cannot): from now on this process and its
+    children cannot open a file for writing, create, rename, delete or re-permission one, signal another process,
+    or read or write another process's memory; each such call fails with EPERM. Unlike the audit hook, this also
+    holds for native code (ctypes, C++ and Rust extensions). Descriptors already open (the result pipe, the log)
+    stay writable."""
+    import platform
+    import struct
+
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        return False
+    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+    me = os.getpid()
+    program: list[tuple[int, Any, Any, int]] = [(0x20, 0, 0, 4), (0x15, 0, "ALLOW", _X86_64_AUDIT_ARCH),
+                                                (0x20, 0, 0, 0)]
+    program += [(0x15, "DENY", 0, number) for number in _DENIED_SYSCALLS]
+    program += [(0x15, "OPEN", 0, _OPEN), (0x15, "OPENAT", 0, _OPENAT), (0x15, "SELF", 0, _KILL),
+                (0x15, "SELF", 0, _TKILL), (0x15, "SELF", 0, _TGKILL), (0x06, 0, 0, allow)]
+    labels = {"OPEN": len(program)}
+    program += [(0x20, 0, 0, 16 + 8 * 1), (0x45, "DENY", 0, write_flags), (0x06, 0, 0, allow)]
+    labels["OPENAT"] = len(program)
+    program += [(0x20, 0, 0, 16 + 8 * 2), (0x45, "DENY", 0, write_flags), (0x06, 0, 0, allow)]
+    labels["SELF"] = len(program)
+    program += [(0x20, 0, 0, 16), (0x15, "ALLOW", 0, me)]
+    labels["DENY"] = len(program)
+    program += [(0x06, 0, 0, deny)]
+    labels["ALLOW"] = len(program)
+    program += [(0x06, 0, 0, allow)]
+    encoded = b""
+    for index, (code, jt, jf, k) in enumerate(program):
+        jt = labels[jt] - index - 1 if isinstance(jt, str) else jt
+        jf = labels[jf] - index - 1 if isinstance(jf, str) else jf
+        encoded += struct.pack("HBBI", code, jt, jf, k & 0xFFFFFFFF)
+    buffer = ctypes.create_string_buffer(encoded)
+
+    class SockFprog(ctypes.Structure):
+        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
+
+    fprog = SockFprog(len(program), ctypes.addressof(buffer))
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
+    if libc.prctl(38, 1, None, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
+        return False
+    return libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+
+
+# ---- the zygote ------------------------------------------------------------------------------------------------------
+def _prctl(option: int, value: int) -> None:
+    try:
+        ctypes.CDLL(None, use_errno=True).prctl(option, value, 0, 0, 0)
+    except (OSError, AttributeError):
+        pass
+
+
+PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+
+
+class Zygote:
+    """The warm parent: holds the course, pristine models and prebuilt inputs; forks one child per exercise."""
+
+    def __init__(self, config: dict[str, Any], control: socket.socket) -> None:
+        import torch
+
+        torch.set_num_threads(1)  # see the module docstring: the parent's OpenMP pool must stay single-threaded
+        from checks.course import Course
+        from checks.env import Env
+
+        self.config = config
+        self.control = control
+        self.course = Course(Path(config["root"]), config["loader"])
+        self.days = {number: self.course.day(number) for number in config["days"]}
+        self.env = Env(config["device"], self.course.load_model_function())
+        self.prebuilt: dict[tuple[str, str], tuple[Any, Any] | str] = {}
+        if config["prebuild"]:
+            for day in self.days.values():
+                for check in day.checks:
+                    for case in check.cases:
+                        self.prebuilt[check.name, case] = build_case(self.env, check, case)
+        import checks.session  # noqa: F401  (used by every child)
+
+        try:
+            import jupytext  # noqa: F401  (notebooks are converted in every child: import it once here)
+        except ImportError:
+            pass
+
+    def serve(self) -> None:
+        _prctl(PR_SET_CHILD_SUBREAPER, 1)
+        self.control.send(json.dumps({"kind": "ready", "pid": os.getpid()}).encode())
+        while True:
+            data = self.control.recv(1 << 16)
+            if not data:
+                return
+            request = json.loads(data)
+            if request["kind"] == "stop":
+                return
+            self._run(request)
+
+    def _run(self, request: dict[str, Any]) -> None:
+        read_end, write_end = os.pipe()
+        pid = os.fork()
+        if pid == 0:
+            try:
+                os.setpgid(0, 0)
+                self.control.close()
+                os.close(read_end)
+                _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+                Child(self, request, Channel(write_end)).run()
+            finally:
+                os._exit(0)
+        try:
+            os.setpgid(pid, pid)
+        except OSError:
+            pass  # the child did it first, or is already gone
+        os.close(write_end)
+        socket.send_fds(self.control, [json.dumps({"kind": "started", "pid": pid}).encode()], [read_end])
+        os.close(read_end)
+        _, status = os.waitpid(pid, 0)
+        _kill_leftovers(pid)
+        self.control.send(json.dumps({"kind": "exited", "pid": pid, "status": status}).encode())
+
+
+def build_case(env: Any, check: Any, case: str) -> tuple[Any, Any] | str:
+    """(inputs, fingerprint) of one input case, or the traceback of a builder that crashed (a course bug)."""
+    from checks.references import fingerprint_inputs
+
+    env.prepare()
+    try:
+        inputs = check.cases[case](env)
+        used = {name: env.model_hashes[name] for name in env.models_used}
+        return inputs, fingerprint_inputs(inputs, used)
+    except Exception:
+        env.audit()
+        return traceback.format_exc()
+
+
+def _children(parent: int) -> list[int]:
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            stat = Path(f"/proc/{entry}/stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[-1].split()
+        if len(fields) > 1 and fields[1] == str(parent):
+            found.append(int(entry))
+    return found
+
+
+def _kill_leftovers(pid: int) -> None:
+    """Kill the finished child's process group and every process it left behind (reparented to us, the subreaper)."""
+    try:
+        os.killpg(pid, signal.SIGKILL)
+    except OSError:
+        pass
+    for _ in range(200):
+        leftovers = _children(os.getpid())
+        for child in leftovers:
+            try:
+                os.kill(child, signal.SIGKILL)
+            except OSError:
+                pass
+        try:
+            while os.waitpid(-1, os.WNOHANG)[0]:
+                pass
+        except ChildProcessError:
+            pass
+        if not leftovers:
+            return
+        time.sleep(0.01)
+
+
+# ---- the child -------------------------------------------------------------------------------------------------------
+class Child:
+    """One exercise in a fresh fork: see steps 1-4 of the module docstring."""
+
+    def __init__(self, zygote: Zygote, request: dict[str, Any], channel: Channel) -> None:
+        self.zygote = zygote
+        self.request = request
+        self.channel = channel
+
+    def run(self) -> None:
+        try:
+            self._run()
+        except BaseException:  # anything not attributed to the learner's call: say it rather than vanish
+            try:
+                self.channel.send(kind="crash", message=traceback.format_exc()[-4000:])
+            except BaseException:
+                pass
+
+    def _run(self) -> None:
+        import resource
+
+        import torch
+
+        from checks.grading import call_learner
+        from checks.judge import Rejection
+        from checks.learner import LearnerModuleError, explain_name_error, load_module
+        from checks.session import wrong_day_error
+
+        config, zygote = self.zygote.config, self.zygote
+        day = zygote.days[self.request["day"]]
+        check = day.check(self.request["exercise"])
+        limit = _address_space() + int(config["memory_bytes"])
+        resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
+        torch.set_num_threads(max(1, int(config["threads"])))
+
+        built = {case: zygote.prebuilt.get((check.name, case)) or build_case(zygote.env, check, case)
+                 for case in check.cases}
+        self.channel.send(kind="fingerprints", cases={
+            case: ({"hash": item[1].hash, "floats": item[1].floats} if isinstance(item, tuple) else {"error": item})
+            for case, item in built.items()})
+        if any(isinstance(item, str) for item in built.values()):
+            return
+
+        roots = [zygote.course.root] + [Path(p) for p in config.get("protect", [])]
+        forbidden = [path for root in roots for path in (root / "solutions", root / "checks" / "references")]
+        CourseFileGuard(roots, forbidden if config["forbid_reads"] else [], self.channel).install()
+        forbid_file_changes_and_signals()
+
+        self.channel.send(kind="phase", phase="import")
+        try:
+            module = load_module(Path(self.request["learner"]))
+            wrong_day = wrong_day_error(module, day, zygote.course)
+            if wrong_day is not None:
+                raise wrong_day
+        except LearnerModuleError as error:
+            self.channel.send(kind="rejection", case="", status="failed", message=str(error), hint="",
+                              import_error=True)
+            return
+        except BaseException as error:
+            self.channel.send(kind="rejection", case="", status="failed", hint="", import_error=True,
+                              message=f"importing {self.request['learner']} raised {type(error).__name__}: {error}")
+            return
+        function = module.__dict__.get(check.name)
+        if not callable(function):
+            self.channel.send(kind="rejection", case="", status="failed", hint="",
+                              message=f"{module.__file__} has no function {check.name!r}: did you rename or delete "
+                              "it?")
+            return
+        for case, (inputs, _) in built.items():
+            self.channel.send(kind="phase", phase="call", case=case)
+            try:
+                actual = call_learner(function, check, inputs, zygote.env, alarm=False,
+                                      after_call=lambda: self.channel.send(kind="phase", phase="audit", case=case))
+                output = to_plain(actual)
+            except Rejection as rejection:
+                message = rejection.message
+                if "MemoryError" in message or "can't allocate memory" in message:
+                    message += (f"\n(each grading worker may allocate at most {int(config['memory_bytes']) / 2**30:g}"
+                                " GiB: the memory limit)")
+                if rejection.status.value == "failed":
+                    message = explain_name_error(module, message)
+                self.channel.send(kind="rejection", case=case, status=rejection.status.value, message=message,
+                                  hint=rejection.hint)
+                return
+            except NotPlain as error:
+                self.channel.send(kind="rejection", case=case, status="failed", message=str(error), hint=check.hint)
+                return
+            complaint, status = None, "failed"
+            if check.validate is not None:
+                try:
+                    complaint = check.validate(output, inputs)
+                except Exception:
+                    complaint, status = (f"the validator of {check.name!r} crashed; this is a bug in the course:\n"
+                                         f"{traceback.format_exc()}"), "error"
+            self.channel.send(kind="result", case=case, output=output,
+                              complaint=str(complaint) if complaint else None, complaint_status=status)
+        self.channel.send(kind="done")
+
+
+def _address_space() -> int:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmSize:"):
+            return int(line.split()[1]) * 1024
+    return 0
+
+
+def zygote_main(config: dict[str, Any], control: socket.socket) -> None:
+    """Run as the zygote (in a process forked from the supervisor, or started by `main`); returns when told to stop
+    or when the supervisor goes away."""
+    try:
+        os.setsid()  # its own session and process group: the supervisor kills it and its tree as one
+    except OSError:
+        pass
+    _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+    for fd in config.get("close", []):  # e.g. the pipe the supervisor sends its report on
+        try:
+            os.close(int(fd))
+        except OSError:
+            pass
+    log = os.open(config.get("log") or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    null = os.open(os.devnull, os.O_RDONLY)
+    os.dup2(null, 0)
+    for fd in (1, 2):  # the learner's prints go to the log, never into the supervisor's output
+        os.dup2(log, fd)
+    try:
+        zygote = Zygote(config, control)
+    except BaseException:
+        control.send(json.dumps({"kind": "failed", "message": traceback.format_exc()[-8000:]}).encode())
+        return
+    zygote.serve()
+
+
+def main() -> None:
+    """`python -m checks.worker FD`: a zygote started from a fresh interpreter, its config read from socket FD."""
+    control = socket.socket(fileno=int(sys.argv[1]))
+    zygote_main(json.loads(control.recv(1 << 20)), control)
+
+
+if __name__ == "__main__":
+    main()
