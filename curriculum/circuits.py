@@ -58,11 +58,23 @@ def _attention(model: HookedTransformer, layer: int, queries_in: Tensor, keys: T
     return torch.einsum("nqhe,hed->nqd", z, model.W_O[layer]) + model.b_O[layer]
 
 
+_FUSED_ACTIVATIONS = {
+    "gelu_new": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),  # the same function, one fused kernel
+    "gelu_pytorch_tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
+    "gelu": torch.nn.functional.gelu,
+    "relu": torch.relu,
+}
+
+
 def _mlp_residual(model: HookedTransformer, layer: int, resid_mid: Tensor) -> Tensor:
     block = model.blocks[layer]
     if model.cfg.attn_only:
         return resid_mid
-    return resid_mid + block.mlp(block.ln2(resid_mid))
+    activation = _FUSED_ACTIVATIONS.get(model.cfg.act_fn)
+    if activation is None or model.cfg.gated_mlp:
+        return resid_mid + block.mlp(block.ln2(resid_mid))
+    hidden = activation(block.ln2(resid_mid) @ model.W_in[layer] + model.b_in[layer])
+    return resid_mid + hidden @ model.W_out[layer] + model.b_out[layer]
 
 
 @torch.no_grad()
