@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from checks.course import Course, CourseError, Day
-from checks.judge import Rejection, judge
+from checks.judge import Raised, Rejection, judge
 from checks.limits import Limits, describe_end
 from checks.manifest import file_contents, restore_changed, verify_manifest
 from checks.outcome import Outcome, Status
@@ -156,11 +156,14 @@ class Supervisor:
         if first is not None:  # the reason is said once per day, at its first exercise
             return _failed(day, check, f"not graded: day {day.number}'s file cannot be graded (the reason is given "
                            f"at {first})")
-        zygote = self._ready_zygote(min(submission_deadline, time.monotonic() + limits.setup_s))
-        if isinstance(zygote, str):
-            return Outcome(check.name, day.number, Status.ERROR, zygote)
-        run = _Run(self, day, check, zygote, submission_deadline)
-        outcome = run.execute(learner)
+        for attempt in range(2):  # a zygote found dead before this exercise started is replaced, not blamed
+            zygote = self._ready_zygote(min(submission_deadline, time.monotonic() + limits.setup_s))
+            if isinstance(zygote, str):
+                return Outcome(check.name, day.number, Status.ERROR, zygote)
+            run = _Run(self, day, check, zygote, submission_deadline)
+            outcome = run.execute(learner)
+            if not run.lost_before_start:
+                break
         restored = restore_changed(self.course, self.manifest, self.contents)
         if restored:  # something got past the worker's guard (e.g. native code): undo it, and fail the exercise
             outcome = _failed(day, check, f"your code changed the course's files ({', '.join(restored)}), which "
@@ -234,6 +237,7 @@ class _Run:
         self.status: int | None = None
         self.zygote_died = False
         self.expected: dict[str, Any] = {}
+        self.lost_before_start = False
 
     def execute(self, learner: Path) -> Outcome:
         limits, check = self.limits, self.check
@@ -265,6 +269,7 @@ class _Run:
         return self.phase == "import"
 
     def _zygote_lost(self) -> Outcome:
+        self.lost_before_start = True
         self.supervisor._stop_zygote()
         return _failed(self.day, self.check, f"the grading worker died before {self.check.name} started (killed by "
                        "the previous exercise's code?); a fresh one grades the rest")
@@ -357,7 +362,10 @@ class _Run:
         elif kind == "result" and case and case not in self.results:
             complaint = message.get("complaint")
             status = "error" if message.get("complaint_status") == "error" else "failed"
-            self.results[case] = (message.get("output"), complaint if isinstance(complaint, str) else None, status)
+            output, raised = message.get("output"), message.get("raised")
+            if isinstance(raised, list) and raised:  # the call raised on a case that expects an exception
+                output = Raised(tuple(str(name) for name in raised), str(message.get("raised_message") or ""))
+            self.results[case] = (output, complaint if isinstance(complaint, str) else None, status)
         elif kind == "rejection" and self.rejection is None:
             self.rejection = {**message, "case": case}
         elif kind == "forbidden":

@@ -396,3 +396,19 @@ def test_a_model_moved_to_another_dtype_is_replaced_by_a_pristine_one(built_cour
     outcome = grade(mean_logit, course=built_course, device="cpu")
     assert outcome.status == "failed" and "changed the weights" in outcome.message
     assert grade(head_summary, course=built_course, device="cpu").status == "passed"
+
+
+def test_a_worker_parent_that_died_between_exercises_is_replaced(built_course):
+    import os
+    import signal
+
+    from checks.session import GradingSession
+
+    day = built_course.days[1]
+    session = GradingSession(built_course, [day], device="cpu", solutions=True, in_process=False)
+    try:
+        assert session.grade(day, "attention_pattern").status == "passed"
+        os.kill(session.supervisor._zygote.pid, signal.SIGKILL)  # e.g. the kernel's OOM killer
+        assert session.grade(day, "mean_logit").status == "passed"  # graded by a fresh worker, not blamed
+    finally:
+        session.close()
