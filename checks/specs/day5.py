@@ -1,0 +1,387 @@
+"""Checks of day 5 (circuit discovery on `toy-gpt`: IOI and number sequences).
+
+Inputs come from the zoo model `toy-gpt`, the course's IOI and number-sequence generators (seeded by
+`env.generator`), and, for the model-generic exercises, a small randomly initialised GPT-2-style model built here
+from a seeded generator (another model, so that nothing specific to toy-gpt's 4 x 4 heads can pass). Positions,
+corruptions and circuits are built here with plain torch, never with solution code.
+
+Each check has named input cases varying what the exercise reads (batch, prompts, positions, thresholds, heads,
+model).
+"""
+
+from __future__ import annotations
+
+import warnings
+from typing import Any, Callable
+
+import torch
+from transformer_lens import HookedTransformer, HookedTransformerConfig
+
+from checks.spec import Check, GradingEnv
+from curriculum.data.ioi import END_POSITION, S2_POSITION, ioi_prompts
+from curriculum.data.number_sequences import number_sequences
+from curriculum.data.toy_vocab import NAMES, TOKEN_ID
+
+DAY = 5
+MODULE = "day5_circuit_discovery"
+
+MODEL = "toy-gpt"
+NAME_TOKENS = [TOKEN_ID[name] for name in NAMES]
+Case = Callable[[GradingEnv], dict[str, Any]]
+
+
+def _check(name: str, cases: dict[str, Case], **options: Any) -> Check:
+    return Check(name=name, cases=cases, **options)
+
+
+# ---- inputs ------------------------------------------------------------------------------------------------------------
+def _random_gpt(env: GradingEnv, seed: int) -> HookedTransformer:
+    """A fresh 3-layer, 2-head GPT-2-style model (LayerNorm, MLPs) over toy-gpt's vocabulary, weights drawn from a
+    seeded generator (never the global RNG: HookedTransformerConfig's seed would reseed it)."""
+    cfg = HookedTransformerConfig(n_layers=3, n_heads=2, d_model=48, d_head=16, d_mlp=96, d_vocab=296, n_ctx=24,
+                                  act_fn="gelu_new", normalization_type="LN", positional_embedding_type="standard")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        model = HookedTransformer(cfg)
+    generator = env.generator(seed)
+    with torch.no_grad():
+        for name, param in sorted(model.named_parameters()):
+            if name.endswith(".w") and "ln" in name:
+                param.copy_(1 + 0.1 * torch.randn(param.shape, generator=generator))
+            else:
+                param.copy_(0.3 * torch.randn(param.shape, generator=generator))
+    return model.to(env.device).eval()
+
+
+def _ioi(env: GradingEnv, n: int, seed: int, order: str = "mixed") -> dict[str, Any]:
+    prompts = ioi_prompts(n, env.generator(seed), order=order)
+    return {"tokens": prompts.tokens.to(env.device), "io": prompts.io_tokens.to(env.device),
+            "s": prompts.s_tokens.to(env.device), "end": torch.full((n,), END_POSITION, device=env.device),
+            "io_pos": prompts.io_positions, "s1_pos": prompts.s1_positions}
+
+
+def _abc(tokens: torch.Tensor, seed_generator: torch.Generator) -> torch.Tensor:
+    """S2 replaced by a random third name (built here directly, not with the exercise)."""
+    corrupted = tokens.clone()
+    for b in range(tokens.shape[0]):
+        used = {int(tokens[b, S2_POSITION]), *tokens[b].tolist()}
+        others = [t for t in NAME_TOKENS if t not in used]
+        corrupted[b, S2_POSITION] = others[int(torch.randint(len(others), (1,), generator=seed_generator))]
+    return corrupted
+
+
+def _numbers(env: GradingEnv, n: int, length: int, seed: int) -> dict[str, Any]:
+    tokens = number_sequences(n, length, env.generator(seed)).tokens.to(env.device)
+    corrupted = tokens.clone()
+    corrupted[:, -1] = tokens[:, -2]
+    next_token = 2 * tokens[:, -1] - tokens[:, -2]
+    return {"tokens": tokens, "corrupted": corrupted, "correct": next_token, "wrong": tokens[:, -1].clone(),
+            "end": torch.full((n,), length, device=env.device)}
+
+
+def _random_task(env: GradingEnv, batch: int, seq: int, seed: int) -> dict[str, Any]:
+    """Random tokens, a corrupted twin differing in its second half, varied end positions."""
+    generator = env.generator(seed)
+    tokens = torch.randint(1, 296, (batch, seq), generator=generator)
+    corrupted = tokens.clone()
+    corrupted[:, seq // 2:] = torch.randint(1, 296, (batch, seq - seq // 2), generator=generator)
+    end = torch.randint(seq - 3, seq, (batch,), generator=generator)
+    return {"tokens": tokens.to(env.device), "corrupted": corrupted.to(env.device), "end": end.to(env.device)}
+
+
+def _task(env: GradingEnv, kind: str, seed: int, batch: int) -> tuple[HookedTransformer, dict[str, Any]]:
+    """(model, data) for the generic exercises: 'ioi' on toy-gpt, 'numbers' on toy-gpt, 'random' on a random GPT."""
+    if kind == "ioi":
+        data = _ioi(env, batch, seed)
+        data["corrupted"] = _abc(data["tokens"].cpu(), env.generator(seed + 1)).to(env.device)
+        data["correct"], data["wrong"] = data["io"], data["s"]
+        return env.model(MODEL), data
+    if kind == "numbers":
+        return env.model(MODEL), _numbers(env, batch, 6, seed)
+    if kind == "short numbers":
+        return env.model(MODEL), _numbers(env, batch, 4, seed)
+    model, data = _random_gpt(env, seed), _random_task(env, batch, 10, seed + 1)
+    # Answers the random model cares about: its own top token on the clean prompt (correct) and on the corrupted one
+    # (wrong), so that the clean and corrupted logit differences are far apart and normalised effects well defined.
+    rows = torch.arange(batch, device=env.device)
+    with torch.no_grad():
+        clean_top = model(data["tokens"])[rows, data["end"]].argmax(-1)
+        corrupted_logits = model(data["corrupted"])[rows, data["end"]]
+        corrupted_logits[rows, clean_top] = float("-inf")
+    data["correct"], data["wrong"] = clean_top, corrupted_logits.argmax(-1)
+    return model, data
+
+
+def _answers(data: dict[str, Any]) -> dict[str, Any]:
+    return {"correct_tokens": data["correct"], "wrong_tokens": data["wrong"], "end_positions": data["end"]}
+
+
+def _means(model: HookedTransformer, tokens: torch.Tensor) -> torch.Tensor:
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_z"))
+    return torch.stack([cache["z", layer].mean(dim=0) for layer in range(model.cfg.n_layers)])
+
+
+def _random_keep(model: HookedTransformer, seq: int, seed: int, fraction: float, env: GradingEnv) -> torch.Tensor:
+    shape = (model.cfg.n_layers, seq, model.cfg.n_heads)
+    return (torch.rand(shape, generator=env.generator(seed)) < fraction).to(env.device)
+
+
+def _head_nodes(model: HookedTransformer, seq: int, layers: list[int]) -> torch.Tensor:
+    heads = [(layer, head) for layer in layers for head in range(model.cfg.n_heads)]
+    nodes = torch.zeros(len(heads), model.cfg.n_layers, seq, model.cfg.n_heads, dtype=torch.bool)
+    for i, (layer, head) in enumerate(heads):
+        nodes[i, layer, :, head] = True
+    return nodes
+
+
+def _position_nodes(model: HookedTransformer, seq: int, layers: list[int], positions: list[int]) -> torch.Tensor:
+    triples = [(layer, head, p) for layer in layers for head in range(model.cfg.n_heads) for p in positions]
+    nodes = torch.zeros(len(triples), model.cfg.n_layers, seq, model.cfg.n_heads, dtype=torch.bool)
+    for i, (layer, head, position) in enumerate(triples):
+        nodes[i, layer, position, head] = True
+    return nodes
+
+
+# ---- cases per exercise --------------------------------------------------------------------------------------------------
+def _positions_case(n: int, seed: int, order: str, padding: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        data = _ioi(env, n, seed, order)
+        tokens = torch.cat([data["tokens"], torch.zeros(n, padding, dtype=torch.long, device=env.device)], dim=1)
+        if padding:  # prompts of different lengths: drop the last word of every other prompt, pad with <bos>
+            tokens[1::2, END_POSITION:] = tokens[1::2, END_POSITION:].roll(-1, dims=1)
+            tokens[1::2, -1] = 0
+        return {"tokens": tokens, "io_tokens": data["io"], "s_tokens": data["s"]}
+
+    return inputs
+
+
+def _abc_case(n: int, seed: int, order: str, permute: bool) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        data = _ioi(env, n, seed, order)
+        positions = torch.stack([data["io_pos"], data["s1_pos"], torch.full((n,), S2_POSITION),
+                                 torch.full((n,), END_POSITION)], dim=1).to(env.device)
+        names = torch.tensor(NAME_TOKENS)
+        if permute:
+            names = names[torch.randperm(len(names), generator=env.generator(seed + 1))]
+        return {"tokens": data["tokens"], "positions": positions, "name_tokens": names.to(env.device),
+                "generator": env.generator(seed + 2)}
+
+    return inputs
+
+
+def _logit_diff_ioi(env: GradingEnv) -> dict[str, Any]:
+    data = _ioi(env, 10, 511)
+    with torch.no_grad():
+        logits = env.model(MODEL)(data["tokens"])
+    return {"logits": logits, "correct_tokens": data["io"], "wrong_tokens": data["s"], "end_positions": data["end"]}
+
+
+def _logit_diff_random(env: GradingEnv) -> dict[str, Any]:
+    generator = env.generator(512)
+    return {"logits": torch.randn(7, 9, 296, generator=generator).to(env.device),
+            "correct_tokens": torch.randint(296, (7,), generator=generator).to(env.device),
+            "wrong_tokens": torch.randint(296, (7,), generator=generator).to(env.device),
+            "end_positions": torch.randint(9, (7,), generator=generator).to(env.device)}
+
+
+def _range_case(n: int, seed: int, coverage: float) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        values = 3 * torch.randn(n, generator=env.generator(seed)) + 5
+        return {"logit_diffs": values.to(env.device), "coverage": coverage}
+
+    return inputs
+
+
+def _read_case(kind: str, seed: int, batch: int, names: list[str]) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        model, data = _task(env, kind, seed, batch)
+        return {"model": model, "tokens": data["tokens"], "names": names}
+
+    return inputs
+
+
+def _replace_case(kind: str, seed: int, batch: int, names: list[str]) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        model, data = _task(env, kind, seed, batch)
+        generator = env.generator(seed + 7)
+        values = {name: torch.randn(batch, model.cfg.d_head, generator=generator).to(env.device) for name in names}
+        return {"model": model, "tokens": data["tokens"], "replacements": values}
+
+    return inputs
+
+
+def _effects_case(kind: str, seed: int, batch: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        model, data = _task(env, kind, seed, batch)
+        return {"model": model, "tokens": data["tokens"], **_answers(data)}
+
+    return inputs
+
+
+def _patching_case(kind: str, seed: int, batch: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        model, data = _task(env, kind, seed, batch)
+        return {"model": model, "clean_tokens": data["tokens"], "corrupted_tokens": data["corrupted"],
+                **_answers(data)}
+
+    return inputs
+
+
+def _receivers_case(kind: str, seed: int, batch: int, receivers: list[tuple[int, int]], component: str) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        return {**_patching_case(kind, seed, batch)(env), "receivers": receivers, "component": component}
+
+    return inputs
+
+
+def _means_case(kind: str, seed: int, batch: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        model, data = _task(env, kind, seed, batch)
+        return {"model": model, "reference_tokens": data["corrupted"]}
+
+    return inputs
+
+
+def _ablation_case(kind: str, seed: int, batch: int, fraction: float) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        model, data = _task(env, kind, seed, batch)
+        return {"model": model, "tokens": data["tokens"], "means": _means(model, data["corrupted"]),
+                "keep": _random_keep(model, data["tokens"].shape[1], seed + 3, fraction, env)}
+
+    return inputs
+
+
+def _faithfulness_case(kind: str, seed: int, batch: int, fraction: float) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        model, data = _task(env, kind, seed, batch)
+        return {"model": model, "tokens": data["tokens"], "means": _means(model, data["corrupted"]),
+                "keep": _random_keep(model, data["tokens"].shape[1], seed + 3, fraction, env), **_answers(data)}
+
+    return inputs
+
+
+def _pruning_case(kind: str, seed: int, batch: int, granularity: str, threshold: float,
+                  speculation: int | None = None) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        model, data = _task(env, kind, seed, batch)
+        seq = data["tokens"].shape[1]
+        if granularity == "heads":  # the seed's order: last layer first
+            nodes = _head_nodes(model, seq, list(range(model.cfg.n_layers - 1, -1, -1)))
+        else:  # (head, position) nodes at every position, first layer first
+            nodes = _position_nodes(model, seq, list(range(model.cfg.n_layers)), list(range(seq)))
+        case = {"model": model, "tokens": data["tokens"], "means": _means(model, data["corrupted"]),
+                **_answers(data), "nodes": nodes.to(env.device), "threshold": threshold}
+        if speculation is not None:
+            case["speculation"] = speculation
+        return case
+
+    return inputs
+
+
+def _minimality_case(kind: str, seed: int, batch: int, fraction: float) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        model, data = _task(env, kind, seed, batch)
+        nodes = _head_nodes(model, data["tokens"].shape[1], list(range(model.cfg.n_layers)))
+        kept = torch.rand(nodes.shape[0], generator=env.generator(seed + 5)) < fraction
+        return {"model": model, "tokens": data["tokens"], "means": _means(model, data["corrupted"]),
+                **_answers(data), "nodes": nodes.to(env.device), "kept": kept.to(env.device)}
+
+    return inputs
+
+
+def _number_case(n: int, length: int, seed: int) -> Case:
+    return lambda env: {"tokens": _numbers(env, n, length, seed)["tokens"]}
+
+
+# ---- the checks ------------------------------------------------------------------------------------------------------------
+PATCHING_TOLERANCE = {"atol": 2e-4, "rtol": 1e-3}
+
+CHECKS = [
+    _check("ioi_positions", {
+        "12 mixed prompts": _positions_case(12, 501, "mixed", 0),
+        "9 BABA prompts, right-padded to 19 tokens, every other one a word shorter": _positions_case(9, 502, "BABA", 3),
+    }, hint="IO, S1 = first S, S2 = second S, end = last non-zero token; ABBA and BABA swap IO and S1."),
+    _check("abc_corruption", {
+        "10 mixed prompts, names in vocabulary order": _abc_case(10, 503, "mixed", False),
+        "7 ABBA prompts, names shuffled": _abc_case(7, 504, "ABBA", True),
+    }, hint="One randint call for the batch; index the names left after removing IO and S, in the given order; "
+            "write at positions[:, 2] (S2) only."),
+    _check("logit_diff", {
+        "toy-gpt, 10 IOI prompts": _logit_diff_ioi,
+        "random logits, 7 prompts, varied end positions": _logit_diff_random,
+    }, atol=1e-5, hint="Read each prompt's logits at its own end position: correct minus wrong, one value per prompt."),
+    _check("usual_range", {
+        "50 values, coverage 0.9": _range_case(50, 513, 0.9),
+        "23 values, coverage 0.5": _range_case(23, 514, 0.5),
+    }, atol=1e-5, hint="torch.quantile at (1 - coverage) / 2 and (1 + coverage) / 2."),
+    _check("read_nodes", {
+        "toy-gpt, 6 IOI prompts, 3 nodes": _read_case("ioi", 515, 6, ["a0.h1.t12", "a3.h2.t15", "a2.h0.t3"]),
+        "random 3x2 model, 5 prompts, 2 nodes": _read_case("random", 516, 5, ["a2.h1.t4", "a1.h0.t9"]),
+    }, hint="a{L}.h{H}.t{p} is blocks.L.attn.hook_z[:, p, H]; stack the nodes in the order given."),
+    _check("run_with_nodes_replaced", {
+        "toy-gpt, 5 IOI prompts, 2 nodes": _replace_case("ioi", 517, 5, ["a1.h3.t11", "a2.h2.t15"]),
+        "random 3x2 model, 4 prompts, 3 nodes": _replace_case("random", 518, 4, ["a0.h1.t2", "a2.h0.t8", "a0.h0.t2"]),
+    }, atol=1e-4, hint="Replace hook_z[:, p, H] of layer L for each named node, nothing else, and return all logits."),
+    _check("direct_effects", {
+        "toy-gpt, 8 IOI prompts": _effects_case("ioi", 519, 8),
+        "random 3x2 model, 6 prompts, varied end positions": _effects_case("random", 520, 6),
+    }, atol=1e-3, rtol=1e-3, hint="Centre each part, divide by ln_final.hook_scale at the end position, multiply by "
+                                  "ln_final.w, project on W_U[:, correct] - W_U[:, wrong]; rows: embed, pos_embed, "
+                                  "then per layer heads, b_O, MLP."),
+    _check("head_patching_by_position", {
+        "toy-gpt, 4 IOI prompts, ABC corruption": _patching_case("ioi", 521, 4),
+        "random 3x2 model, 5 prompts, second half corrupted": _patching_case("random", 522, 5),
+    }, **PATCHING_TOLERANCE, timeout_s=120.0,
+        hint="Patch the CLEAN hook_z of one (layer, position, head) into the CORRUPTED run; 0 = corrupted, 1 = clean."),
+    _check("path_patching_to_logits", {
+        "toy-gpt, 6 IOI prompts": _patching_case("ioi", 523, 6),
+        "random 3x2 model, 5 prompts": _patching_case("random", 524, 5),
+    }, **PATCHING_TOLERANCE, hint="Corrupt the sender's hook_z only, freeze every other head's hook_z at its clean "
+                                  "value, let MLPs recompute; (LD - LD_clean) / (LD_clean - LD_corrupted)."),
+    _check("path_patching_to_receivers", {
+        "toy-gpt, 6 IOI prompts, values of L3H0 and L3H2": _receivers_case("ioi", 525, 6, [(3, 0), (3, 2)], "v"),
+        "toy-gpt, 5 number prompts, queries of L2H1 and L3H3": _receivers_case("numbers", 526, 5, [(2, 1), (3, 3)], "q"),
+        "random 3x2 model, 4 prompts, keys of L1H1": _receivers_case("random", 527, 4, [(1, 1)], "k"),
+    }, **PATCHING_TOLERANCE, hint="Run 1 freezes all heads but the sender and records hook_q/k/v of the receivers; "
+                                  "run 2 is a free clean run with only those receivers' q/k/v patched."),
+    _check("reference_means", {
+        "toy-gpt, 20 ABC prompts": _means_case("ioi", 528, 20),
+        "random 3x2 model, 9 prompts": _means_case("random", 529, 9),
+    }, atol=1e-5, hint="Average hook_z over the prompts (dim 0), separately at every position."),
+    _check("mean_ablated_logits", {
+        "toy-gpt, 6 IOI prompts, 60% kept": _ablation_case("ioi", 530, 6, 0.6),
+        "random 3x2 model, 5 prompts, 30% kept": _ablation_case("random", 531, 5, 0.3),
+    }, atol=1e-4, hint="Where keep is False, hook_z becomes means[layer] at that position and head; where True it "
+                       "stays."),
+    _check("faithfulness", {
+        "toy-gpt, 8 IOI prompts, 70% kept": _faithfulness_case("ioi", 532, 8, 0.7),
+        "toy-gpt, 7 number prompts, 40% kept": _faithfulness_case("numbers", 533, 7, 0.4),
+    }, atol=1e-2, rtol=1e-3, hint="100 * mean LD of the ablated run / mean LD of the full model, as a float."),
+    _check("greedy_prune_sequential", {
+        "toy-gpt, 8 IOI prompts, 16 heads, T = 3": _pruning_case("ioi", 534, 8, "heads", 3.0),
+        "toy-gpt, 6 prompts of 4 numbers, 80 (head, position) nodes, T = 10": _pruning_case("short numbers", 535, 6, "nodes", 10.0),
+        "random 3x2 model, 5 prompts, 6 heads, T = 20": _pruning_case("random", 536, 5, "heads", 20.0),
+    }, hint="Go through the nodes in the given order; remove node i when 100 - faithfulness without it < T."),
+    _check("greedy_prune_batched", {
+        "toy-gpt, 8 IOI prompts, 16 heads, T = 3, speculation 4": _pruning_case("ioi", 534, 8, "heads", 3.0, 4),
+        "toy-gpt, 6 prompts of 4 numbers, 80 nodes, T = 10, speculation 5": _pruning_case("short numbers", 535, 6, "nodes", 10.0,
+                                                                                    5),
+        "random 3x2 model, 5 prompts, 6 heads, T = 20, speculation 3": _pruning_case("random", 536, 5, "heads", 20.0,
+                                                                                     3),
+    }, hint="Candidate j of a pass assumes the earlier candidates were removed; stop at the first failure, keep that "
+            "node, and start the next pass right after it: the result must equal the sequential loop's."),
+    _check("minimality", {
+        "toy-gpt, 8 IOI prompts, head circuit": _minimality_case("ioi", 537, 8, 0.6),
+        "toy-gpt, 6 number prompts, head circuit": _minimality_case("numbers", 538, 6, 0.7),
+    }, atol=2e-2, rtol=1e-3, hint="For each KEPT node: faithfulness of the circuit minus faithfulness without that "
+                                  "node (percentage points); 0 for nodes not kept."),
+    _check("number_answer_tokens", {
+        "10 prompts of 5 numbers": _number_case(10, 5, 539),
+        "6 prompts of 8 numbers": _number_case(6, 8, 540),
+    }, hint="The step is last - previous; next = last + step; the repeat is the last token itself."),
+    _check("repeat_last_corruption", {
+        "10 prompts of 5 numbers": _number_case(10, 5, 541),
+        "6 prompts of 8 numbers": _number_case(6, 8, 542),
+    }, hint="Only the last position changes: it takes the value at the position before it."),
+]

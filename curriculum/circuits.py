@@ -1,0 +1,305 @@
+"""Fast activation patching and circuit pruning: the course's shared machinery (day 5, its benchmarks and notebooks).
+
+Two jobs, each with the plain loop it must agree with:
+
+- `patch_heads_by_position`: the effect of patching one head's output (`hook_z`) at one position, for every (layer,
+  position, head), as `transformer_lens.patching.get_act_patch_attn_head_out_by_pos` computes it with one forward
+  pass per patch. Here nothing is recomputed that a patch cannot change: a patch at layer L and position p leaves
+  every layer below L and every position before p as they were in the cached run, and the metric reads only the
+  last position, so the last layer is evaluated there only. All heads of one (layer, position) share one batch.
+- `greedy_prune`: the seed's greedy loop (remove a node when the circuit without it stays within T percent of the
+  full model's metric) in batches: the next k candidate removals are evaluated in one batched pass, candidate i on
+  the circuit that results if candidates 0..i-1 all succeed; the longest prefix whose guesses held is accepted, plus
+  the first candidate that failed (its evaluation was exact too). As in patching, a pass recomputes only what its
+  candidates can change: layers from the lowest one they touch, positions from the earliest one (keys and values
+  before it come from the current circuit's cached run), and the last layer at the last position. It returns
+  exactly the circuit of `greedy_prune_sequential` (up to float round-off in scores within ~1e-5 of the threshold).
+
+Both support GPT-2-style HookedTransformers (LayerNorm or none, learned absolute positions, MLPs or not).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from jaxtyping import Bool, Float, Int
+from torch import Tensor
+from transformer_lens import HookedTransformer
+
+LastLogitsMetric = Callable[[Float[Tensor, "batch d_vocab"]], Float[Tensor, ""]]
+"""A metric of the logits at the last position (one row per prompt) returning a scalar."""
+
+
+def _require_supported(model: HookedTransformer) -> None:
+    cfg = model.cfg
+    if cfg.positional_embedding_type not in ("standard",) or cfg.parallel_attn_mlp or cfg.n_key_value_heads:
+        raise NotImplementedError("the fast path supports GPT-2-style models (standard positions, sequential blocks)")
+
+
+# ---- activation patching ---------------------------------------------------------------------------------------------
+def _attention_z(model: HookedTransformer, layer: int, queries_in: Tensor, keys: Tensor, values: Tensor,
+                 query_positions: Tensor) -> Tensor:
+    """hook_z [n, q, head, d_head] for queries at `query_positions` over all keys. queries_in: [n, q, d_model]
+    (after ln1); keys, values: [n, kv, head, d_head]; a query at position t sees keys 0..t."""
+    attn = model.blocks[layer].attn
+    q = torch.einsum("nqd,hde->nqhe", queries_in, model.W_Q[layer]) + model.b_Q[layer]
+    scores = torch.einsum("nqhe,nkhe->nhqk", q, keys) / attn.attn_scale
+    causal = torch.arange(keys.shape[1], device=keys.device)[None, :] > query_positions[:, None]
+    scores = scores.masked_fill(causal, float("-inf"))
+    return torch.einsum("nhqk,nkhe->nqhe", scores.softmax(dim=-1), values)
+
+
+def _attention(model: HookedTransformer, layer: int, queries_in: Tensor, keys: Tensor, values: Tensor,
+               query_positions: Tensor) -> Tensor:
+    """Attention output (with b_O), as `_attention_z` then W_O."""
+    z = _attention_z(model, layer, queries_in, keys, values, query_positions)
+    return torch.einsum("nqhe,hed->nqd", z, model.W_O[layer]) + model.b_O[layer]
+
+
+_FUSED_ACTIVATIONS = {
+    "gelu_new": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),  # the same function, one fused kernel
+    "gelu_pytorch_tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
+    "gelu": torch.nn.functional.gelu,
+    "relu": torch.relu,
+}
+
+
+def _mlp_residual(model: HookedTransformer, layer: int, resid_mid: Tensor) -> Tensor:
+    block = model.blocks[layer]
+    if model.cfg.attn_only:
+        return resid_mid
+    activation = _FUSED_ACTIVATIONS.get(model.cfg.act_fn)
+    if activation is None or model.cfg.gated_mlp:
+        return resid_mid + block.mlp(block.ln2(resid_mid))
+    hidden = activation(block.ln2(resid_mid) @ model.W_in[layer] + model.b_in[layer])
+    return resid_mid + hidden @ model.W_out[layer] + model.b_out[layer]
+
+
+@torch.no_grad()
+def patch_heads_by_position(
+    model: HookedTransformer,
+    corrupted_tokens: Int[Tensor, "batch pos"],
+    clean_z: Sequence[Float[Tensor, "batch pos head d_head"]],
+    metric: LastLogitsMetric,
+) -> Float[Tensor, "layer pos head"]:
+    """metric(last-position logits) of the corrupted run with `hook_z` of one (layer, position, head) set to its
+    clean value, for every (layer, position, head); the same numbers as
+    `get_act_patch_attn_head_out_by_pos(model, corrupted_tokens, clean_cache, metric_on_full_logits)` (float32
+    round-off aside) when the metric reads the last position only. clean_z[layer]: the clean run's hook_z."""
+    _require_supported(model)
+    cfg = model.cfg
+    n_layers, n_heads = cfg.n_layers, cfg.n_heads
+    batch, seq = corrupted_tokens.shape
+    names = ("hook_resid_pre", "hook_attn_out", "hook_resid_post", "attn.hook_k", "attn.hook_v", "attn.hook_z")
+    _, cache = model.run_with_cache(corrupted_tokens, names_filter=lambda n: n.endswith(names))
+    results = torch.empty(n_layers, seq, n_heads, device=corrupted_tokens.device)
+    unpatched_final = cache[f"blocks.{n_layers - 1}.hook_resid_post"][:, -1]
+    unpatched = metric(_unembed_last(model, unpatched_final)).item()
+    last = torch.tensor([seq - 1], device=corrupted_tokens.device)
+    for layer in range(n_layers):
+        z_change = clean_z[layer] - cache["z", layer]  # [batch, pos, head, d_head]
+        # Each head's own contribution to the attention output at each position: [head, batch, pos, d_model].
+        out_change = torch.einsum("bphe,hed->hbpd", z_change, model.W_O[layer])
+        for position in range(seq):
+            if layer == n_layers - 1 and position != seq - 1:
+                results[layer, position] = unpatched  # the last position, all the metric reads, is untouched
+                continue
+            resid_mid = cache["resid_pre", layer][:, position] + cache["attn_out", layer][:, position]
+            resid = resid_mid[None] + out_change[:, :, position]  # [head, batch, d_model]
+            resid = _mlp_residual(model, layer, resid)
+            tail = torch.cat([resid[:, :, None], cache["resid_post", layer][None, :, position + 1:].expand(
+                n_heads, -1, -1, -1)], dim=2).flatten(0, 1)  # [head*batch, seq - position, d_model]
+            tail_positions = torch.arange(position, seq, device=tail.device)
+            for later in range(layer + 1, n_layers):
+                block = model.blocks[later]
+                normed = block.ln1(tail)
+                k = torch.einsum("ntd,hde->nthe", normed, model.W_K[later]) + model.b_K[later]
+                v = torch.einsum("ntd,hde->nthe", normed, model.W_V[later]) + model.b_V[later]
+                prefix_k = cache["k", later][:, :position].repeat(n_heads, 1, 1, 1)
+                prefix_v = cache["v", later][:, :position].repeat(n_heads, 1, 1, 1)
+                keys, values = torch.cat([prefix_k, k], dim=1), torch.cat([prefix_v, v], dim=1)
+                if later < n_layers - 1:
+                    tail = tail + _attention(model, later, normed, keys, values, tail_positions)
+                    tail = _mlp_residual(model, later, tail)
+                else:  # the last layer: only the last position matters
+                    tail = tail[:, -1:] + _attention(model, later, normed[:, -1:], keys, values, last)
+                    tail = _mlp_residual(model, later, tail)
+            final = tail[:, -1].unflatten(0, (n_heads, batch))
+            logits = _unembed_last(model, final)
+            results[layer, position] = torch.stack([metric(logits[h]) for h in range(n_heads)])
+    return results
+
+
+def _unembed_last(model: HookedTransformer, resid: Tensor) -> Tensor:
+    return model.ln_final(resid) @ model.W_U + model.b_U
+
+
+# ---- mean ablation and greedy pruning --------------------------------------------------------------------------------
+@dataclass
+class MeanAblation:
+    """Evaluates circuits by mean ablation: `hook_z` of every (layer, position, head) outside the circuit's keep mask
+    is replaced by `means` (its mean over a reference dataset), everything inside keeps the run's own value.
+
+    score(keep) = 100 * metric(ablated) / metric(full model): the circuit's faithfulness in percent, where metric
+    reads the logits at the last position ([batch, d_vocab]).
+    """
+
+    model: HookedTransformer
+    tokens: Int[Tensor, "batch pos"]
+    means: Float[Tensor, "layer pos head d_head"]
+    metric: LastLogitsMetric
+
+    def __post_init__(self) -> None:
+        _require_supported(self.model)
+        with torch.no_grad():
+            self.full_metric = self.metric(self.model(self.tokens)[:, -1]).item()
+
+    def _hooks(self, keep: Bool[Tensor, "circuits layer pos head"]) -> list:
+        batch = self.tokens.shape[0]
+
+        def ablate(z: Tensor, hook, layer: int) -> Tensor:
+            mask = keep[:, layer].repeat_interleave(batch, dim=0)[..., None]  # [circuits*batch, pos, head, 1]
+            return torch.where(mask, z, self.means[layer].to(z.dtype))
+
+        return [(f"blocks.{layer}.attn.hook_z", lambda z, hook, layer=layer: ablate(z, hook, layer))
+                for layer in range(self.model.cfg.n_layers)]
+
+    @torch.no_grad()
+    def scores(self, keep: Bool[Tensor, "circuits layer pos head"]) -> Float[Tensor, "circuits"]:
+        """Faithfulness (percent) of each circuit, with plain hooked forward passes, all circuits in one batch."""
+        n_circuits, batch = keep.shape[0], self.tokens.shape[0]
+        logits = self.model.run_with_hooks(self.tokens.repeat(n_circuits, 1), fwd_hooks=self._hooks(keep))
+        last = logits[:, -1].unflatten(0, (n_circuits, batch))
+        return torch.stack([100 * self.metric(c) / self.full_metric for c in last]).cpu()
+
+    @torch.no_grad()
+    def state(self, keep: Bool[Tensor, "layer pos head"]) -> dict[str, Tensor]:
+        """What candidates derived from circuit `keep` can reuse: its residual stream entering every layer and its
+        keys and values."""
+        names = ("hook_resid_pre", "attn.hook_k", "attn.hook_v")
+        with self.model.hooks(fwd_hooks=self._hooks(keep[None])):
+            _, cache = self.model.run_with_cache(self.tokens, names_filter=lambda n: n.endswith(names))
+        return {name: torch.stack([cache[name, layer] for layer in range(self.model.cfg.n_layers)])
+                for name in ("resid_pre", "k", "v")}
+
+    @torch.no_grad()
+    def scores_from(self, state: dict[str, Tensor], keep: Bool[Tensor, "circuits layer pos head"],
+                    first_layers: Sequence[int], first_position: int) -> Float[Tensor, "circuits"]:
+        """Faithfulness of circuits each of which agrees with the circuit behind `state` below its own first layer
+        (`first_layers[c]`) and, everywhere, before `first_position`. Circuit c joins the batch at its first layer,
+        from the state's residual stream there; only positions >= first_position are recomputed (keys and values
+        before it come from the state), and the last layer at the last position only."""
+        model, batch = self.model, self.tokens.shape[0]
+        n_layers, seq = model.cfg.n_layers, self.tokens.shape[1]
+        p0 = first_position
+        positions = torch.arange(p0, seq, device=self.tokens.device)
+        last = positions[-1:]
+        active: list[int] = []
+        tail = None
+        for layer in range(min(first_layers), n_layers):
+            joining = [c for c, first in enumerate(first_layers) if first == layer]
+            if joining:
+                fresh = state["resid_pre"][layer][:, p0:].repeat(len(joining), 1, 1)
+                tail = fresh if tail is None else torch.cat([tail, fresh])
+                active += joining
+            block = model.blocks[layer]
+            n = len(active)
+            normed = block.ln1(tail)
+            k = torch.einsum("ntd,hde->nthe", normed, model.W_K[layer]) + model.b_K[layer]
+            v = torch.einsum("ntd,hde->nthe", normed, model.W_V[layer]) + model.b_V[layer]
+            keys = torch.cat([state["k"][layer][:, :p0].repeat(n, 1, 1, 1), k], dim=1)
+            values = torch.cat([state["v"][layer][:, :p0].repeat(n, 1, 1, 1), v], dim=1)
+            final = layer == n_layers - 1
+            query_positions = last if final else positions
+            queries = normed[:, -1:] if final else normed
+            z = _attention_z(model, layer, queries, keys, values, query_positions)
+            mask = keep[active][:, layer][:, query_positions].repeat_interleave(batch, dim=0)[..., None]
+            z = torch.where(mask, z, self.means[layer, query_positions].to(z.dtype))
+            out = torch.einsum("nqhe,hed->nqd", z, model.W_O[layer]) + model.b_O[layer]
+            tail = (tail[:, -1:] if final else tail) + out
+            tail = _mlp_residual(model, layer, tail)
+        logits = _unembed_last(model, tail[:, -1]).unflatten(0, (len(active), batch))
+        scores = torch.stack([100 * self.metric(c) / self.full_metric for c in logits]).cpu()
+        return scores[torch.tensor(active).argsort()]
+
+
+def greedy_prune_sequential(ablation: MeanAblation, nodes: Bool[Tensor, "node layer pos head"],
+                            threshold: float) -> Bool[Tensor, "node"]:
+    """The seed's loop, one plain forward pass per candidate: in order, drop node i when the circuit without it
+    scores above 100 - threshold percent. The circuit starts as the union of all nodes; entries no node covers stay
+    ablated throughout. Returns which nodes are kept."""
+    kept = torch.ones(nodes.shape[0], dtype=torch.bool)
+    for i in range(nodes.shape[0]):
+        trial = kept.clone()
+        trial[i] = False
+        if 100 - ablation.scores(_union(nodes, trial)[None])[0].item() < threshold:
+            kept = trial
+    return kept
+
+
+def greedy_prune(ablation: MeanAblation, nodes: Bool[Tensor, "node layer pos head"], threshold: float,
+                 speculation: int = 8, max_speculation: int = 64) -> Bool[Tensor, "node"]:
+    """The same circuit as `greedy_prune_sequential`, evaluating up to `speculation` candidates per batched pass
+    (doubled after a pass whose guesses all held, halved after one that failed at once, within [1,
+    max_speculation]), each pass recomputing only what its candidates can change. See the module docstring."""
+    n_nodes = nodes.shape[0]
+    first_layer_of = [int(node.any(dim=(1, 2)).nonzero()[0]) if node.any() else 0 for node in nodes]
+    first_position_of = [int(node.any(dim=(0, 2)).nonzero()[0]) if node.any() else 0 for node in nodes]
+    kept = torch.ones(n_nodes, dtype=torch.bool)
+    state = ablation.state(_union(nodes, kept))
+    i, k = 0, max(1, speculation)
+    while i < n_nodes:
+        batch = list(range(i, min(i + k, n_nodes)))
+        trials, trial = [], kept.clone()
+        for j in batch:  # candidate j assumes every earlier candidate of this pass was removed
+            trial = trial.clone()
+            trial[j] = False
+            trials.append(_union(nodes, trial))
+        # Candidate j differs from the current circuit from the lowest layer among candidates 0..j of the pass.
+        first_layers = [min(first_layer_of[m] for m in batch[: n + 1]) for n in range(len(batch))]
+        first_position = min(first_position_of[j] for j in batch)
+        scores = ablation.scores_from(state, torch.stack(trials), first_layers, first_position)
+        accepted = 0
+        for score in scores.tolist():
+            if 100 - score < threshold:
+                accepted += 1
+            else:
+                break
+        for j in batch[:accepted]:
+            kept[j] = False
+        if accepted:
+            state = ablation.state(_union(nodes, kept))
+        i += accepted + (1 if accepted < len(batch) else 0)  # the first failure is decided too: it stays
+        k = min(max_speculation, k * 2) if accepted == len(batch) else max(1, k // 2 if accepted == 0 else k)
+    return kept
+
+
+def _union(nodes: Bool[Tensor, "node layer pos head"], kept: Bool[Tensor, "node"]) -> Bool[Tensor, "layer pos head"]:
+    return (nodes & kept.to(nodes.device)[:, None, None, None]).any(dim=0)
+
+
+def head_nodes(n_layers: int, n_heads: int, seq: int, positions: Sequence[int] | None = None,
+               order: str = "last_layer_first") -> Bool[Tensor, "node layer pos head"]:
+    """One node per head covering `positions` (default: all), in the seed's order: layers from last to first,
+    heads in increasing order within a layer (order="first_layer_first" reverses the layers)."""
+    layers = range(n_layers - 1, -1, -1) if order == "last_layer_first" else range(n_layers)
+    cover = torch.zeros(seq, dtype=torch.bool)
+    cover[list(range(seq)) if positions is None else list(positions)] = True
+    nodes = torch.zeros(n_layers * n_heads, n_layers, seq, n_heads, dtype=torch.bool)
+    for i, (layer, head) in enumerate((l, h) for l in layers for h in range(n_heads)):
+        nodes[i, layer, :, head] = cover
+    return nodes
+
+
+def head_position_nodes(n_layers: int, n_heads: int, seq: int, positions: Sequence[int],
+                        order: str = "last_layer_first") -> Bool[Tensor, "node layer pos head"]:
+    """One node per (head, position) for the given positions, ordered by layer (last first), then head, then
+    position in the order given."""
+    layers = range(n_layers - 1, -1, -1) if order == "last_layer_first" else range(n_layers)
+    triples = [(l, h, p) for l in layers for h in range(n_heads) for p in positions]
+    nodes = torch.zeros(len(triples), n_layers, seq, n_heads, dtype=torch.bool)
+    for i, (layer, head, position) in enumerate(triples):
+        nodes[i, layer, position, head] = True
+    return nodes
