@@ -412,3 +412,9 @@ def test_a_worker_parent_that_died_between_exercises_is_replaced(built_course):
         assert session.grade(day, "mean_logit").status == "passed"  # graded by a fresh worker, not blamed
     finally:
         session.close()
+
+
+def test_the_committed_manifest_matches_the_references_and_zoo_files():
+    from checks.manifest import verify_manifest
+
+    verify_manifest(Course.default())  # raises CourseError naming the first file that differs
