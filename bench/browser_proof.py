@@ -109,24 +109,28 @@ class Browser:
         self.process.wait(timeout=30)
 
 
-# JavaScript run in the page (JupyterLab 4 started with expose_app_in_browser).
-NOTEBOOK_READY = """(() => { const w = window.jupyterapp && window.jupyterapp.shell.currentWidget;
-  return !!(w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel
+# JavaScript run in the page (JupyterLab 4 started with expose_app_in_browser). A headless page has no focus, so
+# the notebook is found by its path among the main area's widgets, not as the "current" widget.
+NOTEBOOK = ("(window.jupyterapp ? Array.from(window.jupyterapp.shell.widgets('main'))"
+            ".find(w => w.sessionContext && w.content && w.context.path === PATH) : undefined)")
+NOTEBOOK_READY = """(() => { const w = NOTEBOOK;
+  return !!(w && w.sessionContext.session && w.sessionContext.session.kernel
             && w.sessionContext.session.kernel.connectionStatus === 'connected'
-            && w.content && w.content.widgets.length > 0); })()"""
-RUN_ALL = "window.jupyterapp.commands.execute('notebook:run-all-cells').then(() => true)"
+            && w.sessionContext.session.kernel.status === 'idle' && w.content.widgets.length > 0); })()"""
+RUN_ALL = """(() => { const w = NOTEBOOK; window.jupyterapp.shell.activateById(w.id);
+  return window.jupyterapp.commands.execute('notebook:run-all-cells').then(() => true); })()"""
 # done: the kernel is idle and every code cell has an execution count (none pending "[*]")
-ALL_RUN = """(() => { const w = window.jupyterapp.shell.currentWidget;
+ALL_RUN = """(() => { const w = NOTEBOOK;
   const cells = w.content.widgets.filter(c => c.model.type === 'code');
   const idle = w.sessionContext.session.kernel.status === 'idle';
   return idle && cells.every(c => c.model.executionCount !== null && c.promptNode.textContent.indexOf('*') < 0); })()"""
-SUMMARY = """(() => { const w = window.jupyterapp.shell.currentWidget;
+SUMMARY = """(() => { const w = NOTEBOOK;
   const cells = w.content.widgets.filter(c => c.model.type === 'code');
   const outputs = cells.map(c => c.model.outputs.toJSON());
   const errors = outputs.flat().filter(o => o.output_type === 'error').map(o => o.ename + ': ' + o.evalue);
   const text = outputs.flat().filter(o => o.output_type === 'stream').map(o => o.text).join('');
   const skipped = text.split('\\n').filter(l => l.startsWith('[skipped the rest of this cell]'));
-  const plots = [...document.querySelectorAll('.js-plotly-plot')];
+  const plots = [...w.node.querySelectorAll('.js-plotly-plot')];
   const drawn = plots.filter(p => p.querySelector('svg.main-svg') && p.data && p.data.length > 0
                                   && p.querySelector('.heatmaplayer image, .scatterlayer .trace, .barlayer .trace'));
   const heatmaps = plots.filter(p => p.querySelector('.heatmaplayer image'));
@@ -134,8 +138,8 @@ SUMMARY = """(() => { const w = window.jupyterapp.shell.currentWidget;
           errors: errors, skipped_lines: skipped, figures: plots.length, figures_drawn: drawn.length,
           heatmaps: heatmaps.length}; })()"""
 # the first heatmap with token labels: scroll it into view; report its size and the spacing of its y tick labels
-FIRST_ATTENTION = """(() => {
-  const plot = [...document.querySelectorAll('.js-plotly-plot')].find(p => p.querySelector('.heatmaplayer image')
+FIRST_ATTENTION = """(() => { const w = NOTEBOOK;
+  const plot = [...w.node.querySelectorAll('.js-plotly-plot')].find(p => p.querySelector('.heatmaplayer image')
       && p.querySelectorAll('.ytick').length > 20);
   if (!plot) return null;
   plot.scrollIntoView({block: 'start'});
@@ -145,6 +149,10 @@ FIRST_ATTENTION = """(() => {
   const heights = ticks.map(r => r.height);
   return {rows: ticks.length, figure_height_px: plot.getBoundingClientRect().height,
           smallest_label_gap_px: Math.min(...gaps), label_height_px: Math.max(...heights)}; })()"""
+
+
+NOTEBOOK_READY, RUN_ALL, ALL_RUN, SUMMARY, FIRST_ATTENTION = (
+    script.replace("NOTEBOOK", NOTEBOOK) for script in (NOTEBOOK_READY, RUN_ALL, ALL_RUN, SUMMARY, FIRST_ATTENTION))
 
 
 def filled_notebook(number: int, destination: Path) -> Path:
@@ -161,13 +169,14 @@ def filled_notebook(number: int, destination: Path) -> Path:
     return path
 
 
-def run_notebook(browser: Browser, url: str, timeout_s: float) -> dict:
-    browser.send("Page.navigate", url=url)
-    browser.wait_until(NOTEBOOK_READY, 180)
+def run_notebook(browser: Browser, base: str, name: str, token: str, timeout_s: float) -> dict:
+    browser.send("Page.navigate", url=f"{base}/{name}?token={token}")
+    path = json.dumps(name)
+    browser.wait_until(NOTEBOOK_READY.replace("PATH", path), 180)
     started = time.monotonic()
-    browser.evaluate(RUN_ALL)
-    browser.wait_until(ALL_RUN, timeout_s, poll_s=2.0)
-    summary = browser.evaluate(SUMMARY)
+    browser.evaluate(RUN_ALL.replace("PATH", path))
+    browser.wait_until(ALL_RUN.replace("PATH", path), timeout_s, poll_s=2.0)
+    summary = browser.evaluate(SUMMARY.replace("PATH", path))
     summary["run_seconds"] = round(time.monotonic() - started, 1)
     return summary
 
@@ -183,7 +192,8 @@ def main(argv: list[str] | None = None) -> int:
     workspace = scratch / "workspace"
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "MECHINTERP_WORKSPACE": str(workspace),
            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
-           "JUPYTERLAB_SETTINGS_DIR": str(scratch / "settings"), "JUPYTER_RUNTIME_DIR": str(scratch / "runtime")}
+           "JUPYTERLAB_SETTINGS_DIR": str(scratch / "settings"), "JUPYTER_RUNTIME_DIR": str(scratch / "runtime"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(scratch / "lab-workspaces")}  # no layout restored from an earlier run
     # every cell in the page (no virtual scrolling), so that each figure is drawn and can be counted
     tracker = scratch / "settings" / "@jupyterlab" / "notebook-extension" / "tracker.jupyterlab-settings"
     tracker.parent.mkdir(parents=True)
@@ -205,10 +215,10 @@ def main(argv: list[str] | None = None) -> int:
         wait_for_http(f"http://127.0.0.1:{port}/api/status?token={token}", 120)
         browser = Browser(scratch / "chromium")
         base = f"http://127.0.0.1:{port}/lab/tree"
-        stubs = run_notebook(browser, f"{base}/{stub_notebook.name}?token={token}", args.timeout)
+        stubs = run_notebook(browser, base, stub_notebook.name, token, args.timeout)
         browser.screenshot(args.out / "stubs_run_all.png")
-        solved = run_notebook(browser, f"{base}/{filled.name}?token={token}", args.timeout)
-        attention = browser.evaluate(FIRST_ATTENTION)
+        solved = run_notebook(browser, base, filled.name, token, args.timeout)
+        attention = browser.evaluate(FIRST_ATTENTION.replace("PATH", json.dumps(filled.name)))
         time.sleep(1.0)
         browser.screenshot(args.out / "attention_heatmap.png")
     finally:

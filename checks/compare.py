@@ -3,7 +3,10 @@
 `compare(actual, expected, atol=..., rtol=...)` returns a `Verdict`. On a mismatch its message reads like a teaching
 assistant's note: where in the output the problem is (`output[1]['scores']`), what kind of problem (type, shape,
 dtype, values), how big (max abs/rel error and where, fraction of elements wrong, NaN/inf), and a hint when the
-answer is a simple transformation of the reference (transposed, negated, scaled, offset, shifted by one position).
+answer is a simple transformation of the reference (transposed, negated, one minus it, scaled, offset, shifted by
+one position, reordered along a dimension, tuple or dict items swapped). `Verdict.margin` says by how much: the
+largest error over its tolerance (0 for an exact match, at most 1 on a pass, inf for a mismatch of type, shape or an
+exact value), so that tests can ask that a correct variant passes with room to spare and a wrong one fails clearly.
 
 Rules:
 - Floating-point tensors and numbers match when |actual - expected| <= atol + rtol * |expected| element-wise;
@@ -30,16 +33,23 @@ _MAX_SHOWN = 60  # characters of a value shown in a message
 
 @dataclass(frozen=True)
 class Verdict:
-    """The outcome of one comparison: `passed`, and on failure a message that explains the mismatch."""
+    """The outcome of one comparison: `passed`, on failure a message that explains the mismatch, and the margin:
+    max |actual - expected| / (atol + rtol * |expected|) over every compared number (inf for a mismatch that no
+    tolerance covers: type, shape, dtype kind, an exact value, NaN against a number)."""
 
     passed: bool
     message: str = ""
+    margin: float = 0.0
 
     def __bool__(self) -> bool:
         return self.passed
 
 
 _PASS = Verdict(True, "")
+
+
+def _fail(message: str, margin: float = math.inf) -> Verdict:
+    return Verdict(False, message, margin)
 
 
 def compare(
@@ -124,9 +134,9 @@ class _Comparer:
         if expected is None:
             if actual is None:
                 return _PASS
-            return Verdict(False, f"{path}: expected None, got {_describe(actual)}.")
+            return _fail(f"{path}: expected None, got {_describe(actual)}.")
         if isinstance(expected, torch.Tensor):
-            if expected.ndim == 0 and not isinstance(actual, torch.Tensor):
+            if expected.ndim == 0 and (not isinstance(actual, torch.Tensor) or actual.ndim == 0):
                 return self._scalar(actual, expected.item(), path)
             return self._tensor(actual, expected, path)
         if isinstance(expected, (bool, int, float)):
@@ -141,59 +151,65 @@ class _Comparer:
             return self._dataclass(actual, expected, path)
         if actual == expected:
             return _PASS
-        return Verdict(False, f"{path}: expected {_short(expected)}, got {_short(actual)}.")
+        return _fail(f"{path}: expected {_short(expected)}, got {_short(actual)}.")
 
     # ---- scalars --------------------------------------------------------------------------------------------------
     def _scalar(self, actual: Any, expected: bool | int | float, path: str) -> Verdict:
         actual = _as_python_scalar(actual)
         if isinstance(expected, bool):
             if not isinstance(actual, bool):
-                return Verdict(False, f"{path}: expected a bool ({expected}), got {_describe(actual)}.")
+                return _fail(f"{path}: expected a bool ({expected}), got {_describe(actual)}.")
             if actual != expected:
-                return Verdict(False, f"{path}: expected {expected}, got {actual}.")
+                return _fail(f"{path}: expected {expected}, got {actual}.")
             return _PASS
         if isinstance(actual, bool) or not _is_number(actual):
-            return Verdict(False, f"{path}: expected a number ({_fmt(expected)}), got {_describe(actual)}.")
+            return _fail(f"{path}: expected a number ({_fmt(expected)}), got {_describe(actual)}.")
         if isinstance(expected, int):
             if isinstance(actual, float):
-                return Verdict(False, f"{path}: expected an integer ({expected}), got the float {_fmt(actual)}: "
+                return _fail(f"{path}: expected an integer ({expected}), got the float {_fmt(actual)}: "
                                "return a count or an index as an int.")
             if actual != expected:
-                return Verdict(False, f"{path}: expected {expected}, got {actual} (off by {actual - expected}).")
+                return _fail(f"{path}: expected {expected}, got {actual} (off by {actual - expected}).")
             return _PASS
         if isinstance(actual, int):
-            return Verdict(False, f"{path}: expected a float ({_fmt(expected)}), got the int {actual}: did an integer "
+            return _fail(f"{path}: expected a float ({_fmt(expected)}), got the int {actual}: did an integer "
                            "division or a rounding step drop the fractional part?")
         a, e = float(actual), float(expected)
-        if (a != a and e != e) or a == e or abs(a - e) <= self.atol + self.rtol * abs(e):
+        tolerance = self.atol + self.rtol * abs(e)
+        if (a != a and e != e) or a == e:
             return _PASS
+        margin = _ratio(abs(a - e), tolerance)
+        if margin <= 1:
+            return Verdict(True, "", margin)
         if a != a:
-            return Verdict(False, f"{path}: got NaN, expected {_fmt(e)}.")
+            return _fail(f"{path}: got NaN, expected {_fmt(e)}.")
         lines = [f"{path}: expected {_fmt(e)}, got {_fmt(a)} (abs error {_fmt(abs(a - e))}, "
-                 f"tolerance {_fmt(self.atol + self.rtol * abs(e))})."]
-        if e != 0 and abs(a + e) <= self.atol + self.rtol * abs(e):
+                 f"tolerance {_fmt(tolerance)})."]
+        if e != 0 and abs(a + e) <= tolerance:
             lines.append("Hint: that is the reference with its sign flipped.")
-        elif e != 0 and a / e > 0 and abs(a / e - 1) > 1e-3:
+        elif abs((1 - a) - e) <= tolerance:
+            lines.append("Hint: that is one minus the reference: the complement (the other case, 1 - p)?")
+        elif e != 0 and a / e > 0 and _plausible_ratio(a / e):
             lines.append(_factor_hint(a / e))
-        return Verdict(False, " ".join(lines))
+        return _fail(" ".join(lines), margin)
 
     # ---- strings --------------------------------------------------------------------------------------------------
     def _string(self, actual: Any, expected: str, path: str) -> Verdict:
         if not isinstance(actual, str):
-            return Verdict(False, f"{path}: expected a str ({_short(expected)}), got {_describe(actual)}.")
+            return _fail(f"{path}: expected a str ({_short(expected)}), got {_describe(actual)}.")
         if actual == expected:
             return _PASS
         first = next((i for i, (x, y) in enumerate(zip(actual, expected)) if x != y), min(len(actual), len(expected)))
         hint = ""
         if actual.strip() == expected.strip():
             hint = " They differ only in leading/trailing whitespace (tokens often start with a space)."
-        return Verdict(False, f"{path}: expected the string {_short(expected)}, got {_short(actual)} "
+        return _fail(f"{path}: expected the string {_short(expected)}, got {_short(actual)} "
                        f"(first difference at character {first}).{hint}")
 
     # ---- containers -----------------------------------------------------------------------------------------------
     def _dict(self, actual: Any, expected: dict, path: str) -> Verdict:
         if not isinstance(actual, dict):
-            return Verdict(False, f"{path}: expected a dict with keys {_short(list(expected))}, "
+            return _fail(f"{path}: expected a dict with keys {_short(list(expected))}, "
                            f"got {_type_name(actual)}.")
         missing = [k for k in expected if k not in actual]
         extra = [k for k in actual if k not in expected]
@@ -203,12 +219,19 @@ class _Comparer:
                 parts.append(f"missing keys {_short(missing)}")
             if extra:
                 parts.append(f"unexpected keys {_short(extra)}")
-            return Verdict(False, f"{path}: " + " and ".join(parts) + ".")
-        return self._first_failure((self.compare(actual[k], v, f"{path}[{k!r}]") for k, v in expected.items()))
+            return _fail(f"{path}: " + " and ".join(parts) + ".")
+        verdict = self._first_failure((self.compare(actual[k], v, f"{path}[{k!r}]") for k, v in expected.items()))
+        if not verdict.passed:
+            swapped = self._swapped(actual, expected, list(expected))
+            if swapped:
+                i, j = swapped
+                return _fail(f"{verdict.message} Hint: the values of keys {i!r} and {j!r} are swapped.",
+                             verdict.margin)
+        return verdict
 
     def _dataclass(self, actual: Any, expected: Any, path: str) -> Verdict:
         if type(actual) is not type(expected):
-            return Verdict(False, f"{path}: expected a {type(expected).__qualname__}, got {_type_name(actual)}.")
+            return _fail(f"{path}: expected a {type(expected).__qualname__}, got {_type_name(actual)}.")
         return self._first_failure(
             self.compare(getattr(actual, f.name), getattr(expected, f.name), f"{path}.{f.name}")
             for f in dataclasses.fields(expected)
@@ -216,17 +239,40 @@ class _Comparer:
 
     def _sequence(self, actual: Any, expected: list | tuple, path: str) -> Verdict:
         if isinstance(actual, torch.Tensor):
-            return Verdict(False, f"{path}: expected a {type(expected).__name__} of {len(expected)} items, got a "
+            return _fail(f"{path}: expected a {type(expected).__name__} of {len(expected)} items, got a "
                            f"tensor of shape {tuple(actual.shape)}: return a Python {type(expected).__name__} "
                            "(e.g. `.tolist()`).")
         if not isinstance(actual, (list, tuple)):
-            return Verdict(False, f"{path}: expected a {type(expected).__name__} of {len(expected)} items, "
+            return _fail(f"{path}: expected a {type(expected).__name__} of {len(expected)} items, "
                            f"got {_type_name(actual)}.")
         if len(actual) != len(expected):
-            return Verdict(False, f"{path}: expected {len(expected)} items, got {len(actual)}.")
+            return _fail(f"{path}: expected {len(expected)} items, got {len(actual)}.")
         if self.unordered:
             return self._multiset(list(actual), list(expected), path)
-        return self._first_failure(self.compare(a, e, f"{path}[{i}]") for i, (a, e) in enumerate(zip(actual, expected)))
+        verdict = self._first_failure(
+            self.compare(a, e, f"{path}[{i}]") for i, (a, e) in enumerate(zip(actual, expected)))
+        if not verdict.passed and len(expected) <= 8:
+            swapped = self._swapped(actual, expected, list(range(len(expected))))
+            if swapped:
+                return _fail(f"{verdict.message} Hint: items {swapped[0]} and {swapped[1]} are swapped: check the "
+                             "order in which you return them.", verdict.margin)
+        return verdict
+
+    def _swapped(self, actual: Any, expected: Any, keys: list) -> tuple[Any, Any] | None:
+        """Two keys (or indices) whose values are exchanged, everything else matching; None if there are none."""
+        wrong = [k for k in keys if not self._quietly_equal(actual[k], expected[k])]
+        if len(wrong) != 2:
+            return None
+        i, j = wrong
+        if self._quietly_equal(actual[i], expected[j]) and self._quietly_equal(actual[j], expected[i]):
+            return i, j
+        return None
+
+    def _quietly_equal(self, actual: Any, expected: Any) -> bool:
+        try:
+            return self.compare(actual, expected, "").passed
+        except Exception:
+            return False
 
     def _multiset(self, actual: list, expected: list, path: str) -> Verdict:
         unmatched = list(range(len(actual)))
@@ -240,32 +286,35 @@ class _Comparer:
         if not missing:
             return _PASS
         extra = [actual[j] for j in unmatched]
-        return Verdict(False, f"{path}: the items differ (order does not matter here): missing {_short(missing)}, "
+        return _fail(f"{path}: the items differ (order does not matter here): missing {_short(missing)}, "
                        f"unexpected {_short(extra)}.")
 
     @staticmethod
     def _first_failure(verdicts: Any) -> Verdict:
+        """The first failing verdict, or a pass whose margin is the largest of all."""
+        margin = 0.0
         for verdict in verdicts:
             if not verdict.passed:
                 return verdict
-        return _PASS
+            margin = max(margin, verdict.margin)
+        return Verdict(True, "", margin)
 
     # ---- tensors --------------------------------------------------------------------------------------------------
     def _tensor(self, actual: Any, expected: torch.Tensor, path: str) -> Verdict:
         if not isinstance(actual, torch.Tensor):
             kind = type(actual).__module__
             advice = "convert it with torch.from_numpy(...)" if kind == "numpy" else "return a torch.Tensor"
-            return Verdict(False, f"{path}: expected a tensor of shape {tuple(expected.shape)}, "
+            return _fail(f"{path}: expected a tensor of shape {tuple(expected.shape)}, "
                            f"got {_type_name(actual)}: {advice}.")
         actual = actual.detach().cpu()
         expected = expected.detach().cpu()
         if actual.shape != expected.shape:
-            return Verdict(False, f"{path}: wrong shape: expected {tuple(expected.shape)}, got {tuple(actual.shape)}."
+            return _fail(f"{path}: wrong shape: expected {tuple(expected.shape)}, got {tuple(actual.shape)}."
                            + self._shape_hint(actual, expected))
         kind_a, kind_e = _dtype_kind(actual.dtype), _dtype_kind(expected.dtype)
         if kind_a != kind_e:
             article = "an" if kind_e[0] in "aeiou" else "a"
-            return Verdict(False, f"{path}: wrong dtype: expected {article} {kind_e} tensor ({expected.dtype}), got "
+            return _fail(f"{path}: wrong dtype: expected {article} {kind_e} tensor ({expected.dtype}), got "
                            f"{kind_a} ({actual.dtype})." + _dtype_hint(kind_a, kind_e))
         if self.unordered and expected.ndim == 1:
             actual, expected = actual.sort().values, expected.sort().values
@@ -305,7 +354,7 @@ class _Comparer:
         lines = [f"{path}: {n_wrong} of {wrong.numel()} elements ({100 * n_wrong / wrong.numel():.3g}%) differ. "
                  f"First at index {_fmt_index(first)}: got {actual[first].item()}, expected {expected[first].item()}."]
         lines.extend(self._structural_hints(actual, expected, exact=True))
-        return Verdict(False, " ".join(lines))
+        return _fail(" ".join(lines))
 
     def _close_mask(self, actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
         a = actual.to(torch.float64)
@@ -313,10 +362,24 @@ class _Comparer:
         both_nan = a.isnan() & e.isnan()
         return both_nan | (a == e) | ((a - e).abs() <= self.atol + self.rtol * e.abs())
 
+    def _margin(self, actual: torch.Tensor, expected: torch.Tensor) -> float:
+        """max |a - e| / (atol + rtol |e|); equal values (NaN and inf included) count 0, other non-finite ones inf."""
+        a = actual.to(torch.float64)
+        e = expected.to(torch.float64)
+        if a.numel() == 0:
+            return 0.0
+        equal = (a == e) | (a.isnan() & e.isnan())
+        error = (a - e).abs()
+        tolerance = self.atol + self.rtol * e.abs()
+        ratio = torch.where(tolerance > 0, error / tolerance.clamp_min(1e-300), torch.full_like(error, math.inf))
+        ratio = torch.where(equal, torch.zeros_like(ratio), ratio.nan_to_num(nan=math.inf))
+        return float(ratio.max())
+
     def _float_tensor(self, actual: torch.Tensor, expected: torch.Tensor, path: str) -> Verdict:
         close = self._close_mask(actual, expected)
+        margin = self._margin(actual, expected)
         if bool(close.all()):
-            return _PASS
+            return Verdict(True, "", margin)
         a = actual.to(torch.float64)
         e = expected.to(torch.float64)
         n_wrong = int((~close).sum())
@@ -341,7 +404,7 @@ class _Comparer:
                          f"{_fmt(e[index].item() if e.ndim else e.item())}; max rel error "
                          f"{_fmt(rel)}.")
         lines.extend(self._structural_hints(a, e, exact=False))
-        return Verdict(False, " ".join(lines))
+        return _fail(" ".join(lines), margin)
 
     def _matches(self, candidate: torch.Tensor, expected: torch.Tensor, exact: bool) -> bool:
         if exact:
@@ -364,6 +427,9 @@ class _Comparer:
         finite = a.isfinite().all() and e.isfinite().all()
         if finite and bool(e.abs().max() > 0) and self._matches(-a, e, exact):
             return ["Hint: your answer is the reference with its sign flipped: check a subtraction's order or a sign."]
+        if not exact and finite and self._matches(1 - a, e, exact):
+            return ["Hint: your answer is one minus the reference: the complement (the other case, 1 - p, or a "
+                    "comparison the wrong way round)?"]
         if not exact and finite and e.numel() > 1:
             denom = float((e * e).sum())
             if denom > 0:
@@ -379,7 +445,29 @@ class _Comparer:
             diff = (a - e).flatten()
             if bool((diff == diff[0]).all()) and int(diff[0]) != 0:
                 return [f"Hint: every element is off by {int(diff[0])}: an off-by-one index or count?"]
-        return self._shift_hints(a, e, exact)
+        return self._shift_hints(a, e, exact) or [hint for hint in [self._permutation_hint(a, e, exact)] if hint]
+
+    def _permutation_hint(self, a: torch.Tensor, e: torch.Tensor, exact: bool) -> str:
+        """Name a dim along which the learner's entries are the reference's in another order (positions, heads)."""
+        for dim in range(a.ndim):
+            n = a.shape[dim]
+            if n < 2 or n > 64:
+                continue
+            order = []
+            for i in range(n):
+                target = e.select(dim, i)
+                match = next((j for j in range(n) if j not in order and self._matches(a.select(dim, j), target, exact)),
+                             None)
+                if match is None:
+                    break
+                order.append(match)
+            else:
+                if order != list(range(n)):
+                    moved = [i for i in range(n) if order[i] != i]
+                    return (f"Hint: your answer has the reference's values in another order along dim {dim} "
+                            f"(index {moved[0]} of the reference is your index {order[moved[0]]}): heads, positions "
+                            "or components listed in a different order?")
+        return ""
 
     def _shift_hints(self, a: torch.Tensor, e: torch.Tensor, exact: bool) -> list[str]:
         for dim in range(a.ndim):
@@ -396,6 +484,31 @@ class _Comparer:
                 return [f"Hint: your answer looks shifted by one position along dim {dim}: your value at position "
                         "p is the reference's at p+1 (an off-by-one offset, e.g. logits[:, :-1] vs tokens[:, 1:]?)."]
         return []
+
+
+def _ratio(error: float, tolerance: float) -> float:
+    if error == 0:
+        return 0.0
+    return error / tolerance if tolerance > 0 else math.inf
+
+
+def _plausible_ratio(ratio: float) -> bool:
+    """Whether a scalar's ratio to the reference looks like a normalisation slip (an integer, one over an integer, a
+    square root of one, or a ratio of small integers), rather than a coincidence of wrong inputs."""
+    for value in (ratio, 1 / ratio):
+        for candidate in (value, value * value):
+            nearest = round(candidate)
+            if 2 <= nearest <= 4096 and abs(candidate - nearest) <= 1e-4 * nearest:
+                return True
+    if ratio != 1:  # n / (n - 1) or n / (n + 1): a mean over one position too many or too few
+        count = 1 / abs(ratio - 1)
+        if 2 <= round(count) <= 4096 and abs(count - round(count)) <= 1e-2:
+            return True
+    for denominator in range(2, 13):
+        numerator = round(ratio * denominator)
+        if 0 < numerator <= 48 and abs(ratio * denominator - numerator) <= 1e-4 * numerator:
+            return True
+    return False
 
 
 def _factor_hint(ratio: float) -> str:

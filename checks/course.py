@@ -2,7 +2,7 @@
 
 A `Course` is a root folder laid out like this repository:
 
-    checks/specs/dayN.py        DAY, MODULE and CHECKS (see `checks.spec`)
+    checks/specs/dayN.py        DAY and CHECKS (see `checks.spec`)
     checks/references/dayN.*    stored reference outputs and their fingerprint (see `checks.references`)
     solutions/MODULE.py         the single source (solutions)
     curriculum/MODULE.py        the generated learner module
@@ -11,6 +11,12 @@ A `Course` is a root folder laid out like this repository:
 plus a model loader ("module:function" or "path/to/file.py:function") that the grading env calls with a zoo model's
 name. `Course.default()` is this repository with `curriculum.models:load_model`; tests build a `Course` over a
 fixture folder, so production code has no test-only paths.
+
+A day is declared once: its single source `solutions/dayN_<topic>.py` says the module name (MODULE) and the
+exercises (the functions of its cells tagged "exercise", found by the notebook builder); the spec says the checks.
+Where the solutions are not shipped, the generated `curriculum/dayN_<topic>.py` stands in. Every exercise must have a
+check and every check an exercise, or the course refuses to load: an exercise without a check would never be
+graded. A spec may still define MODULE; it must then name the same file.
 """
 
 from __future__ import annotations
@@ -95,10 +101,10 @@ class Course:
             number = getattr(spec, "DAY", None)
             if number != int(match.group(1)):
                 raise CourseError(f"{path}: DAY = {number!r} does not match the file name")
-            module = getattr(spec, "MODULE", None)
             checks = getattr(spec, "CHECKS", None)
-            if not isinstance(module, str) or not isinstance(checks, (list, tuple)):
-                raise CourseError(f"{path}: must define MODULE (str) and CHECKS (list of checks.spec.Check)")
+            if not isinstance(checks, (list, tuple)):
+                raise CourseError(f"{path}: must define CHECKS (list of checks.spec.Check)")
+            module = self._module_name(number, getattr(spec, "MODULE", None), path)
             for check in checks:
                 if not isinstance(check, Check):
                     raise CourseError(f"{path}: CHECKS holds {check!r}, not a checks.spec.Check")
@@ -106,8 +112,54 @@ class Course:
                     raise CourseError(f"exercise name {check.name!r} is used by day {owner[check.name]} and day "
                                       f"{number}: names must be unique across the course")
                 owner[check.name] = number
+            self._require_one_check_per_exercise(number, module, checks, path)
             days[number] = Day(number, module, tuple(checks), self)
         return dict(sorted(days.items()))
+
+    def _source(self, number: int) -> Path | None:
+        """The day's single source: its solutions/dayN_*.py, else its curriculum/dayN_*.py, else None."""
+        for folder in ("solutions", "curriculum"):
+            found = sorted((self.root / folder).glob(f"day{number}_*.py"))
+            if len(found) > 1:
+                raise CourseError(f"day {number} has several files in {folder}/: "
+                                  + ", ".join(p.name for p in found) + "; a day has exactly one")
+            if found:
+                return found[0]
+        return None
+
+    def _module_name(self, number: int, declared: object, spec_path: Path) -> str:
+        """The day's module name, from its source file; a MODULE in the spec must agree with it."""
+        if declared is not None and not isinstance(declared, str):
+            raise CourseError(f"{spec_path}: MODULE must be a str, got {declared!r}")
+        source = self._source(number)
+        if source is None:
+            if declared is None:
+                raise CourseError(f"day {number} has no solutions/day{number}_*.py (nor curriculum/day{number}_*.py) "
+                                  "to take its module name from")
+            return declared
+        if declared is not None and declared != source.stem:
+            raise CourseError(f"{spec_path}: MODULE = {declared!r}, but the day's file is {source.name}: drop MODULE "
+                              "(the name comes from the file) or make them agree")
+        return source.stem
+
+    def _require_one_check_per_exercise(self, number: int, module: str, checks: list | tuple,
+                                        spec_path: Path) -> None:
+        from notebooks.builder import exercise_names
+
+        source = self._source(number)
+        if source is None:
+            return  # nothing to compare with (a spec without its day's files)
+        exercises = exercise_names(source.read_text(encoding="utf-8"))
+        checked = [check.name for check in checks]
+        unchecked = [name for name in exercises if name not in checked]
+        orphans = [name for name in checked if name not in exercises]
+        if unchecked or orphans:
+            problems = []
+            if unchecked:
+                problems.append(f"exercises without a check (never graded): {', '.join(unchecked)}")
+            if orphans:
+                problems.append(f"checks without an exercise in {source.name}: {', '.join(orphans)}")
+            raise CourseError(f"day {number} ({spec_path}): " + "; ".join(problems))
 
     def day(self, number: int) -> Day:
         try:

@@ -18,6 +18,8 @@ from typing import Callable
 import torch
 from transformer_lens import HookedTransformer
 
+from checks.audits import config_changes
+
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
 
 
@@ -123,6 +125,7 @@ class Env:
                     f"your function changed the weights of model {name!r} ({', '.join(changed[:3])}"
                     f"{', ...' if len(changed) > 3 else ''}): work on a copy (e.g. `W.clone()`) or use hooks, never "
                     "edit the model in place. The model has been restored for the other exercises.")
+            problems.extend(config_changes(name, model.cfg.__dict__, pristine.config))
             self._restore(name, reload_weights=bool(changed))
         return problems
 

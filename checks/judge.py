@@ -1,19 +1,69 @@
-"""Judging one output: compare it with the reference, run the check's validator, and find inputs changed in place.
+"""Judging one output: compare it with the reference, hold it to the docstring's contract, run the check's
+validator, and find inputs changed in place.
 
-Plain functions on plain data; they never call the learner's function. A rejection is raised as `Rejection`, with
-the status it ends in, the diagnosis and the course's hint kept apart (a notebook shows the hint only on request).
+Plain functions on plain data; they never call the learner's function (`catching` only wraps it, for the caller to
+call). A rejection is raised as `Rejection`, with the status it ends in, the diagnosis and the course's hint kept
+apart (a notebook shows the hint only on request).
+
+The contract: where a check sets `exact_types`, the output's types and dtypes must be the reference's; on a case
+that expects an exception (`checks.spec.Raises`), the exception is the output (`Raised`), stored in the references
+as `{RAISED_KEY: "ValueError"}`, and returning a value instead fails.
 """
 
 from __future__ import annotations
 
+import functools
 import traceback
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, Callable
 
 import torch
 
 from checks.compare import compare
 from checks.outcome import Status
-from checks.spec import Check
+from checks.spec import Check, InputsBuilder, expected_exception
+
+RAISED_KEY = "raised"
+
+
+@dataclass(frozen=True)
+class Raised:
+    """What a function did on a case that expects an exception and got one: the exception's class names (its own
+    first, then its bases) and message."""
+
+    names: tuple[str, ...]
+    message: str
+
+    def stored(self) -> dict[str, str]:
+        """The form kept in the references."""
+        return {RAISED_KEY: self.names[0]}
+
+
+def catching(function: Callable[..., Any], case: InputsBuilder) -> Callable[..., Any]:
+    """`function` itself, or, when `case` expects an exception, a wrapper that returns whatever exception it raises
+    as `Raised`, for the judge to hold against the expected one (NotImplementedError still propagates: a stub is
+    "not started")."""
+    if expected_exception(case) is None:
+        return function
+
+    @functools.wraps(function)
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except NotImplementedError:
+            raise
+        except Exception as error:
+            names = tuple(cls.__name__ for cls in type(error).__mro__ if issubclass(cls, BaseException))
+            return Raised(names, str(error))
+
+    return call
+
+
+def expected_raise(expected: Any) -> str | None:
+    """The exception name a stored reference expects, or None when it expects a value."""
+    if isinstance(expected, dict) and set(expected) == {RAISED_KEY} and isinstance(expected[RAISED_KEY], str):
+        return expected[RAISED_KEY]
+    return None
 
 
 class Rejection(Exception):
@@ -27,7 +77,17 @@ class Rejection(Exception):
 
 
 def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any]) -> None:
-    """Compare with the reference, then run the check's validator; raise a Rejection unless both pass."""
+    """Compare with the reference, hold the output to the contract, then run the check's validator; raise a
+    Rejection unless all pass."""
+    exception = expected_raise(expected)
+    if exception is not None:
+        if isinstance(actual, Raised) and exception in actual.names:
+            return
+        did = (f"raised {actual.names[0]} ({actual.message[:120]})" if isinstance(actual, Raised)
+               else f"returned {_describe(actual)}")
+        raise Rejection(Status.FAILED, f"on these inputs the docstring of {check.name} says it raises {exception}, "
+                        f"but it {did}: check the arguments as the docstring says and `raise {exception}(...)` "
+                        "when they are invalid.", check.hint)
     try:
         verdict = compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered)
     except Exception as error:  # an output so odd that comparing it fails
@@ -36,6 +96,10 @@ def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any]) -> N
                         check.hint) from None
     if not verdict.passed:
         raise Rejection(Status.FAILED, verdict.message, check.hint)
+    if check.exact_types:
+        broken = type_mismatch(actual, expected)
+        if broken:
+            raise Rejection(Status.FAILED, f"the values are right, but {broken}", check.hint)
     if check.validate is not None:
         try:
             complaint = check.validate(actual, inputs)
@@ -46,10 +110,51 @@ def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any]) -> N
             raise Rejection(Status.FAILED, complaint, check.hint)
 
 
+def type_mismatch(actual: Any, expected: Any, path: str = "output") -> str | None:
+    """Where `actual`'s types differ from `expected`'s (tensor or Python number, exact dtype, exact Python type),
+    as a sentence, or None. Containers are walked (lists and tuples alike); their own types are not compared."""
+    if isinstance(expected, torch.Tensor):
+        if not isinstance(actual, torch.Tensor):
+            return (f"{path} is {_describe(actual)} where the docstring promises a tensor of dtype {expected.dtype}: "
+                    "return the tensor itself (no .item() or .tolist()).")
+        if actual.dtype != expected.dtype:
+            return (f"{path} has dtype {actual.dtype}, and the docstring promises {expected.dtype}: convert with "
+                    f".to({expected.dtype}) or compute in that dtype.")
+        return None
+    if isinstance(expected, (bool, int, float)):
+        if type(actual) is not type(expected):
+            advice = " (call .item() on a 0-d tensor)" if isinstance(actual, torch.Tensor) else ""
+            return (f"{path} is {_describe(actual)} where the docstring promises a Python "
+                    f"{type(expected).__name__}{advice}.")
+        return None
+    if isinstance(expected, dict) and isinstance(actual, dict):
+        for key in expected:
+            if key in actual:
+                found = type_mismatch(actual[key], expected[key], f"{path}[{key!r}]")
+                if found:
+                    return found
+    elif isinstance(expected, (list, tuple)) and isinstance(actual, (list, tuple)):
+        for i, (item, expected_item) in enumerate(zip(actual, expected)):
+            found = type_mismatch(item, expected_item, f"{path}[{i}]")
+            if found:
+                return found
+    return None
+
+
+def _describe(value: Any) -> str:
+    if isinstance(value, torch.Tensor):
+        return f"a tensor of shape {tuple(value.shape)} and dtype {value.dtype}"
+    if isinstance(value, Raised):
+        return f"raised {value.names[0]}"
+    text = repr(value)
+    return f"a {type(value).__name__} ({text[:40]}{'...' if len(text) > 40 else ''})"
+
+
 # ---- input mutation --------------------------------------------------------------------------------------------------
 def snapshot(value: Any) -> Any:
     """A copy of `value` deep enough to detect in-place changes to tensors and containers (models are audited by
-    the env, other objects are taken as they are)."""
+    the env, other objects are taken as they are). An ActivationCache is saved as its entries: adding derived
+    entries (`stack_head_results`, `accumulated_resid`, ... do) is not a change, editing or removing one is."""
     from transformer_lens import ActivationCache
 
     if isinstance(value, torch.Tensor):
@@ -73,7 +178,10 @@ def first_difference(value: Any, saved: Any, path: str) -> str | None:
                 and torch.equal(value.detach().nan_to_num(), saved.nan_to_num()))
         return None if same else path
     if isinstance(value, ActivationCache):
-        value = value.cache_dict
+        for key in saved:
+            if key not in value.cache_dict:
+                return f"{path}[{key!r}]" if path else str(key)
+        value = {key: value.cache_dict[key] for key in saved}
     if isinstance(value, dict):
         if set(value) != set(saved):
             return path

@@ -2,7 +2,9 @@
 
 `python -m checks references --day N [--device cpu|cuda]` runs every solution of day N on its check's inputs and
 writes `checks/references/dayN.pt` (the outputs, CPU tensors, loadable with `weights_only=True`) and `dayN.json`
-(the fingerprint). Outputs are stored per exercise and input case (`outputs[exercise][case]`). Per exercise the
+(the fingerprint). Outputs are stored per exercise and input case (`outputs[exercise][case]`); on a case that expects
+an exception (`checks.spec.Raises`) the stored output is `{"raised": "ValueError"}` (see `checks.judge`), after
+checking that the solution does raise it. Per exercise the
 fingerprint records the solution hash and, per case, the inputs' fingerprint:
 - `inputs_hash`: the inputs' structure (names, types, shapes, dtypes), the exact values of everything but
   floating-point tensors (including a `torch.Generator`'s state), and the weights hash of every zoo model the
@@ -38,6 +40,8 @@ import torch
 
 from checks.course import DEFAULT_MODEL_LOADER, REPO_ROOT, Course, Day
 from checks.env import Env, tensor_bytes, weights_hash
+from checks.judge import Raised, catching
+from checks.spec import expected_exception
 
 FORMAT_VERSION = 2  # 2: outputs and inputs fingerprints per input case
 
@@ -283,11 +287,16 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
         inputs = check.cases[case](env)
         fingerprint = fingerprint_inputs(inputs, {name: env.model_hashes[name] for name in env.models_used})
         env.prepare()
-        output = function(**inputs)
+        output = catching(function, check.cases[case])(**inputs)
         problems = env.audit()
+        exception = expected_exception(check.cases[case])
+        if exception is not None and not (isinstance(output, Raised) and exception.__name__ in output.names):
+            problems.append(f"it did not raise {exception.__name__} ({output!r:.200})")
+        if check.validate is not None and not isinstance(output, Raised) and check.validate(output, inputs):
+            problems.append(f"its output fails the check's own validator: {check.validate(output, inputs)}")
         if problems:
             raise RuntimeError(f"the solution of {check.name!r} misbehaved on case {case!r}: " + " ".join(problems))
-        outputs.setdefault(check.name, {})[case] = storable(output)
+        outputs.setdefault(check.name, {})[case] = storable(output.stored() if isinstance(output, Raised) else output)
         entry = exercises.setdefault(check.name, {"solution_hash": solution_hash(day.solution_path, check.name),
                                                   "cases": {}})
         entry["cases"][case] = {"inputs_hash": fingerprint.hash, "inputs_floats": fingerprint.floats}

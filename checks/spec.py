@@ -1,11 +1,14 @@
 """What a check spec is: the inputs an exercise is graded on and how its output is compared.
 
-Each day has a module `checks/specs/dayN.py` that defines `DAY = N`, `MODULE = "dayN_<topic>"` (the module name in
-`solutions/` and `curriculum/`) and `CHECKS: list[Check]`, one per graded exercise, in teaching order.
+Each day has a module `checks/specs/dayN.py` that defines `DAY = N` and `CHECKS: list[Check]`, one per exercise of
+the day's single source `solutions/dayN_<topic>.py`, in teaching order (the day's module name comes from that file; a
+spec may still say `MODULE = "dayN_<topic>"`, which must then agree). Every exercise has a check and every check an
+exercise, or the course refuses to grade (see `checks.course`).
 
 An exercise is graded on several named input cases, chosen so that every parameter and model dimension it reads
 takes different values between cases (a value hard-coded from one case then fails another). It passes only when
-every case passes; a failure names the case.
+every case passes; a failure names the case. A case wrapped in `Raises` is one on which the docstring says the
+exercise raises an exception: there the exception is the expected outcome, and returning a value fails.
 
 A check never calls the solution itself: the reference output is computed once by
 `python -m checks references --day N` and stored under `checks/references/`; grading runs only the learner's function.
@@ -39,6 +42,23 @@ Validator = Callable[[Any, dict[str, Any]], "str | None"]
 
 
 @dataclass(frozen=True)
+class Raises:
+    """An input case on which the exercise's docstring promises an exception (e.g. a ValueError for a layer out of
+    range): its expected outcome is that exception, and its reference records the solution raising it."""
+
+    exception: type[Exception]
+    inputs: InputsBuilder
+
+    def __call__(self, env: GradingEnv) -> dict[str, Any]:
+        return self.inputs(env)
+
+
+def expected_exception(case: InputsBuilder) -> type[Exception] | None:
+    """The exception a case expects (see `Raises`), or None when it expects a value."""
+    return case.exception if isinstance(case, Raises) else None
+
+
+@dataclass(frozen=True)
 class Check:
     """How one exercise is graded.
 
@@ -50,6 +70,9 @@ class Check:
     hint: one sentence shown on failure, pointing at the usual mistake.
     validate: optional extra check on (learner output, inputs); returns a message when it fails, else None. Used
         for what the output alone cannot show (e.g. "use hooks, not a cache"); it runs after the comparison passes.
+    exact_types: the output's types must be the reference's exactly, not only its values: a tensor's dtype (int64
+        is not int32, float64 not float32) and a tensor where the reference has one, a Python number where it has
+        one. Set it where the docstring names the type or dtype.
     timeout_s: wall-clock budget for one call of the learner's function.
     """
 
@@ -58,6 +81,7 @@ class Check:
     atol: float = 1e-4
     rtol: float = 1e-3
     unordered: bool = False
+    exact_types: bool = False
     hint: str = ""
     validate: Validator | None = None
     timeout_s: float = 60.0

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from checks.course import Course, CourseError, Day
-from checks.judge import Rejection, judge
+from checks.judge import Raised, Rejection, judge
 from checks.limits import Limits, describe_end
 from checks.manifest import file_contents, restore_changed, verify_manifest
 from checks.outcome import Outcome, Status
@@ -362,7 +362,10 @@ class _Run:
         elif kind == "result" and case and case not in self.results:
             complaint = message.get("complaint")
             status = "error" if message.get("complaint_status") == "error" else "failed"
-            self.results[case] = (message.get("output"), complaint if isinstance(complaint, str) else None, status)
+            output, raised = message.get("output"), message.get("raised")
+            if isinstance(raised, list) and raised:  # the call raised on a case that expects an exception
+                output = Raised(tuple(str(name) for name in raised), str(message.get("raised_message") or ""))
+            self.results[case] = (output, complaint if isinstance(complaint, str) else None, status)
         elif kind == "rejection" and self.rejection is None:
             self.rejection = {**message, "case": case}
         elif kind == "forbidden":

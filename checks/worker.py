@@ -405,7 +405,7 @@ class Child:
         import torch
 
         from checks.grading import call_learner
-        from checks.judge import Rejection
+        from checks.judge import Raised, Rejection, catching
         from checks.learner import LearnerModuleError, explain_name_error, load_module
         from checks.session import wrong_day_error
 
@@ -452,9 +452,10 @@ class Child:
         for case, (inputs, _) in built.items():
             self.channel.send(kind="phase", phase="call", case=case)
             try:
-                actual = call_learner(function, check, inputs, zygote.env, alarm=False,
+                actual = call_learner(catching(function, check.cases[case]), check, inputs, zygote.env, alarm=False,
                                       after_call=lambda: self.channel.send(kind="phase", phase="audit", case=case))
-                output = to_plain(actual)
+                raised = actual if isinstance(actual, Raised) else None  # a documented exception, for the judge
+                output = None if raised else to_plain(actual)
             except Rejection as rejection:
                 message = rejection.message
                 if "MemoryError" in message or "can't allocate memory" in message:
@@ -469,14 +470,16 @@ class Child:
                 self.channel.send(kind="rejection", case=case, status="failed", message=str(error), hint=check.hint)
                 return
             complaint, status = None, "failed"
-            if check.validate is not None:
+            if check.validate is not None and raised is None:
                 try:
                     complaint = check.validate(output, inputs)
                 except Exception:
                     complaint, status = (f"the validator of {check.name!r} crashed; this is a bug in the course:\n"
                                          f"{traceback.format_exc()}"), "error"
             self.channel.send(kind="result", case=case, output=output,
-                              complaint=str(complaint) if complaint else None, complaint_status=status)
+                              complaint=str(complaint) if complaint else None, complaint_status=status,
+                              raised=list(raised.names) if raised else None,
+                              raised_message=raised.message[:500] if raised else None)
         self.channel.send(kind="done")
 
 

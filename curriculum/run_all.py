@@ -4,8 +4,9 @@
 body of each top-level `if MAIN:` block (the exploration code) runs under a guard: when it reaches an exercise that
 still raises the stub's NotImplementedError, it prints one line naming the exercise to write and the cell ends
 without an error, so "Run All" carries on and the cells that need no exercise draw their figures. A later cell that
-needs a variable which such a cell never got to define says so in one line too, rather than failing on a NameError.
-Any other error is raised as usual. Grading never runs these blocks, and outside IPython this does nothing.
+needs a variable which such a cell never got to define says so in one line too, rather than failing on a NameError
+(or on another error, once an exercise has stopped a cell: most likely a follow-on). Until an exercise has stopped
+a cell, every other error is raised as usual. Grading never runs these blocks, and outside IPython this does nothing.
 """
 
 from __future__ import annotations
@@ -48,6 +49,10 @@ def exploration_stopped(error: BaseException) -> None:
         print(f"[skipped the rest of this cell] it needs {getattr(error, 'name', None) or error}, which an earlier "
               f"cell did not get to define: write {', '.join(_stopped)} first")
         return
+    if _stopped:  # e.g. a KeyError on a dict that a stopped cell only half filled
+        print(f"[skipped the rest of this cell] {type(error).__name__}: {error}, most likely because an earlier cell "
+              f"stopped at an unwritten exercise: write {', '.join(_stopped)} first")
+        return
     raise error
 
 
@@ -63,14 +68,16 @@ def unwritten_exercise(error: NotImplementedError) -> str | None:
 
 
 class _GuardExplorations(ast.NodeTransformer):
-    """Wraps the body of each top-level `if MAIN:` in try/except calling `_course_exploration_stopped`."""
+    """Wraps the body of each top-level `if MAIN:` in try/except Exception calling `_course_exploration_stopped`
+    (which raises again whatever is not an unwritten exercise or its follow-on)."""
 
     def visit_Module(self, module: ast.Module) -> ast.Module:
         for node in module.body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in _stopped:
+                _stopped.remove(node.name)  # the learner ran the exercise's cell again: their errors are theirs
             if isinstance(node, ast.If) and isinstance(node.test, ast.Name) and node.test.id == "MAIN":
                 handler = ast.ExceptHandler(
-                    type=ast.Tuple([ast.Name("NotImplementedError", ast.Load()), ast.Name("NameError", ast.Load())],
-                                   ast.Load()),
+                    type=ast.Name("Exception", ast.Load()),
                     name="_course_error",
                     body=[ast.Expr(ast.Call(ast.Name("_course_exploration_stopped", ast.Load()),
                                             [ast.Name("_course_error", ast.Load())], []))])

@@ -148,7 +148,8 @@ def tokenize(model: HookedTransformer, text: str) -> tuple[Int[Tensor, "1 seq"],
 
 # %% tags=["exercise"]
 def next_token_accuracy(model: HookedTransformer, tokens: Int[Tensor, "batch seq"]) -> float:
-    """Fraction of positions whose arg-max prediction equals the next token, averaged over batch and positions.
+    """Fraction (a Python float) of positions whose arg-max prediction equals the next token, averaged over batch
+    and positions.
 
     The logits at position i predict the token at position i + 1; the last position has no target.
     """
@@ -379,7 +380,8 @@ def generate_repeated_tokens(
     """`batch` sequences of BOS, then `half_len` random tokens, then the same tokens again.
 
     The random tokens come from one call of
-    `torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), generator=generator)`.
+    `torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), generator=generator)`; BOS is the model's own
+    (`model.tokenizer.bos_token_id`). Returns int64 tokens.
     """
     half = torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), generator=generator)
     bos = torch.full((batch, 1), model.tokenizer.bos_token_id, dtype=half.dtype)

@@ -90,6 +90,7 @@ def sample_array_indexing_batch(batch_size: int, generator: torch.Generator) -> 
 
     Draw, in this order and each with `generator`: the lists a ([batch, LIST_LEN], values in [0, MAX_NUM)), then
     idx ([batch], values in [0, LIST_LEN)), then elt ([batch], values in [0, MAX_NUM)). Returns int64 tokens.
+    Raises ValueError if batch_size < 1.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")
@@ -123,7 +124,10 @@ def answer_loss(logits: Float[Tensor, "batch seq d_vocab_out"], tokens: Int[Tens
 
 # %% tags=["exercise"]
 def position_labels(list_len: int = LIST_LEN) -> list[str]:
-    """The role of each position: BOS, a0.., NL, idx, elt, NL, b0.. (the list entries numbered from 0)."""
+    """The role of each position: BOS, a0.., NL, idx, elt, NL, b0.. (the list entries numbered from 0).
+
+    Raises ValueError if list_len < 1.
+    """
     if list_len < 1:
         raise ValueError(f"list_len must be positive, got {list_len}")
     lists = [f"a{i}" for i in range(list_len)]
@@ -411,7 +415,10 @@ if MAIN:
 
 # %% tags=["exercise"]
 def full_ov_circuit(model: HookedTransformer, layer: int, head: int = 0) -> Float[Tensor, "d_vocab_out d_vocab_out"]:
-    """W_E @ W_V @ W_O @ W_U of one head, restricted to the number tokens 0..d_vocab_out-1 as inputs."""
+    """W_E @ W_V @ W_O @ W_U of one head, restricted to the number tokens 0..d_vocab_out-1 as inputs.
+
+    Raises ValueError if layer is not in [0, n_layers) (a negative layer too: no counting from the end).
+    """
     if not 0 <= layer < model.cfg.n_layers:
         raise ValueError(f"layer must be in [0, {model.cfg.n_layers}), got {layer}")
     number_embeddings = model.W_E[: model.cfg.d_vocab_out]
@@ -424,7 +431,10 @@ def full_ov_circuit(model: HookedTransformer, layer: int, head: int = 0) -> Floa
 
 # %% tags=["exercise"]
 def copying_score(ov_circuit: Float[Tensor, "d_in d_out"]) -> float:
-    """Fraction of rows (input tokens) of a square OV circuit whose argmax is on the diagonal."""
+    """Fraction of rows (input tokens) of a square OV circuit whose argmax is on the diagonal, as a Python float.
+
+    Raises ValueError if `ov_circuit` is not a square matrix.
+    """
     if ov_circuit.ndim != 2 or ov_circuit.shape[0] != ov_circuit.shape[1]:
         raise ValueError(f"expected a square matrix, got shape {tuple(ov_circuit.shape)}")
     tokens = torch.arange(ov_circuit.shape[0], device=ov_circuit.device)
@@ -473,6 +483,7 @@ def residual_patching_effect(
     Effect = (LD_patched - LD_clean) / (LD_corrupted - LD_clean), where LD is logit(corrupted answer) -
     logit(clean answer) averaged over the (example, answer position) pairs whose two answers differ. A sequence's
     answer is computed from its a, idx and elt tokens (b_j = elt if idx == j else a_j), not read from its end.
+    Raises ValueError if the two token tensors differ in shape, or if no answer differs between them.
     """
     if clean_tokens.shape != corrupted_tokens.shape:
         raise ValueError(f"shapes differ: {tuple(clean_tokens.shape)} vs {tuple(corrupted_tokens.shape)}")
@@ -581,7 +592,10 @@ if MAIN:
 def predict_from_attention(
     model: HookedTransformer, tokens: Int[Tensor, "batch seq"], layer: int
 ) -> Int[Tensor, "batch answer"]:
-    """At each answer position, the token at the key position that head 0 of `layer` attends to most."""
+    """At each answer position, the token (int64) at the key position that head 0 of `layer` attends to most.
+
+    Raises ValueError if layer is not in [0, n_layers).
+    """
     if not 0 <= layer < model.cfg.n_layers:
         raise ValueError(f"layer must be in [0, {model.cfg.n_layers}), got {layer}")
     _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{layer}.attn.hook_pattern")

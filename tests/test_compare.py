@@ -157,3 +157,52 @@ def test_scalar_hints():
 def test_bad_tolerances_are_rejected():
     with pytest.raises(ValueError, match="non-negative"):
         compare(1.0, 1.0, atol=-1)
+
+
+# ---- margins ---------------------------------------------------------------------------------------------------------
+def test_margin_is_the_largest_error_over_its_tolerance():
+    expected = torch.tensor([1.0, 100.0])
+    verdict = compare(torch.tensor([1.0005, 100.0]), expected, atol=1e-3, rtol=0.0)
+    assert verdict.passed and verdict.margin == pytest.approx(0.5, rel=1e-3)
+    verdict = compare(torch.tensor([1.0, 100.2]), expected, atol=0.0, rtol=1e-3)
+    assert not verdict.passed and verdict.margin == pytest.approx(2.0, rel=1e-3)  # 0.2 over a tolerance of 0.1
+    assert compare(expected.clone(), expected).margin == 0.0
+    assert compare(2.5, 2.0, atol=0.01, rtol=0.0).margin == pytest.approx(50.0)
+    assert compare({"a": [1.0, expected]}, {"a": [1.0, expected + 1e-5]}, atol=1e-4, rtol=0).margin == pytest.approx(
+        0.1, rel=1e-2)
+    for mismatch in (compare(torch.ones(2), torch.ones(3)), compare(3, 4), compare("a", "b"),
+                     compare(torch.tensor([float("nan")]), torch.tensor([1.0]))):
+        assert not mismatch.passed and mismatch.margin == float("inf")
+
+
+# ---- the hints added for issue 8 ---------------------------------------------------------------------------------------
+def test_swapped_tuple_items_and_dict_values_are_named():
+    first, second = torch.randn(3, generator=torch.Generator().manual_seed(2)), torch.ones(2)
+    _fails_with((second, first), (first, second), "items 0 and 1 are swapped")
+    _fails_with({"d_model": 32, "n_ctx": 128, "n_layers": 4}, {"d_model": 128, "n_ctx": 32, "n_layers": 4},
+                "keys 'd_model' and 'n_ctx' are swapped")
+
+
+def test_one_minus_the_reference_is_named():
+    probabilities = torch.rand(4, 5, generator=torch.Generator().manual_seed(3))
+    _fails_with(1 - probabilities, probabilities, "one minus the reference")
+    _fails_with(0.25, 0.75, "one minus the reference")
+
+
+def test_a_permutation_of_positions_or_heads_is_named():
+    scores = torch.randn(2, 4, generator=torch.Generator().manual_seed(4))
+    _fails_with(scores[:, [1, 0, 3, 2]], scores, "another order along dim 1")
+    heads = torch.randn(6, 3, generator=torch.Generator().manual_seed(5))
+    _fails_with(heads[[0, 3, 1, 4, 2, 5]], heads, "another order along dim 0")
+
+
+def test_the_scalar_ratio_hint_only_when_a_ratio_is_plausible():
+    _fails_with(0.5 * 0.731, 0.731, "constant factor 0.5")
+    _fails_with(0.731 / 8 ** 0.5, 0.731, "1/sqrt(8)")
+    _fails_with(0.731 * 40 / 39, 0.731, "constant factor")  # seq / (seq - 1): a small-integer ratio
+    unrelated = _fails_with(0.6183, 0.7316, "expected 0.7316")  # e.g. the accuracy of other positions
+    assert "Hint" not in unrelated
+
+
+def test_no_ratio_hint_for_a_huge_ratio():
+    assert "Hint" not in _fails_with(11.7915, 0.000231648)

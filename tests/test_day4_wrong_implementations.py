@@ -1,16 +1,22 @@
-"""Grading rejects plausible wrong implementations of every day 4 exercise, with a message that points at the mistake.
+"""Day 4 grading is right about plausible learners: wrong answers are rejected with a message that points at the
+mistake, by a clear margin, and correct alternatives (different but valid code) are accepted with room to spare.
 
-Each wrong implementation is a mistake a learner is likely to make (an off-by-one position, the wrong axis, a
-forgotten case). The test asserts that grading says "failed" and that the message names what differs.
+Each wrong implementation is a mistake a learner is likely to make, of one of four kinds: a numeric slip, a value
+hard-coded from one input (which another case exposes), a broken contract (a dtype or type other than the
+docstring's, a documented ValueError never raised), or a wrong axis or position. Grading must say "failed", the
+message must name what differs, and the failing case's margin (error over tolerance) must be at least 10; every
+correct alternative must pass every case with a margin of at most 0.1.
 """
 
 from __future__ import annotations
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch import Tensor
 
 from checks import grade
+from margins import CORRECT_MARGIN, WRONG_MARGIN, case_margin, margins
 from curriculum.data.array_indexing import (
     ANSWER_POSITIONS,
     BOS_TOKEN,
@@ -290,68 +296,501 @@ def predict_from_label_rows(model, tokens, layer):
     return tokens.gather(1, _patterns(model, tokens)[layer][:, LABELS].argmax(-1))
 
 
-# ---- the table: wrong implementation, exercise, what the message must say ---------------------------------------------
+# ---- more wrong implementations: hard-coded values and broken contracts ------------------------------------------------
+def sample_a_batch_of_64(batch_size, generator):
+    return solution.sample_array_indexing_batch(64, generator)
+
+
+def sample_without_checking_the_batch_size(batch_size, generator):
+    lists = torch.randint(0, MAX_NUM, (batch_size, LIST_LEN), generator=generator)
+    idx = torch.randint(0, LIST_LEN, (batch_size,), generator=generator)
+    elt = torch.randint(0, MAX_NUM, (batch_size,), generator=generator)
+    return _assemble(lists, idx, elt)
+
+
+def sample_as_int32(batch_size, generator):
+    return solution.sample_array_indexing_batch(batch_size, generator).int()
+
+
+def loss_at_positions_6_to_8(logits, tokens):
+    return _cross_entropy(logits[:, [6, 7, 8]], tokens[:, [7, 8, 9]].clamp(max=MAX_NUM - 1)).mean()
+
+
+def loss_with_a_hard_coded_batch(logits, tokens):
+    return _cross_entropy(logits[:, ANSWERS], tokens[:, LABELS]).sum() / (200 * LIST_LEN)
+
+
+def loss_in_float32(logits, tokens):
+    return solution.answer_loss(logits, tokens).float()
+
+
+def loss_as_a_python_float(logits, tokens):
+    return solution.answer_loss(logits, tokens).item()
+
+
+def labels_for_three_entries(list_len=LIST_LEN):
+    return solution.position_labels(LIST_LEN)
+
+
+def labels_without_checking_list_len(list_len=LIST_LEN):
+    return ["BOS", *[f"a{i}" for i in range(list_len)], "NL", "idx", "elt", "NL", *[f"b{i}" for i in range(list_len)]]
+
+
+def labels_answers_before_the_list(list_len=LIST_LEN):
+    labels = solution.position_labels(list_len)
+    return [labels[0], *labels[-list_len:], *labels[1 + list_len : -list_len], *labels[1 : 1 + list_len]]
+
+
+def accuracy_with_a_hard_coded_batch(logits, tokens):
+    return (logits[:, ANSWERS].argmax(-1) == tokens[:, LABELS]).float().sum(0) / 300
+
+
+def accuracy_as_a_list(logits, tokens):
+    return solution.answer_accuracy(logits, tokens).tolist()
+
+
+def by_match_without_the_value_error(model, tokens):
+    patterns = _patterns(model, tokens)
+    idx = tokens[:, IDX_POSITION]
+    result = torch.zeros(model.cfg.n_layers, LIST_LEN, 2, tokens.shape[1])
+    for j, query in enumerate(ANSWERS):
+        for match in (0, 1):
+            result[:, j, match] = patterns[:, (idx == j) == bool(match), query].mean(1)
+    return result
+
+
+def by_match_normalised_by_a_third_of_the_batch(model, tokens):
+    patterns = _patterns(model, tokens)
+    idx = tokens[:, IDX_POSITION]
+    result = torch.zeros(model.cfg.n_layers, LIST_LEN, 2, tokens.shape[1])
+    for j, query in enumerate(ANSWERS):
+        for match in (0, 1):
+            examples = (idx == j) == bool(match)
+            if not examples.any():
+                raise ValueError("a case is missing")
+            expected_count = len(tokens) / LIST_LEN if match else len(tokens) * (LIST_LEN - 1) / LIST_LEN
+            result[:, j, match] = patterns[:, examples, query].sum(1) / expected_count
+    return result
+
+
+def source_attention_to_idx_instead_of_elt(model, tokens):
+    patterns = _patterns(model, tokens)
+    batch = torch.arange(tokens.shape[0])
+    idx = tokens[:, IDX_POSITION]
+    columns = [patterns[:, batch, query, torch.where(idx == j, IDX_POSITION, 1 + j)].mean(1)
+               for j, query in enumerate(ANSWERS)]
+    return torch.stack(columns, dim=1)
+
+
+def source_attention_for_a_batch_of_200(model, tokens):
+    patterns = _patterns(model, tokens)
+    batch = torch.arange(200)
+    idx = tokens[:, IDX_POSITION]
+    columns = [patterns[:, batch, query, torch.where(idx == j, ELT_POSITION, 1 + j)].mean(1)
+               for j, query in enumerate(ANSWERS)]
+    return torch.stack(columns, dim=1)
+
+
+def ablation_returned_in_float64(model, tokens):
+    loss, accuracy = solution.attention_ablation_effects(model, tokens)
+    return loss.double(), accuracy.double()
+
+
+def ablation_mean_over_a_hard_coded_batch(model, tokens):
+    return _ablation(model, tokens, [torch.zeros_like, lambda x: (x.sum(0, keepdim=True) / 200).expand_as(x)])
+
+
+def attribution_of_the_last_layer_only(model, tokens):
+    full = solution.answer_logit_attribution(model, tokens)
+    return torch.cat([full[:2], full[-1:]])
+
+
+def attribution_batch_first(model, tokens):
+    return _attribution(model, tokens, _no_positional).transpose(0, 1)
+
+
+def ov_of_layer_one(model, layer, head=0):
+    return solution.full_ov_circuit(model, 1, head)
+
+
+def ov_counting_layers_from_the_end(model, layer, head=0):
+    if layer >= model.cfg.n_layers:
+        raise ValueError("no such layer")
+    return model.W_E[:MAX_NUM] @ model.W_V[layer, head] @ model.W_O[layer, head] @ model.W_U
+
+
+def copying_of_fifty_tokens(ov_circuit):
+    return (ov_circuit.argmax(-1) == torch.arange(50)).float().mean().item()
+
+
+def copying_without_checking_the_shape(ov_circuit):
+    return (ov_circuit.argmax(-1) == torch.arange(ov_circuit.shape[0])).float().mean().item()
+
+
+def patching_with_idx_always_the_corrupted_token(model, clean_tokens, corrupted_tokens):
+    def answers_assuming_idx_changed(tokens):  # takes elt from the clean run: right only when idx was corrupted
+        is_idx = tokens[:, IDX_POSITION, None] == torch.arange(LIST_LEN)
+        return torch.where(is_idx, clean_tokens[:, ELT_POSITION, None], tokens[:, 1 : 1 + LIST_LEN])
+
+    return _patching(model, clean_tokens, corrupted_tokens, answers_assuming_idx_changed)
+
+
+def patching_without_checking_shapes(model, clean_tokens, corrupted_tokens):
+    return _patching(model, clean_tokens, corrupted_tokens, _implied_answers)
+
+
+def predict_as_int32(model, tokens, layer):
+    return solution.predict_from_attention(model, tokens, layer).int()
+
+
+def predict_without_checking_the_layer(model, tokens, layer):
+    pattern = _patterns(model, tokens)[layer][:, ANSWERS]
+    return tokens.gather(1, pattern.argmax(-1))
+
+
+# ---- correct alternatives -----------------------------------------------------------------------------------------------
+def sample_with_scatter(batch_size, generator):
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    lists = torch.randint(0, MAX_NUM, (batch_size, LIST_LEN), generator=generator)
+    idx = torch.randint(0, LIST_LEN, (batch_size,), generator=generator)
+    elt = torch.randint(0, MAX_NUM, (batch_size,), generator=generator)
+    answers = lists.scatter(1, idx[:, None], elt[:, None])
+    columns = [torch.full((batch_size,), BOS_TOKEN), *lists.T, torch.full((batch_size,), NL_TOKEN), idx, elt,
+               torch.full((batch_size,), NL_TOKEN), *answers.T]
+    return torch.stack(columns, dim=1)
+
+
+def sample_with_a_loop(batch_size, generator):
+    if batch_size <= 0:
+        raise ValueError(f"bad batch_size {batch_size}")
+    lists = torch.randint(0, MAX_NUM, (batch_size, LIST_LEN), generator=generator)
+    idx = torch.randint(0, LIST_LEN, (batch_size,), generator=generator)
+    elt = torch.randint(0, MAX_NUM, (batch_size,), generator=generator)
+    rows = []
+    for a, i, e in zip(lists.tolist(), idx.tolist(), elt.tolist()):
+        b = list(a)
+        b[i] = e
+        rows.append([BOS_TOKEN, *a, NL_TOKEN, i, e, NL_TOKEN, *b])
+    return torch.tensor(rows, dtype=torch.int64)
+
+
+def loss_with_cross_entropy(logits, tokens):
+    answer_logits = logits[:, ANSWERS].to(torch.float64)
+    return F.cross_entropy(answer_logits.flatten(0, 1), tokens[:, LABELS].flatten())
+
+
+def loss_with_logsumexp(logits, tokens):
+    answer_logits = logits[:, ANSWERS].double()
+    correct = answer_logits.gather(-1, tokens[:, LABELS, None])[..., 0]
+    return (answer_logits.logsumexp(-1) - correct).mean()
+
+
+def labels_by_appending(list_len=LIST_LEN):
+    if list_len < 1:
+        raise ValueError("list_len must be at least 1")
+    labels = ["BOS"]
+    labels += [f"a{i}" for i in range(list_len)]
+    labels += ["NL", "idx", "elt", "NL"]
+    labels += [f"b{i}" for i in range(list_len)]
+    return labels
+
+
+def labels_as_a_tuple(list_len=LIST_LEN):
+    if not list_len >= 1:
+        raise ValueError(list_len)
+    return ("BOS", *(f"a{i}" for i in range(list_len)), "NL", "idx", "elt", "NL", *(f"b{i}" for i in range(list_len)))
+
+
+def accuracy_in_float64(logits, tokens):
+    return (logits[:, ANSWERS].argmax(-1) == tokens[:, LABELS]).double().mean(0)
+
+
+def accuracy_by_counting(logits, tokens):
+    correct = logits[:, 7:10].argmax(dim=2).eq(tokens[:, 8:11])
+    return correct.sum(dim=0) / correct.shape[0]
+
+
+def by_match_with_weights(model, tokens):
+    patterns = _patterns(model, tokens)  # [layer, batch, query, key]
+    idx = tokens[:, IDX_POSITION]
+    result = torch.zeros(model.cfg.n_layers, LIST_LEN, 2, tokens.shape[1])
+    for j, query in enumerate(ANSWERS):
+        matches = (idx == j).float()
+        for match, weights in enumerate((1 - matches, matches)):
+            if weights.sum() == 0:
+                raise ValueError(f"no example for answer {j}, match {match}")
+            result[:, j, match] = torch.einsum("b,lbk->lk", weights, patterns[:, :, query]) / weights.sum()
+    return result
+
+
+def by_match_with_hooks(model, tokens):
+    patterns = {}
+    model.run_with_hooks(tokens, return_type=None, fwd_hooks=[
+        (lambda name: name.endswith("hook_pattern"), lambda p, hook: patterns.__setitem__(hook.layer(), p[:, 0]))])
+    idx = tokens[:, IDX_POSITION]
+    result = torch.zeros(model.cfg.n_layers, LIST_LEN, 2, tokens.shape[1])
+    for layer, pattern in patterns.items():
+        for j, query in enumerate(ANSWERS):
+            for match in (0, 1):
+                rows = pattern[(idx == j) == bool(match), query]
+                if rows.shape[0] == 0:
+                    raise ValueError("missing case")
+                result[layer, j, match] = rows.mean(0)
+    return result
+
+
+def source_attention_with_gather(model, tokens):
+    patterns = _patterns(model, tokens)[:, :, ANSWERS]  # [layer, batch, answer, key]
+    idx = tokens[:, IDX_POSITION, None]
+    sources = torch.where(idx == torch.arange(LIST_LEN), ELT_POSITION, 1 + torch.arange(LIST_LEN))  # [batch, answer]
+    index = sources[None, ..., None].expand(patterns.shape[0], -1, -1, 1)
+    return patterns.gather(-1, index)[..., 0].mean(1)
+
+
+def source_attention_with_a_one_hot_mask(model, tokens):
+    patterns = _patterns(model, tokens)[:, :, ANSWERS]
+    idx = tokens[:, IDX_POSITION, None]
+    sources = torch.where(idx == torch.arange(LIST_LEN), ELT_POSITION, 1 + torch.arange(LIST_LEN))
+    mask = F.one_hot(sources, tokens.shape[1]).float()
+    return (patterns * mask).sum(-1).mean(1)
+
+
+def ablation_with_cross_entropy(model, tokens):
+    answers = tokens[:, LABELS]
+    loss = torch.zeros(2, model.cfg.n_layers, LIST_LEN)
+    accuracy = torch.zeros(2, model.cfg.n_layers, LIST_LEN)
+    for method, replace in enumerate((torch.zeros_like, lambda x: x.mean(0, keepdim=True).expand_as(x))):
+        for layer in range(model.cfg.n_layers):
+            logits = model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.hook_attn_out", lambda x, hook: replace(x))])
+            answer_logits = logits[:, ANSWERS].double()
+            per_example = F.cross_entropy(answer_logits.transpose(1, 2), answers, reduction="none")  # [batch, answer]
+            loss[method, layer] = per_example.mean(0).float()
+            accuracy[method, layer] = (answer_logits.argmax(-1) == answers).float().mean(0)
+    return loss, accuracy
+
+
+def ablation_with_a_summed_mean(model, tokens):
+    return _ablation(model, tokens, [lambda x: x * 0, lambda x: (x.sum(0, keepdim=True) / x.shape[0]).expand_as(x)])
+
+
+def attribution_with_zero_positions(model, tokens):
+    return _attribution(model, tokens, _no_positional)
+
+
+def attribution_with_einsum(model, tokens):
+    _, cache = model.run_with_cache(tokens)
+    parts = [cache["hook_embed"], cache["blocks.0.hook_resid_pre"] - cache["hook_embed"]]
+    parts += [cache["attn_out", layer] for layer in range(model.cfg.n_layers)]
+    stacked = torch.stack(parts)[:, :, ANSWERS]  # [component, batch, answer, d_model]
+    directions = model.W_U[:, tokens[:, LABELS]]  # [d_model, batch, answer]
+    return torch.einsum("cbam,mba->cba", stacked, directions)
+
+
+def ov_with_factored_matrices(model, layer, head=0):
+    if layer < 0 or layer >= model.cfg.n_layers:
+        raise ValueError(f"no layer {layer}")
+    return (model.W_E[:MAX_NUM] @ model.OV[layer, head] @ model.W_U).AB
+
+
+def ov_associated_from_the_right(model, layer, head=0):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("layer out of range")
+    return model.W_E[: model.cfg.d_vocab_out] @ (model.W_V[layer, head] @ (model.W_O[layer, head] @ model.W_U))
+
+
+def copying_by_counting(ov_circuit):
+    rows, columns = ov_circuit.shape
+    if rows != columns:
+        raise ValueError("not square")
+    return int((ov_circuit.argmax(1) == torch.arange(rows)).sum()) / rows
+
+
+def copying_with_max_values(ov_circuit):
+    if ov_circuit.ndim != 2 or ov_circuit.shape[0] != ov_circuit.shape[1]:
+        raise ValueError("expected a square matrix")
+    return (ov_circuit.diagonal() >= ov_circuit.max(dim=-1).values).double().mean().item()
+
+
+def patching_one_position_at_a_time(model, clean_tokens, corrupted_tokens):
+    if clean_tokens.shape != corrupted_tokens.shape:
+        raise ValueError("shapes differ")
+    return _patching(model, clean_tokens, corrupted_tokens, _implied_answers)
+
+
+def patching_with_log_probabilities(model, clean_tokens, corrupted_tokens):
+    if clean_tokens.shape != corrupted_tokens.shape:
+        raise ValueError("shapes differ")
+    clean_answers, corrupted_answers = _implied_answers(clean_tokens), _implied_answers(corrupted_tokens)
+    differs = clean_answers != corrupted_answers
+
+    def logit_difference(logits):  # log-probabilities differ exactly as logits do
+        log_probs = logits[:, ANSWERS].log_softmax(-1)
+        diff = log_probs.gather(-1, corrupted_answers[..., None]) - log_probs.gather(-1, clean_answers[..., None])
+        return diff[..., 0][differs].mean()
+
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(model.cfg.n_layers)]
+    names.append(f"blocks.{model.cfg.n_layers - 1}.hook_resid_post")
+    corrupted_logits, cache = model.run_with_cache(corrupted_tokens)
+    ld_clean, ld_corrupted = logit_difference(model(clean_tokens)), logit_difference(corrupted_logits)
+    effect = torch.zeros(len(names), clean_tokens.shape[1])
+    for point, name in enumerate(names):
+        for position in range(clean_tokens.shape[1]):
+            def patch(resid, hook, position=position, name=name):
+                resid = resid.clone()
+                resid[:, position] = cache[name][:, position]
+                return resid
+
+            ld = logit_difference(model.run_with_hooks(clean_tokens, fwd_hooks=[(name, patch)]))
+            effect[point, position] = (ld - ld_clean) / (ld_corrupted - ld_clean)
+    return effect
+
+
+def predict_with_take_along_dim(model, tokens, layer):
+    if layer not in range(model.cfg.n_layers):
+        raise ValueError(f"layer {layer} out of range")
+    keys = _patterns(model, tokens)[layer][:, ANSWERS].max(dim=-1).indices
+    return torch.take_along_dim(tokens, keys, dim=1)
+
+
+def predict_with_a_hook(model, tokens, layer):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("bad layer")
+    kept = {}
+    model.run_with_hooks(tokens, return_type=None, fwd_hooks=[
+        (f"blocks.{layer}.attn.hook_pattern", lambda p, hook: kept.__setitem__("pattern", p[:, 0, ANSWERS]))])
+    return tokens.gather(1, kept["pattern"].argmax(-1))
+
+
+# ---- the tables: wrong implementation, exercise, kind, what the message must say; correct alternatives ---------------
 DIFFER = "differ beyond the tolerance"
+SLIP, HARD_CODED, CONTRACT, AXIS = "numeric slip", "hard-coded value", "broken contract", "wrong axis or position"
+RAISES = "says it raises ValueError"
 WRONG_IMPLEMENTATIONS = [
-    (sample_idx_first, "sample_array_indexing_batch", "first at index [0, 1]"),  # the list itself is wrong
-    (sample_without_update, "sample_array_indexing_batch", "first at index [0, 8]"),  # only the answers are wrong
-    (sample_one_idx_per_batch, "sample_array_indexing_batch", "differ"),
-    (loss_at_label_positions, "answer_loss", DIFFER),
-    (loss_over_every_position, "answer_loss", DIFFER),
-    (loss_summed_over_answers, "answer_loss", "max rel error 2"),  # three times the mean
-    (labels_numbered_from_one, "position_labels", "expected the string 'a0', got 'a1'"),
-    (labels_missing_second_newline, "position_labels", "expected 11 items, got 10"),
-    (accuracy_at_label_positions, "answer_accuracy", DIFFER),
-    (accuracy_averaged_over_answers, "answer_accuracy", "wrong shape"),
-    (accuracy_overall, "answer_accuracy", DIFFER),
-    (by_match_at_label_positions, "attention_by_idx_match", DIFFER),
-    (by_match_cases_swapped, "attention_by_idx_match", DIFFER),
-    (by_match_unsplit, "attention_by_idx_match", DIFFER),
-    (source_attention_to_list_only, "attention_to_answer_source", DIFFER),
-    (source_attention_at_label_positions, "attention_to_answer_source", DIFFER),
-    (ablation_mean_over_positions, "attention_ablation_effects", "output[0]"),  # the losses already differ
-    (ablation_methods_swapped, "attention_ablation_effects", "output[0]"),
-    (ablation_of_the_residual_stream, "attention_ablation_effects", "output[0]"),
-    (attribution_projecting_pos_embed, "answer_logit_attribution", "expected 0.0"),  # the positional row is zero
-    (attribution_to_the_logit_minus_mean_logit, "answer_logit_attribution", DIFFER),
-    (attribution_read_at_the_label_positions, "answer_logit_attribution", DIFFER),
-    (ov_with_output_before_value, "full_ov_circuit", DIFFER),
-    (ov_transposed, "full_ov_circuit", "transposed"),
-    (ov_with_every_input_token, "full_ov_circuit", "wrong shape: expected (50, 50), got (52, 50)"),
-    (copying_by_column, "copying_score", "expected 0.36, got 0.38"),
-    (copying_as_mean_diagonal, "copying_score", "constant factor"),
-    (copying_as_count, "copying_score", "expected a float"),
-    (patching_with_answers_read_from_the_end, "residual_patching_effect", "nan"),  # no answer differs: 0 / 0
-    (patching_without_normalising, "residual_patching_effect", DIFFER),
-    (patching_every_position_up_to, "residual_patching_effect", DIFFER),
-    (predict_from_layer_zero, "predict_from_attention", "differ"),
-    (predict_position_not_token, "predict_from_attention", "got 1, expected 36"),  # a position, not a token
-    (predict_from_label_rows, "predict_from_attention", "shifted by one position"),
+    (sample_idx_first, "sample_array_indexing_batch", SLIP, "first at index [0, 1]"),  # the list itself is wrong
+    (sample_without_update, "sample_array_indexing_batch", SLIP, "first at index [0, 8]"),  # only the answers
+    (sample_one_idx_per_batch, "sample_array_indexing_batch", AXIS, "differ"),
+    (sample_a_batch_of_64, "sample_array_indexing_batch", HARD_CODED, "expected (5, 11), got (64, 11)"),
+    (sample_without_checking_the_batch_size, "sample_array_indexing_batch", CONTRACT, RAISES),
+    (sample_as_int32, "sample_array_indexing_batch", CONTRACT, "dtype torch.int32"),
+    (loss_at_label_positions, "answer_loss", AXIS, "positions 7, 8, 9"),
+    (loss_over_every_position, "answer_loss", AXIS, "positions 7, 8, 9"),
+    (loss_at_positions_6_to_8, "answer_loss", AXIS, "positions 7, 8, 9"),
+    (loss_summed_over_answers, "answer_loss", SLIP, "constant factor 3"),
+    (loss_with_a_hard_coded_batch, "answer_loss", HARD_CODED, "noisy logits, batch 31"),
+    (loss_in_float32, "answer_loss", CONTRACT, "promises torch.float64"),
+    (loss_as_a_python_float, "answer_loss", CONTRACT, "promises a tensor"),
+    (labels_numbered_from_one, "position_labels", SLIP, "expected the string 'a0', got 'a1'"),
+    (labels_missing_second_newline, "position_labels", SLIP, "expected 11 items, got 10"),
+    (labels_for_three_entries, "position_labels", HARD_CODED, "expected 15 items, got 11"),
+    (labels_without_checking_list_len, "position_labels", CONTRACT, RAISES),
+    (labels_answers_before_the_list, "position_labels", AXIS, "expected the string 'a0', got 'b0'"),
+    (accuracy_at_label_positions, "answer_accuracy", AXIS, DIFFER),
+    (accuracy_averaged_over_answers, "answer_accuracy", AXIS, "wrong shape"),
+    (accuracy_overall, "answer_accuracy", SLIP, DIFFER),
+    (accuracy_with_a_hard_coded_batch, "answer_accuracy", HARD_CODED, "batch 40"),
+    (accuracy_as_a_list, "answer_accuracy", CONTRACT, "expected a tensor"),
+    (by_match_at_label_positions, "attention_by_idx_match", AXIS, DIFFER),
+    (by_match_cases_swapped, "attention_by_idx_match", SLIP, DIFFER),
+    (by_match_unsplit, "attention_by_idx_match", SLIP, DIFFER),
+    (by_match_normalised_by_a_third_of_the_batch, "attention_by_idx_match", HARD_CODED, DIFFER),
+    (by_match_without_the_value_error, "attention_by_idx_match", CONTRACT, RAISES),
+    (source_attention_to_list_only, "attention_to_answer_source", SLIP, DIFFER),
+    (source_attention_at_label_positions, "attention_to_answer_source", AXIS, DIFFER),
+    (source_attention_to_idx_instead_of_elt, "attention_to_answer_source", AXIS, DIFFER),
+    (source_attention_for_a_batch_of_200, "attention_to_answer_source", HARD_CODED, "raised IndexError"),
+    (ablation_mean_over_positions, "attention_ablation_effects", AXIS, "output[0]"),  # the losses already differ
+    (ablation_methods_swapped, "attention_ablation_effects", SLIP, "another order along dim 0"),
+    (ablation_of_the_residual_stream, "attention_ablation_effects", AXIS, "output[0]"),
+    (ablation_mean_over_a_hard_coded_batch, "attention_ablation_effects", HARD_CODED, "batch 25"),
+    (ablation_returned_in_float64, "attention_ablation_effects", CONTRACT, "promises torch.float32"),
+    (attribution_projecting_pos_embed, "answer_logit_attribution", SLIP, "expected 0.0"),  # the positional row is 0
+    (attribution_to_the_logit_minus_mean_logit, "answer_logit_attribution", SLIP, DIFFER),
+    (attribution_read_at_the_label_positions, "answer_logit_attribution", AXIS, DIFFER),
+    (attribution_batch_first, "answer_logit_attribution", AXIS, "wrong shape"),
+    (attribution_of_the_last_layer_only, "answer_logit_attribution", HARD_CODED, "wrong shape: expected (4, 200, 3)"),
+    (ov_with_output_before_value, "full_ov_circuit", SLIP, DIFFER),
+    (ov_transposed, "full_ov_circuit", AXIS, "transposed"),
+    (ov_with_every_input_token, "full_ov_circuit", SLIP, "wrong shape: expected (50, 50), got (52, 50)"),
+    (ov_of_layer_one, "full_ov_circuit", HARD_CODED, "layer 0"),
+    (ov_counting_layers_from_the_end, "full_ov_circuit", CONTRACT, RAISES),
+    (copying_by_column, "copying_score", AXIS, "expected 0.36, got 0.38"),
+    (copying_as_mean_diagonal, "copying_score", SLIP, "expected 0.36"),
+    (copying_as_count, "copying_score", SLIP, "expected a float"),
+    (copying_of_fifty_tokens, "copying_score", HARD_CODED, "20 x 20"),
+    (copying_without_checking_the_shape, "copying_score", CONTRACT, RAISES),
+    (patching_with_answers_read_from_the_end, "residual_patching_effect", AXIS, "nan"),  # no answer differs: 0 / 0
+    (patching_without_normalising, "residual_patching_effect", SLIP, DIFFER),
+    (patching_every_position_up_to, "residual_patching_effect", AXIS, DIFFER),
+    (patching_with_idx_always_the_corrupted_token, "residual_patching_effect", HARD_CODED, "elt corrupted"),
+    (patching_without_checking_shapes, "residual_patching_effect", CONTRACT, RAISES),
+    (predict_from_layer_zero, "predict_from_attention", HARD_CODED, "differ"),
+    (predict_position_not_token, "predict_from_attention", SLIP, "got 1, expected 36"),  # a position, not a token
+    (predict_from_label_rows, "predict_from_attention", AXIS, "shifted by one position"),
+    (predict_as_int32, "predict_from_attention", CONTRACT, "dtype torch.int32"),
+    (predict_without_checking_the_layer, "predict_from_attention", CONTRACT, RAISES),
+]
+
+CORRECT_ALTERNATIVES = [
+    (sample_with_scatter, "sample_array_indexing_batch"),
+    (sample_with_a_loop, "sample_array_indexing_batch"),
+    (loss_with_cross_entropy, "answer_loss"),
+    (loss_with_logsumexp, "answer_loss"),
+    (labels_by_appending, "position_labels"),
+    (labels_as_a_tuple, "position_labels"),
+    (accuracy_in_float64, "answer_accuracy"),
+    (accuracy_by_counting, "answer_accuracy"),
+    (by_match_with_weights, "attention_by_idx_match"),
+    (by_match_with_hooks, "attention_by_idx_match"),
+    (source_attention_with_gather, "attention_to_answer_source"),
+    (source_attention_with_a_one_hot_mask, "attention_to_answer_source"),
+    (ablation_with_cross_entropy, "attention_ablation_effects"),
+    (ablation_with_a_summed_mean, "attention_ablation_effects"),
+    (attribution_with_zero_positions, "answer_logit_attribution"),
+    (attribution_with_einsum, "answer_logit_attribution"),
+    (ov_with_factored_matrices, "full_ov_circuit"),
+    (ov_associated_from_the_right, "full_ov_circuit"),
+    (copying_by_counting, "copying_score"),
+    (copying_with_max_values, "copying_score"),
+    (patching_one_position_at_a_time, "residual_patching_effect"),
+    (patching_with_log_probabilities, "residual_patching_effect"),
+    (predict_with_take_along_dim, "predict_from_attention"),
+    (predict_with_a_hook, "predict_from_attention"),
 ]
 
 
-def test_every_exercise_has_at_least_two_wrong_implementations():
+def test_every_exercise_has_four_kinds_of_wrong_implementation_and_two_correct_ones():
     from checks.specs.day4 import CHECKS
 
-    counts = {check.name: 0 for check in CHECKS}
-    for _, exercise, _ in WRONG_IMPLEMENTATIONS:
-        counts[exercise] += 1
-    assert all(count >= 2 for count in counts.values()), counts
+    for check in CHECKS:
+        wrong = [entry for entry in WRONG_IMPLEMENTATIONS if entry[1] == check.name]
+        assert len(wrong) >= 4 and len({kind for _, _, kind, _ in wrong}) >= 3, (check.name, wrong)
+        assert sum(exercise == check.name for _, exercise in CORRECT_ALTERNATIVES) >= 2, check.name
 
 
 @pytest.mark.parametrize(
-    "wrong, exercise, fragment", WRONG_IMPLEMENTATIONS, ids=[fn.__name__ for fn, _, _ in WRONG_IMPLEMENTATIONS]
+    "wrong, exercise, kind, fragment", WRONG_IMPLEMENTATIONS, ids=[fn.__name__ for fn, _, _, _ in WRONG_IMPLEMENTATIONS]
 )
-def test_wrong_implementation_is_rejected_with_a_pointed_message(wrong, exercise, fragment):
+def test_wrong_implementation_is_rejected_with_a_pointed_message(wrong, exercise, kind, fragment):
     outcome = grade(wrong, name=exercise, device="cpu")
     assert outcome.status == "failed", f"{outcome.status}: {outcome.message}"
     message = f"{outcome.message}\n{outcome.hint}".lower()
     assert fragment.lower() in message, outcome.message
     assert outcome.hint, outcome.message  # every check carries a hint
+    margin = case_margin(wrong, exercise, outcome.case, device="cpu")  # the case that rejected it
+    assert margin >= WRONG_MARGIN, f"{wrong.__name__} fails case {outcome.case!r} by a margin of only {margin:.3g}"
+
+
+@pytest.mark.parametrize("correct, exercise", CORRECT_ALTERNATIVES, ids=[fn.__name__ for fn, _ in CORRECT_ALTERNATIVES])
+def test_correct_alternative_is_accepted(correct, exercise):
+    outcome = grade(correct, name=exercise, device="cpu")
+    assert outcome.status == "passed", f"{outcome.status}: {outcome.message}"
+    found = margins(correct, exercise, device="cpu")
+    assert max(found.values()) <= CORRECT_MARGIN, f"{correct.__name__} passes too narrowly: {found}"
 
 
 def test_the_solutions_themselves_pass():
-    """The table above means something only if the same grader passes the reference solutions."""
+    """The tables above mean something only if the same grader passes the reference solutions."""
     from checks.specs.day4 import CHECKS
 
     for check in CHECKS:

@@ -83,3 +83,15 @@ def test_bad_input_raises_a_clear_error(call, message):
 
 def test_show_is_silent_outside_a_notebook():
     assert plotting.show(plotting.bar([1.0])) is None
+
+
+def test_heatmaps_give_each_labelled_row_room():
+    tokens = [f"word{i}" for i in range(41)]
+    patterns = torch.softmax(torch.randn(2, 41, 41, generator=torch.Generator().manual_seed(0)), dim=-1)
+    fig = plotting.attention_patterns(patterns, tokens)
+    assert fig.layout.height >= plotting.ROW_PIXELS * 41  # 41 rows, each at least ROW_PIXELS tall
+    assert len(fig.layout.yaxis.ticktext) == 41
+    long = plotting.imshow(torch.zeros(200, 3), y_labels=[str(i) for i in range(200)])
+    assert len(long.layout.yaxis.ticktext) <= plotting.MAX_TICKS  # labels thinned beyond MAX_TICKS rows
+    small = plotting.imshow(torch.zeros(2, 4))
+    assert small.layout.height is None  # a few rows keep plotly's default size

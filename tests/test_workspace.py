@@ -4,8 +4,10 @@ breaks an unrelated pytest run."""
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -223,6 +225,7 @@ def test_another_days_file_and_a_syntax_error_are_said_once(pytester, built_cour
 def test_run_all_goes_past_unwritten_exercises(capsys):
     from IPython.core.interactiveshell import InteractiveShell
 
+    from curriculum import run_all
     from curriculum.run_all import keep_going_past_stubs
 
     shell = InteractiveShell.instance()
@@ -236,6 +239,7 @@ def test_run_all_goes_past_unwritten_exercises(capsys):
             "    after = 'never reached'",
             "if MAIN:\n    print(scores)",
             "if MAIN:\n    print(drawn)",
+            "if MAIN:\n    print({}['half filled'])",
         ]
         results = [shell.run_cell(cell, store_history=False) for cell in cells]
         assert all(result.success for result in results)
@@ -245,9 +249,14 @@ def test_run_all_goes_past_unwritten_exercises(capsys):
             "write it, then run check(induction_scores)",
             "[skipped the rest of this cell] it needs scores, which an earlier cell did not get to define: write "
             "induction_scores first",
-            "a figure that needs no exercise"]
+            "a figure that needs no exercise",
+            "[skipped the rest of this cell] KeyError: 'half filled', most likely because an earlier cell stopped at "
+            "an unwritten exercise: write induction_scores first"]
         assert "after" not in shell.user_ns
-        assert not shell.run_cell("if MAIN:\n    1 / 0", store_history=False).success  # real errors still raise
+        # the learner writes the exercise: from then on, an error in exploration code is theirs and is raised
+        assert shell.run_cell("def induction_scores(x):\n    return x", store_history=False).success
+        assert run_all._stopped == []
+        assert not shell.run_cell("if MAIN:\n    1 / 0", store_history=False).success
     finally:
         shell.ast_transformers.clear()
         InteractiveShell.clear_instance()
@@ -307,3 +316,28 @@ def test_progress_shows_every_day_its_exercises_and_the_score(built_course, tmp_
     assert f"  graded {module}" in text
     assert "    passed       count_repeats" in text and "    failed       describe_shape" in text
     assert "day 2 (day2_toy): 0/2 passed, 2 not started" in text
+
+
+# ---- the whole loop, and the browser ---------------------------------------------------------------------------------
+def _bench(name: str):
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", REPO_ROOT / "bench" / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_scripted_learner_session_in_a_fresh_clone_loses_nothing(tmp_path):
+    """bench/learner_session.py (committed state): start, write in the notebook and the module, build, test, grade."""
+    result = _bench("learner_session").learner_session(tmp_path)
+    assert result["ok"], json.dumps(result, indent=2)
+
+
+@pytest.mark.skipif(not (shutil.which("chromium") and importlib.util.find_spec("jupyterlab")
+                         and importlib.util.find_spec("websocket")),
+                    reason="the browser proof needs Debian's chromium, jupyterlab and websocket-client")
+@pytest.mark.skipif(os.environ.get("COURSE_BROWSER_PROOF") != "1",
+                    reason="minutes of CPU: run with COURSE_BROWSER_PROOF=1 (or python bench/browser_proof.py)")
+def test_the_notebook_runs_in_jupyterlab_and_draws_its_figures(tmp_path):
+    assert _bench("browser_proof").main(["--out", str(tmp_path)]) == 0

@@ -1,215 +1,276 @@
 """Checks of day 1 (TransformerLens basics and induction heads, on `induction-2l`).
 
-Inputs are built from the zoo model and the course's seeded data generators with plain TransformerLens calls:
-held-out-style stories of the model's synthetic language, and BOS + random tokens repeated twice.
+Inputs are built from the zoo models and the course's seeded data generators with plain TransformerLens calls:
+held-out-style stories of the model's synthetic language, and BOS + random tokens repeated twice. Every exercise is
+graded on at least two cases that differ in every parameter and model dimension the exercise reads; the functions
+that work on any model also meet `toy-gpt` (4 layers, LayerNorm, MLPs, n_ctx 32 != d_model 128) or `array-2l1h`
+(one head per layer, d_head 128, BOS id 50, no special token below the numbers).
 """
 
 from __future__ import annotations
 
-import copy
-from typing import Any
+from typing import Any, Callable
 
 import torch
-from transformer_lens import HookedTransformer
 
+from checks.audits import cache_complaint, watch_caching
 from checks.spec import Check, GradingEnv
+from curriculum.data import toy_vocab
+from curriculum.data.array_indexing import VOCAB as ARRAY_VOCAB
+from curriculum.data.array_indexing import array_indexing_batch
 from curriculum.data.induction_corpus import FIRST_WORD_TOKEN, decode, stories
 from curriculum.data.repeated_tokens import repeated_tokens
+from curriculum.data.toy_corpus import toy_gpt_batch
 
 DAY = 1
-MODULE = "day1_induction_heads"
 
 MODEL = "induction-2l"
-HALF_LEN = 20
+OTHER = "toy-gpt"  # a second model for the functions that work on any model
+Builder = Callable[[GradingEnv], dict[str, Any]]
 
 
-def _stories(env: GradingEnv, batch: int, length: int, seed: int) -> torch.Tensor:
-    return stories(batch, env.generator(seed))[:, :length].to(env.device)
+def _tokens(env: GradingEnv, model: str, batch: int, length: int, seed: int) -> torch.Tensor:
+    """Text the model was trained on: stories for induction-2l, rows of the training mixture for toy-gpt."""
+    generator = env.generator(seed)
+    text = stories(batch, generator) if model == MODEL else toy_gpt_batch(batch, generator)
+    return text[:, :length].to(env.device)
 
 
-def _repeated(env: GradingEnv, batch: int, seed: int) -> torch.Tensor:
-    d_vocab = env.model(MODEL).cfg.d_vocab
-    return repeated_tokens(batch, HALF_LEN, d_vocab, env.generator(seed), first_token=FIRST_WORD_TOKEN).to(env.device)
+def _repeated(env: GradingEnv, model: str, batch: int, half_len: int, seed: int) -> torch.Tensor:
+    d_vocab = env.model(model).cfg.d_vocab
+    return repeated_tokens(batch, half_len, d_vocab, env.generator(seed), first_token=FIRST_WORD_TOKEN).to(env.device)
 
 
-def _model_inputs(env: GradingEnv) -> dict[str, Any]:
-    return {"model": env.model(MODEL)}
+def _model_inputs(model: str) -> Builder:
+    return lambda env: {"model": env.model(model)}
 
 
-def _tokenize_inputs(env: GradingEnv) -> dict[str, Any]:
-    story = stories(1, env.generator(101))[0, 1:30]  # words only: to_tokens adds BOS itself
-    return {"model": env.model(MODEL), "text": decode(story)}
+def _tokenize_inputs(model: str, length: int, seed: int) -> Builder:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        if model == MODEL:
+            text = decode(stories(1, env.generator(seed))[0, 1 : 1 + length])  # words only: to_tokens adds BOS
+        elif model == "array-2l1h":
+            row = array_indexing_batch(1, env.generator(seed))[0, 1 : 1 + length]
+            text = " ".join(ARRAY_VOCAB[t] for t in row.tolist())
+        else:
+            row = toy_gpt_batch(1, env.generator(seed))[0].tolist()
+            text = toy_vocab.decode([t for t in row if t != toy_vocab.BOS_TOKEN][:length])
+        return {"model": env.model(model), "text": text}
+
+    return inputs
 
 
-def _accuracy_inputs(env: GradingEnv) -> dict[str, Any]:
-    return {"model": env.model(MODEL), "tokens": _stories(env, 8, 128, 102)}
+def _accuracy_inputs(model: str, batch: int, length: int, seed: int) -> Builder:
+    return lambda env: {"model": env.model(model), "tokens": _tokens(env, model, batch, length, seed)}
 
 
-def _qk_inputs(env: GradingEnv) -> dict[str, Any]:
-    tokens = _stories(env, 1, 40, 103)
-    with torch.no_grad():
-        _, cache = env.model(MODEL).run_with_cache(tokens, names_filter=lambda name: name.endswith(("hook_q", "hook_k")))
-    return {"q": cache["q", 1][0].clone(), "k": cache["k", 1][0].clone()}
+def _qk_inputs(model: str, layer: int, length: int, seed: int) -> Builder:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        if model == "array-2l1h":
+            tokens = array_indexing_batch(1, env.generator(seed))[:, :length].to(env.device)
+        else:
+            tokens = _tokens(env, model, 1, length, seed)
+        wanted = (f"blocks.{layer}.attn.hook_q", f"blocks.{layer}.attn.hook_k")
+        with torch.no_grad():
+            _, cache = env.model(model).run_with_cache(tokens, names_filter=lambda name: name in wanted)
+        return {"q": cache["q", layer][0].clone(), "k": cache["k", layer][0].clone()}
+
+    return inputs
 
 
-def _detector_inputs(env: GradingEnv) -> dict[str, Any]:
-    model = env.model(MODEL)
-    with torch.no_grad():
-        _, cache = model.run_with_cache(_stories(env, 4, 64, 104))
-    return {"cache": cache, "n_layers": model.cfg.n_layers}
+def _detector_inputs(model: str, batch: int, length: int, seed: int) -> Builder:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        with torch.no_grad():
+            _, cache = env.model(model).run_with_cache(_tokens(env, model, batch, length, seed),
+                                                       names_filter=lambda name: name.endswith("hook_pattern"))
+        return {"cache": cache, "n_layers": env.model(model).cfg.n_layers}
+
+    return inputs
 
 
-def _generation_inputs(env: GradingEnv) -> dict[str, Any]:
-    return {
-        "model": env.model(MODEL),
-        "half_len": 12,
-        "batch": 5,
-        "generator": env.generator(105),
-        "first_token": FIRST_WORD_TOKEN,
-    }
+def _generation_inputs(model: str, half_len: int, batch: int, seed: int, first_token: int) -> Builder:
+    return lambda env: {"model": env.model(model), "half_len": half_len, "batch": batch,
+                        "generator": env.generator(seed), "first_token": first_token}
 
 
-def _loss_inputs(env: GradingEnv) -> dict[str, Any]:
-    tokens = _repeated(env, 4, 106)
-    with torch.no_grad():
-        logits = env.model(MODEL)(tokens)
-    return {"logits": logits, "tokens": tokens}
+def _loss_inputs(model: str, batch: int, half_len: int, seed: int) -> Builder:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        tokens = _repeated(env, model, batch, half_len, seed)
+        with torch.no_grad():
+            logits = env.model(model)(tokens)
+        return {"logits": logits, "tokens": tokens}
+
+    return inputs
 
 
-class _CacheWatchingModel(HookedTransformer):
-    """A view of a zoo model that records every attempt to build an activation cache.
-
-    Made by `_watch_caching`: a shallow copy whose class is switched to this one, so it shares the original's
-    modules, weights and hook points (the grader's audit of hooks and weights still sees everything) and behaves
-    exactly like it, except that the caching entry points note that they were called.
-    """
-
-    caching_calls: list[str]
-
-    def run_with_cache(self, *args: Any, **kwargs: Any) -> Any:
-        self.caching_calls.append("run_with_cache")
-        return super().run_with_cache(*args, **kwargs)
-
-    def get_caching_hooks(self, *args: Any, **kwargs: Any) -> Any:
-        self.caching_calls.append("get_caching_hooks")
-        return super().get_caching_hooks(*args, **kwargs)
-
-    def add_caching_hooks(self, *args: Any, **kwargs: Any) -> Any:
-        self.caching_calls.append("add_caching_hooks")
-        return super().add_caching_hooks(*args, **kwargs)
-
-
-def _watch_caching(model: HookedTransformer) -> _CacheWatchingModel:
-    watched = copy.copy(model)
-    watched.__class__ = _CacheWatchingModel
-    watched.caching_calls = []
-    return watched
-
-
-def _induction_inputs(env: GradingEnv) -> dict[str, Any]:
-    return {"model": _watch_caching(env.model(MODEL)), "tokens": _repeated(env, 8, 107), "half_len": HALF_LEN}
+def _induction_inputs(model: str, batch: int, half_len: int, seed: int) -> Builder:
+    return lambda env: {"model": watch_caching(env.model(model)), "tokens": _repeated(env, model, batch, half_len, seed),
+                        "half_len": half_len}
 
 
 def _no_cache_built(output: Any, inputs: dict[str, Any]) -> str | None:
-    calls = inputs["model"].caching_calls
-    if calls:
-        return (f"induction_scores gives the right scores, but it built an activation cache (it called "
-                f"model.{calls[0]}). This exercise is about hooks: use model.run_with_hooks with a hook on "
-                "hook_pattern that records the scores, with return_type=None.")
-    return None
+    return cache_complaint(inputs["model"], "induction_scores", "This exercise is about hooks: use "
+                           "model.run_with_hooks with a hook on hook_pattern that records only the scores, with "
+                           "return_type=None.")
 
 
-def _attribution_inputs(env: GradingEnv) -> dict[str, Any]:
-    model = env.model(MODEL)
-    tokens = _repeated(env, 1, 108)
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens)
-    return {"model": model, "cache": cache, "tokens": tokens[0]}
-
-
-def _ablation_inputs(seed: int):
+def _attribution_inputs(model: str, half_len: int, seed: int) -> Builder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
-        return {"model": env.model(MODEL), "tokens": _repeated(env, 4, seed)}
+        tokens = _repeated(env, model, 1, half_len, seed)
+        with torch.no_grad():
+            _, cache = env.model(model).run_with_cache(tokens)
+        return {"model": env.model(model), "cache": cache, "tokens": tokens[0]}
 
     return inputs
+
+
+def _ablation_inputs(model: str, batch: int, half_len: int, seed: int) -> Builder:
+    return lambda env: {"model": env.model(model), "tokens": _repeated(env, model, batch, half_len, seed)}
 
 
 CHECKS = [
     Check(
         name="describe_model",
-        cases={"graded input": _model_inputs},
+        cases={
+            "induction-2l (n_ctx == d_model == 128)": _model_inputs(MODEL),
+            "toy-gpt (4 layers, n_ctx 32, d_mlp 512, LayerNorm)": _model_inputs(OTHER),
+            "array-2l1h (1 head, d_head 128, d_vocab 52)": _model_inputs("array-2l1h"),
+        },
+        exact_types=True,
         hint="Read the dimensions from model.cfg (n_heads is per layer); attention_params counts W_Q, W_K, W_V, W_O "
         "and the biases b_Q, b_K, b_V, b_O of every layer.",
     ),
     Check(
         name="tokenize",
-        cases={"graded input": _tokenize_inputs},
+        cases={
+            "induction-2l, 29 words": _tokenize_inputs(MODEL, 29, 101),
+            "toy-gpt, 11 words": _tokenize_inputs(OTHER, 11, 201),
+            "array-2l1h (BOS id 50), 9 tokens": _tokenize_inputs("array-2l1h", 9, 301),
+        },
         hint="Use model.to_tokens and model.to_str_tokens, which both prepend the BOS token.",
     ),
     Check(
         name="next_token_accuracy",
-        cases={"graded input": _accuracy_inputs},
+        cases={
+            "induction-2l, batch 6 x 64 tokens": _accuracy_inputs(MODEL, 6, 64, 102),
+            "toy-gpt, batch 3 x 17 tokens": _accuracy_inputs(OTHER, 3, 17, 202),
+        },
+        exact_types=True,
+        atol=1e-9,
+        rtol=1e-6,
         hint="The logits at position i predict the token at position i + 1: compare logits[:, :-1].argmax(-1) "
         "with tokens[:, 1:].",
     ),
     Check(
         name="attention_pattern_from_qk",
-        cases={"graded input": _qk_inputs},
+        cases={
+            "induction-2l layer 1, 40 positions, 4 heads of d_head 32": _qk_inputs(MODEL, 1, 40, 103),
+            "toy-gpt layer 2, 13 positions": _qk_inputs(OTHER, 2, 13, 203),
+            "array-2l1h layer 0, 11 positions, 1 head of d_head 128": _qk_inputs("array-2l1h", 0, 11, 303),
+        },
+        atol=1e-5,
+        rtol=1e-4,
         hint="Divide the scores by sqrt(d_head), set scores of keys after the query to -inf, then softmax over the "
         "key dimension (the last one).",
     ),
     Check(
         name="current_token_scores",
-        cases={"graded input": _detector_inputs},
+        cases={
+            "induction-2l (2 layers), batch 4 x 48 tokens": _detector_inputs(MODEL, 4, 48, 104),
+            "toy-gpt (4 layers), batch 3 x 13 tokens": _detector_inputs(OTHER, 3, 13, 204),
+        },
+        atol=1e-6,
+        rtol=1e-4,
         hint="Take the main diagonal of cache['pattern', layer] (query == key), skip query position 0, and average "
         "over the batch and the remaining positions.",
     ),
     Check(
         name="previous_token_scores",
-        cases={"graded input": _detector_inputs},
+        cases={
+            "induction-2l (2 layers), batch 4 x 48 tokens": _detector_inputs(MODEL, 4, 48, 104),
+            "toy-gpt (4 layers), batch 3 x 13 tokens": _detector_inputs(OTHER, 3, 13, 204),
+        },
+        atol=1e-6,
+        rtol=1e-4,
         hint="The previous-token entries (query q, key q - 1) lie on the diagonal below the main one: "
         "diagonal(offset=-1, dim1=-2, dim2=-1); average over the batch and those positions.",
     ),
     Check(
         name="first_token_scores",
-        cases={"graded input": _detector_inputs},
+        cases={
+            "induction-2l (2 layers), batch 4 x 48 tokens": _detector_inputs(MODEL, 4, 48, 104),
+            "toy-gpt (4 layers), batch 3 x 13 tokens": _detector_inputs(OTHER, 3, 13, 204),
+        },
+        atol=1e-6,
+        rtol=1e-4,
         hint="Average the attention to key position 0 (pattern[:, :, 1:, 0]) over the batch and query positions "
         "1..seq-1.",
     ),
     Check(
         name="generate_repeated_tokens",
-        cases={"graded input": _generation_inputs},
+        cases={
+            "induction-2l (BOS 0), half_len 12, batch 5, first_token 1": _generation_inputs(MODEL, 12, 5, 105, 1),
+            "array-2l1h (BOS 50), half_len 4, batch 3, first_token 0": _generation_inputs("array-2l1h", 4, 3, 205, 0),
+            "toy-gpt (d_vocab 296), half_len 9, batch 2, first_token 100": _generation_inputs(OTHER, 9, 2, 305, 100),
+        },
+        exact_types=True,
         hint="Call torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), generator=generator) once, then "
-        "concatenate a BOS column, that half, and the same half again along dim 1.",
+        "concatenate a BOS column (model.tokenizer.bos_token_id), that half, and the same half again along dim 1.",
     ),
     Check(
         name="per_token_loss",
-        cases={"graded input": _loss_inputs},
+        cases={
+            "induction-2l, batch 4, half_len 20": _loss_inputs(MODEL, 4, 20, 106),
+            "toy-gpt (d_vocab 296), batch 2, half_len 7": _loss_inputs(OTHER, 2, 7, 206),
+        },
+        atol=1e-5,
+        rtol=1e-4,
         hint="Take log_softmax of logits[:, :-1] over the vocabulary, pick the entries of tokens[:, 1:] with gather, "
         "and negate.",
     ),
     Check(
         name="induction_scores",
-        cases={"graded input": _induction_inputs},
+        cases={
+            "induction-2l, batch 8, half_len 20": _induction_inputs(MODEL, 8, 20, 107),
+            "induction-2l, batch 3, half_len 7": _induction_inputs(MODEL, 3, 7, 207),
+            "toy-gpt (4 layers), batch 2, half_len 11": _induction_inputs(OTHER, 2, 11, 307),
+        },
         validate=_no_cache_built,
+        atol=1e-6,
+        rtol=1e-4,
         hint="Query position q of the second copy (q = half_len+1 .. 2*half_len) should attend to key q - half_len + "
         "1, the token after the first occurrence: the diagonal with offset -(half_len - 1), last half_len entries.",
     ),
     Check(
         name="direct_logit_attribution",
-        cases={"graded input": _attribution_inputs},
+        cases={
+            "induction-2l (no LayerNorm), half_len 20": _attribution_inputs(MODEL, 20, 108),
+            "toy-gpt (LayerNorm, 16 heads), half_len 8": _attribution_inputs(OTHER, 8, 208),
+        },
+        atol=1e-4,
+        rtol=1e-4,
         hint="Position i is scored on the logit of tokens[i + 1] (model.W_U[:, tokens[1:]]); each head's output is "
         "z @ W_O[layer, head]; components are [embed, L0H0, L0H1, ..., L1H0, ...].",
     ),
     Check(
         name="zero_ablation_loss_change",
-        cases={"graded input": _ablation_inputs(109)},
+        cases={
+            "induction-2l, batch 4, half_len 20": _ablation_inputs(MODEL, 4, 20, 109),
+            "toy-gpt (4 layers), batch 3, half_len 6": _ablation_inputs(OTHER, 3, 6, 209),
+        },
+        atol=1e-4,
+        rtol=1e-4,
         hint="Zero only z[:, :, head] of one layer per forward pass, and return ablated loss minus clean loss "
         "(positive when the head helps).",
     ),
     Check(
         name="mean_ablation_loss_change",
-        cases={"graded input": _ablation_inputs(110)},
+        cases={
+            "induction-2l, batch 4, half_len 20": _ablation_inputs(MODEL, 4, 20, 110),
+            "toy-gpt (4 layers), batch 3, half_len 6": _ablation_inputs(OTHER, 3, 6, 210),
+        },
+        atol=1e-4,
+        rtol=1e-4,
         hint="Replace z[:, :, head] by its mean over the batch (dim 0, keepdim) at each position, not over positions; "
         "return ablated loss minus clean loss.",
     ),

@@ -1,0 +1,304 @@
+"""Checks of day 3 (causal scrubbing of the induction heads, on `induction-2l`).
+
+Inputs come from the zoo models and the course's seeded data generators (stories of induction-2l's language, random
+tokens), through plain torch and TransformerLens calls. Every exercise has at least two cases, chosen so that each
+parameter it reads (batch, length, seeds, layer, head, group structure, model) differs between them.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+
+from checks.spec import Check, GradingEnv
+from curriculum.data.induction_corpus import FIRST_NAME_TOKEN, INDUCTION_CANDIDATES, stories
+
+DAY = 3
+MODULE = "day3_causal_scrubbing"
+
+MODEL = "induction-2l"
+OTHER_MODEL = "array-2l1h"  # also 2 attention-only layers with shortformer positions, but 1 head and another vocabulary
+GPT = "toy-gpt"
+
+Case = Callable[[GradingEnv], dict[str, Any]]
+
+
+def _check(name: str, cases: dict[str, Case], **options: Any) -> Check:
+    return Check(name=name, cases=cases, **options)
+
+
+def _stories(env: GradingEnv, batch: int, length: int, seed: int) -> torch.Tensor:
+    return stories(batch, env.generator(seed))[:, :length].to(env.device)
+
+
+def _random_tokens(env: GradingEnv, model: str, batch: int, length: int, seed: int) -> torch.Tensor:
+    d_vocab = env.model(model).cfg.d_vocab_out
+    return torch.randint(0, d_vocab, (batch, length), generator=env.generator(seed)).to(env.device)
+
+
+def _resid_pre(env: GradingEnv, model: str, layer: int, tokens: torch.Tensor) -> torch.Tensor:
+    name = f"blocks.{layer}.hook_resid_pre"
+    with torch.no_grad():
+        _, cache = env.model(model).run_with_cache(tokens, names_filter=lambda hook: hook == name)
+    return cache[name].clone()
+
+
+# ---- section 1: the dataset --------------------------------------------------------------------------------------------
+def _shift_case(batch: int, length: int, seed: int) -> Case:
+    return lambda env: {"tokens": _stories(env, batch, length, seed)}
+
+
+def _mask_case(batch: int, length: int, seed: int, candidates: str) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        if candidates == "names":
+            chosen = torch.tensor(INDUCTION_CANDIDATES)
+            tokens, d_vocab = _stories(env, batch, length, seed), env.model(MODEL).cfg.d_vocab
+        else:  # a random set of word tokens, in the smaller vocabulary of another model
+            d_vocab = env.model(OTHER_MODEL).cfg.d_vocab
+            tokens = torch.randint(0, d_vocab, (batch, length), generator=env.generator(seed)).to(env.device)
+            chosen = torch.randperm(d_vocab, generator=env.generator(seed + 1))[: d_vocab // 4]
+        return {"inputs": tokens[:, :-1], "candidates": chosen.to(env.device), "d_vocab": d_vocab}
+
+    return inputs
+
+
+def _loss_case(model: str, batch: int, length: int, seed: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        tokens = (_stories(env, batch, length + 1, seed) if model == MODEL
+                  else _random_tokens(env, model, batch, length + 1, seed))
+        return {"model": env.model(model), "inputs": tokens[:, :-1], "targets": tokens[:, 1:]}
+
+    return inputs
+
+
+def _candidate_loss_case(batch: int, length: int, seed: int, density: float) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        generator = env.generator(seed)
+        losses = 5 * torch.rand(batch, length, generator=generator)
+        # rows of very different densities, so that pooling all positions differs from averaging per-row means
+        row_density = density * torch.linspace(0.2, 1.8, batch)[:, None]
+        mask = torch.rand(batch, length, generator=generator) < row_density
+        mask[0, 0] = True
+        return {"losses": losses.to(env.device), "mask": mask.to(env.device)}
+
+    return inputs
+
+
+# ---- section 2: sampling groups ------------------------------------------------------------------------------------
+def _groups_case(group_of: dict[str, str], group_seeds: dict[str, int], n: int) -> Case:
+    return lambda env: {"group_of": dict(group_of), "group_seeds": dict(group_seeds), "n": n}
+
+
+# ---- section 3: baselines ------------------------------------------------------------------------------------------
+def _scrub_all_case(batch: int, length: int, seed: int, candidates: str) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        tokens = _stories(env, batch, length, seed)
+        other = torch.randperm(batch, generator=env.generator(seed + 1)).to(env.device)
+        chosen = (torch.tensor(INDUCTION_CANDIDATES) if candidates == "names"
+                  else torch.arange(FIRST_NAME_TOKEN - 40, FIRST_NAME_TOKEN + 8))  # some names and some words
+        return {"model": env.model(MODEL), "tokens": tokens, "other": other, "candidates": chosen.to(env.device)}
+
+    return inputs
+
+
+def _recovered_case(clean: float, baseline: float, shape: tuple[int, ...], seed: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        scrubbed = clean + (baseline - clean) * torch.rand(shape, generator=env.generator(seed)) * 1.2 - 0.1
+        return {"clean": clean, "scrubbed": scrubbed.to(env.device), "baseline": baseline}
+
+    return inputs
+
+
+# ---- section 4: splitting a head's inputs ---------------------------------------------------------------------------
+def _components_case(model: str, batch: int, length: int, seed: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        tokens = (_stories(env, batch, length, seed) if model == MODEL
+                  else _random_tokens(env, model, batch, length, seed))
+        return {"model": env.model(model), "tokens": tokens}
+
+    return inputs
+
+
+def _assemble_case(n_heads: int, size: int, d_model: int, seed: int, spec: dict[str, dict[str, str]]) -> Case:
+    """Random components (square batch x pos, so that permuting positions instead of sequences keeps the shape)."""
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        generator = env.generator(seed)
+        names = ["embed", *[f"L0H{h}" for h in range(n_heads)], "b_O0"]
+        components = torch.randn(len(names), size, size, d_model, generator=generator)
+        components[-1] = torch.randn(d_model, generator=generator)  # a bias is the same at every position
+        other = torch.randperm(size, generator=generator)
+        return {"components": components.to(env.device), "names": names, "other": other.to(env.device),
+                "spec": {which: dict(sources) for which, sources in spec.items()}}
+
+    return inputs
+
+
+def _run_qkv_case(model: str, layer: int, head: int, batch: int, length: int, seed: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        def tokens(offset: int) -> torch.Tensor:
+            return (_stories(env, batch, length, seed + offset) if model == MODEL
+                    else _random_tokens(env, model, batch, length, seed + offset))
+
+        qkv = torch.stack([_resid_pre(env, model, layer, tokens(i)) for i in (1, 2, 3)])
+        return {"model": env.model(model), "tokens": tokens(0), "qkv_inputs": qkv, "layer": layer, "head": head}
+
+    return inputs
+
+
+def _head_output_case(model: str, layer: int, head: int, batch: int, length: int, seed: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        def resid(offset: int) -> torch.Tensor:
+            tokens = (_stories(env, batch, length, seed + offset) if model == MODEL
+                      else _random_tokens(env, model, batch, length, seed + offset))
+            return _resid_pre(env, model, layer, tokens)
+
+        return {"model": env.model(model), "layer": layer, "head": head, "q_input": resid(0), "k_input": resid(1),
+                "v_input": resid(2)}
+
+    return inputs
+
+
+# ---- section 5: the bonus path --------------------------------------------------------------------------------------
+def _prev_value_case(model: str, head: int, batch: int, length: int, seed: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        def tokens(offset: int) -> torch.Tensor:
+            return (_stories(env, batch, length, seed + offset) if model == MODEL
+                    else _random_tokens(env, model, batch, length, seed + offset))
+
+        return {"model": env.model(model), "head": head, "tokens": tokens(0), "other_tokens": tokens(1)}
+
+    return inputs
+
+
+# ---- sections 6-7: feature-matched resampling, error bars -----------------------------------------------------------
+def _matched_case(kind: str, size: int, seed: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        if kind == "small ints":
+            feature = torch.randint(0, 6, (size,), generator=env.generator(seed))
+        else:  # the tokens of some stories: a few frequent values, many rare ones
+            feature = stories(4, env.generator(seed))[:, : size // 4].flatten()
+        return {"feature": feature.to(env.device), "generator": env.generator(seed + 1)}
+
+    return inputs
+
+
+def _standard_error_case(n_resamplings: int, n_hypotheses: int, seed: int) -> Case:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        centres = 2 + 4 * torch.rand(n_hypotheses, generator=env.generator(seed))
+        losses = centres + 0.1 * torch.randn(n_resamplings, n_hypotheses, generator=env.generator(seed + 1))
+        return {"losses": losses.to(env.device)}
+
+    return inputs
+
+
+CHECKS = [
+    _check(
+        "inputs_and_targets",
+        {"batch 4, 20 tokens": _shift_case(4, 20, 301), "batch 7, 33 tokens": _shift_case(7, 33, 302)},
+        hint="inputs are tokens[:, :-1] (every position but the last) and targets tokens[:, 1:] (every position but "
+        "the first): the prediction made at position i is scored on the token at position i + 1.",
+    ),
+    _check(
+        "candidate_mask",
+        {"names, batch 5, 40 tokens": _mask_case(5, 40, 311, "names"),
+         "random candidates, other vocabulary, batch 3, 25 tokens": _mask_case(3, 25, 312, "random")},
+        hint="Index a table of d_vocab booleans (True at the candidates) by the *input* tokens themselves "
+        "(is_candidate[inputs]), not by the targets; the mask has the inputs' shape.",
+    ),
+    _check(
+        "per_position_loss",
+        {"induction-2l, batch 3, 30 tokens": _loss_case(MODEL, 3, 30, 321),
+         "toy-gpt, batch 2, 12 tokens": _loss_case(GPT, 2, 12, 322)},
+        hint="Run the model on the inputs, take log_softmax over the vocabulary and gather each position's target "
+        "(targets are already shifted: no further [:, 1:]); negate.",
+    ),
+    _check(
+        "loss_on_candidates",
+        {"batch 6, 30 positions": _candidate_loss_case(6, 30, 331, 0.3),
+         "batch 3, 50 positions": _candidate_loss_case(3, 50, 332, 0.15)},
+        hint="losses[mask].mean(): pool all selected positions of the batch, each counting once (not the mean of "
+        "per-sequence means, not the mean over all positions of the masked losses).",
+    ),
+    _check(
+        "sample_groups",
+        {"q, k in group A; v in group B; n 50": _groups_case({"q": "A", "k": "A", "v": "B"}, {"A": 11, "B": 22}, 50),
+         "four variables in three groups; n 17": _groups_case(
+             {"emb": "g2", "prev": "g0", "labels": "g1", "key": "g0"}, {"g0": 5, "g1": 6, "g2": 1234}, 17)},
+        hint="One fresh torch.Generator().manual_seed(group_seeds[group]) per group and one torch.randperm(n) from it; "
+        "every variable of a group gets that same permutation, and each group has its own seed (independent groups).",
+    ),
+    _check(
+        "scrub_all_inputs_loss",
+        {"names, batch 6, 128 tokens": _scrub_all_case(6, 128, 341, "names"),
+         "names and words, batch 9, 96 tokens": _scrub_all_case(9, 96, 342, "mixed")},
+        hint="Run the model on whole resampled sequences, inputs[other], but keep the original targets and the "
+        "candidate mask of the original inputs: the labels are not scrubbed.",
+    ),
+    _check(
+        "percent_loss_recovered",
+        {"5 hypotheses": _recovered_case(1.8, 6.1, (5,), 351), "a 3 x 4 table": _recovered_case(0.4, 2.5, (3, 4), 352)},
+        hint="(baseline - scrubbed) / (baseline - clean): 1 when the scrubbed loss equals the clean one, 0 when it is "
+        "as bad as the baseline.",
+    ),
+    _check(
+        "layer1_input_components",
+        {"induction-2l (4 heads), batch 3, 16 tokens": _components_case(MODEL, 3, 16, 361),
+         "array-2l1h (1 head), batch 4, 11 tokens": _components_case(OTHER_MODEL, 4, 11, 362)},
+        hint="Components in the order embed, L0H0..L0H{n-1}, b_O of layer 0 (expanded to every position); each head's "
+        "output is z @ W_O[0, head]; no positional embedding (shortformer positions never enter the residual stream).",
+    ),
+    _check(
+        "assemble_qkv_inputs",
+        {"6 components, q/k/v specs differ, 7 x 7": _assemble_case(
+            4, 7, 16, 371, {"q": {"embed": "orig", "L0H0": "other", "L0H2": "other"},
+                            "k": {"L0H0": "orig", "embed": "other", "L0H1": "other", "L0H3": "other", "b_O0": "other"},
+                            "v": {"embed": "other"}}),
+         "3 components, v not in the spec, 5 x 5": _assemble_case(
+             1, 5, 8, 372, {"q": {"L0H0": "other"}, "k": {"embed": "other", "b_O0": "other"}})},
+        hint="For each of q, k, v: sum every component (biases included), taking components[i, other] (whole sequences "
+        "resampled: index dim 1, the batch, not dim 2, the positions) where the spec says 'other', components[i] "
+        "otherwise; components missing from the spec come from 'orig'.",
+    ),
+    _check(
+        "run_with_qkv_inputs",
+        {"induction-2l, L1H0, batch 3, 24 tokens": _run_qkv_case(MODEL, 1, 0, 3, 24, 381),
+         "induction-2l, L0H2, batch 2, 17 tokens": _run_qkv_case(MODEL, 0, 2, 2, 17, 382)},
+        hint="With model.set_use_split_qkv_input(True), hook blocks.{layer}.hook_q_input, hook_k_input and "
+        "hook_v_input and replace only [:, :, head] with qkv_inputs[0], [1], [2]; don't add positions (the model adds "
+        "them); turn split inputs off again afterwards.",
+        atol=1e-3,
+    ),
+    _check(
+        "head_output_from_inputs",
+        {"induction-2l, L1H0, batch 2, 20 tokens": _head_output_case(MODEL, 1, 0, 2, 20, 391),
+         "induction-2l, L0H3, batch 3, 13 tokens": _head_output_case(MODEL, 0, 3, 3, 13, 392),
+         "array-2l1h, L1H0, batch 2, 11 tokens": _head_output_case(OTHER_MODEL, 1, 0, 2, 11, 393)},
+        hint="Add W_pos[:pos] to the query and key inputs (not the value input: shortformer), use the biases b_Q, b_K, "
+        "b_V, scale scores by sqrt(d_head), mask keys after the query, softmax over keys, then z @ W_O (no b_O).",
+    ),
+    _check(
+        "prev_value_path_output",
+        {"induction-2l, L0H0, batch 3, 24 tokens": _prev_value_case(MODEL, 0, 3, 24, 401),
+         "induction-2l, L0H2, batch 2, 31 tokens": _prev_value_case(MODEL, 2, 2, 31, 402),
+         "array-2l1h, L0H0, batch 4, 11 tokens": _prev_value_case(OTHER_MODEL, 0, 4, 11, 403)},
+        hint="The pattern comes from other_tokens (embedding + positions, with b_Q, b_K); the value read at key p - 1 "
+        "by query p comes from tokens, every other value from other_tokens (values are W_E[t] @ W_V + b_V); position "
+        "0 has no previous position.",
+    ),
+    _check(
+        "matched_resample",
+        {"40 small integers": _matched_case("small ints", 40, 411),
+         "tokens of stories, 200 positions": _matched_case("story tokens", 200, 412)},
+        hint="Draw u = torch.rand(n, generator=generator) first, then order = torch.argsort(feature, stable=True); "
+        "element i (in the original order, with u[i]) picks order[start + floor(u[i] * count)] inside the block of "
+        "its own feature value.",
+    ),
+    _check(
+        "mean_and_standard_error",
+        {"4 resamplings x 6 hypotheses": _standard_error_case(4, 6, 421),
+         "3 resamplings x 10 hypotheses": _standard_error_case(3, 10, 422)},
+        hint="Mean over resamplings (dim 0); standard error = unbiased standard deviation (n - 1) over dim 0, "
+        "divided by sqrt(n).",
+    ),
+]

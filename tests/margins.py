@@ -1,0 +1,77 @@
+"""Test support: the margin (error over tolerance) of a function's output on each input case of a check.
+
+A margin is `checks.compare.Verdict.margin`: 0 for an exact match, at most 1 on a pass, inf for a mismatch no
+tolerance covers (type, shape, exact values, a broken contract). The grader's accuracy tests ask that every wrong
+implementation fails its case by a margin of at least 10 and every correct alternative passes every case by at most
+0.1, so that neither verdict hangs on rounding.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+from typing import Any, Callable
+
+from checks.compare import compare
+from checks.course import Course
+from checks.env import Env
+from checks.judge import Raised, catching, expected_raise, type_mismatch
+from checks.references import ReferenceStore, fingerprint_inputs
+
+WRONG_MARGIN = 10.0
+CORRECT_MARGIN = 0.1
+
+
+@lru_cache(maxsize=None)
+def _env(device: str) -> Env:
+    return Env(device, Course.default().load_model_function())
+
+
+@lru_cache(maxsize=None)
+def _store(day_number: int) -> ReferenceStore:
+    return ReferenceStore(Course.default().day(day_number))
+
+
+def built_inputs(exercise: str, case: str, device: str = "cpu") -> tuple[dict[str, Any], Any]:
+    """The inputs of one case, and its stored reference output."""
+    day, check = Course.default().find(exercise)
+    env = _env(device)
+    env.prepare()
+    inputs = check.cases[case](env)
+    fingerprint = fingerprint_inputs(inputs, {name: env.model_hashes[name] for name in env.models_used})
+    return inputs, _store(day.number).expected(exercise, case, fingerprint)
+
+
+def output_margin(actual: Any, expected: Any, exercise: str) -> float:
+    """The margin of an output against a stored reference, under the exercise's check."""
+    _, check = Course.default().find(exercise)
+    exception = expected_raise(expected)
+    if exception is not None:
+        return 0.0 if isinstance(actual, Raised) and exception in actual.names else math.inf
+    if isinstance(actual, Raised):
+        return math.inf
+    verdict = compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered)
+    if verdict.passed and check.exact_types and type_mismatch(actual, expected):
+        return math.inf
+    return verdict.margin
+
+
+def case_margin(function: Callable[..., Any], exercise: str, case: str, device: str = "cpu") -> float:
+    """The margin of `function`'s output on one case (inf when it raises where a value is expected)."""
+    _, check = Course.default().find(exercise)
+    inputs, expected = built_inputs(exercise, case, device)
+    env = _env(device)
+    env.prepare()
+    try:
+        actual = catching(function, check.cases[case])(**inputs)
+    except Exception:
+        return math.inf
+    finally:
+        env.audit()
+    return output_margin(actual, expected, exercise)
+
+
+def margins(function: Callable[..., Any], exercise: str, device: str = "cpu") -> dict[str, float]:
+    """The margin on every case of the exercise's check."""
+    _, check = Course.default().find(exercise)
+    return {case: case_margin(function, exercise, case, device) for case in check.cases}

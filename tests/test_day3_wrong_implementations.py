@@ -1,0 +1,572 @@
+"""Day 3 grading rejects plausible wrong answers with a message that points at the mistake, and accepts correct
+answers written differently from the reference solution.
+
+Each wrong implementation is a mistake learners make, several of them specific to causal scrubbing (labels
+resampled too, one permutation for independent groups, positions scrubbed instead of sequences, biases or shortformer
+positions forgotten). Grading must say "failed" and the message (with the check's hint) must contain the phrase.
+"""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+from transformer_lens.hook_points import HookPoint
+
+from checks import grade
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+def _explained(outcome) -> str:
+    """Everything grading said: the case that failed, the diagnosis and the course's hint."""
+    return f"{outcome.case}\n{outcome.message}\n{outcome.hint}"
+
+
+def _loss(logits, targets):
+    return -logits.log_softmax(-1).gather(-1, targets[..., None])[..., 0]
+
+
+# ---- inputs_and_targets -----------------------------------------------------------------------------------------------
+def shift_the_wrong_way(tokens):
+    return tokens[:, 1:], tokens[:, :-1]
+
+
+def targets_not_shifted(tokens):
+    return tokens[:, :-1], tokens[:, :-1]
+
+
+def inputs_keep_the_last_position(tokens):
+    return tokens, tokens[:, 1:]
+
+
+def shift_along_the_batch(tokens):
+    return tokens[:-1], tokens[1:]
+
+
+# ---- candidate_mask ---------------------------------------------------------------------------------------------------
+def _table(candidates, d_vocab, device):
+    table = torch.zeros(d_vocab, dtype=torch.bool, device=device)
+    table[candidates] = True
+    return table
+
+
+def mask_of_the_next_token(inputs, candidates, d_vocab):
+    mask = torch.zeros_like(inputs, dtype=torch.bool)
+    mask[:, :-1] = _table(candidates, d_vocab, inputs.device)[inputs[:, 1:]]
+    return mask
+
+
+def mask_of_the_non_candidates(inputs, candidates, d_vocab):
+    return ~_table(candidates, d_vocab, inputs.device)[inputs]
+
+
+def mask_of_tokens_from_the_first_name_on(inputs, candidates, d_vocab):
+    return inputs >= candidates.min()  # right for the names of induction-2l, wrong for any other candidate set
+
+
+def mask_of_the_previous_token(inputs, candidates, d_vocab):
+    mask = torch.zeros_like(inputs, dtype=torch.bool)
+    mask[:, 1:] = _table(candidates, d_vocab, inputs.device)[inputs[:, :-1]]
+    return mask
+
+
+def mask_as_floats(inputs, candidates, d_vocab):
+    return _table(candidates, d_vocab, inputs.device)[inputs].float()
+
+
+# ---- per_position_loss ------------------------------------------------------------------------------------------------
+def loss_from_raw_logits(model, inputs, targets):
+    return -model(inputs).gather(-1, targets[..., None])[..., 0]
+
+
+def loss_shifted_again(model, inputs, targets):
+    logits = model(inputs)
+    return _loss(logits[:, :-1], targets[:, 1:])
+
+
+def log_probs_not_negated(model, inputs, targets):
+    return -_loss(model(inputs), targets)
+
+
+def loss_with_softmax_not_log(model, inputs, targets):
+    return -model(inputs).softmax(-1).gather(-1, targets[..., None])[..., 0]
+
+
+# ---- loss_on_candidates -----------------------------------------------------------------------------------------------
+def mean_of_per_sequence_means(losses, mask):
+    per_sequence = (losses * mask).sum(1) / mask.sum(1).clamp(min=1)
+    return per_sequence.mean().item()
+
+
+def mean_over_all_positions(losses, mask):
+    return (losses * mask).mean().item()
+
+
+def mean_over_the_non_candidates(losses, mask):
+    return losses[~mask].mean().item()
+
+
+def sum_instead_of_mean(losses, mask):
+    return losses[mask].sum().item()
+
+
+# ---- sample_groups ----------------------------------------------------------------------------------------------------
+def one_generator_for_every_variable(group_of, group_seeds, n):
+    generator = torch.Generator().manual_seed(next(iter(group_seeds.values())))
+    return {variable: torch.randperm(n, generator=generator) for variable in group_of}
+
+
+def the_same_permutation_for_independent_groups(group_of, group_seeds, n):
+    permutation = torch.randperm(n, generator=torch.Generator().manual_seed(min(group_seeds.values())))
+    return {variable: permutation for variable in group_of}
+
+
+def one_generator_shared_by_the_groups(group_of, group_seeds, n):
+    generator = torch.Generator().manual_seed(sum(group_seeds.values()))
+    permutations = {group: torch.randperm(n, generator=generator) for group in group_seeds}
+    return {variable: permutations[group] for variable, group in group_of.items()}
+
+
+def sampling_with_replacement(group_of, group_seeds, n):
+    draws = {group: torch.randint(0, n, (n,), generator=torch.Generator().manual_seed(seed))
+             for group, seed in group_seeds.items()}
+    return {variable: draws[group] for variable, group in group_of.items()}
+
+
+# ---- scrub_all_inputs_loss --------------------------------------------------------------------------------------------
+def _candidate_losses(model, model_inputs, targets, mask_inputs, candidates):
+    table = _table(candidates, model.cfg.d_vocab, model_inputs.device)
+    return _loss(model(model_inputs), targets)[table[mask_inputs]].mean().item()
+
+
+def scrub_the_labels_too(model, tokens, other, candidates):
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    return _candidate_losses(model, inputs[other], targets[other], inputs[other], candidates)
+
+
+def mask_from_the_other_input(model, tokens, other, candidates):
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    return _candidate_losses(model, inputs[other], targets, inputs[other], candidates)
+
+
+def scrub_positions_instead_of_sequences(model, tokens, other, candidates):
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    shuffled = inputs[:, torch.randperm(inputs.shape[1], generator=torch.Generator().manual_seed(0))]
+    return _candidate_losses(model, shuffled, targets, inputs, candidates)
+
+
+def no_scrubbing_at_all(model, tokens, other, candidates):
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    return _candidate_losses(model, inputs, targets, inputs, candidates)
+
+
+# ---- percent_loss_recovered -------------------------------------------------------------------------------------------
+def recovered_relative_to_clean(clean, scrubbed, baseline):
+    return (scrubbed - clean) / (baseline - clean)
+
+
+def recovered_as_a_loss_ratio(clean, scrubbed, baseline):
+    return clean / scrubbed
+
+
+def recovered_in_percent(clean, scrubbed, baseline):
+    return 100 * (baseline - scrubbed) / (baseline - clean)
+
+
+def recovered_over_the_baseline(clean, scrubbed, baseline):
+    return (baseline - scrubbed) / baseline
+
+
+# ---- layer1_input_components ------------------------------------------------------------------------------------------
+def _components(model, tokens, bias=True, positions=False, order="heads"):
+    _, cache = model.run_with_cache(tokens)
+    embed = cache["hook_embed"] + (cache["hook_pos_embed"] if positions else 0)
+    heads = torch.einsum("bphd,hdm->hbpm", cache["z", 0], model.W_O[0])
+    parts = [embed[None], heads]
+    if bias:
+        parts.append(model.b_O[0].expand_as(embed)[None])
+    if order == "bias first":
+        parts = [parts[2], parts[0], parts[1]]
+    return torch.cat(parts)
+
+
+def components_without_the_bias(model, tokens):
+    return _components(model, tokens, bias=False)
+
+
+def components_with_positions_in_the_embedding(model, tokens):
+    return _components(model, tokens, positions=True)
+
+
+def components_with_the_bias_first(model, tokens):
+    return _components(model, tokens, order="bias first")
+
+
+def components_of_z_without_w_o(model, tokens):
+    _, cache = model.run_with_cache(tokens)
+    z = cache["z", 0]  # d_head wide: padded to d_model so only the values can be wrong
+    heads = torch.zeros(z.shape[2], *cache["hook_embed"].shape)
+    heads[..., : z.shape[-1]] = z.permute(2, 0, 1, 3)
+    return torch.cat([cache["hook_embed"][None], heads, model.b_O[0].expand_as(cache["hook_embed"])[None]])
+
+
+# ---- assemble_qkv_inputs ----------------------------------------------------------------------------------------------
+def _assemble(components, names, other, spec, pick, skip_bias=False):
+    out = []
+    for which in "qkv":
+        sources = spec.get(which, {})
+        total = torch.zeros_like(components[0])
+        for i, name in enumerate(names):
+            if skip_bias and name.startswith("b_"):
+                continue
+            total = total + (pick(components[i], other) if sources.get(name, "orig") == "other" else components[i])
+        out.append(total)
+    return torch.stack(out)
+
+
+def assemble_positions_instead_of_sequences(components, names, other, spec):
+    return _assemble(components, names, other, spec, lambda c, o: c[:, o])
+
+
+def assemble_forgetting_the_bias(components, names, other, spec):
+    return _assemble(components, names, other, spec, lambda c, o: c[o], skip_bias=True)
+
+
+def assemble_with_the_inverse_permutation(components, names, other, spec):
+    return _assemble(components, names, other, spec, lambda c, o: c[o.argsort()])
+
+
+def assemble_every_input_from_the_query_spec(components, names, other, spec):
+    return _assemble(components, names, other, {x: spec.get("q", {}) for x in "qkv"}, lambda c, o: c[o])
+
+
+def assemble_missing_entries_from_other(components, names, other, spec):
+    full = {x: {name: spec.get(x, {}).get(name, "other") for name in names} for x in "qkv"}
+    return _assemble(components, names, other, full, lambda c, o: c[o])
+
+
+# ---- run_with_qkv_inputs ----------------------------------------------------------------------------------------------
+def _run(model, tokens, qkv_inputs, layer, head, replace, split=True):
+    def hook_for(i):
+        def hook(activation, hook: HookPoint):
+            return replace(activation.clone(), qkv_inputs[i], head, model, hook)
+
+        return hook
+
+    hooks = [(f"blocks.{layer}.hook_{x}_input", hook_for(i)) for i, x in enumerate("qkv")]
+    if split:
+        model.set_use_split_qkv_input(True)
+    try:
+        return model.run_with_hooks(tokens, fwd_hooks=hooks)
+    finally:
+        model.set_use_split_qkv_input(False)
+
+
+def _one_head(activation, new, head, model, hook):
+    activation[:, :, head] = new
+    return activation
+
+
+def run_replacing_every_head(model, tokens, qkv_inputs, layer, head):
+    return _run(model, tokens, qkv_inputs, layer, head, lambda a, new, h, m, hook: new[:, :, None].expand_as(a))
+
+
+def run_adding_positions_again(model, tokens, qkv_inputs, layer, head):
+    def replace(activation, new, h, model, hook):
+        activation[:, :, h] = new + (model.W_pos[: new.shape[1]] if not hook.name.endswith("v_input") else 0)
+        return activation
+
+    return _run(model, tokens, qkv_inputs, layer, head, replace)
+
+
+def run_without_split_inputs(model, tokens, qkv_inputs, layer, head):
+    return _run(model, tokens, qkv_inputs, layer, head, _one_head, split=False)
+
+
+def run_with_q_and_k_swapped(model, tokens, qkv_inputs, layer, head):
+    return _run(model, tokens, qkv_inputs[[1, 0, 2]], layer, head, _one_head)
+
+
+# ---- head_output_from_inputs ------------------------------------------------------------------------------------------
+def _head(model, layer, head, q_input, k_input, v_input, positions="qk", biases=True, mask=True, scale=True):
+    pos = model.W_pos[: q_input.shape[1]]
+    q_in = q_input + (pos if "q" in positions else 0)
+    k_in = k_input + (pos if "k" in positions else 0)
+    v_in = v_input + (pos if "v" in positions else 0)
+    q = q_in @ model.W_Q[layer, head] + (model.b_Q[layer, head] if biases else 0)
+    k = k_in @ model.W_K[layer, head] + (model.b_K[layer, head] if biases else 0)
+    v = v_in @ model.W_V[layer, head] + (model.b_V[layer, head] if biases else 0)
+    scores = q @ k.transpose(-1, -2) / (math.sqrt(model.cfg.d_head) if scale else 1)
+    if mask:
+        future = torch.triu(torch.ones(scores.shape[-2:], dtype=torch.bool), diagonal=1)
+        scores = scores.masked_fill(future, float("-inf"))
+    return scores.softmax(-1) @ v @ model.W_O[layer, head]
+
+
+def head_forgetting_the_positions(model, layer, head, q_input, k_input, v_input):
+    return _head(model, layer, head, q_input, k_input, v_input, positions="")
+
+
+def head_with_positions_in_the_value(model, layer, head, q_input, k_input, v_input):
+    return _head(model, layer, head, q_input, k_input, v_input, positions="qkv")
+
+
+def head_forgetting_the_biases(model, layer, head, q_input, k_input, v_input):
+    return _head(model, layer, head, q_input, k_input, v_input, biases=False)
+
+
+def head_without_the_causal_mask(model, layer, head, q_input, k_input, v_input):
+    return _head(model, layer, head, q_input, k_input, v_input, mask=False)
+
+
+def head_with_b_o(model, layer, head, q_input, k_input, v_input):
+    return _head(model, layer, head, q_input, k_input, v_input) + model.b_O[layer]
+
+
+# ---- prev_value_path_output -------------------------------------------------------------------------------------------
+def _prev_path(model, head, tokens, other_tokens, pattern_from="other", previous_from="orig", offset=1, b_v=True,
+               positions=True):
+    seq = tokens.shape[1]
+    pattern_tokens = other_tokens if pattern_from == "other" else tokens
+    qk_input = model.W_E[pattern_tokens] + (model.W_pos[:seq] if positions else 0)
+    q = qk_input @ model.W_Q[0, head] + model.b_Q[0, head]
+    k = qk_input @ model.W_K[0, head] + model.b_K[0, head]
+    scores = q @ k.transpose(-1, -2) / math.sqrt(model.cfg.d_head)
+    scores = scores.masked_fill(torch.triu(torch.ones(seq, seq, dtype=torch.bool), diagonal=1), float("-inf"))
+    pattern = scores.softmax(-1)
+    bias = model.b_V[0, head] if b_v else 0
+    other_v = model.W_E[other_tokens] @ model.W_V[0, head] + bias
+    orig_v = model.W_E[tokens] @ model.W_V[0, head] + bias
+    if previous_from == "all orig":
+        return pattern @ orig_v @ model.W_O[0, head]
+    # value at key p - offset from the original tokens, for every query p >= offset
+    values = other_v[:, None].expand(-1, seq, -1, -1).clone()  # [batch, query, key, d_head]
+    for p in range(offset, seq):
+        values[:, p, p - offset] = orig_v[:, p - offset]
+    z = torch.einsum("bqk,bqkd->bqd", pattern, values)
+    return z @ model.W_O[0, head]
+
+
+def prev_path_with_the_original_pattern(model, head, tokens, other_tokens):
+    return _prev_path(model, head, tokens, other_tokens, pattern_from="orig")
+
+
+def prev_path_keeping_the_current_value(model, head, tokens, other_tokens):
+    return _prev_path(model, head, tokens, other_tokens, offset=0)
+
+
+def prev_path_keeping_every_value(model, head, tokens, other_tokens):
+    return _prev_path(model, head, tokens, other_tokens, previous_from="all orig")
+
+
+def prev_path_forgetting_b_v(model, head, tokens, other_tokens):
+    return _prev_path(model, head, tokens, other_tokens, b_v=False)
+
+
+def prev_path_forgetting_the_positions(model, head, tokens, other_tokens):
+    return _prev_path(model, head, tokens, other_tokens, positions=False)
+
+
+# ---- matched_resample -------------------------------------------------------------------------------------------------
+def _matched(feature, u, order):
+    values, counts = torch.unique_consecutive(feature[order], return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    block = torch.searchsorted(values, feature)
+    return order[starts[block] + (u * counts[block]).long().clamp(max=counts[block] - 1)]
+
+
+def matched_ignoring_the_feature(feature, generator):
+    u = torch.rand(feature.shape[0], generator=generator)
+    return (u * feature.shape[0]).long()
+
+
+def matched_always_the_first_of_the_block(feature, generator):
+    return _matched(feature, torch.zeros(feature.shape[0]), torch.argsort(feature, stable=True))
+
+
+def matched_with_u_in_sorted_order(feature, generator):
+    u = torch.rand(feature.shape[0], generator=generator)
+    order = torch.argsort(feature, stable=True)
+    return _matched(feature, u[order.argsort()], order)
+
+
+def matched_returning_positions_in_the_block(feature, generator):
+    u = torch.rand(feature.shape[0], generator=generator)
+    order = torch.argsort(feature, stable=True)
+    values, counts = torch.unique_consecutive(feature[order], return_counts=True)
+    starts = torch.cumsum(counts, 0) - counts
+    block = torch.searchsorted(values, feature)
+    return starts[block] + (u * counts[block]).long()
+
+
+# ---- mean_and_standard_error ------------------------------------------------------------------------------------------
+def standard_error_with_the_population_std(losses):
+    return losses.mean(0), losses.std(0, unbiased=False) / math.sqrt(losses.shape[0])
+
+
+def standard_deviation_instead_of_error(losses):
+    return losses.mean(0), losses.std(0)
+
+
+def statistics_over_hypotheses(losses):
+    return losses.mean(1), losses.std(1) / math.sqrt(losses.shape[1])
+
+
+def variance_over_n(losses):
+    return losses.mean(0), losses.var(0) / losses.shape[0]
+
+
+WRONG_IMPLEMENTATIONS = [
+    ("inputs_and_targets", shift_the_wrong_way, "position i + 1"),
+    ("inputs_and_targets", targets_not_shifted, "tokens[:, 1:]"),
+    ("inputs_and_targets", inputs_keep_the_last_position, "wrong shape"),
+    ("inputs_and_targets", shift_along_the_batch, "wrong shape"),
+    ("candidate_mask", mask_of_the_next_token, "not by the targets"),
+    ("candidate_mask", mask_of_the_non_candidates, "True at the candidates"),
+    ("candidate_mask", mask_of_the_previous_token, "is_candidate[inputs]"),
+    ("candidate_mask", mask_as_floats, "wrong dtype"),
+    ("candidate_mask", mask_of_tokens_from_the_first_name_on, "random candidates"),
+    ("per_position_loss", loss_from_raw_logits, "log_softmax"),
+    ("per_position_loss", loss_shifted_again, "wrong shape"),
+    ("per_position_loss", log_probs_not_negated, "sign flipped"),
+    ("per_position_loss", loss_with_softmax_not_log, "log_softmax"),
+    ("loss_on_candidates", mean_of_per_sequence_means, "not the mean of per-sequence means"),
+    ("loss_on_candidates", mean_over_all_positions, "constant factor"),
+    ("loss_on_candidates", mean_over_the_non_candidates, "losses[mask].mean()"),
+    ("loss_on_candidates", sum_instead_of_mean, "constant factor"),
+    ("sample_groups", one_generator_for_every_variable, "same permutation"),
+    ("sample_groups", the_same_permutation_for_independent_groups, "independent groups"),
+    ("sample_groups", one_generator_shared_by_the_groups, "One fresh torch.Generator"),
+    ("sample_groups", sampling_with_replacement, "torch.randperm(n)"),
+    ("scrub_all_inputs_loss", scrub_the_labels_too, "the labels are not scrubbed"),
+    ("scrub_all_inputs_loss", mask_from_the_other_input, "candidate mask of the original"),
+    ("scrub_all_inputs_loss", scrub_positions_instead_of_sequences, "whole resampled sequences"),
+    ("scrub_all_inputs_loss", no_scrubbing_at_all, "inputs[other]"),
+    ("percent_loss_recovered", recovered_relative_to_clean, "(baseline - scrubbed)"),
+    ("percent_loss_recovered", recovered_as_a_loss_ratio, "(baseline - clean)"),
+    ("percent_loss_recovered", recovered_in_percent, "constant factor"),
+    ("percent_loss_recovered", recovered_over_the_baseline, "(baseline - clean)"),
+    ("layer1_input_components", components_without_the_bias, "wrong shape"),
+    ("layer1_input_components", components_with_positions_in_the_embedding, "no positional embedding"),
+    ("layer1_input_components", components_with_the_bias_first, "in the order embed"),
+    ("layer1_input_components", components_of_z_without_w_o, "z @ W_O[0, head]"),
+    ("assemble_qkv_inputs", assemble_positions_instead_of_sequences, "not dim 2, the positions"),
+    ("assemble_qkv_inputs", assemble_forgetting_the_bias, "biases included"),
+    ("assemble_qkv_inputs", assemble_with_the_inverse_permutation, "components[i, other]"),
+    ("assemble_qkv_inputs", assemble_every_input_from_the_query_spec, "For each of q, k, v"),
+    ("assemble_qkv_inputs", assemble_missing_entries_from_other, "missing from the spec come from 'orig'"),
+    ("run_with_qkv_inputs", run_replacing_every_head, "replace only [:, :, head]"),
+    ("run_with_qkv_inputs", run_adding_positions_again, "don't add positions"),
+    ("run_with_qkv_inputs", run_without_split_inputs, "set_use_split_qkv_input(True)"),
+    ("run_with_qkv_inputs", run_with_q_and_k_swapped, "qkv_inputs[0], [1], [2]"),
+    ("head_output_from_inputs", head_forgetting_the_positions, "Add W_pos[:pos] to the query and key"),
+    ("head_output_from_inputs", head_with_positions_in_the_value, "not the value input"),
+    ("head_output_from_inputs", head_forgetting_the_biases, "b_Q, b_K"),
+    ("head_output_from_inputs", head_without_the_causal_mask, "mask keys after the query"),
+    ("head_output_from_inputs", head_with_b_o, "no b_O"),
+    ("prev_value_path_output", prev_path_with_the_original_pattern, "pattern comes from other_tokens"),
+    ("prev_value_path_output", prev_path_keeping_the_current_value, "key p - 1"),
+    ("prev_value_path_output", prev_path_keeping_every_value, "every other value from other_tokens"),
+    ("prev_value_path_output", prev_path_forgetting_b_v, "+ b_V"),
+    ("prev_value_path_output", prev_path_forgetting_the_positions, "embedding + positions"),
+    ("matched_resample", matched_ignoring_the_feature, "inside the block of its own feature"),
+    ("matched_resample", matched_always_the_first_of_the_block, "floor(u[i] * count)"),
+    ("matched_resample", matched_with_u_in_sorted_order, "in the original order, with u[i]"),
+    ("matched_resample", matched_returning_positions_in_the_block, "picks order[start"),
+    ("mean_and_standard_error", standard_error_with_the_population_std, "unbiased"),
+    ("mean_and_standard_error", standard_deviation_instead_of_error, "divided by sqrt(n)"),
+    ("mean_and_standard_error", statistics_over_hypotheses, "wrong shape"),
+    ("mean_and_standard_error", variance_over_n, "standard deviation"),
+]
+
+
+@pytest.mark.parametrize(
+    "exercise, wrong, phrase", WRONG_IMPLEMENTATIONS, ids=[wrong.__name__ for _, wrong, _ in WRONG_IMPLEMENTATIONS]
+)
+def test_grading_rejects_wrong_implementation(exercise, wrong, phrase):
+    outcome = grade(wrong, name=exercise)
+    assert outcome.status == "failed", f"{wrong.__name__} was graded {outcome.status!r}: {outcome.message}"
+    assert phrase in _explained(outcome), f"message does not point at the mistake ({phrase!r}):\n{_explained(outcome)}"
+
+
+# ---- correct answers written differently --------------------------------------------------------------------------------
+def candidate_mask_with_isin(inputs, candidates, d_vocab):
+    return torch.isin(inputs, candidates)
+
+
+def loss_on_candidates_by_sums(losses, mask):
+    return float((losses * mask).sum() / mask.sum())
+
+
+def sample_groups_drawing_per_variable(group_of, group_seeds, n):
+    return {v: torch.randperm(n, generator=torch.Generator().manual_seed(group_seeds[g])) for v, g in group_of.items()}
+
+
+def assemble_with_einsum(components, names, other, spec):
+    from_other = torch.tensor([[spec.get(x, {}).get(name, "orig") == "other" for name in names] for x in "qkv"],
+                              dtype=components.dtype)
+    resampled = components[:, other]
+    return torch.einsum("xc,cbpd->xbpd", 1 - from_other, components) + torch.einsum("xc,cbpd->xbpd", from_other,
+                                                                                   resampled)
+
+
+def head_output_with_einsum(model, layer, head, q_input, k_input, v_input):
+    pos = model.W_pos[: q_input.shape[1]]
+    q = torch.einsum("bpm,md->bpd", q_input + pos, model.W_Q[layer, head]) + model.b_Q[layer, head]
+    k = torch.einsum("bpm,md->bpd", k_input + pos, model.W_K[layer, head]) + model.b_K[layer, head]
+    v = torch.einsum("bpm,md->bpd", v_input, model.W_V[layer, head]) + model.b_V[layer, head]
+    scores = torch.einsum("bqd,bkd->bqk", q, k) / model.cfg.d_head ** 0.5
+    scores = scores + torch.triu(torch.full(scores.shape[-2:], -1e9), diagonal=1)
+    return torch.einsum("bqk,bkd,dm->bqm", scores.softmax(-1), v, model.W_O[layer, head])
+
+
+def prev_value_path_with_a_loop(model, head, tokens, other_tokens):
+    return _prev_path(model, head, tokens, other_tokens)
+
+
+def matched_resample_with_a_loop(feature, generator):
+    u = torch.rand(feature.shape[0], generator=generator)
+    order = torch.argsort(feature, stable=True).tolist()
+    sorted_values = [feature[j].item() for j in order]
+    picks = []
+    for i in range(feature.shape[0]):
+        value = feature[i].item()
+        start = sorted_values.index(value)
+        count = sorted_values.count(value)
+        picks.append(order[start + min(int(u[i].item() * count), count - 1)])
+    return torch.tensor(picks)
+
+
+def mean_and_standard_error_by_hand(losses):
+    n = losses.shape[0]
+    mean = losses.sum(0) / n
+    return mean, ((losses - mean) ** 2).sum(0).div(n - 1).sqrt() / n ** 0.5
+
+
+CORRECT_ALTERNATIVES = [
+    ("candidate_mask", candidate_mask_with_isin),
+    ("loss_on_candidates", loss_on_candidates_by_sums),
+    ("sample_groups", sample_groups_drawing_per_variable),
+    ("assemble_qkv_inputs", assemble_with_einsum),
+    ("head_output_from_inputs", head_output_with_einsum),
+    ("prev_value_path_output", prev_value_path_with_a_loop),
+    ("matched_resample", matched_resample_with_a_loop),
+    ("mean_and_standard_error", mean_and_standard_error_by_hand),
+]
+
+
+@pytest.mark.parametrize("exercise, correct", CORRECT_ALTERNATIVES, ids=[f.__name__ for _, f in CORRECT_ALTERNATIVES])
+def test_grading_accepts_correct_alternative(exercise, correct):
+    outcome = grade(correct, name=exercise)
+    assert outcome.status == "passed", f"{correct.__name__} was graded {outcome.status!r}: {outcome.message}"
+
+
+def test_every_day3_exercise_has_four_kinds_of_wrong_implementation():
+    from checks.specs.day3 import CHECKS
+
+    counts = {check.name: 0 for check in CHECKS}
+    for exercise, _, _ in WRONG_IMPLEMENTATIONS:
+        counts[exercise] += 1
+    assert len(counts) >= 12 and all(count >= 4 for count in counts.values()), counts
