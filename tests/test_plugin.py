@@ -378,7 +378,8 @@ def test_config_mode_and_grad_flags_are_restored_between_exercises(built_course)
         assert all(parameter.requires_grad for parameter in model.parameters())
         return solutions.head_summary(model, tokens)
 
-    assert grade(mean_logit, course=built_course, device="cpu").status == "passed"
+    outcome = grade(mean_logit, course=built_course, device="cpu")  # a changed config flag fails (main's contract)
+    assert outcome.status == "failed" and "use_attn_result: False -> True" in outcome.message
     assert grade(head_summary, course=built_course, device="cpu").status == "passed"
 
 
