@@ -193,8 +193,14 @@ def global_state() -> dict[str, object]:
         "deterministic algorithms": torch.are_deterministic_algorithms_enabled(),
         "anomaly detection": torch.is_anomaly_enabled(),
         "global nn.Module hooks": hooks,
-        _THREADS: frozenset(thread.ident for thread in threading.enumerate()),
+        _THREADS: frozenset(thread.ident for thread in threading.enumerate() if not _owned_by_a_library(thread)),
     }
+
+
+def _owned_by_a_library(thread: object) -> bool:
+    """tqdm's monitor thread, which any progress bar starts and keeps (e.g. `transformer_lens.patching`'s): a
+    correct solution may use such a library, and each exercise runs in a fresh worker anyway."""
+    return type(thread).__module__ == "tqdm._monitor"
 
 
 def global_state_changes(before: dict[str, object], after: dict[str, object]) -> str | None:

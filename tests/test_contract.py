@@ -178,3 +178,26 @@ def test_the_course_itself_declares_every_exercise_once():
         day = course.days[number]
         assert day.solution_path.is_file() and day.module == day.solution_path.stem
         assert all(len(check.cases) >= 2 for check in day.checks), "every exercise is graded on several cases"
+
+
+def test_a_progress_bars_monitor_thread_is_not_a_leftover_thread():
+    """A correct solution may call a library that shows a tqdm bar (transformer_lens.patching does): tqdm's monitor
+    thread is not the learner's; any other thread left running is."""
+    import threading
+
+    from tqdm import tqdm
+
+    from checks.env import global_state, global_state_changes
+
+    before = global_state()
+    with tqdm(total=1, mininterval=0, disable=False) as bar:
+        bar.update(1)
+    assert global_state_changes(before, global_state()) is None
+    stop = threading.Event()
+    worker = threading.Thread(target=stop.wait, daemon=True)
+    worker.start()
+    try:
+        assert "1 Python thread(s) started" in global_state_changes(before, global_state())
+    finally:
+        stop.set()
+        worker.join()
