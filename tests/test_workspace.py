@@ -34,6 +34,11 @@ def _run(pytester: pytest.Pytester, course, *args: str) -> tuple[pytest.RunResul
     return result, json.loads(report.read_text()) if report.exists() else {}
 
 
+def _failure_reports(result: pytest.RunResult) -> str:
+    """The terminal output before pytest's short summary, which repeats each message in full when `CI` is set."""
+    return result.stdout.str().split("short test summary info")[0]
+
+
 def _statuses(report: dict) -> dict[str, str]:
     return {entry["exercise"]: entry["status"] for entry in report["exercises"]}
 
@@ -214,11 +219,11 @@ def test_another_days_file_and_a_syntax_error_are_said_once(pytester, built_cour
     result, report = _run(pytester, built_course, "--day", "1", f"--learner={other_day}")
     assert set(_statuses(report).values()) == {"failed"}
     result.stdout.fnmatch_lines(["*looks like day 2's file*"])
-    assert result.stdout.str().count("looks like day 2's file") == 1
+    assert _failure_reports(result).count("looks like day 2's file") == 1
     broken = pytester.makepyfile(broken_day1="import torch\n\ndef count_repeats(tokens)\n    return 1\n")
     result, report = _run(pytester, built_course, "--day", "1", "--learner", str(broken))
     assert set(_statuses(report).values()) == {"failed"}
-    assert result.stdout.str().count("syntax error on line 3") == 1
+    assert _failure_reports(result).count("syntax error on line 3") == 1
 
 
 # ---- Run All with stubs ----------------------------------------------------------------------------------------------
