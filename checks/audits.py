@@ -14,11 +14,14 @@ forbids one, however it was built.
 from __future__ import annotations
 
 import copy
+import functools
 import gc
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
-from transformer_lens import HookedTransformer
+
+if TYPE_CHECKING:  # imported where a model is watched: the grading supervisor never imports transformer_lens
+    from transformer_lens import HookedTransformer
 
 _MIN_CACHED_NUMEL = 64  # smaller tensors of an activation's shape are too small to be a cache
 
@@ -42,12 +45,12 @@ def config_changes(name: str, current: dict[str, Any], pristine: dict[str, Any])
             "exercises."]
 
 
-class _CacheWatchingModel(HookedTransformer):
+class _CacheWatching:
     """A view of a zoo model that records every attempt to build an activation cache (see the module docstring).
 
-    Made by `watch_caching`: a shallow copy whose class is switched to this one, so it shares the original's
-    modules, weights and hook points (the grader's audit of hooks and weights still sees everything) and computes
-    exactly what the original computes.
+    Made by `watch_caching`: a shallow copy whose class is switched to `_cache_watching_model()` (this mixin over
+    HookedTransformer), so it shares the original's modules, weights and hook points (the grader's audit of hooks
+    and weights still sees everything) and computes exactly what the original computes.
     """
 
     caching_calls: list[str]
@@ -99,10 +102,17 @@ def _young_tensors() -> list[torch.Tensor]:
     return [obj for obj in gc.get_objects(generation=0) if isinstance(obj, torch.Tensor)]
 
 
+@functools.cache
+def _cache_watching_model() -> type:
+    from transformer_lens import HookedTransformer
+
+    return type("_CacheWatchingModel", (_CacheWatching, HookedTransformer), {"__doc__": _CacheWatching.__doc__})
+
+
 def watch_caching(model: HookedTransformer) -> HookedTransformer:
     """A view of `model` that notices activation caches (see the module docstring)."""
     watched = copy.copy(model)
-    watched.__class__ = _CacheWatchingModel
+    watched.__class__ = _cache_watching_model()
     watched.caching_calls = []
     watched.kept_activations = []
     return watched

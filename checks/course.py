@@ -144,7 +144,7 @@ class Course:
 
     def _require_one_check_per_exercise(self, number: int, module: str, checks: list | tuple,
                                         spec_path: Path) -> None:
-        from notebooks.builder import exercise_names
+        from notebooks.exercises import exercise_names
 
         source = self._source(number)
         if source is None:

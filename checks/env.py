@@ -11,16 +11,27 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import sys
 import warnings
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import torch
-from transformer_lens import HookedTransformer
 
 from checks.audits import config_changes
 
+if TYPE_CHECKING:
+    from transformer_lens import HookedTransformer
+
 _HOOK_DICTS = ("_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks")
+
+
+def transformer_lens_type(name: str) -> type | tuple[()]:
+    """transformer_lens's class `name` (e.g. "ActivationCache"), or `()`, which nothing is an instance of, when this
+    process never imported transformer_lens: then no value can be one. The grading supervisor only judges plain data
+    and never imports it (5 s): its workers do."""
+    module = sys.modules.get("transformer_lens")
+    return getattr(module, name) if module is not None else ()
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -72,7 +83,7 @@ class Env:
             with warnings.catch_warnings():  # transformer_lens 3.9 deprecates HookedTransformer(cfg) on every build
                 warnings.simplefilter("ignore", DeprecationWarning)
                 model = self._load_model(name)
-            if not isinstance(model, HookedTransformer):
+            if not isinstance(model, transformer_lens_type("HookedTransformer")):
                 raise TypeError(f"the model loader returned a {type(model).__name__} for {name!r}, "
                                 "not a HookedTransformer")
             model = model.to(self.device, print_details=False).eval()
@@ -151,7 +162,7 @@ class Env:
 
 
 def _remove_hooks(model: torch.nn.Module) -> None:
-    if isinstance(model, HookedTransformer):
+    if isinstance(model, transformer_lens_type("HookedTransformer")):
         model.reset_hooks(including_permanent=True)
     for module in model.modules():
         for attr in _HOOK_DICTS:

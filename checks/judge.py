@@ -20,6 +20,7 @@ from typing import Any, Callable
 import torch
 
 from checks.compare import compare
+from checks.env import transformer_lens_type
 from checks.outcome import Status
 from checks.spec import Check, InputsBuilder, expected_exception
 
@@ -155,7 +156,7 @@ def snapshot(value: Any) -> Any:
     """A copy of `value` deep enough to detect in-place changes to tensors and containers (models are audited by
     the env, other objects are taken as they are). An ActivationCache is saved as its entries: adding derived
     entries (`stack_head_results`, `accumulated_resid`, ... do) is not a change, editing or removing one is."""
-    from transformer_lens import ActivationCache
+    ActivationCache = transformer_lens_type("ActivationCache")  # noqa: N806
 
     if isinstance(value, torch.Tensor):
         return value.detach().clone()
@@ -170,7 +171,7 @@ def snapshot(value: Any) -> Any:
 
 def first_difference(value: Any, saved: Any, path: str) -> str | None:
     """The path of the first part of `value` that no longer equals its snapshot, or None."""
-    from transformer_lens import ActivationCache
+    ActivationCache = transformer_lens_type("ActivationCache")  # noqa: N806
 
     if isinstance(value, torch.Tensor):
         same = (value.shape == saved.shape and value.dtype == saved.dtype

@@ -55,10 +55,11 @@ def read_source(path: Path) -> str:
     return path.read_text(encoding="utf-8")
 
 
-def definitions_only(tree: ast.Module) -> ast.Module:
-    """The module with only the statements the rule above keeps."""
+def definitions_only(tree: ast.Module, source: str | None = None) -> ast.Module:
+    """The module with only the statements the rule above keeps (`source`, the text `tree` was parsed from, saves
+    unparsing it)."""
     kept = [_kept(node, is_first=index == 0) for index, node in enumerate(tree.body)]
-    needed = _globals_used_by_definitions(tree, kept)
+    needed = _globals_used_by_definitions(tree, kept, source)
     changed = True
     while changed:  # keep what defines a needed name, then what that uses, until nothing changes
         changed = False
@@ -71,9 +72,10 @@ def definitions_only(tree: ast.Module) -> ast.Module:
     return ast.Module(body=body, type_ignores=tree.type_ignores)
 
 
-def exploration_names(tree: ast.Module) -> set[str]:
-    """Names that only skipped top-level statements define (e.g. `tokens` assigned in an `if MAIN:` cell)."""
-    kept = definitions_only(tree).body
+def exploration_names(tree: ast.Module, kept_module: ast.Module | None = None) -> set[str]:
+    """Names that only skipped top-level statements define (e.g. `tokens` assigned in an `if MAIN:` cell);
+    `kept_module` is `definitions_only(tree)` when the caller has it already."""
+    kept = (kept_module or definitions_only(tree)).body
     defined_by_kept = set().union(*(_defined_names(node) for node in kept)) if kept else set()
     skipped = [node for node in tree.body if node not in kept]
     return set().union(*(_defined_names(node) for node in skipped)) - defined_by_kept if skipped else set()
@@ -82,8 +84,11 @@ def exploration_names(tree: ast.Module) -> set[str]:
 def explain_name_error(module: ModuleType, message: str) -> str:
     """`message` with a line of explanation when it reports a NameError for a name of the learner's file that only
     exploration code defines (which grading never runs)."""
-    names = getattr(module, "__course_exploration_names__", set())
     found = re.findall(r"NameError: name '(\w+)' is not defined", message)
+    try:
+        names = exploration_names(*module.__dict__["__course_tree__"]) if found else set()
+    except Exception:  # not set by load_module, or replaced by the learner's file
+        return message
     unexplained = [name for name in dict.fromkeys(found) if name in names]
     if not unexplained:
         return message
@@ -93,7 +98,7 @@ def explain_name_error(module: ModuleType, message: str) -> str:
             "level of the file (a constant, an import or a helper function).")
 
 
-def _globals_used_by_definitions(tree: ast.Module, kept: list[bool]) -> set[str]:
+def _globals_used_by_definitions(tree: ast.Module, kept: list[bool], source: str | None) -> set[str]:
     """Global names referenced inside the kept top-level functions and classes (nested scopes included)."""
     names: set[str] = set()
     for node, keep in zip(tree.body, kept):  # decorators, defaults and annotations run at definition time
@@ -101,7 +106,7 @@ def _globals_used_by_definitions(tree: ast.Module, kept: list[bool]) -> set[str]
             for part in [*node.decorator_list, *getattr(node, "bases", []), *_definition_time_parts(node)]:
                 names |= _loaded_names(part)
     try:
-        table = symtable.symtable(ast.unparse(tree), "<learner>", "exec")
+        table = symtable.symtable(ast.unparse(tree) if source is None else source, "<learner>", "exec")
     except SyntaxError:
         return names
     wanted = {node.name for node, keep in zip(tree.body, kept) if keep
@@ -175,8 +180,9 @@ def load_module(path: Path) -> ModuleType:
     module = ModuleType(name)
     module.__file__ = filename
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
-    code = compile(definitions_only(tree), filename, "exec")
-    module.__course_exploration_names__ = exploration_names(tree)  # type: ignore[attr-defined]
+    kept = definitions_only(tree, source)
+    code = compile(kept, filename, "exec")
+    module.__course_tree__ = (tree, kept)  # type: ignore[attr-defined]  (for explain_name_error)
     try:
         exec(code, module.__dict__)
     except Exception as error:

@@ -32,6 +32,7 @@ import importlib.metadata
 import json
 import math
 import platform
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Iterator
@@ -39,7 +40,7 @@ from typing import Any, Iterator
 import torch
 
 from checks.course import DEFAULT_MODEL_LOADER, REPO_ROOT, Course, Day
-from checks.env import Env, tensor_bytes, weights_hash
+from checks.env import Env, tensor_bytes, transformer_lens_type, weights_hash
 from checks.judge import Raised, catching
 from checks.spec import expected_exception
 
@@ -108,7 +109,7 @@ def floats_match(current: list[list[float]], stored: list[list[float]]) -> bool:
 
 
 def _float_tensors(value: Any) -> Iterator[torch.Tensor]:
-    from transformer_lens import ActivationCache
+    ActivationCache = transformer_lens_type("ActivationCache")  # noqa: N806
 
     if isinstance(value, torch.Tensor):
         if value.dtype.is_floating_point:
@@ -136,7 +137,7 @@ def inputs_hash(inputs: dict[str, Any], model_hashes: dict[str, str]) -> str:
 
 
 def _feed(digest: "hashlib._Hash", value: Any) -> None:
-    from transformer_lens import ActivationCache, HookedTransformer
+    ActivationCache, HookedTransformer = map(transformer_lens_type, ("ActivationCache", "HookedTransformer"))  # noqa: N806
 
     if isinstance(value, torch.Tensor):
         digest.update(f"tensor|{value.dtype}|{tuple(value.shape)}|".encode())
@@ -169,8 +170,17 @@ def _feed(digest: "hashlib._Hash", value: Any) -> None:
 
 def solution_hash(solution_path: Path, name: str) -> str:
     """Hash of the source of top-level function `name` in `solution_path` and of the top-level names it uses."""
+    hashes = solution_hashes(solution_path, [name])
+    if name not in hashes:
+        raise StaleReference(f"{solution_path} defines no top-level {name!r}")
+    return hashes[name]
+
+
+def solution_hashes(solution_path: Path, names: list[str]) -> dict[str, str]:
+    """`solution_hash` of each of `names` that the file defines, reading and parsing it once."""
     source = solution_path.read_text(encoding="utf-8")
     tree = ast.parse(source)
+    lines = _LINE.findall(source)  # as ast.get_source_segment splits them (not at form feeds), once for all names
     definitions: dict[str, ast.stmt] = {}
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -180,22 +190,37 @@ def solution_hash(solution_path: Path, name: str) -> str:
             for target in targets:
                 if isinstance(target, ast.Name):
                     definitions[target.id] = node
-    if name not in definitions:
-        raise StaleReference(f"{solution_path} defines no top-level {name!r}")
-    seen: set[str] = set()
-    pending = [name]
-    while pending:
-        current = pending.pop()
-        if current in seen:
+    hashes = {}
+    for name in names:
+        if name not in definitions:
             continue
-        seen.add(current)
-        for node in ast.walk(definitions[current]):
-            if isinstance(node, ast.Name) and node.id in definitions and node.id not in seen:
-                pending.append(node.id)
-    digest = hashlib.sha256()
-    for used in sorted(seen):
-        digest.update(f"{used}\n{ast.get_source_segment(source, definitions[used])}\n".encode())
-    return digest.hexdigest()[:16]
+        seen: set[str] = set()
+        pending = [name]
+        while pending:
+            current = pending.pop()
+            if current in seen:
+                continue
+            seen.add(current)
+            for node in ast.walk(definitions[current]):
+                if isinstance(node, ast.Name) and node.id in definitions and node.id not in seen:
+                    pending.append(node.id)
+        digest = hashlib.sha256()
+        for used in sorted(seen):
+            digest.update(f"{used}\n{_source_segment(lines, definitions[used])}\n".encode())
+        hashes[name] = digest.hexdigest()[:16]
+    return hashes
+
+
+_LINE = re.compile(r"[^\r\n]*(?:\r\n|\r|\n)|[^\r\n]+$")
+
+
+def _source_segment(lines: list[str], node: ast.stmt) -> str:
+    """`ast.get_source_segment(source, node)` from the source's lines (it splits the whole source on every call)."""
+    first, last = node.lineno - 1, node.end_lineno - 1  # type: ignore[operator]
+    if first == last:
+        return lines[first].encode()[node.col_offset:node.end_col_offset].decode()
+    return (lines[first].encode()[node.col_offset:].decode() + "".join(lines[first + 1:last])
+            + lines[last].encode()[:node.end_col_offset].decode())
 
 
 # ---- storing and loading ---------------------------------------------------------------------------------------------
@@ -257,9 +282,12 @@ class ReferenceStore:
 
     def _solution_hash(self, name: str) -> str | None:
         """Today's hash of the solution, or None where the solutions are not shipped (nothing to compare)."""
-        if name not in self._solution_hashes:
+        if not self._solution_hashes:  # every exercise of the day at once: one parse of the file
             path = self.day.solution_path
-            self._solution_hashes[name] = solution_hash(path, name) if path.is_file() else None
+            names = [check.name for check in self.day.checks]
+            self._solution_hashes = solution_hashes(path, names) if path.is_file() else dict.fromkeys(names)
+        if name not in self._solution_hashes:
+            raise StaleReference(f"{self.day.solution_path} defines no top-level {name!r}")
         return self._solution_hashes[name]
 
 

@@ -17,10 +17,12 @@ A check never calls the solution itself: the reference output is computed once b
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping, Protocol
+from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import torch
-from transformer_lens import HookedTransformer
+
+if TYPE_CHECKING:  # the grading supervisor never imports transformer_lens (only its workers do): see checks.worker
+    from transformer_lens import HookedTransformer
 
 
 class GradingEnv(Protocol):

@@ -2,8 +2,8 @@
 
 `python -m checks.worker` is started by a supervisor (`checks.supervisor`) with one end of a socket pair. It is a
 warm parent (a "zygote"): it imports torch and transformer_lens, limits torch to one thread, loads the course's
-specs and, on CPU, builds every input case of the graded days (loading the zoo models), all before any learner code
-exists in it. Then, per exercise the supervisor asks for, it forks one child, which:
+specs, on CPU builds every input case of the graded days (loading the zoo models), and imports what the days' files
+import (plotting, jaxtyping), all before any learner code exists in it. Then, per exercise the supervisor asks for, it forks one child, which:
 
 1. leaves the parent's process group (the supervisor kills the whole group on a limit) and closes the socket;
 2. caps its address space (RLIMIT_AS), sets torch's threads, and installs an audit hook (`CourseFileGuard`) that
@@ -288,10 +288,9 @@ class Zygote:
                         self.prebuilt[check.name, case] = build_case(self.env, check, case)
         import checks.session  # noqa: F401  (used by every child)
 
-        try:
-            import jupytext  # noqa: F401  (notebooks are converted in every child: import it once here)
-        except ImportError:
-            pass
+        for day in self.days.values():
+            import_day_dependencies(day)
+
 
     def serve(self) -> None:
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
@@ -306,6 +305,8 @@ class Zygote:
             self._run(request)
 
     def _run(self, request: dict[str, Any]) -> None:
+        if str(request.get("learner", "")).endswith(".ipynb"):
+            _import_jupytext()  # once, here: a notebook is converted in every child (2-3 s of imports)
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -327,6 +328,39 @@ class Zygote:
         _, status = os.waitpid(pid, 0)
         _kill_leftovers(pid)
         self.control.send(json.dumps({"kind": "exited", "pid": pid, "status": status}).encode())
+
+
+def _import_jupytext() -> None:
+    try:
+        import jupytext  # noqa: F401
+    except ImportError:
+        pass  # the child says that notebooks need jupytext
+
+
+def import_day_dependencies(day: Any) -> None:
+    """Import the modules the day's file imports at top level (libraries and course helpers such as plotting, never
+    the solutions or the checks), so that each child finds them imported rather than importing them again."""
+    import ast
+    import importlib.util
+
+    source = day.solution_path if day.solution_path.is_file() else day.curriculum_path
+    try:
+        tree = ast.parse(source.read_text(encoding="utf-8"))
+    except (OSError, SyntaxError, ValueError):
+        return
+    names = [alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names]
+    for node in tree.body:  # `from curriculum import plotting` names a module too
+        if isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*"]
+    for name in dict.fromkeys(names):
+        if name.partition(".")[0] in ("solutions", "checks", "__future__"):
+            continue
+        if importlib.util.find_spec(name.rpartition(".")[0] or name) is None:
+            continue
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass  # not a module (`from torch import Tensor`), or it fails in the child too, where it is reported
 
 
 def build_case(env: Any, check: Any, case: str) -> tuple[Any, Any] | str:

@@ -31,8 +31,8 @@ from typing import Callable
 
 import nbformat
 
-_CELL_MARKER = re.compile(r"^# %%")
-_EXERCISE_CELL = re.compile(r"""^# %%.*\btags\s*=\s*\[[^\]]*["']exercise["']""")
+from notebooks.exercises import CELL_MARKER, exercise_functions
+
 _HASH_LINE = re.compile(r"^# content-sha256: ([0-9a-f]{64})$", re.MULTILINE)
 _DAY_FILE = re.compile(r"^day(\d+)_\w+\.py$")
 
@@ -42,29 +42,11 @@ class BuildError(Exception):
 
 
 # ---- stubs -----------------------------------------------------------------------------------------------------------
-def exercise_names(source: str) -> list[str]:
-    """The exercises of a day source: top-level functions defined in cells tagged "exercise", in order."""
-    return [node.name for node in _exercise_functions(source)]
-
-
-def _exercise_functions(source: str) -> list[ast.FunctionDef | ast.AsyncFunctionDef]:
-    lines = source.splitlines()
-    in_exercise = [False] * (len(lines) + 2)  # by 1-based line number
-    current = False
-    for number, line in enumerate(lines, start=1):
-        if _CELL_MARKER.match(line):
-            current = bool(_EXERCISE_CELL.match(line))
-        in_exercise[number] = current
-    tree = ast.parse(source)
-    return [node for node in tree.body
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and in_exercise[node.lineno]]
-
-
 def stub_exercises(source: str) -> str:
     """`source` with the body of every exercise after its docstring replaced by `raise NotImplementedError(...)`."""
     lines = source.splitlines(keepends=True)
     replacements: list[tuple[int, int, str]] = []  # (first line index, end line index exclusive, text)
-    for node in _exercise_functions(source):
+    for node in exercise_functions(source):
         body = node.body
         if not (body and isinstance(body[0], ast.Expr) and isinstance(body[0].value, ast.Constant)
                 and isinstance(body[0].value.value, str)):
@@ -93,7 +75,7 @@ def _end_of_body(lines: list[str], end_lineno: int, indent: int) -> int:
         if not line.strip():
             scan += 1
             continue
-        if line.startswith(" " * indent) and line.lstrip().startswith("#") and not _CELL_MARKER.match(line):
+        if line.startswith(" " * indent) and line.lstrip().startswith("#") and not CELL_MARKER.match(line):
             scan += 1
             end = scan
             continue

@@ -12,9 +12,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from notebooks.builder import (BuildError, DayFiles, build_day, curriculum_text, exercise_names, find_days,
+from notebooks.builder import (BuildError, DayFiles, build_day, curriculum_text, find_days,
                                learner_edited, make_reproducible, not_written_by_builder, stale_files, stub_exercises,
                                written_by_builder)
+from notebooks.exercises import exercise_names
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"

@@ -10,13 +10,18 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
+import functools
+from typing import TYPE_CHECKING
+
 import torch
-from transformer_lens import FactoredMatrix, HookedTransformer
 
 from checks.spec import Check, GradingEnv
 from curriculum.data.array_indexing import array_indexing_batch
 from curriculum.data.induction_corpus import FIRST_WORD_TOKEN, stories
 from curriculum.data.repeated_tokens import repeated_tokens
+
+if TYPE_CHECKING:  # imported where inputs are built: the grading supervisor never imports transformer_lens
+    from transformer_lens import FactoredMatrix, HookedTransformer
 
 DAY = 2
 MODULE = "day2_induction_circuit"
@@ -53,10 +58,10 @@ def _randn(env: GradingEnv, shape: tuple[int, ...], seed: int) -> torch.Tensor:
 
 # ---- circuit_summary --------------------------------------------------------------------------------------------------
 class _WatchedFactor(torch.Tensor):
-    """A factor of a `_WatchedFactoredMatrix`. Any torch operation that takes both factors and returns a tensor of the
+    """A factor of a `_watched` FactoredMatrix. Any torch operation that takes both factors and returns a tensor of the
     full product's shape (A @ B, torch.matmul, einsum, ...) is noted on the matrix. Results are plain tensors."""
 
-    owner: "_WatchedFactoredMatrix"
+    owner: "_MaterialisationWatching"
 
     @classmethod
     def __torch_function__(cls, func, types, args=(), kwargs=None):  # noqa: ANN001, ANN206
@@ -71,8 +76,9 @@ class _WatchedFactor(torch.Tensor):
         return result
 
 
-class _WatchedFactoredMatrix(FactoredMatrix):
-    """A FactoredMatrix that records whether the full product was materialised (`.AB`, or A @ B by hand)."""
+class _MaterialisationWatching:
+    """Over FactoredMatrix (`_watched_factored_matrix()`): records whether the full product was materialised
+    (`.AB`, or A @ B by hand)."""
 
     materialised: bool = False
 
@@ -82,8 +88,16 @@ class _WatchedFactoredMatrix(FactoredMatrix):
         return super().AB
 
 
-def _watched(A: torch.Tensor, B: torch.Tensor) -> _WatchedFactoredMatrix:
-    matrix = _WatchedFactoredMatrix(A.detach().clone(), B.detach().clone())
+@functools.cache
+def _watched_factored_matrix() -> type:
+    from transformer_lens import FactoredMatrix
+
+    return type("_WatchedFactoredMatrix", (_MaterialisationWatching, FactoredMatrix),
+                {"__doc__": _MaterialisationWatching.__doc__})
+
+
+def _watched(A: torch.Tensor, B: torch.Tensor) -> FactoredMatrix:
+    matrix = _watched_factored_matrix()(A.detach().clone(), B.detach().clone())
     for name in ("A", "B"):
         factor = getattr(matrix, name).as_subclass(_WatchedFactor)
         factor.owner = matrix

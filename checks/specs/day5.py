@@ -12,15 +12,17 @@ model).
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
-from transformer_lens import HookedTransformer, HookedTransformerConfig
 
 from checks.spec import Check, GradingEnv
 from curriculum.data.ioi import END_POSITION, S2_POSITION, ioi_prompts
 from curriculum.data.number_sequences import number_sequences
 from curriculum.data.toy_vocab import NAMES, TOKEN_ID
+
+if TYPE_CHECKING:  # imported where inputs are built: the grading supervisor never imports transformer_lens
+    from transformer_lens import HookedTransformer
 
 DAY = 5
 MODULE = "day5_circuit_discovery"
@@ -38,6 +40,8 @@ def _check(name: str, cases: dict[str, Case], **options: Any) -> Check:
 def _random_gpt(env: GradingEnv, seed: int) -> HookedTransformer:
     """A fresh 3-layer, 2-head GPT-2-style model (LayerNorm, MLPs) over toy-gpt's vocabulary, weights drawn from a
     seeded generator (never the global RNG: HookedTransformerConfig's seed would reseed it)."""
+    from transformer_lens import HookedTransformer, HookedTransformerConfig
+
     cfg = HookedTransformerConfig(n_layers=3, n_heads=2, d_model=48, d_head=16, d_mlp=96, d_vocab=296, n_ctx=24,
                                   act_fn="gelu_new", normalization_type="LN", positional_embedding_type="standard")
     with warnings.catch_warnings():
