@@ -666,6 +666,21 @@ def run_with_add_hook_and_a_head_mask(model, tokens, qkv_inputs, layer, head):
         model.set_use_split_qkv_input(False)
 
 
+def run_with_hooks_editing_in_place(model, tokens, qkv_inputs, layer, head):
+    def overwrite(new):
+        def hook(activation, hook: HookPoint) -> None:  # edits the activation itself and returns nothing
+            activation[:, :, head] = new
+
+        return hook
+
+    hooks = [(f"blocks.{layer}.hook_{x}_input", overwrite(new)) for x, new in zip("qkv", qkv_inputs)]
+    model.set_use_split_qkv_input(True)
+    try:
+        return model.run_with_hooks(tokens, fwd_hooks=hooks)
+    finally:
+        model.set_use_split_qkv_input(False)
+
+
 def head_output_with_einsum(model, layer, head, q_input, k_input, v_input):
     pos = model.W_pos[: q_input.shape[1]]
     q = torch.einsum("bpm,md->bpd", q_input + pos, model.W_Q[layer, head]) + model.b_Q[layer, head]
@@ -753,6 +768,7 @@ CORRECT_ALTERNATIVES = [
     ("assemble_qkv_inputs", assemble_by_swapping_into_the_clean_sum),
     ("run_with_qkv_inputs", run_with_the_hooks_context_and_cat),
     ("run_with_qkv_inputs", run_with_add_hook_and_a_head_mask),
+    ("run_with_qkv_inputs", run_with_hooks_editing_in_place),
     ("head_output_from_inputs", head_output_with_einsum),
     ("head_output_from_inputs", head_output_with_scaled_dot_product_attention),
     ("prev_value_path_output", prev_value_path_with_a_loop),
