@@ -560,15 +560,12 @@ def scrub_all_inputs_self_contained(model, tokens, other, candidates):
 
 
 def scrub_all_inputs_one_sequence_at_a_time(model, tokens, other, candidates):
-    names = set(candidates.tolist())
     total, count = 0.0, 0
     for b in range(tokens.shape[0]):
         log_probs = model(tokens[other[b], :-1][None])[0].log_softmax(-1)
-        targets = tokens[b, 1:]
-        for p in range(targets.shape[0]):
-            if tokens[b, p].item() in names:
-                total -= log_probs[p, targets[p]].item()
-                count += 1
+        is_name = torch.isin(tokens[b, :-1], candidates)  # the original sequence's positions and targets
+        total -= log_probs[is_name].gather(-1, tokens[b, 1:][is_name, None]).sum().item()
+        count += int(is_name.sum())
     return total / count
 
 
