@@ -181,23 +181,32 @@ class MeanAblation:
 
     @torch.no_grad()
     def state(self, keep: Bool[Tensor, "layer pos head"]) -> dict[str, Tensor]:
-        """What candidates derived from circuit `keep` can reuse: its residual stream entering every layer and its
-        keys and values."""
+        """What candidates derived from circuit `keep` can reuse: the circuit itself, and of its run the residual
+        stream entering every layer, the keys, values and (before ablation) hook_z."""
+        model = self.model
         names = ("hook_resid_pre", "attn.hook_k", "attn.hook_v")
-        with self.model.hooks(fwd_hooks=self._hooks(keep[None])):
-            _, cache = self.model.run_with_cache(self.tokens, names_filter=lambda n: n.endswith(names))
-        return {name: torch.stack([cache[name, layer] for layer in range(self.model.cfg.n_layers)])
-                for name in ("resid_pre", "k", "v")}
+        with model.hooks(fwd_hooks=self._hooks(keep[None])):
+            _, cache = model.run_with_cache(self.tokens, names_filter=lambda n: n.endswith(names))
+        state = {name: torch.stack([cache[name, layer] for layer in range(model.cfg.n_layers)])
+                 for name in ("resid_pre", "k", "v")}
+        every = torch.arange(self.tokens.shape[1], device=self.tokens.device)
+        state["z"] = torch.stack([_attention_z(model, layer, model.blocks[layer].ln1(state["resid_pre"][layer]),
+                                               state["k"][layer], state["v"][layer], every)
+                                  for layer in range(model.cfg.n_layers)])
+        state["keep"] = keep.clone()
+        return state
 
     @torch.no_grad()
     def scores_from(self, state: dict[str, Tensor], keep: Bool[Tensor, "circuits layer pos head"],
                     first_layers: Sequence[int], first_position: int, with_runs: bool = False
                     ) -> Float[Tensor, "circuits"] | tuple[Float[Tensor, "circuits"], "PassRuns"]:
         """Faithfulness of circuits each of which agrees with the circuit behind `state` below its own first layer
-        (`first_layers[c]`) and, everywhere, before `first_position`. Circuit c joins the batch at its first layer,
-        from the state's residual stream there; only positions >= first_position are recomputed (keys and values
-        before it come from the state), and the last layer at the last position only. With `with_runs`, also
-        returns what the pass computed, from which `PassRuns.state` reads any circuit's state without a pass."""
+        (`first_layers[c]`) and, everywhere, before `first_position`. Only positions >= first_position are
+        recomputed (keys and values before it come from the state), and the last layer at the last position only.
+        At its first layer a circuit differs from the state's only in what it ablates: its attention is the state's
+        (hook_z re-masked, no attention computed) and its MLP runs only where the mask changed; from the next layer
+        on it joins the batch. With `with_runs`, also returns what the pass computed, from which `PassRuns.state`
+        reads any circuit's state without a pass of its own."""
         model, batch = self.model, self.tokens.shape[0]
         n_layers, seq = model.cfg.n_layers, self.tokens.shape[1]
         p0 = first_position
@@ -205,57 +214,84 @@ class MeanAblation:
         last = positions[-1:]
         active: list[int] = []
         tail = None
-        runs = PassRuns(state, batch, p0)
+        runs = PassRuns(state, keep, batch, p0)
         for layer in range(min(first_layers), n_layers):
-            joining = [c for c, first in enumerate(first_layers) if first == layer]
-            if joining:
-                fresh = state["resid_pre"][layer][:, p0:].repeat(len(joining), 1, 1)
-                tail = fresh if tail is None else torch.cat([tail, fresh])
-                active += joining
             block = model.blocks[layer]
-            n = len(active)
-            normed = block.ln1(tail)
-            k = torch.einsum("ntd,hde->nthe", normed, block.attn.W_K) + block.attn.b_K
-            v = torch.einsum("ntd,hde->nthe", normed, block.attn.W_V) + block.attn.b_V
-            if with_runs:
-                runs.layers.append((layer, list(active), tail, k, v))
-            keys = torch.cat([state["k"][layer][:, :p0].repeat(n, 1, 1, 1), k], dim=1)
-            values = torch.cat([state["v"][layer][:, :p0].repeat(n, 1, 1, 1), v], dim=1)
             final = layer == n_layers - 1
             query_positions = last if final else positions
-            queries = normed[:, -1:] if final else normed
-            z = _attention_z(model, layer, queries, keys, values, query_positions)
-            mask = keep[active][:, layer][:, query_positions].repeat_interleave(batch, dim=0)[..., None]
-            z = torch.where(mask, z, self.means[layer, query_positions].to(z.dtype))
-            out = torch.einsum("nqhe,hed->nqd", z, block.attn.W_O) + block.attn.b_O
-            tail = (tail[:, -1:] if final else tail) + out
-            tail = _mlp_residual(model, layer, tail)
+            if tail is not None:  # the circuits that joined below: this whole layer, from their own residual stream
+                n = len(active)
+                normed = block.ln1(tail)
+                k = torch.einsum("ntd,hde->nthe", normed, block.attn.W_K) + block.attn.b_K
+                v = torch.einsum("ntd,hde->nthe", normed, block.attn.W_V) + block.attn.b_V
+                keys = torch.cat([state["k"][layer][:, :p0].repeat(n, 1, 1, 1), k], dim=1)
+                values = torch.cat([state["v"][layer][:, :p0].repeat(n, 1, 1, 1), v], dim=1)
+                z = _attention_z(model, layer, normed[:, -1:] if final else normed, keys, values, query_positions)
+                if with_runs:
+                    runs.layers.append((layer, list(active), tail, k, v, z))
+                tail = (tail[:, -1:] if final else tail) + self._attention_out(layer, z, keep[active], query_positions)
+                tail = _mlp_residual(model, layer, tail)
+            joining = [c for c, first in enumerate(first_layers) if first == layer]
+            if joining:
+                joined = self._join(state, keep[joining], layer, query_positions)
+                tail = joined if tail is None else torch.cat([tail, joined])
+                active += joining
         logits = _unembed_last(model, tail[:, -1]).unflatten(0, (len(active), batch))
         scores = torch.stack([100 * self.metric(c) / self.full_metric for c in logits]).cpu()
         scores = scores[torch.tensor(active).argsort()]
         return (scores, runs) if with_runs else scores
 
+    def _attention_out(self, layer: int, z: Tensor, keep: Bool[Tensor, "circuits layer pos head"],
+                       query_positions: Tensor) -> Tensor:
+        """The attention output (with b_O) of hook_z values `z` [circuits * batch, q, head, d_head] at
+        `query_positions`, each circuit's entries outside its `keep` replaced by the means."""
+        attn = self.model.blocks[layer].attn
+        mask = keep[:, layer][:, query_positions].repeat_interleave(self.tokens.shape[0], dim=0)[..., None]
+        z = torch.where(mask, z, self.means[layer, query_positions].to(z.dtype))
+        return torch.einsum("nqhe,hed->nqd", z, attn.W_O) + attn.b_O
+
+    def _join(self, state: dict[str, Tensor], keep: Bool[Tensor, "circuits layer pos head"], layer: int,
+              query_positions: Tensor) -> Tensor:
+        """The residual stream leaving `layer` at `query_positions` of circuits that agree with the state's circuit
+        below `layer`: the state's hook_z with their own mask, and the MLP only at positions where that mask differs
+        from the state's (elsewhere the state's own stream)."""
+        model, n = self.model, keep.shape[0]
+        z = state["z"][layer][:, query_positions].repeat(n, 1, 1, 1)
+        resid_mid = (state["resid_pre"][layer][:, query_positions].repeat(n, 1, 1)
+                     + self._attention_out(layer, z, keep, query_positions))
+        if layer == model.cfg.n_layers - 1:
+            return _mlp_residual(model, layer, resid_mid)
+        changed = (keep[:, layer][:, query_positions] != state["keep"][layer][query_positions]).any(-1).any(0)
+        out = state["resid_pre"][layer + 1][:, query_positions].repeat(n, 1, 1)
+        out[:, changed] = _mlp_residual(model, layer, resid_mid[:, changed])
+        return out
+
 
 @dataclass
 class PassRuns:
-    """What one `MeanAblation.scores_from` pass computed: per layer, its circuits' residual streams, keys and values
-    at positions >= first_position (circuit c's rows: the c-th block of `batch` in `active` order)."""
+    """What one `MeanAblation.scores_from` pass computed for the circuits `keep` it evaluated: per layer, those in
+    the batch there, and their residual streams, keys and values at positions >= first_position and hook_z before
+    ablation (at the last position only in the last layer); circuit c's rows: the c-th block of `batch` in `active`
+    order."""
 
     base: dict[str, Tensor]
+    keep: Tensor
     batch: int
     first_position: int
-    layers: list[tuple[int, list[int], Tensor, Tensor, Tensor]] = field(default_factory=list)
+    layers: list[tuple[int, list[int], Tensor, Tensor, Tensor, Tensor]] = field(default_factory=list)
 
     def state(self, circuit: int) -> dict[str, Tensor]:
-        """`MeanAblation.state` of circuit `circuit` of the pass: the base state where the circuit agrees with it,
-        and the pass's own values elsewhere."""
+        """`MeanAblation.state` of circuit `circuit` of the pass: the base state where the circuit agrees with it
+        (below the layer where it joined the batch, its first layer included), and the pass's own values elsewhere."""
         state = {name: tensor.clone() for name, tensor in self.base.items()}
+        state["keep"] = self.keep[circuit].clone()
         p0 = self.first_position
-        for layer, active, resid, k, v in self.layers:
+        for layer, active, resid, k, v, z in self.layers:
             if circuit in active:
                 rows = slice(active.index(circuit) * self.batch, (active.index(circuit) + 1) * self.batch)
                 for name, value in (("resid_pre", resid), ("k", k), ("v", v)):
                     state[name][layer][:, p0:] = value[rows]
+                state["z"][layer][:, -z.shape[1]:] = z[rows]
         return state
 
 
