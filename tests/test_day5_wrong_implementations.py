@@ -447,7 +447,7 @@ def receivers_one_sender_at_a_time(model, clean_tokens, corrupted_tokens, correc
     result = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
     for sender_layer in range(model.cfg.n_layers):
         for sender_head in range(model.cfg.n_heads):
-            def freeze(z, hook):
+            def freeze(z, hook, sender_layer=sender_layer, sender_head=sender_head):
                 frozen = clean_cache[hook.name].clone()
                 if hook.layer() == sender_layer:
                     frozen[:, :, sender_head] = corrupted_cache[hook.name][:, :, sender_head]
@@ -455,12 +455,12 @@ def receivers_one_sender_at_a_time(model, clean_tokens, corrupted_tokens, correc
 
             recorded = {}
 
-            def record(activation, hook):
+            def record(activation, hook, recorded=recorded):
                 recorded[hook.name] = activation.clone()
 
             model.run_with_hooks(clean_tokens, fwd_hooks=[(_is_z, freeze)] + [(n, record) for n in receiver_names])
 
-            def receive(activation, hook):
+            def receive(activation, hook, recorded=recorded):
                 activation = activation.clone()
                 for layer, head in receivers:
                     if layer == hook.layer():
@@ -606,8 +606,16 @@ def faithfulness_of_sums(model, tokens, means, keep, correct_tokens, wrong_token
 
 
 # ---- greedy pruning ---------------------------------------------------------------------------------------------------
-def _score(model, tokens, means, keep, correct, wrong, end):
-    return solution.faithfulness(model, tokens, means, keep, correct, wrong, end)
+def _scorer(model, tokens, means, correct, wrong, end):
+    """faithfulness as a function of the circuit, the full model's logit difference computed once (one forward pass
+    per circuit, so that the loops below stay well inside the grader's time limit on a busy machine)."""
+    full = solution.logit_diff(model(tokens), correct, wrong, end).mean()
+
+    def score(keep):
+        ablated = solution.logit_diff(solution.mean_ablated_logits(model, tokens, means, keep), correct, wrong, end)
+        return (100 * ablated.mean() / full).item()
+
+    return score
 
 
 def _union(nodes, kept):
@@ -616,12 +624,13 @@ def _union(nodes, kept):
 
 def _greedy(model, tokens, means, correct, wrong, end, nodes, threshold, order=None, relative=False,
             independent=False):
+    score_of = _scorer(model, tokens, means, correct, wrong, end)
     kept = torch.ones(nodes.shape[0], dtype=torch.bool)
     current = 100.0
     for i in (order if order is not None else range(nodes.shape[0])):
         trial = (torch.ones_like(kept) if independent else kept).clone()
         trial[i] = False
-        score = _score(model, tokens, means, _union(nodes, trial), correct, wrong, end)
+        score = score_of(_union(nodes, trial))
         loss = 100 * (1 - score / current) if relative else 100 - score
         if loss < threshold:
             kept[i] = False
@@ -653,7 +662,8 @@ def prune_each_node_alone(model, tokens, means, correct_tokens, wrong_tokens, en
 def prune_batched_sorted_by_score(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, threshold,
                                   speculation):
     """A batched loop that changes the order: each pass scores single removals from the current circuit and removes
-    them best-first."""
+    them best-first (rescoring a removal once an earlier one of the pass has changed the circuit)."""
+    score_of = _scorer(model, tokens, means, correct_tokens, wrong_tokens, end_positions)
     kept = torch.ones(nodes.shape[0], dtype=torch.bool)
     for start in range(0, nodes.shape[0], speculation):
         batch = list(range(start, min(start + speculation, nodes.shape[0])))
@@ -661,19 +671,20 @@ def prune_batched_sorted_by_score(model, tokens, means, correct_tokens, wrong_to
         for j in batch:
             trial = kept.clone()
             trial[j] = False
-            scores[j] = _score(model, tokens, means, _union(nodes, trial), correct_tokens, wrong_tokens, end_positions)
+            scores[j] = score_of(_union(nodes, trial))
+        changed = False
         for j in sorted(batch, key=lambda j: -scores[j]):
             trial = kept.clone()
             trial[j] = False
-            if 100 - _score(model, tokens, means, _union(nodes, trial), correct_tokens, wrong_tokens,
-                            end_positions) < threshold:
-                kept = trial
+            if 100 - (score_of(_union(nodes, trial)) if changed else scores[j]) < threshold:
+                kept, changed = trial, True
     return kept
 
 
 def prune_batched_ignoring_failures(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes,
                                     threshold, speculation):
     """Speculates like the solution but accepts every passing candidate of a pass, even after a failure."""
+    score_of = _scorer(model, tokens, means, correct_tokens, wrong_tokens, end_positions)
     kept = torch.ones(nodes.shape[0], dtype=torch.bool)
     for start in range(0, nodes.shape[0], speculation):
         trial = kept.clone()
@@ -681,8 +692,7 @@ def prune_batched_ignoring_failures(model, tokens, means, correct_tokens, wrong_
         for j in range(start, min(start + speculation, nodes.shape[0])):
             trial = trial.clone()
             trial[j] = False
-            if 100 - _score(model, tokens, means, _union(nodes, trial), correct_tokens, wrong_tokens,
-                            end_positions) < threshold:
+            if 100 - score_of(_union(nodes, trial)) < threshold:
                 accepted.append(j)
         kept[accepted] = False
     return kept
@@ -690,8 +700,7 @@ def prune_batched_ignoring_failures(model, tokens, means, correct_tokens, wrong_
 
 def prune_batched_by_the_sequential_loop(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes,
                                          threshold, speculation):  # correct (but not batched)
-    return solution.greedy_prune_sequential(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes,
-                                            threshold)
+    return _greedy(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, threshold)
 
 
 def prune_sequential_by_the_batched_loop(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes,
@@ -703,14 +712,15 @@ def prune_sequential_by_the_batched_loop(model, tokens, means, correct_tokens, w
 # ---- minimality -------------------------------------------------------------------------------------------------------
 def _minimality(model, tokens, means, correct, wrong, end, nodes, kept, every_node=False, against_full=False,
                 ratio=False, sign=1.0):
-    base = 100.0 if against_full else _score(model, tokens, means, _union(nodes, kept), correct, wrong, end)
+    score_of = _scorer(model, tokens, means, correct, wrong, end)
+    base = 100.0 if against_full else score_of(_union(nodes, kept))
     drops = torch.zeros(nodes.shape[0])
     for i in range(nodes.shape[0]):
         if not (kept[i] or every_node):
             continue
         without = kept.clone()
         without[i] = False
-        score = _score(model, tokens, means, _union(nodes, without), correct, wrong, end)
+        score = score_of(_union(nodes, without))
         drops[i] = sign * (score / base if ratio else base - score)
     return drops
 
