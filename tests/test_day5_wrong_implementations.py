@@ -1,5 +1,6 @@
 """Grading rejects plausible wrong implementations of every day 5 exercise, with a message that points at the mistake,
-and accepts correct alternatives written differently from the solutions.
+and accepts correct alternatives written differently from the solutions, each on every case with a margin (error
+over tolerance, see tests/margins.py) of at most 0.1.
 
 Each wrong implementation is a mistake a learner is likely to make: a wrong position, clean and corrupted swapped,
 means over positions instead of prompts, ablating the kept positions too, a pruning loop that changes order...
@@ -15,6 +16,7 @@ import torch
 from torch import Tensor
 
 from checks import grade
+from margins import CORRECT_MARGIN, margins
 from solutions import day5_circuit_discovery as solution
 
 DIFFER = "differ"  # "... elements differ" (tensors) or "differ beyond the tolerance"
@@ -944,3 +946,6 @@ def test_correct_alternative_is_accepted(correct, exercise):
     with torch.no_grad():
         outcome = grade(correct, name=exercise, device="cpu")
     assert outcome.status == "passed", f"{outcome.status}: {outcome.message}"
+    with torch.no_grad():
+        found = margins(correct, exercise, device="cpu")
+    assert max(found.values()) <= CORRECT_MARGIN, f"{correct.__name__} passes too narrowly: {found}"
