@@ -26,7 +26,7 @@ from typing import Callable, Sequence
 import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
-from transformer_lens import HookedTransformer
+from transformer_lens import ActivationCache, HookedTransformer
 
 LastLogitsMetric = Callable[[Float[Tensor, "batch d_vocab"]], Float[Tensor, ""]]
 """A metric of the logits at the last position (one row per prompt) returning a scalar."""
@@ -134,6 +134,99 @@ def patch_heads_by_position(
 
 def _unembed_last(model: HookedTransformer, resid: Tensor) -> Tensor:
     return model.ln_final(resid) @ model.W_U + model.b_U
+
+
+# ---- residual-stream patching ----------------------------------------------------------------------------------------
+def _require_residual_supported(model: HookedTransformer) -> None:
+    cfg = model.cfg
+    if (cfg.positional_embedding_type not in ("standard", "shortformer") or cfg.parallel_attn_mlp
+            or cfg.n_key_value_heads or cfg.use_normalization_before_and_after or cfg.attention_dir != "causal"
+            or (cfg.attn_scores_soft_cap or 0) > 0):
+        raise NotImplementedError("residual patching supports GPT-2-style causal models (standard or shortformer "
+                                  "positions, sequential blocks, pre-LayerNorm or none)")
+
+
+def residual_patching_names(model: HookedTransformer) -> list[str]:
+    """The hook names `logits_with_residual_patch` reads from a cache: the residual stream entering every layer and
+    leaving the last one, and every layer's keys and values."""
+    n_layers = model.cfg.n_layers
+    names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
+    names.append(f"blocks.{n_layers - 1}.hook_resid_post")
+    names += [f"blocks.{layer}.attn.hook_{kv}" for layer in range(n_layers) for kv in "kv"]
+    return names
+
+
+@torch.no_grad()
+def run_for_residual_patching(
+    model: HookedTransformer, tokens: Int[Tensor, "batch pos"]
+) -> tuple[Float[Tensor, "batch pos d_vocab_out"], ActivationCache]:
+    """Logits and the cache of `residual_patching_names` of one plain run of `tokens`."""
+    names = set(residual_patching_names(model))
+    return model.run_with_cache(tokens, names_filter=lambda name: name in names)
+
+
+def _attention_inputs(model: HookedTransformer, layer: int, resid: Tensor, positions: Tensor) -> tuple[Tensor, Tensor]:
+    """The inputs of queries and keys, and of values, of `layer` at `positions` ([n, t, d_model] each): ln1 of the
+    residual stream; a shortformer model adds its positional embedding to the first (never to the residual stream)."""
+    normed = model.blocks[layer].ln1(resid)
+    if model.cfg.positional_embedding_type == "shortformer":
+        return normed + model.W_pos[positions], normed
+    return normed, normed
+
+
+def _unembed(model: HookedTransformer, resid: Tensor) -> Tensor:
+    """Logits of final residual-stream vectors; a model without normalisation has no ln_final."""
+    if hasattr(model, "ln_final"):
+        resid = model.ln_final(resid)
+    return resid @ model.W_U + model.b_U
+
+
+@torch.no_grad()
+def logits_with_residual_patch(
+    model: HookedTransformer,
+    cache: ActivationCache,
+    point: int,
+    position: int,
+    resid: Float[Tensor, "batch d_model"],
+    read_positions: Sequence[int],
+) -> Float[Tensor, "batch read d_vocab_out"]:
+    """Logits at `read_positions` of the cached run (`run_for_residual_patching`) with its residual stream at
+    (`point`, `position`) replaced by `resid`: point L < n_layers is blocks.{L}.hook_resid_pre, point n_layers the
+    last blocks.{n_layers-1}.hook_resid_post. The same numbers as a hooked forward pass (float32 round-off aside).
+
+    It computes only what the patch can change: layers from `point` on, positions from `position` up to the last
+    read one (positions before it attend with their cached keys and values), and the last layer only at the read
+    positions; logits at read positions before `position` are the cached run's. Supports GPT-2-style causal models:
+    standard or shortformer positional embeddings, pre-LayerNorm (or LayerNormPre, or none), with or without MLPs.
+    """
+    _require_residual_supported(model)
+    n_layers = model.cfg.n_layers
+    read = torch.as_tensor(list(read_positions), dtype=torch.long, device=resid.device)
+    final = cache[f"blocks.{n_layers - 1}.hook_resid_post"][:, read]  # a copy: [batch, read, d_model]
+    changed = read >= position
+    if point == n_layers:
+        final[:, read == position] = resid[:, None]
+        return _unembed(model, final)
+    if not changed.any():
+        return _unembed(model, final)
+    changed_reads = read[changed]
+    end = int(changed_reads.max()) + 1
+    tail = cache[f"blocks.{point}.hook_resid_pre"][:, position:end].clone()  # [batch, t, d_model]
+    tail[:, 0] = resid
+    tail_positions = torch.arange(position, end, device=resid.device)
+    for layer in range(point, n_layers):
+        qk_in, v_in = _attention_inputs(model, layer, tail, tail_positions)
+        k = torch.einsum("ntd,hde->nthe", qk_in, model.W_K[layer]) + model.b_K[layer]
+        v = torch.einsum("ntd,hde->nthe", v_in, model.W_V[layer]) + model.b_V[layer]
+        keys = torch.cat([cache["k", layer][:, :position], k], dim=1)
+        values = torch.cat([cache["v", layer][:, :position], v], dim=1)
+        if layer == n_layers - 1:  # the logits read only these positions
+            keep = changed_reads - position
+            tail, qk_in, tail_positions = tail[:, keep], qk_in[:, keep], changed_reads
+        tail = tail + _attention(model, layer, qk_in, keys, values, tail_positions)
+        tail = _mlp_residual(model, layer, tail)
+    final[:, changed] = tail
+    return _unembed(model, final)
 
 
 # ---- mean ablation and greedy pruning --------------------------------------------------------------------------------
