@@ -148,11 +148,11 @@ def _require_residual_supported(model: HookedTransformer) -> None:
 
 def residual_patching_names(model: HookedTransformer) -> list[str]:
     """The hook names `logits_with_residual_patch` reads from a cache: the residual stream entering every layer and
-    leaving the last one, and every layer's keys and values."""
+    leaving the last one, and every layer's queries, keys and values."""
     n_layers = model.cfg.n_layers
     names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
     names.append(f"blocks.{n_layers - 1}.hook_resid_post")
-    names += [f"blocks.{layer}.attn.hook_{kv}" for layer in range(n_layers) for kv in "kv"]
+    names += [f"blocks.{layer}.attn.hook_{qkv}" for layer in range(n_layers) for qkv in "qkv"]
     return names
 
 
@@ -172,6 +172,27 @@ def _attention_inputs(model: HookedTransformer, layer: int, resid: Tensor, posit
     if model.cfg.positional_embedding_type == "shortformer":
         return normed + model.W_pos[positions], normed
     return normed, normed
+
+
+def _project(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
+    """x [n, t, d_model] through per-head weight [head, d_model, d_head] and bias [head, d_head]: [n, t, head, d_head],
+    as one fused matrix product plus bias (few kernels: on small tensors their count, not their size, costs)."""
+    n_heads, d_model, d_head = weight.shape
+    flat = torch.nn.functional.linear(x, weight.transpose(1, 2).reshape(n_heads * d_head, d_model), bias.flatten())
+    return flat.unflatten(-1, (n_heads, d_head))
+
+
+def _causal_attention(model: HookedTransformer, layer: int, q: Tensor, keys: Tensor, values: Tensor,
+                      query_positions: Tensor) -> Tensor:
+    """Attention output (with b_O) of queries q [n, q, head, d_head] at `query_positions` over keys and values
+    [n, kv, head, d_head] of positions 0..kv-1, a query at position t seeing keys 0..t; the same numbers as
+    `_attention` (round-off aside), with scores, mask, softmax and mixing in one fused kernel."""
+    visible = torch.arange(keys.shape[1], device=keys.device)[None, :] <= query_positions[:, None]
+    z = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), attn_mask=visible,
+        scale=1 / model.blocks[layer].attn.attn_scale)  # [n, head, q, d_head]
+    w_o = model.W_O[layer]  # [head, d_head, d_model]
+    return torch.nn.functional.linear(z.transpose(1, 2).flatten(2), w_o.flatten(0, 1).T, model.b_O[layer])
 
 
 def _unembed(model: HookedTransformer, resid: Tensor) -> Tensor:
@@ -215,15 +236,23 @@ def logits_with_residual_patch(
     tail[:, 0] = resid
     tail_positions = torch.arange(position, end, device=resid.device)
     for layer in range(point, n_layers):
-        qk_in, v_in = _attention_inputs(model, layer, tail, tail_positions)
-        k = torch.einsum("ntd,hde->nthe", qk_in, model.W_K[layer]) + model.b_K[layer]
-        v = torch.einsum("ntd,hde->nthe", v_in, model.W_V[layer]) + model.b_V[layer]
-        keys = torch.cat([cache["k", layer][:, :position], k], dim=1)
-        values = torch.cat([cache["v", layer][:, :position], v], dim=1)
-        if layer == n_layers - 1:  # the logits read only these positions
-            keep = changed_reads - position
-            tail, qk_in, tail_positions = tail[:, keep], qk_in[:, keep], changed_reads
-        tail = tail + _attention(model, layer, qk_in, keys, values, tail_positions)
+        # The last layer's output matters at the read positions only.
+        rows = changed_reads - position if layer == n_layers - 1 else slice(None)
+        if layer == point:  # only `position` differs from the cached run here: later ones keep their q, k, v
+            qk_in, v_in = _attention_inputs(model, layer, tail[:, :1], tail_positions[:1])
+            keys, values = cache["k", layer][:, :end].clone(), cache["v", layer][:, :end].clone()
+            keys[:, position] = _project(qk_in, model.W_K[layer], model.b_K[layer])[:, 0]
+            values[:, position] = _project(v_in, model.W_V[layer], model.b_V[layer])[:, 0]
+            q = cache["q", layer][:, position:end].clone()
+            q[:, 0] = _project(qk_in, model.W_Q[layer], model.b_Q[layer])[:, 0]
+            q = q[:, rows]
+        else:
+            qk_in, v_in = _attention_inputs(model, layer, tail, tail_positions)
+            keys = torch.cat([cache["k", layer][:, :position], _project(qk_in, model.W_K[layer], model.b_K[layer])], 1)
+            values = torch.cat([cache["v", layer][:, :position], _project(v_in, model.W_V[layer], model.b_V[layer])], 1)
+            q = _project(qk_in[:, rows], model.W_Q[layer], model.b_Q[layer])
+        tail, tail_positions = tail[:, rows], tail_positions[rows]
+        tail = tail + _causal_attention(model, layer, q, keys, values, tail_positions)
         tail = _mlp_residual(model, layer, tail)
     final[:, changed] = tail
     return _unembed(model, final)
