@@ -36,9 +36,17 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from transformer_lens import patching
 
-    from curriculum.data.array_indexing import ANSWER_POSITIONS, ELT_POSITION, IDX_POSITION, LIST_LEN
+    from curriculum.data.array_indexing import (
+        ANSWER_POSITIONS,
+        ELT_POSITION,
+        IDX_POSITION,
+        LIST_LEN,
+    )
     from curriculum.models import load_model
-    from solutions.day4_array_indexing import residual_patching_effect, sample_array_indexing_batch
+    from solutions.day4_array_indexing import (
+        residual_patching_effect,
+        sample_array_indexing_batch,
+    )
 
     warnings.filterwarnings("ignore")
     torch.set_grad_enabled(False)

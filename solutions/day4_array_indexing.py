@@ -478,12 +478,12 @@ if MAIN:
 # at positions before `p` (attention is causal), and only the answer positions' logits matter. The course's shared
 # helper `circuits.logits_with_residual_patch(model, clean_cache, point, position, resid, ANSWER_POSITIONS)` does
 # exactly that saving: from a cache made by `circuits.run_for_residual_patching(model, clean_tokens)` (the residual
-# streams, keys and values of the clean run), it recomputes the clean run with `resid` (one vector per example) put
-# in at that point and position, from layer `point` on and from `position` on, reusing the cached keys and values of
-# earlier positions, and returns the logits at the answer positions, `[batch, 3, d_vocab_out]`: the same numbers as
-# a hooked forward pass. Your part: the answers each run implies, the logit-difference metric and its normalisation,
-# the corrupted run's residual streams to patch in, and the loop over points and positions. (A hooked version that
-# patches one position per forward pass gets the same numbers, just slower; you may write that instead.)
+# streams, queries, keys and values of the clean run), it recomputes the clean run with `resid` (one vector per
+# example) put in at that point and position, from layer `point` on and from `position` on, reusing the cached keys
+# and values of earlier positions, and returns the logits at the answer positions, `[batch, 3, d_vocab_out]`: the
+# same numbers as a hooked forward pass. Your part: the answers each run implies, the logit-difference metric and its
+# normalisation, the corrupted run's residual streams to patch in, and the loop over points and positions. (A hooked
+# version that patches one position per forward pass gets the same numbers, just slower; you may write that instead.)
 
 # %% tags=["exercise"]
 def residual_patching_effect(
