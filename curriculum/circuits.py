@@ -1,12 +1,17 @@
 """Fast activation patching and circuit pruning: the course's shared machinery (day 5, its benchmarks and notebooks).
 
-Two jobs, each with the plain loop it must agree with:
+Three jobs, each with the plain loop it must agree with:
 
 - `patch_heads_by_position`: the effect of patching one head's output (`hook_z`) at one position, for every (layer,
   position, head), as `transformer_lens.patching.get_act_patch_attn_head_out_by_pos` computes it with one forward
   pass per patch. Here nothing is recomputed that a patch cannot change: a patch at layer L and position p leaves
   every layer below L and every position before p as they were in the cached run, and the metric reads only the
   last position, so the last layer is evaluated there only. All heads of one (layer, position) share one batch.
+- `logits_with_residual_patch` (Day 4's `residual_patching_effect`): the logits of a cached run with one residual
+  stream vector (resid_pre of a layer, or the final resid_post) replaced, as a hooked forward pass gives them, by
+  recomputing layers from the patched one and positions from the patched one (earlier positions' keys and values
+  are cached; at the patched layer only the patched position gets new queries, keys and values), the last layer at
+  the positions the metric reads only. It also supports shortformer positions (array-2l1h).
 - `greedy_prune`: the seed's greedy loop (remove a node when the circuit without it stays within T percent of the
   full model's metric) in batches: the next k candidate removals are evaluated in one batched pass, candidate i on
   the circuit that results if candidates 0..i-1 all succeed; the longest prefix whose guesses held is accepted, plus
@@ -15,7 +20,8 @@ Two jobs, each with the plain loop it must agree with:
   before it come from the current circuit's cached run), and the last layer at the last position. It returns
   exactly the circuit of `greedy_prune_sequential` (up to float round-off in scores within ~1e-5 of the threshold).
 
-Both support GPT-2-style HookedTransformers (LayerNorm or none, learned absolute positions, MLPs or not).
+`patch_heads_by_position` and `greedy_prune` support GPT-2-style HookedTransformers (LayerNorm or none, learned
+absolute positions, MLPs or not).
 """
 
 from __future__ import annotations
