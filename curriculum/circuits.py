@@ -193,12 +193,13 @@ def _causal_attention(model: HookedTransformer, layer: int, q: Tensor, keys: Ten
     """Attention output (with b_O) of queries q [n, q, head, d_head] at `query_positions` over keys and values
     [n, kv, head, d_head] of positions 0..kv-1, a query at position t seeing keys 0..t; the same numbers as
     `_attention` (round-off aside), with scores, mask, softmax and mixing in one fused kernel."""
+    attn = model.blocks[layer].attn
     visible = torch.arange(keys.shape[1], device=keys.device)[None, :] <= query_positions[:, None]
     z = torch.nn.functional.scaled_dot_product_attention(
         q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), attn_mask=visible,
-        scale=1 / model.blocks[layer].attn.attn_scale)  # [n, head, q, d_head]
-    w_o = model.W_O[layer]  # [head, d_head, d_model]
-    return torch.nn.functional.linear(z.transpose(1, 2).flatten(2), w_o.flatten(0, 1).T, model.b_O[layer])
+        scale=1 / attn.attn_scale)  # [n, head, q, d_head]
+    w_o = attn.W_O  # [head, d_head, d_model]
+    return torch.nn.functional.linear(z.transpose(1, 2).flatten(2), w_o.flatten(0, 1).T, attn.b_O)
 
 
 def _unembed(model: HookedTransformer, resid: Tensor) -> Tensor:
@@ -244,19 +245,20 @@ def logits_with_residual_patch(
     for layer in range(point, n_layers):
         # The last layer's output matters at the read positions only.
         rows = changed_reads - position if layer == n_layers - 1 else slice(None)
+        attn = model.blocks[layer].attn  # its own weights (model.W_K[layer] would stack every layer's first)
         if layer == point:  # only `position` differs from the cached run here: later ones keep their q, k, v
             qk_in, v_in = _attention_inputs(model, layer, tail[:, :1], tail_positions[:1])
             keys, values = cache["k", layer][:, :end].clone(), cache["v", layer][:, :end].clone()
-            keys[:, position] = _project(qk_in, model.W_K[layer], model.b_K[layer])[:, 0]
-            values[:, position] = _project(v_in, model.W_V[layer], model.b_V[layer])[:, 0]
+            keys[:, position] = _project(qk_in, attn.W_K, attn.b_K)[:, 0]
+            values[:, position] = _project(v_in, attn.W_V, attn.b_V)[:, 0]
             q = cache["q", layer][:, position:end].clone()
-            q[:, 0] = _project(qk_in, model.W_Q[layer], model.b_Q[layer])[:, 0]
+            q[:, 0] = _project(qk_in, attn.W_Q, attn.b_Q)[:, 0]
             q = q[:, rows]
         else:
             qk_in, v_in = _attention_inputs(model, layer, tail, tail_positions)
-            keys = torch.cat([cache["k", layer][:, :position], _project(qk_in, model.W_K[layer], model.b_K[layer])], 1)
-            values = torch.cat([cache["v", layer][:, :position], _project(v_in, model.W_V[layer], model.b_V[layer])], 1)
-            q = _project(qk_in[:, rows], model.W_Q[layer], model.b_Q[layer])
+            keys = torch.cat([cache["k", layer][:, :position], _project(qk_in, attn.W_K, attn.b_K)], 1)
+            values = torch.cat([cache["v", layer][:, :position], _project(v_in, attn.W_V, attn.b_V)], 1)
+            q = _project(qk_in[:, rows], attn.W_Q, attn.b_Q)
         tail, tail_positions = tail[:, rows], tail_positions[rows]
         tail = tail + _causal_attention(model, layer, q, keys, values, tail_positions)
         tail = _mlp_residual(model, layer, tail)
