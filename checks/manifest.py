@@ -108,12 +108,31 @@ def file_contents(course: Course) -> dict[str, bytes]:
     return {_key(course, path): path.read_bytes() for path in manifest_files(course)}
 
 
-def restore_changed(course: Course, expected: dict[str, str], contents: dict[str, bytes]) -> list[str]:
-    """Rewrite every covered file whose hash no longer matches `expected` from `contents`; return their keys."""
+def file_stats(course: Course) -> dict[str, tuple[int, ...]]:
+    """(device, inode, size, mtime, ctime) of every file the manifest covers, by manifest key. A file whose stat is
+    unchanged has unchanged bytes: writing it, replacing it or setting its times updates its ctime, which only the
+    system clock decides."""
+    return {_key(course, path): _stat(path) for path in manifest_files(course)}
+
+
+def _stat(path: Path) -> tuple[int, ...]:
+    try:
+        stat = path.stat()
+    except OSError:
+        return ()
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+
+
+def restore_changed(course: Course, expected: dict[str, str], contents: dict[str, bytes],
+                    stats: dict[str, tuple[int, ...]] | None = None) -> list[str]:
+    """Rewrite every covered file whose hash no longer matches `expected` from `contents`; return their keys. With
+    `stats` (`file_stats` of the verified files), a file whose stat is unchanged is not read again."""
     restored = []
     for path in manifest_files(course) + [course.root / key for key in expected if not Path(key).is_absolute()]:
         key = _key(course, path)
         if key in restored or key not in contents:
+            continue
+        if stats is not None and stats.get(key) and _stat(path) == stats[key]:
             continue
         if not path.is_file() or file_hash(path) != expected[key]:
             path.parent.mkdir(parents=True, exist_ok=True)

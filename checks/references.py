@@ -137,7 +137,8 @@ def inputs_hash(inputs: dict[str, Any], model_hashes: dict[str, str]) -> str:
 
 
 def _feed(digest: "hashlib._Hash", value: Any) -> None:
-    ActivationCache, HookedTransformer = map(transformer_lens_type, ("ActivationCache", "HookedTransformer"))  # noqa: N806
+    ActivationCache = transformer_lens_type("ActivationCache")  # noqa: N806
+    HookedTransformer = transformer_lens_type("HookedTransformer")  # noqa: N806
 
     if isinstance(value, torch.Tensor):
         digest.update(f"tensor|{value.dtype}|{tuple(value.shape)}|".encode())

@@ -32,7 +32,7 @@ from typing import Any
 from checks.course import Course, CourseError, Day
 from checks.judge import Raised, Rejection, judge
 from checks.limits import Limits, describe_end
-from checks.manifest import file_contents, restore_changed, verify_manifest
+from checks.manifest import file_contents, file_stats, restore_changed, verify_manifest
 from checks.outcome import Outcome, Status
 from checks.references import InputsFingerprint, ReferenceStore, StaleReference, rebuild_command
 from checks.spec import Check
@@ -58,10 +58,11 @@ class Supervisor:
         self._start_zygote(fork=True)  # first: the zygote must not inherit the references loaded below
         try:
             self.manifest = verify_manifest(course, expected_manifest)
+            self.stats = file_stats(course)
             self.contents = file_contents(course)  # verified bytes: restored after any exercise that changed them
             changed = [key for key, data in self.contents.items() if sha256(data).hexdigest() != self.manifest[key]]
-            if changed:
-                raise CourseError(f"course file {changed[0]} changed while it was being verified")
+            if changed or file_stats(course) != self.stats:
+                raise CourseError(f"course file {(changed or ['(one)'])[0]} changed while it was being verified")
             self.stores = {day.number: ReferenceStore(day) for day in days}
             for store in self.stores.values():
                 try:
@@ -164,8 +165,9 @@ class Supervisor:
             outcome = run.execute(learner)
             if not run.lost_before_start:
                 break
-        restored = restore_changed(self.course, self.manifest, self.contents)
+        restored = restore_changed(self.course, self.manifest, self.contents, self.stats)
         if restored:  # something got past the worker's guard (e.g. native code): undo it, and fail the exercise
+            self.stats = file_stats(self.course)
             outcome = _failed(day, check, f"your code changed the course's files ({', '.join(restored)}), which "
                               "grading forbids; they were restored, and the other exercises are graded against the "
                               "originals.")

@@ -17,16 +17,19 @@ Three jobs, each with the plain loop it must agree with:
   the circuit that results if candidates 0..i-1 all succeed; the longest prefix whose guesses held is accepted, plus
   the first candidate that failed (its evaluation was exact too). As in patching, a pass recomputes only what its
   candidates can change: layers from the lowest one they touch, positions from the earliest one (keys and values
-  before it come from the current circuit's cached run), and the last layer at the last position. It returns
-  exactly the circuit of `greedy_prune_sequential` (up to float round-off in scores within ~1e-5 of the threshold).
+  before it come from the current circuit's state), and the last layer at the last position; the state of the
+  circuit it accepts is read off the pass itself, and a node that covers only non-last positions of the last layer
+  (which the metric cannot feel) is decided without evaluation. It returns exactly the circuit of
+  `greedy_prune_sequential` (up to float round-off in scores within ~1e-5 of the threshold).
 
 `patch_heads_by_position` and `greedy_prune` support GPT-2-style HookedTransformers (LayerNorm or none, learned
-absolute positions, MLPs or not).
+absolute positions, MLPs or not). Weights are read from each block (`model.blocks[L].attn.W_K`): `model.W_K[L]`
+stacks every layer's matrix on each access.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
 import torch
@@ -50,7 +53,7 @@ def _attention_z(model: HookedTransformer, layer: int, queries_in: Tensor, keys:
     """hook_z [n, q, head, d_head] for queries at `query_positions` over all keys. queries_in: [n, q, d_model]
     (after ln1); keys, values: [n, kv, head, d_head]; a query at position t sees keys 0..t."""
     attn = model.blocks[layer].attn
-    q = torch.einsum("nqd,hde->nqhe", queries_in, model.W_Q[layer]) + model.b_Q[layer]
+    q = torch.einsum("nqd,hde->nqhe", queries_in, attn.W_Q) + attn.b_Q
     scores = torch.einsum("nqhe,nkhe->nhqk", q, keys) / attn.attn_scale
     causal = torch.arange(keys.shape[1], device=keys.device)[None, :] > query_positions[:, None]
     scores = scores.masked_fill(causal, float("-inf"))
@@ -61,7 +64,8 @@ def _attention(model: HookedTransformer, layer: int, queries_in: Tensor, keys: T
                query_positions: Tensor) -> Tensor:
     """Attention output (with b_O), as `_attention_z` then W_O."""
     z = _attention_z(model, layer, queries_in, keys, values, query_positions)
-    return torch.einsum("nqhe,hed->nqd", z, model.W_O[layer]) + model.b_O[layer]
+    attn = model.blocks[layer].attn
+    return torch.einsum("nqhe,hed->nqd", z, attn.W_O) + attn.b_O
 
 
 _FUSED_ACTIVATIONS = {
@@ -79,8 +83,9 @@ def _mlp_residual(model: HookedTransformer, layer: int, resid_mid: Tensor) -> Te
     activation = _FUSED_ACTIVATIONS.get(model.cfg.act_fn)
     if activation is None or model.cfg.gated_mlp:
         return resid_mid + block.mlp(block.ln2(resid_mid))
-    hidden = activation(block.ln2(resid_mid) @ model.W_in[layer] + model.b_in[layer])
-    return resid_mid + hidden @ model.W_out[layer] + model.b_out[layer]
+    mlp = block.mlp
+    hidden = activation(block.ln2(resid_mid) @ mlp.W_in + mlp.b_in)
+    return resid_mid + hidden @ mlp.W_out + mlp.b_out
 
 
 @torch.no_grad()
@@ -107,7 +112,7 @@ def patch_heads_by_position(
     for layer in range(n_layers):
         z_change = clean_z[layer] - cache["z", layer]  # [batch, pos, head, d_head]
         # Each head's own contribution to the attention output at each position: [head, batch, pos, d_model].
-        out_change = torch.einsum("bphe,hed->hbpd", z_change, model.W_O[layer])
+        out_change = torch.einsum("bphe,hed->hbpd", z_change, model.blocks[layer].attn.W_O)
         for position in range(seq):
             if layer == n_layers - 1 and position != seq - 1:
                 results[layer, position] = unpatched  # the last position, all the metric reads, is untouched
@@ -121,8 +126,8 @@ def patch_heads_by_position(
             for later in range(layer + 1, n_layers):
                 block = model.blocks[later]
                 normed = block.ln1(tail)
-                k = torch.einsum("ntd,hde->nthe", normed, model.W_K[later]) + model.b_K[later]
-                v = torch.einsum("ntd,hde->nthe", normed, model.W_V[later]) + model.b_V[later]
+                k = torch.einsum("ntd,hde->nthe", normed, block.attn.W_K) + block.attn.b_K
+                v = torch.einsum("ntd,hde->nthe", normed, block.attn.W_V) + block.attn.b_V
                 prefix_k = cache["k", later][:, :position].repeat(n_heads, 1, 1, 1)
                 prefix_v = cache["v", later][:, :position].repeat(n_heads, 1, 1, 1)
                 keys, values = torch.cat([prefix_k, k], dim=1), torch.cat([prefix_v, v], dim=1)
@@ -316,11 +321,13 @@ class MeanAblation:
 
     @torch.no_grad()
     def scores_from(self, state: dict[str, Tensor], keep: Bool[Tensor, "circuits layer pos head"],
-                    first_layers: Sequence[int], first_position: int) -> Float[Tensor, "circuits"]:
+                    first_layers: Sequence[int], first_position: int, with_runs: bool = False
+                    ) -> Float[Tensor, "circuits"] | tuple[Float[Tensor, "circuits"], "PassRuns"]:
         """Faithfulness of circuits each of which agrees with the circuit behind `state` below its own first layer
         (`first_layers[c]`) and, everywhere, before `first_position`. Circuit c joins the batch at its first layer,
         from the state's residual stream there; only positions >= first_position are recomputed (keys and values
-        before it come from the state), and the last layer at the last position only."""
+        before it come from the state), and the last layer at the last position only. With `with_runs`, also
+        returns what the pass computed, from which `PassRuns.state` reads any circuit's state without a pass."""
         model, batch = self.model, self.tokens.shape[0]
         n_layers, seq = model.cfg.n_layers, self.tokens.shape[1]
         p0 = first_position
@@ -328,6 +335,7 @@ class MeanAblation:
         last = positions[-1:]
         active: list[int] = []
         tail = None
+        runs = PassRuns(state, batch, p0)
         for layer in range(min(first_layers), n_layers):
             joining = [c for c, first in enumerate(first_layers) if first == layer]
             if joining:
@@ -337,8 +345,10 @@ class MeanAblation:
             block = model.blocks[layer]
             n = len(active)
             normed = block.ln1(tail)
-            k = torch.einsum("ntd,hde->nthe", normed, model.W_K[layer]) + model.b_K[layer]
-            v = torch.einsum("ntd,hde->nthe", normed, model.W_V[layer]) + model.b_V[layer]
+            k = torch.einsum("ntd,hde->nthe", normed, block.attn.W_K) + block.attn.b_K
+            v = torch.einsum("ntd,hde->nthe", normed, block.attn.W_V) + block.attn.b_V
+            if with_runs:
+                runs.layers.append((layer, list(active), tail, k, v))
             keys = torch.cat([state["k"][layer][:, :p0].repeat(n, 1, 1, 1), k], dim=1)
             values = torch.cat([state["v"][layer][:, :p0].repeat(n, 1, 1, 1), v], dim=1)
             final = layer == n_layers - 1
@@ -347,12 +357,36 @@ class MeanAblation:
             z = _attention_z(model, layer, queries, keys, values, query_positions)
             mask = keep[active][:, layer][:, query_positions].repeat_interleave(batch, dim=0)[..., None]
             z = torch.where(mask, z, self.means[layer, query_positions].to(z.dtype))
-            out = torch.einsum("nqhe,hed->nqd", z, model.W_O[layer]) + model.b_O[layer]
+            out = torch.einsum("nqhe,hed->nqd", z, block.attn.W_O) + block.attn.b_O
             tail = (tail[:, -1:] if final else tail) + out
             tail = _mlp_residual(model, layer, tail)
         logits = _unembed_last(model, tail[:, -1]).unflatten(0, (len(active), batch))
         scores = torch.stack([100 * self.metric(c) / self.full_metric for c in logits]).cpu()
-        return scores[torch.tensor(active).argsort()]
+        scores = scores[torch.tensor(active).argsort()]
+        return (scores, runs) if with_runs else scores
+
+
+@dataclass
+class PassRuns:
+    """What one `MeanAblation.scores_from` pass computed: per layer, its circuits' residual streams, keys and values
+    at positions >= first_position (circuit c's rows: the c-th block of `batch` in `active` order)."""
+
+    base: dict[str, Tensor]
+    batch: int
+    first_position: int
+    layers: list[tuple[int, list[int], Tensor, Tensor, Tensor]] = field(default_factory=list)
+
+    def state(self, circuit: int) -> dict[str, Tensor]:
+        """`MeanAblation.state` of circuit `circuit` of the pass: the base state where the circuit agrees with it,
+        and the pass's own values elsewhere."""
+        state = {name: tensor.clone() for name, tensor in self.base.items()}
+        p0 = self.first_position
+        for layer, active, resid, k, v in self.layers:
+            if circuit in active:
+                rows = slice(active.index(circuit) * self.batch, (active.index(circuit) + 1) * self.batch)
+                for name, value in (("resid_pre", resid), ("k", k), ("v", v)):
+                    state[name][layer][:, p0:] = value[rows]
+        return state
 
 
 def greedy_prune_sequential(ablation: MeanAblation, nodes: Bool[Tensor, "node layer pos head"],
@@ -361,53 +395,67 @@ def greedy_prune_sequential(ablation: MeanAblation, nodes: Bool[Tensor, "node la
     scores above 100 - threshold percent. The circuit starts as the union of all nodes; entries no node covers stay
     ablated throughout. Returns which nodes are kept."""
     kept = torch.ones(nodes.shape[0], dtype=torch.bool)
+    counts = nodes.to(torch.int32)
+    cover = counts.sum(0)  # how many kept nodes cover each (layer, pos, head)
     for i in range(nodes.shape[0]):
-        trial = kept.clone()
-        trial[i] = False
-        if 100 - ablation.scores(_union(nodes, trial)[None])[0].item() < threshold:
-            kept = trial
+        if 100 - ablation.scores((cover - counts[i] > 0)[None])[0].item() < threshold:
+            kept[i] = False
+            cover = cover - counts[i]
     return kept
 
 
 def greedy_prune(ablation: MeanAblation, nodes: Bool[Tensor, "node layer pos head"], threshold: float,
-                 speculation: int = 8, max_speculation: int = 64) -> Bool[Tensor, "node"]:
+                 speculation: int = 2, max_speculation: int = 4) -> Bool[Tensor, "node"]:
     """The same circuit as `greedy_prune_sequential`, evaluating up to `speculation` candidates per batched pass
     (doubled after a pass whose guesses all held, halved after one that failed at once, within [1,
-    max_speculation]), each pass recomputing only what its candidates can change. See the module docstring."""
-    n_nodes = nodes.shape[0]
-    first_layer_of = [int(node.any(dim=(1, 2)).nonzero()[0]) if node.any() else 0 for node in nodes]
-    first_position_of = [int(node.any(dim=(0, 2)).nonzero()[0]) if node.any() else 0 for node in nodes]
+    max_speculation]), each pass recomputing only what its candidates can change. See the module docstring.
+
+    Small passes are best here: a candidate after a failure is wasted, and a pass is cheap because it starts from the
+    current circuit's state, read off the pass before (measured with bench/pruning.py: 2-4 candidates per pass beat
+    8-64 on both of its models)."""
+    n_nodes, n_layers, seq = nodes.shape[:3]
+    first_layer_of = nodes.any(dim=(2, 3)).int().argmax(dim=1).tolist()  # 0 for a node that covers nothing
+    first_position_of = nodes.any(dim=(1, 3)).int().argmax(dim=1).tolist()
+    # A node only in the last layer, away from the last position, cannot change the metric (which reads the last
+    # position): removing it scores what the circuit scores without evaluating anything.
+    inert = (~nodes[:, :-1].flatten(1).any(dim=1) & ~nodes[:, -1, -1].any(dim=-1)).tolist()
     kept = torch.ones(n_nodes, dtype=torch.bool)
-    state = ablation.state(_union(nodes, kept))
+    counts = nodes.to(torch.int32)
+    cover = counts.sum(0)  # how many kept nodes cover each (layer, pos, head)
+    state = ablation.state(cover > 0)
+    score = ablation.scores_from(state, (cover > 0)[None], [n_layers - 1], seq - 1)[0].item()
     i, k = 0, max(1, speculation)
     while i < n_nodes:
-        batch = list(range(i, min(i + k, n_nodes)))
-        trials, trial = [], kept.clone()
+        if inert[i]:
+            if 100 - score < threshold:
+                kept[i] = False
+            i += 1
+            continue
+        batch = []
+        while i + len(batch) < n_nodes and len(batch) < k and not inert[i + len(batch)]:
+            batch.append(i + len(batch))
+        trials, trial = [], cover
         for j in batch:  # candidate j assumes every earlier candidate of this pass was removed
-            trial = trial.clone()
-            trial[j] = False
-            trials.append(_union(nodes, trial))
+            trial = trial - counts[j]
+            trials.append(trial > 0)
         # Candidate j differs from the current circuit from the lowest layer among candidates 0..j of the pass.
         first_layers = [min(first_layer_of[m] for m in batch[: n + 1]) for n in range(len(batch))]
         first_position = min(first_position_of[j] for j in batch)
-        scores = ablation.scores_from(state, torch.stack(trials), first_layers, first_position)
+        scores, runs = ablation.scores_from(state, torch.stack(trials), first_layers, first_position, with_runs=True)
         accepted = 0
-        for score in scores.tolist():
-            if 100 - score < threshold:
+        for candidate_score in scores.tolist():
+            if 100 - candidate_score < threshold:
                 accepted += 1
             else:
                 break
         for j in batch[:accepted]:
             kept[j] = False
-        if accepted:
-            state = ablation.state(_union(nodes, kept))
+            cover = cover - counts[j]
+        if accepted:  # the circuit is now the last accepted candidate's: its state and score come from the pass
+            state, score = runs.state(accepted - 1), scores[accepted - 1].item()
         i += accepted + (1 if accepted < len(batch) else 0)  # the first failure is decided too: it stays
         k = min(max_speculation, k * 2) if accepted == len(batch) else max(1, k // 2 if accepted == 0 else k)
     return kept
-
-
-def _union(nodes: Bool[Tensor, "node layer pos head"], kept: Bool[Tensor, "node"]) -> Bool[Tensor, "layer pos head"]:
-    return (nodes & kept.to(nodes.device)[:, None, None, None]).any(dim=0)
 
 
 def head_nodes(n_layers: int, n_heads: int, seq: int, positions: Sequence[int] | None = None,

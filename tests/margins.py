@@ -23,18 +23,24 @@ CORRECT_MARGIN = 0.1
 
 
 @lru_cache(maxsize=None)
+def _course() -> Course:
+    """One course per test process: building it parses every day's solution file."""
+    return Course.default()
+
+
+@lru_cache(maxsize=None)
 def _env(device: str) -> Env:
-    return Env(device, Course.default().load_model_function())
+    return Env(device, _course().load_model_function())
 
 
 @lru_cache(maxsize=None)
 def _store(day_number: int) -> ReferenceStore:
-    return ReferenceStore(Course.default().day(day_number))
+    return ReferenceStore(_course().day(day_number))
 
 
 def built_inputs(exercise: str, case: str, device: str = "cpu") -> tuple[dict[str, Any], Any]:
     """The inputs of one case, and its stored reference output."""
-    day, check = Course.default().find(exercise)
+    day, check = _course().find(exercise)
     env = _env(device)
     env.prepare()
     inputs = check.cases[case](env)
@@ -44,7 +50,7 @@ def built_inputs(exercise: str, case: str, device: str = "cpu") -> tuple[dict[st
 
 def output_margin(actual: Any, expected: Any, exercise: str) -> float:
     """The margin of an output against a stored reference, under the exercise's check."""
-    _, check = Course.default().find(exercise)
+    _, check = _course().find(exercise)
     exception = expected_raise(expected)
     if exception is not None:
         return 0.0 if isinstance(actual, Raised) and exception in actual.names else math.inf
@@ -58,7 +64,7 @@ def output_margin(actual: Any, expected: Any, exercise: str) -> float:
 
 def case_margin(function: Callable[..., Any], exercise: str, case: str, device: str = "cpu") -> float:
     """The margin of `function`'s output on one case (inf when it raises where a value is expected)."""
-    _, check = Course.default().find(exercise)
+    _, check = _course().find(exercise)
     inputs, expected = built_inputs(exercise, case, device)
     env = _env(device)
     env.prepare()
@@ -73,5 +79,5 @@ def case_margin(function: Callable[..., Any], exercise: str, case: str, device: 
 
 def margins(function: Callable[..., Any], exercise: str, device: str = "cpu") -> dict[str, float]:
     """The margin on every case of the exercise's check."""
-    _, check = Course.default().find(exercise)
+    _, check = _course().find(exercise)
     return {case: case_margin(function, exercise, case, device) for case in check.cases}

@@ -105,6 +105,24 @@ def test_batched_pruning_returns_the_sequential_circuit(granularity, threshold, 
     assert 0 < int(sequential.sum()) < len(sequential)  # the case decides something either way
 
 
+def test_a_pass_gives_each_circuit_the_state_of_its_own_run():
+    model = random_gpt(3, 2, 16, seed=7)
+    tokens, corrupted, last_metric = _task(model, batch=4, seq=5, seed=8)
+    _, cache = model.run_with_cache(corrupted)
+    means = torch.stack([cache["z", layer].mean(0) for layer in range(3)])
+    ablation = circuits.MeanAblation(model, tokens, means, last_metric)
+    full = torch.ones(3, 5, 2, dtype=torch.bool)
+    first = full.clone()
+    first[1, 2:, 0] = False  # differs from `full` from layer 1, position 2
+    second = first.clone()
+    second[0, 3:, 1] = False  # and from layer 0, position 2 on
+    _, runs = ablation.scores_from(ablation.state(full), torch.stack([first, second]), [1, 0], 2, with_runs=True)
+    for index, circuit in enumerate((first, second)):
+        expected = ablation.state(circuit)
+        for name, value in runs.state(index).items():
+            torch.testing.assert_close(value, expected[name], atol=1e-5, rtol=1e-5)
+
+
 def test_node_masks():
     heads = circuits.head_nodes(2, 3, 4)
     assert heads.shape == (6, 2, 4, 3)

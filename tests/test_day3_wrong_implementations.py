@@ -1,9 +1,12 @@
-"""Day 3 grading rejects plausible wrong answers with a message that points at the mistake, and accepts correct
-answers written differently from the reference solution.
+"""Day 3 grading rejects plausible wrong answers with a message that points at the mistake, by a clear margin, and
+accepts correct answers written differently from the reference solution, with room to spare.
 
 Each wrong implementation is a mistake learners make, several of them specific to causal scrubbing (labels
 resampled too, one permutation for independent groups, positions scrubbed instead of sequences, biases or shortformer
-positions forgotten). Grading must say "failed" and the message (with the check's hint) must contain the phrase.
+positions forgotten). Grading must say "failed", the message (with the check's hint) must contain the phrase, and
+the failing case's margin (error over tolerance) must be at least 10. Each correct alternative (other ops, a loop,
+an equivalent formula, float64 cast back, TransformerLens conveniences) must pass every case with a margin of at
+most 0.1.
 """
 
 from __future__ import annotations
@@ -12,9 +15,11 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from transformer_lens.hook_points import HookPoint
 
 from checks import grade
+from margins import CORRECT_MARGIN, WRONG_MARGIN, case_margin, margins
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -489,19 +494,122 @@ def test_grading_rejects_wrong_implementation(exercise, wrong, phrase):
     outcome = grade(wrong, name=exercise)
     assert outcome.status == "failed", f"{wrong.__name__} was graded {outcome.status!r}: {outcome.message}"
     assert phrase in _explained(outcome), f"message does not point at the mistake ({phrase!r}):\n{_explained(outcome)}"
+    margin = case_margin(wrong, exercise, outcome.case)  # the case that rejected it
+    assert margin >= WRONG_MARGIN, f"{wrong.__name__} fails case {outcome.case!r} by a margin of only {margin:.3g}"
 
 
 # ---- correct answers written differently --------------------------------------------------------------------------------
+def inputs_and_targets_with_narrow(tokens):
+    length = tokens.shape[1] - 1
+    return tokens.narrow(1, 0, length), tokens.narrow(1, 1, length)
+
+
+def inputs_and_targets_with_roll(tokens):
+    return tokens[:, :-1].clone(), tokens.roll(-1, dims=1)[:, :-1]
+
+
 def candidate_mask_with_isin(inputs, candidates, d_vocab):
     return torch.isin(inputs, candidates)
+
+
+def candidate_mask_by_comparing_with_every_candidate(inputs, candidates, d_vocab):
+    return (inputs[..., None] == candidates).any(-1)
+
+
+def per_position_loss_with_cross_entropy(model, inputs, targets):
+    logits = model(inputs)
+    return F.cross_entropy(logits.flatten(0, 1), targets.flatten(), reduction="none").view_as(targets)
+
+
+def per_position_loss_with_logsumexp_in_float64(model, inputs, targets):
+    logits = model(inputs).double()
+    return (logits.logsumexp(-1) - logits.gather(-1, targets[..., None])[..., 0]).float()
 
 
 def loss_on_candidates_by_sums(losses, mask):
     return float((losses * mask).sum() / mask.sum())
 
 
+def loss_on_candidates_with_masked_select(losses, mask):
+    selected = torch.masked_select(losses, mask).double()
+    return selected.sum().item() / selected.numel()
+
+
 def sample_groups_drawing_per_variable(group_of, group_seeds, n):
     return {v: torch.randperm(n, generator=torch.Generator().manual_seed(group_seeds[g])) for v, g in group_of.items()}
+
+
+def sample_groups_grouping_the_variables_first(group_of, group_seeds, n):
+    members: dict[str, list[str]] = {}
+    for variable, group in group_of.items():
+        members.setdefault(group, []).append(variable)
+    result = {}
+    for group, variables in members.items():
+        generator = torch.Generator()
+        generator.manual_seed(group_seeds[group])
+        permutation = torch.randperm(n, generator=generator)
+        result.update({variable: permutation.clone() for variable in variables})
+    return result
+
+
+def scrub_all_inputs_self_contained(model, tokens, other, candidates):
+    mask = torch.isin(tokens[:, :-1], candidates)
+    logits = model(tokens[other][:, :-1])
+    losses = F.cross_entropy(logits.transpose(1, 2), tokens[:, 1:], reduction="none")
+    return losses[mask].mean().item()
+
+
+def scrub_all_inputs_one_sequence_at_a_time(model, tokens, other, candidates):
+    total, count = 0.0, 0
+    for b in range(tokens.shape[0]):
+        log_probs = model(tokens[other[b], :-1][None])[0].log_softmax(-1)
+        is_name = torch.isin(tokens[b, :-1], candidates)  # the original sequence's positions and targets
+        total -= log_probs[is_name].gather(-1, tokens[b, 1:][is_name, None]).sum().item()
+        count += int(is_name.sum())
+    return total / count
+
+
+def recovered_as_one_minus_the_fraction_lost(clean, scrubbed, baseline):
+    return 1 - (scrubbed - clean) / (baseline - clean)
+
+
+def recovered_in_float64(clean, scrubbed, baseline):
+    return ((baseline - scrubbed.double()) / (baseline - clean)).to(scrubbed.dtype)
+
+
+def components_from_stacked_head_results(model, tokens):
+    _, cache = model.run_with_cache(tokens)
+    embed = cache["hook_embed"]
+    heads = cache.stack_head_results(layer=1)  # [n_heads, batch, pos, d_model], from z and W_O
+    bias = torch.zeros_like(embed) + model.b_O[0]
+    return torch.cat([embed[None], heads, bias[None]])
+
+
+def components_from_the_attention_result_hook(model, tokens):
+    model.set_use_attn_result(True)
+    try:
+        _, cache = model.run_with_cache(tokens, names_filter=["hook_embed", "blocks.0.attn.hook_result"])
+    finally:
+        model.set_use_attn_result(False)
+    heads = cache["blocks.0.attn.hook_result"].permute(2, 0, 1, 3)
+    embed = cache["hook_embed"]
+    return torch.stack([embed, *heads, model.b_O[0].expand(embed.shape)])
+
+
+def components_by_hand_from_the_weights(model, tokens):
+    seq = tokens.shape[1]
+    embed = model.W_E[tokens]
+    qk_input = embed + model.W_pos[:seq]  # shortformer: positions enter only the queries and keys
+    parts = [embed]
+    for h in range(model.cfg.n_heads):
+        q = qk_input @ model.W_Q[0, h] + model.b_Q[0, h]
+        k = qk_input @ model.W_K[0, h] + model.b_K[0, h]
+        v = embed @ model.W_V[0, h] + model.b_V[0, h]
+        scores = q @ k.transpose(-1, -2) / model.cfg.attn_scale
+        scores = scores.masked_fill(torch.ones(seq, seq, dtype=torch.bool, device=tokens.device).triu(1), float("-inf"))
+        parts.append(scores.softmax(-1) @ v @ model.W_O[0, h])
+    parts.append(model.b_O[0].repeat(*tokens.shape, 1))
+    return torch.stack(parts)
 
 
 def assemble_with_einsum(components, names, other, spec):
@@ -510,6 +618,64 @@ def assemble_with_einsum(components, names, other, spec):
     resampled = components[:, other]
     return torch.einsum("xc,cbpd->xbpd", 1 - from_other, components) + torch.einsum("xc,cbpd->xbpd", from_other,
                                                                                    resampled)
+
+
+def assemble_by_swapping_into_the_clean_sum(components, names, other, spec):
+    clean = components.sum(0)
+    inputs = []
+    for which in ("q", "k", "v"):
+        total = clean.clone()
+        for name, source in spec.get(which, {}).items():
+            if source == "other":
+                i = names.index(name)
+                total += components[i][other] - components[i]
+        inputs.append(total)
+    return torch.stack(inputs)
+
+
+def run_with_the_hooks_context_and_cat(model, tokens, qkv_inputs, layer, head):
+    def replace(new):
+        def hook(activation, hook: HookPoint):
+            return torch.cat([activation[:, :, :head], new[:, :, None], activation[:, :, head + 1:]], dim=2)
+
+        return hook
+
+    hooks = [(f"blocks.{layer}.hook_{x}_input", replace(qkv_inputs[i])) for i, x in enumerate("qkv")]
+    was_split = model.cfg.use_split_qkv_input
+    model.set_use_split_qkv_input(True)
+    try:
+        with model.hooks(fwd_hooks=hooks):
+            return model(tokens)
+    finally:
+        model.set_use_split_qkv_input(was_split)
+
+
+def run_with_add_hook_and_a_head_mask(model, tokens, qkv_inputs, layer, head):
+    is_head = (torch.arange(model.cfg.n_heads, device=tokens.device) == head)[:, None]  # [head, 1]
+    model.set_use_split_qkv_input(True)
+    try:
+        for name, new in zip(("q", "k", "v"), qkv_inputs):
+            model.add_hook(f"blocks.{layer}.hook_{name}_input",
+                           lambda activation, hook, new=new: torch.where(is_head, new[:, :, None], activation))
+        return model(tokens)
+    finally:
+        model.reset_hooks()
+        model.set_use_split_qkv_input(False)
+
+
+def run_with_hooks_editing_in_place(model, tokens, qkv_inputs, layer, head):
+    def overwrite(new):
+        def hook(activation, hook: HookPoint) -> None:  # edits the activation itself and returns nothing
+            activation[:, :, head] = new
+
+        return hook
+
+    hooks = [(f"blocks.{layer}.hook_{x}_input", overwrite(new)) for x, new in zip("qkv", qkv_inputs)]
+    model.set_use_split_qkv_input(True)
+    try:
+        return model.run_with_hooks(tokens, fwd_hooks=hooks)
+    finally:
+        model.set_use_split_qkv_input(False)
 
 
 def head_output_with_einsum(model, layer, head, q_input, k_input, v_input):
@@ -522,8 +688,27 @@ def head_output_with_einsum(model, layer, head, q_input, k_input, v_input):
     return torch.einsum("bqk,bkd,dm->bqm", scores.softmax(-1), v, model.W_O[layer, head])
 
 
+def head_output_with_scaled_dot_product_attention(model, layer, head, q_input, k_input, v_input):
+    pos = model.W_pos[: q_input.shape[1]]
+    q = (q_input + pos) @ model.W_Q[layer, head] + model.b_Q[layer, head]
+    k = (k_input + pos) @ model.W_K[layer, head] + model.b_K[layer, head]
+    v = v_input @ model.W_V[layer, head] + model.b_V[layer, head]
+    return F.scaled_dot_product_attention(q, k, v, is_causal=True) @ model.W_O[layer, head]
+
+
 def prev_value_path_with_a_loop(model, head, tokens, other_tokens):
     return _prev_path(model, head, tokens, other_tokens)
+
+
+def prev_value_path_with_the_cached_pattern(model, head, tokens, other_tokens):
+    _, cache = model.run_with_cache(other_tokens, names_filter="blocks.0.attn.hook_pattern")
+    pattern = cache["blocks.0.attn.hook_pattern"][:, head]  # [batch, query, key]: the model's own, from other_tokens
+    W_V, b_V = model.W_V[0, head], model.b_V[0, head]
+    orig_v, other_v = model.W_E[tokens] @ W_V + b_V, model.W_E[other_tokens] @ W_V + b_V
+    seq = tokens.shape[1]
+    key_before_query = torch.ones(seq - 1, device=tokens.device).diag(-1).bool()  # [query, key]: key == query - 1
+    values = torch.where(key_before_query[None, :, :, None], orig_v[:, None], other_v[:, None])
+    return torch.einsum("bqk,bqkd,dm->bqm", pattern, values, model.W_O[0, head])
 
 
 def matched_resample_with_a_loop(feature, generator):
@@ -539,21 +724,56 @@ def matched_resample_with_a_loop(feature, generator):
     return torch.tensor(picks)
 
 
+def matched_resample_by_counting(feature, generator):
+    u = torch.rand(feature.shape[0], generator=generator).to(feature.device)
+    order = torch.argsort(feature, stable=True)
+    start = (feature[None, :] < feature[:, None]).sum(1)  # the block of a value starts after every smaller value
+    count = (feature[None, :] == feature[:, None]).sum(1)
+    return order[start + torch.floor(u * count).long()]
+
+
 def mean_and_standard_error_by_hand(losses):
     n = losses.shape[0]
     mean = losses.sum(0) / n
     return mean, ((losses - mean) ** 2).sum(0).div(n - 1).sqrt() / n ** 0.5
 
 
+def mean_and_standard_error_with_std_mean(losses):
+    std, mean = torch.std_mean(losses.double(), dim=0)
+    return mean.float(), (std / losses.shape[0] ** 0.5).float()
+
+
 CORRECT_ALTERNATIVES = [
+    ("inputs_and_targets", inputs_and_targets_with_narrow),
+    ("inputs_and_targets", inputs_and_targets_with_roll),
     ("candidate_mask", candidate_mask_with_isin),
+    ("candidate_mask", candidate_mask_by_comparing_with_every_candidate),
+    ("per_position_loss", per_position_loss_with_cross_entropy),
+    ("per_position_loss", per_position_loss_with_logsumexp_in_float64),
     ("loss_on_candidates", loss_on_candidates_by_sums),
+    ("loss_on_candidates", loss_on_candidates_with_masked_select),
     ("sample_groups", sample_groups_drawing_per_variable),
+    ("sample_groups", sample_groups_grouping_the_variables_first),
+    ("scrub_all_inputs_loss", scrub_all_inputs_self_contained),
+    ("scrub_all_inputs_loss", scrub_all_inputs_one_sequence_at_a_time),
+    ("percent_loss_recovered", recovered_as_one_minus_the_fraction_lost),
+    ("percent_loss_recovered", recovered_in_float64),
+    ("layer1_input_components", components_from_stacked_head_results),
+    ("layer1_input_components", components_from_the_attention_result_hook),
+    ("layer1_input_components", components_by_hand_from_the_weights),
     ("assemble_qkv_inputs", assemble_with_einsum),
+    ("assemble_qkv_inputs", assemble_by_swapping_into_the_clean_sum),
+    ("run_with_qkv_inputs", run_with_the_hooks_context_and_cat),
+    ("run_with_qkv_inputs", run_with_add_hook_and_a_head_mask),
+    ("run_with_qkv_inputs", run_with_hooks_editing_in_place),
     ("head_output_from_inputs", head_output_with_einsum),
+    ("head_output_from_inputs", head_output_with_scaled_dot_product_attention),
     ("prev_value_path_output", prev_value_path_with_a_loop),
+    ("prev_value_path_output", prev_value_path_with_the_cached_pattern),
     ("matched_resample", matched_resample_with_a_loop),
+    ("matched_resample", matched_resample_by_counting),
     ("mean_and_standard_error", mean_and_standard_error_by_hand),
+    ("mean_and_standard_error", mean_and_standard_error_with_std_mean),
 ]
 
 
@@ -561,12 +781,17 @@ CORRECT_ALTERNATIVES = [
 def test_grading_accepts_correct_alternative(exercise, correct):
     outcome = grade(correct, name=exercise)
     assert outcome.status == "passed", f"{correct.__name__} was graded {outcome.status!r}: {outcome.message}"
+    found = margins(correct, exercise)
+    assert max(found.values()) <= CORRECT_MARGIN, f"{correct.__name__} passes too narrowly: {found}"
 
 
-def test_every_day3_exercise_has_four_kinds_of_wrong_implementation():
+def test_every_day3_exercise_has_four_kinds_of_wrong_implementation_and_two_correct_ones():
     from checks.specs.day3 import CHECKS
 
-    counts = {check.name: 0 for check in CHECKS}
-    for exercise, _, _ in WRONG_IMPLEMENTATIONS:
-        counts[exercise] += 1
-    assert len(counts) >= 12 and all(count >= 4 for count in counts.values()), counts
+    names = [check.name for check in CHECKS]
+    wrong = {name: sum(exercise == name for exercise, _, _ in WRONG_IMPLEMENTATIONS) for name in names}
+    correct = {name: sum(exercise == name for exercise, _ in CORRECT_ALTERNATIVES) for name in names}
+    assert len(names) >= 12 and all(count >= 4 for count in wrong.values()), wrong
+    assert all(count >= 2 for count in correct.values()), correct
+    listed = {exercise for exercise, _, _ in WRONG_IMPLEMENTATIONS} | {exercise for exercise, _ in CORRECT_ALTERNATIVES}
+    assert listed <= set(names), listed - set(names)  # no entry for an exercise that does not exist

@@ -413,3 +413,28 @@ def test_a_worker_parent_that_died_between_exercises_is_replaced(built_course):
         assert session.grade(day, "mean_logit").status == "passed"  # graded by a fresh worker, not blamed
     finally:
         session.close()
+
+
+def test_the_grading_process_never_imports_transformer_lens():
+    """Only the workers import transformer_lens (5 s): the supervisor, which judges plain data, starts them at once
+    and its own start-up and end stay short (see `checks.env.transformer_lens_type`)."""
+    import subprocess
+    import sys
+
+    code = textwrap.dedent("""
+        import sys
+        from checks.course import Course
+        from checks.session import GradingSession, parse_days
+        course = Course.default()
+        session = GradingSession(course, parse_days("all", course), device="cpu", solutions=True)
+        try:
+            for day in session.days:
+                outcome = session.grade(day, day.checks[0].name)
+                assert outcome.status == "passed", outcome.message
+        finally:
+            session.close()
+        print("transformer_lens" in sys.modules)
+    """)
+    root = Path(__file__).resolve().parent.parent
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=600)
+    assert result.stdout.strip() == "False", result.stderr[-3000:]
