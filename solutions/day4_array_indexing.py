@@ -56,7 +56,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from curriculum import plotting
+from curriculum import circuits, plotting
 from curriculum.data.array_indexing import (
     ANSWER_POSITIONS,
     BOS_TOKEN,
@@ -472,6 +472,18 @@ if MAIN:
 # positions (and examples) where the two answers differ, and normalised so that the clean run scores 0 and the
 # corrupted run 1. Patch the residual stream entering each layer (`blocks.{L}.hook_resid_pre`) and, as a last row,
 # the final residual stream (`blocks.{n_layers-1}.hook_resid_post`).
+#
+# One hooked forward pass per (point, position) is correct but slow, and so is one big pass over `seq` copies of the
+# batch: both recompute everything, although a patch at layer `L` and position `p` changes nothing below `L`, nothing
+# at positions before `p` (attention is causal), and only the answer positions' logits matter. The course's shared
+# helper `circuits.logits_with_residual_patch(model, clean_cache, point, position, resid, ANSWER_POSITIONS)` does
+# exactly that saving: from a cache made by `circuits.run_for_residual_patching(model, clean_tokens)` (the residual
+# streams, queries, keys and values of the clean run), it recomputes the clean run with `resid` (one vector per
+# example) put in at that point and position, from layer `point` on and from `position` on, reusing the cached keys
+# and values of earlier positions, and returns the logits at the answer positions, `[batch, 3, d_vocab_out]`: the
+# same numbers as a hooked forward pass. Your part: the answers each run implies, the logit-difference metric and its
+# normalisation, the corrupted run's residual streams to patch in, and the loop over points and positions. (A hooked
+# version that patches one position per forward pass gets the same numbers, just slower; you may write that instead.)
 
 # %% tags=["exercise"]
 def residual_patching_effect(
@@ -499,8 +511,7 @@ def residual_patching_effect(
     if not differs.any():
         raise ValueError("the clean and corrupted answers never differ: nothing to measure")
 
-    def logit_difference(logits: Float[Tensor, "batch seq d_vocab_out"]) -> Tensor:
-        answer_logits = logits[:, list(ANSWER_POSITIONS)]
+    def logit_difference(answer_logits: Float[Tensor, "batch answer d_vocab_out"]) -> Tensor:
         corrupted_logit = answer_logits.gather(-1, corrupted_answers[..., None])[..., 0]
         clean_logit = answer_logits.gather(-1, clean_answers[..., None])[..., 0]
         return (corrupted_logit - clean_logit)[differs].mean()
@@ -509,23 +520,21 @@ def residual_patching_effect(
     hook_names = [f"blocks.{layer}.hook_resid_pre" for layer in range(n_layers)]
     hook_names.append(f"blocks.{n_layers - 1}.hook_resid_post")
     corrupted_logits, corrupted_cache = model.run_with_cache(corrupted_tokens, names_filter=lambda n: n in hook_names)
-    ld_clean = logit_difference(model(clean_tokens))
-    ld_corrupted = logit_difference(corrupted_logits)
+    clean_logits, clean_cache = circuits.run_for_residual_patching(model, clean_tokens)
+    answers = list(ANSWER_POSITIONS)
+    ld_clean = logit_difference(clean_logits[:, answers])
+    ld_corrupted = logit_difference(corrupted_logits[:, answers])
 
-    # One forward pass per hook point: copy p of the batch has position p patched.
-    batch, seq = clean_tokens.shape
-    positions = torch.arange(seq, device=clean_tokens.device)
+    # The clean run with the corrupted residual stream at one (point, position), recomputed from there on.
+    seq = clean_tokens.shape[1]
     effect = torch.zeros(len(hook_names), seq, device=clean_tokens.device)
     for point, name in enumerate(hook_names):
-
-        def patch(resid: Tensor, hook, name: str = name) -> Tensor:
-            resid = resid.clone().view(seq, batch, seq, -1)
-            resid[positions, :, positions] = corrupted_cache[name].transpose(0, 1)
-            return resid.view(seq * batch, seq, -1)
-
-        patched_logits = model.run_with_hooks(clean_tokens.repeat(seq, 1), fwd_hooks=[(name, patch)])
-        for position, logits in enumerate(patched_logits.view(seq, batch, seq, -1)):
-            effect[point, position] = (logit_difference(logits) - ld_clean) / (ld_corrupted - ld_clean)
+        for position in range(seq):
+            corrupted_resid = corrupted_cache[name][:, position]
+            answer_logits = circuits.logits_with_residual_patch(
+                model, clean_cache, point, position, corrupted_resid, answers
+            )
+            effect[point, position] = (logit_difference(answer_logits) - ld_clean) / (ld_corrupted - ld_clean)
     return effect
 
 
