@@ -4,7 +4,8 @@ answers written differently from the reference solution.
 Each wrong implementation is a mistake of one kind: a numeric slip (a missing scale, a wrong sign or order), a
 hard-coded value (a layer, head, k or size from the notebook's story), a broken contract (wrong type or dtype), or a
 wrong axis or position. Grading must say "failed" and the message must contain the given phrase (from the comparison
-engine's diagnosis, the check's hint or its validator).
+engine's diagnosis, the check's hint or its validator); wrong values must miss by a margin (error over tolerance) of
+at least 10. Every correct alternative must pass every case with a margin of at most 0.1.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import torch
 from transformer_lens import FactoredMatrix
 
 from checks import grade
+from margins import CORRECT_MARGIN, WRONG_MARGIN, case_margin, margins
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -790,6 +792,11 @@ def test_grading_rejects_wrong_implementation(exercise, wrong, phrase):
     assert outcome.status == "failed", f"{wrong.__name__} was graded {outcome.status!r}: {outcome.message}"
     text = f"{outcome.message}\n{outcome.hint}"
     assert phrase in text, f"message does not point at the mistake ({phrase!r}):\n{text}"
+    # Rejected either for a broken contract on values within tolerance (materialising the product, mutating an
+    # input: margin <= 1), or for wrong values by a clear margin.
+    margin = case_margin(wrong, exercise, outcome.case, device="cpu")  # the case that rejected it
+    assert margin <= 1 or margin >= WRONG_MARGIN, (
+        f"{wrong.__name__} fails case {outcome.case!r} by a margin of only {margin:.3g}")
 
 
 @pytest.mark.parametrize(
@@ -798,6 +805,8 @@ def test_grading_rejects_wrong_implementation(exercise, wrong, phrase):
 def test_grading_accepts_correct_alternative(exercise, correct):
     outcome = grade(correct, name=exercise, device="cpu")
     assert outcome.status == "passed", f"{correct.__name__} was graded {outcome.status!r}: {outcome.message}"
+    found = margins(correct, exercise, device="cpu")
+    assert max(found.values()) <= CORRECT_MARGIN, f"{correct.__name__} passes too narrowly: {found}"
 
 
 def test_every_day2_exercise_has_four_wrong_implementations_and_two_correct_alternatives():
