@@ -107,7 +107,7 @@ def patch_heads_by_position(
     _, cache = model.run_with_cache(corrupted_tokens, names_filter=lambda n: n.endswith(names))
     results = torch.empty(n_layers, seq, n_heads, device=corrupted_tokens.device)
     unpatched_final = cache[f"blocks.{n_layers - 1}.hook_resid_post"][:, -1]
-    unpatched = metric(_unembed_last(model, unpatched_final)).item()
+    unpatched = metric(_unembed(model, unpatched_final)).item()
     last = torch.tensor([seq - 1], device=corrupted_tokens.device)
     for layer in range(n_layers):
         z_change = clean_z[layer] - cache["z", layer]  # [batch, pos, head, d_head]
@@ -138,13 +138,9 @@ def patch_heads_by_position(
                     tail = tail[:, -1:] + _attention(model, later, normed[:, -1:], keys, values, last)
                     tail = _mlp_residual(model, later, tail)
             final = tail[:, -1].unflatten(0, (n_heads, batch))
-            logits = _unembed_last(model, final)
+            logits = _unembed(model, final)
             results[layer, position] = torch.stack([metric(logits[h]) for h in range(n_heads)])
     return results
-
-
-def _unembed_last(model: HookedTransformer, resid: Tensor) -> Tensor:
-    return model.ln_final(resid) @ model.W_U + model.b_U
 
 
 # ---- residual-stream patching ----------------------------------------------------------------------------------------
@@ -366,7 +362,7 @@ class MeanAblation:
                 joined = self._join(state, keep[joining], layer, query_positions)
                 tail = joined if tail is None else torch.cat([tail, joined])
                 active += joining
-        logits = _unembed_last(model, tail[:, -1]).unflatten(0, (len(active), batch))
+        logits = _unembed(model, tail[:, -1]).unflatten(0, (len(active), batch))
         scores = torch.stack([100 * self.metric(c) / self.full_metric for c in logits]).cpu()
         scores = scores[torch.tensor(active).argsort()]
         return (scores, runs) if with_runs else scores
