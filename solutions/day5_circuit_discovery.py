@@ -703,13 +703,15 @@ def greedy_prune_sequential(
 
     The circuit is the union (logical or) of the kept nodes' masks; it starts with every node kept.
     """
+    full = logit_diff(model(tokens), correct_tokens, wrong_tokens, end_positions).mean()  # once, not per node
     kept = torch.ones(nodes.shape[0], dtype=torch.bool, device=nodes.device)
     for i in range(nodes.shape[0]):
         trial = kept.clone()
         trial[i] = False
         keep = (nodes & trial[:, None, None, None]).any(dim=0)
-        score = faithfulness(model, tokens, means, keep, correct_tokens, wrong_tokens, end_positions)
-        if 100 - score < threshold:
+        ablated = logit_diff(mean_ablated_logits(model, tokens, means, keep), correct_tokens, wrong_tokens,
+                             end_positions).mean()
+        if 100 - (100 * ablated / full).item() < threshold:
             kept = trial
     return kept
 
@@ -831,14 +833,19 @@ def minimality(
 
     The circuit is the union of the kept nodes' masks; float32.
     """
-    circuit = (nodes & kept[:, None, None, None]).any(dim=0)
-    base = faithfulness(model, tokens, means, circuit, correct_tokens, wrong_tokens, end_positions)
+    full = logit_diff(model(tokens), correct_tokens, wrong_tokens, end_positions).mean()  # once, not per node
+
+    def score(keep: Bool[Tensor, "layer seq head"]) -> float:  # faithfulness(...), the full model's run reused
+        ablated = logit_diff(mean_ablated_logits(model, tokens, means, keep), correct_tokens, wrong_tokens,
+                             end_positions).mean()
+        return (100 * ablated / full).item()
+
+    base = score((nodes & kept[:, None, None, None]).any(dim=0))
     drops = torch.zeros(nodes.shape[0], device=nodes.device)
     for i in kept.nonzero().flatten().tolist():
         without = kept.clone()
         without[i] = False
-        keep = (nodes & without[:, None, None, None]).any(dim=0)
-        drops[i] = base - faithfulness(model, tokens, means, keep, correct_tokens, wrong_tokens, end_positions)
+        drops[i] = base - score((nodes & without[:, None, None, None]).any(dim=0))
     return drops
 
 
