@@ -60,9 +60,11 @@ class Supervisor:
             self.manifest = verify_manifest(course, expected_manifest)
             self.stats = file_stats(course)
             self.contents = file_contents(course)  # verified bytes: restored after any exercise that changed them
-            changed = [key for key, data in self.contents.items() if sha256(data).hexdigest() != self.manifest[key]]
-            if changed or file_stats(course) != self.stats:
-                raise CourseError(f"course file {(changed or ['(one)'])[0]} changed while it was being verified")
+            now = file_stats(course)
+            changed = [key for key, data in self.contents.items()
+                       if sha256(data).hexdigest() != self.manifest[key] or now.get(key) != self.stats.get(key)]
+            if changed:
+                raise CourseError(f"course file {changed[0]} changed while it was being verified")
             self.stores = {day.number: ReferenceStore(day) for day in days}
             for store in self.stores.values():
                 try:

@@ -3,7 +3,8 @@
 `python -m checks.worker` is started by a supervisor (`checks.supervisor`) with one end of a socket pair. It is a
 warm parent (a "zygote"): it imports torch and transformer_lens, limits torch to one thread, loads the course's
 specs, on CPU builds every input case of the graded days (loading the zoo models), and imports what the days' files
-import (plotting, jaxtyping), all before any learner code exists in it. Then, per exercise the supervisor asks for, it forks one child, which:
+import (plotting, jaxtyping), all before any learner code exists in it. Then, per exercise the supervisor asks
+for, it forks one child, which:
 
 1. leaves the parent's process group (the supervisor kills the whole group on a limit) and closes the socket;
 2. caps its address space (RLIMIT_AS), sets torch's threads, and installs an audit hook (`CourseFileGuard`) that
