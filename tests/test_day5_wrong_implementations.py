@@ -1,6 +1,6 @@
-"""Grading rejects plausible wrong implementations of every day 5 exercise, with a message that points at the mistake,
-and accepts correct alternatives written differently from the solutions, each on every case with a margin (error
-over tolerance, see tests/margins.py) of at most 0.1.
+"""Grading rejects plausible wrong implementations of every day 5 exercise, with a message that points at the mistake
+and wrong values missing by a margin (error over tolerance, see tests/margins.py) of at least 10, and accepts correct
+alternatives written differently from the solutions, each on every case with a margin of at most 0.1.
 
 Each wrong implementation is a mistake a learner is likely to make: a wrong position, clean and corrupted swapped,
 means over positions instead of prompts, ablating the kept positions too, a pruning loop that changes order...
@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from checks import grade
-from margins import CORRECT_MARGIN, margins
+from margins import CORRECT_MARGIN, WRONG_MARGIN, case_margin, margins
 from solutions import day5_circuit_discovery as solution
 
 DIFFER = "differ"  # "... elements differ" (tensors) or "differ beyond the tolerance"
@@ -938,6 +938,12 @@ def test_wrong_implementation_is_rejected_with_a_pointed_message(wrong, exercise
     message = f"{outcome.message}\n{outcome.hint}".lower()
     assert fragment.lower() in message, outcome.message
     assert outcome.hint, outcome.message
+    # Rejected either for a broken contract on values within tolerance (margin <= 1), or for wrong values by a
+    # clear margin.
+    with torch.no_grad():
+        margin = case_margin(wrong, exercise, outcome.case, device="cpu")  # the case that rejected it
+    assert margin <= 1 or margin >= WRONG_MARGIN, (
+        f"{wrong.__name__} fails case {outcome.case!r} by a margin of only {margin:.3g}")
 
 
 @pytest.mark.parametrize("correct, exercise", CORRECT_ALTERNATIVES,
