@@ -77,6 +77,13 @@ def case_margin(function: Callable[..., Any], exercise: str, case: str, device: 
     return output_margin(actual, expected, exercise)
 
 
+def is_clear_rejection(margin: float) -> bool:
+    """Whether a wrong implementation's failing case was rejected clearly: for a broken contract on values within
+    tolerance (margin <= 1: a materialised product, a mutated input, a dtype), or for values wrong by at least
+    WRONG_MARGIN. A rejection in between would hang on rounding."""
+    return margin <= 1 or margin >= WRONG_MARGIN
+
+
 def margins(function: Callable[..., Any], exercise: str, device: str = "cpu") -> dict[str, float]:
     """The margin on every case of the exercise's check."""
     _, check = _course().find(exercise)

@@ -15,7 +15,7 @@ import torch
 from transformer_lens import FactoredMatrix
 
 from checks import grade
-from margins import CORRECT_MARGIN, WRONG_MARGIN, case_margin, margins
+from margins import CORRECT_MARGIN, case_margin, is_clear_rejection, margins
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -792,10 +792,8 @@ def test_grading_rejects_wrong_implementation(exercise, wrong, phrase):
     assert outcome.status == "failed", f"{wrong.__name__} was graded {outcome.status!r}: {outcome.message}"
     text = f"{outcome.message}\n{outcome.hint}"
     assert phrase in text, f"message does not point at the mistake ({phrase!r}):\n{text}"
-    # Rejected either for a broken contract on values within tolerance (materialising the product, mutating an
-    # input: margin <= 1), or for wrong values by a clear margin.
     margin = case_margin(wrong, exercise, outcome.case, device="cpu")  # the case that rejected it
-    assert margin <= 1 or margin >= WRONG_MARGIN, (
+    assert is_clear_rejection(margin), (
         f"{wrong.__name__} fails case {outcome.case!r} by a margin of only {margin:.3g}")
 
 

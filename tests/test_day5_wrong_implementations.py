@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from checks import grade
-from margins import CORRECT_MARGIN, WRONG_MARGIN, case_margin, margins
+from margins import CORRECT_MARGIN, case_margin, is_clear_rejection, margins
 from solutions import day5_circuit_discovery as solution
 
 DIFFER = "differ"  # "... elements differ" (tensors) or "differ beyond the tolerance"
@@ -938,11 +938,9 @@ def test_wrong_implementation_is_rejected_with_a_pointed_message(wrong, exercise
     message = f"{outcome.message}\n{outcome.hint}".lower()
     assert fragment.lower() in message, outcome.message
     assert outcome.hint, outcome.message
-    # Rejected either for a broken contract on values within tolerance (margin <= 1), or for wrong values by a
-    # clear margin.
     with torch.no_grad():
         margin = case_margin(wrong, exercise, outcome.case, device="cpu")  # the case that rejected it
-    assert margin <= 1 or margin >= WRONG_MARGIN, (
+    assert is_clear_rejection(margin), (
         f"{wrong.__name__} fails case {outcome.case!r} by a margin of only {margin:.3g}")
 
 
