@@ -5,14 +5,15 @@ passes: the check's `timeout_s` per input case (one call of the learner's functi
 learner's module, `audit_s` for the checks that run after a call returns (model and input audits, converting the
 output), and `submission_s` for everything graded by one supervisor. Memory is capped inside the worker with
 RLIMIT_AS before any learner code runs: `memory_bytes` on top of what the warm parent already maps (torch alone maps
-about 2 GiB of address space, most of it never touched).
+about 2 GiB of address space, most of it never touched). `parallel` exercises are graded at a time when a session
+plans ahead (`pytest --day`), each in its own worker with `threads` torch threads.
 """
 
 from __future__ import annotations
 
 import os
 import signal
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 GiB = 1024**3
 
@@ -27,10 +28,12 @@ class Limits:
     memory_bytes: int = 4 * GiB
     setup_s: float = 300.0  # a worker's own start (building inputs outside the zygote, e.g. on CUDA)
     threads: int = 1  # torch threads in a worker: more than 1 hangs when the supervisor ran a multi-threaded op
+    parallel: int = field(default_factory=lambda: min(2, _cores()))  # exercises graded at a time
 
     @classmethod
     def parse(cls, text: str) -> "Limits":
-        """Limits from "import_s=2 audit_s=5 submission_s=600 memory_gb=2 threads=1" (any subset; the rest default)."""
+        """Limits from "import_s=2 audit_s=5 submission_s=600 memory_gb=2 threads=1 parallel=2" (any subset; the
+        rest default)."""
         values: dict[str, float | int] = {}
         for item in text.replace(",", " ").split():
             name, _, value = item.partition("=")
@@ -38,11 +41,16 @@ class Limits:
                 values["memory_bytes"] = int(float(value) * GiB)
             elif name in ("import_s", "audit_s", "submission_s", "setup_s"):
                 values[name] = float(value)
-            elif name == "threads":
-                values[name] = int(value)
+            elif name in ("threads", "parallel"):
+                values[name] = max(1, int(value))
             else:
                 raise ValueError(f"unknown grading limit {name!r} in {text!r}")
         return cls(**values)  # type: ignore[arg-type]
+
+
+def _cores() -> int:
+    """The CPU cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def describe_end(status: int) -> str:

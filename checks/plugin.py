@@ -13,9 +13,10 @@ that rebuilds the references). The logic lives in `checks.session` and `checks.g
 
 from __future__ import annotations
 
+import contextlib
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import pytest
 
@@ -58,13 +59,30 @@ def pytest_configure(config: pytest.Config) -> None:
     from checks.limits import Limits
 
     try:
-        grading = GradingSession(course, parse_days(config.getoption("day"), course),
-                                 device=device or _default_device(), limits=Limits.parse(_ini(config, "course_limits")),
-                                 solutions=config.getoption("solutions"), learner=config.getoption("learner"))
+        with _collector_paused():
+            grading = GradingSession(course, parse_days(config.getoption("day"), course),
+                                     device=device or _default_device(),
+                                     limits=Limits.parse(_ini(config, "course_limits")),
+                                     solutions=config.getoption("solutions"), learner=config.getoption("learner"))
     except (CourseError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[_SESSION] = grading
     _freeze_garbage_collector(config)
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """No garbage collection while the grading session starts: it imports torch and forks the worker, making only
+    long-lived objects, which each collection would scan again (about a second in all)."""
+    import gc
+
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def _freeze_garbage_collector(config: pytest.Config) -> None:
@@ -109,6 +127,8 @@ def pytest_collection(session: pytest.Session) -> bool | None:
         hook.pytest_collectreport(report=pytest.CollectReport(node.nodeid, "passed", None, day_items))
         items.extend(day_items)
     hook.pytest_collection_modifyitems(session=session, config=session.config, items=items)
+    if not session.config.option.collectonly:  # grade what remains after deselection, ahead of pytest's loop
+        grading.plan([(item.parent.day, item.name) for item in items if isinstance(item, ExerciseItem)])
     session.items = items
     session.testscollected = len(items)
     hook.pytest_collection_finish(session=session)

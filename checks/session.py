@@ -146,6 +146,7 @@ class GradingSession:
                                          forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
                                          worker_log=self.worker_log, worker_closes=self.worker_closes)
         self._modules: dict[int, ModuleType | LearnerModuleError] = {}
+        self._lookahead: Any = None  # a checks.lookahead.Lookahead once `plan` was called
 
     def source(self, day: Day) -> Path | None:
         """The file graded for `day`, or None when it cannot be determined."""
@@ -168,12 +169,10 @@ class GradingSession:
         """Grade exercise `name` of `day` and record the outcome."""
         check = day.check(name)
         if self.supervisor is not None:
-            try:
-                path = learner_file(day, solutions=self.solutions, learner=self.learner)
-            except LearnerModuleError as error:
-                outcome = self.grader.grade(None, day, check, missing=str(error))
+            if self._lookahead is not None and (day.number, name) in self._lookahead:
+                outcome = self._lookahead.outcome((day.number, name))
             else:
-                outcome = self.supervisor.grade(day, check, path)
+                outcome = self._grade_isolated(day, name)
             self.outcomes.append(outcome)
             return outcome
         module = self.module(day)
@@ -191,10 +190,35 @@ class GradingSession:
         self.outcomes.append(outcome)
         return outcome
 
+    def plan(self, exercises: list[tuple[Day, str]]) -> None:
+        """Start grading `exercises` (in the order `grade` will ask for them) in the background, as many at a time as
+        the limits allow (`checks.lookahead`). Without a plan, `grade` grades one exercise when asked."""
+        if self.supervisor is None or self._lookahead is not None or not exercises:
+            return
+        from checks.lookahead import Lookahead
+
+        days = {day.number: day for day, _ in exercises}
+        self._lookahead = Lookahead([(day.number, name) for day, name in exercises],
+                                    lambda key: self._grade_isolated(days[key[0]], key[1]), self.limits.parallel,
+                                    group=lambda key: key[0])
+
+    def _grade_isolated(self, day: Day, name: str) -> Outcome:
+        assert self.supervisor is not None
+        check = day.check(name)
+        try:
+            path = learner_file(day, solutions=self.solutions, learner=self.learner)
+        except LearnerModuleError as error:
+            return self.grader.grade(None, day, check, missing=str(error))
+        return self.supervisor.grade(day, check, path)
+
     def close(self) -> None:
         """Stop the grading workers."""
+        if self._lookahead is not None:
+            self._lookahead.stop()
         if self.supervisor is not None:
             self.supervisor.close()
+        if self._lookahead is not None:
+            self._lookahead.join()
 
     # ---- reports --------------------------------------------------------------------------------------------------
     def scores(self) -> dict[int, dict[str, int]]:

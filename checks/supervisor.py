@@ -3,11 +3,14 @@
 Before any learner code runs it forks the worker's warm parent (the zygote), verifies the manifest of the course's
 reference and zoo files (`checks.manifest`), keeps their verified bytes and loads the stored references into its
 own memory (the zygote is forked first, so no reference ever sits in a worker's memory). After every exercise it
-checks those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote for a fresh child,
+checks those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote
+for a fresh child (on a channel of that exercise's own, on which the zygote says when the child starts and ends),
 reads what the child reports on a private pipe, applies the time limits (`checks.limits`) and kills the child's
 process group when one passes, then judges the plain data it got back against the reference with the course's
 comparison engine (`checks.judge`). A death, a kill or garbage on the pipe fails that exercise with what happened;
-if the zygote itself dies, a fresh one is started from a new interpreter for the exercises that remain.
+if the zygote itself dies, a fresh one is started from a new interpreter for the exercises that remain. Several
+exercises may be graded side by side, from several threads: see `Supervisor.grade` for the rules that keep each
+outcome the one it gets alone.
 
 Trusted: the fingerprints of the inputs (sent before the learner's module is imported) and the learner's output
 as data. Not trusted beyond "it failed": everything the child says after the learner's code ran (audit results,
@@ -16,6 +19,7 @@ the validator's verdict): a learner who forges them can hide a changed model or 
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 from hashlib import sha256
@@ -25,9 +29,10 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Iterator
 
 from checks.course import Course, CourseError, Day
 from checks.judge import Raised, Rejection, judge
@@ -54,7 +59,14 @@ class Supervisor:
         self.worker_closes = list(worker_closes or [])
         self.started = time.monotonic()
         self._zygote: _Zygote | None = None
+        self._zygote_lock = threading.RLock()  # exercises graded side by side share one zygote
+        self._files_lock = threading.Lock()
+        self._gate = _Gate()
+        self._parallel = self.limits.parallel  # drops to 1 after an incident (see `_grade`)
+        self._incidents = 0  # course files restored, or the zygote lost, during an exercise
+        self._closed = False
         self._unimportable: dict[tuple[int, str], str] = {}  # (day, file) -> the exercise that said why
+        self._importable: set[tuple[int, str]] = set()  # (day, file) once one exercise got past importing it
         self._start_zygote(fork=True)  # first: the zygote must not inherit the references loaded below
         try:
             self.manifest = verify_manifest(course, expected_manifest)
@@ -113,28 +125,43 @@ class Supervisor:
 
     def _ready_zygote(self, deadline: float) -> "_Zygote | str":
         """The running zygote, waiting for it to be ready; or why there is none."""
-        if self._zygote is None:
-            self._start_zygote(fork=False)
-        zygote = self._zygote
-        assert zygote is not None
-        if zygote.ready:
-            return zygote
-        message = zygote.receive(max(1.0, deadline - time.monotonic()))
-        if message is not None and message.get("kind") == "ready":
-            zygote.ready = True
-            return zygote
-        why = message.get("message", "") if message else "it did not start in time, or died starting"
-        self._stop_zygote()
-        return f"the grading worker could not start: {why}"
+        with self._zygote_lock:
+            if self._closed:
+                return "the grading session was closed"
+            if self._zygote is None:
+                self._start_zygote(fork=False)
+            zygote = self._zygote
+            assert zygote is not None
+            if zygote.ready:
+                return zygote
+            message = zygote.receive(max(1.0, deadline - time.monotonic()))
+            if message is not None and message.get("kind") == "ready":
+                zygote.ready = True
+                return zygote
+            why = message.get("message", "") if message else "it did not start in time, or died starting"
+            self._stop_zygote(zygote)
+            return f"the grading worker could not start: {why}"
 
-    def _stop_zygote(self) -> None:
-        if self._zygote is not None:
-            self._zygote.kill()
-            self._zygote = None
+    def _stop_zygote(self, zygote: "_Zygote | None" = None) -> None:
+        """Stop the zygote (only if it is still `zygote`, when given: another exercise may have replaced it)."""
+        with self._zygote_lock:
+            if self._zygote is not None and zygote in (None, self._zygote):
+                self._zygote.kill()
+                self._zygote = None
+
+    def _lost_zygote(self, zygote: "_Zygote") -> None:
+        """`zygote` died under a running exercise: an incident (see `_grade`)."""
+        self._incidents += 1
+        self._stop_zygote(zygote)
 
     def close(self) -> None:
-        """Stop the zygote and everything under it."""
-        self._stop_zygote()
+        """Stop the zygote and everything under it; exercises still running end as failed."""
+        self._closed = True
+        zygote = self._zygote
+        if zygote is not None:
+            zygote.send_kill()  # first, without the lock: an exercise waiting for it to start gives up at once
+        with self._zygote_lock:
+            self._stop_zygote()
 
     def __enter__(self) -> "Supervisor":
         return self
@@ -144,38 +171,102 @@ class Supervisor:
 
     # ---- grading ---------------------------------------------------------------------------------------------------
     def grade(self, day: Day, check: Check, learner: Path) -> Outcome:
-        """Grade exercise `check` of `day` from the learner's file `learner` in a fresh worker."""
-        start = time.monotonic()
-        outcome = self._grade(day, check, learner)
-        return dataclasses.replace(outcome, duration_s=round(time.monotonic() - start, 4))
+        """Grade exercise `check` of `day` from the learner's file `learner` in a fresh worker.
 
-    def _grade(self, day: Day, check: Check, learner: Path) -> Outcome:
+        Exercises may be graded side by side, from several threads (`parallel` at a time). What one exercise does
+        can then be noticed at another's end (a course file restored, the zygote lost): an exercise that ran beside
+        another while such an incident happened is graded again, alone, and from then on every exercise runs alone,
+        so each outcome is the one it gets when graded alone. The first exercise of a file runs alone too: if the
+        file cannot be imported, that exercise says why and the others say where it was said."""
+        key = (day.number, str(learner))
+        outcome, suspect = self._attempt(day, check, learner,
+                                         alone=lambda: self._parallel == 1 or key not in self._importable)
+        if suspect:
+            self._parallel = 1
+            outcome, _ = self._attempt(day, check, learner, alone=lambda: True)
+        return outcome
+
+    def _attempt(self, day: Day, check: Check, learner: Path, alone: Callable[[], bool]) -> tuple[Outcome, bool]:
+        """(outcome with its duration, whether it must be graded again alone)."""
+        with self._gate.slot(alone) as slot:
+            start, incidents = time.monotonic(), self._incidents
+            outcome, ran = self._run(day, check, learner)
+            suspect = ran and slot.beside_another and self._incidents != incidents and not self._closed
+            return dataclasses.replace(outcome, duration_s=round(time.monotonic() - start, 4)), suspect
+
+    def _run(self, day: Day, check: Check, learner: Path) -> tuple[Outcome, bool]:
+        """(outcome, whether the learner's code ran)."""
         limits = self.limits
         submission_deadline = self.started + limits.submission_s
         if time.monotonic() >= submission_deadline:
             return _failed(day, check, f"not graded: the whole submission's time limit of {limits.submission_s:g} s "
-                           "(every exercise together) ran out before this exercise")
+                           "(every exercise together) ran out before this exercise"), False
         first = self._unimportable.get((day.number, str(learner)))
         if first is not None:  # the reason is said once per day, at its first exercise
             return _failed(day, check, f"not graded: day {day.number}'s file cannot be graded (the reason is given "
-                           f"at {first})")
+                           f"at {first})"), False
         for attempt in range(2):  # a zygote found dead before this exercise started is replaced, not blamed
             zygote = self._ready_zygote(min(submission_deadline, time.monotonic() + limits.setup_s))
             if isinstance(zygote, str):
-                return Outcome(check.name, day.number, Status.ERROR, zygote)
+                return Outcome(check.name, day.number, Status.ERROR, zygote), False
             run = _Run(self, day, check, zygote, submission_deadline)
             outcome = run.execute(learner)
             if not run.lost_before_start:
                 break
-        restored = restore_changed(self.course, self.manifest, self.contents, self.stats)
-        if restored:  # something got past the worker's guard (e.g. native code): undo it, and fail the exercise
-            self.stats = file_stats(self.course)
-            outcome = _failed(day, check, f"your code changed the course's files ({', '.join(restored)}), which "
-                              "grading forbids; they were restored, and the other exercises are graded against the "
-                              "originals.")
+        with self._files_lock:
+            restored = restore_changed(self.course, self.manifest, self.contents, self.stats)
+            if restored:  # something got past the worker's guard (e.g. native code): undo it, and fail the exercise
+                self._incidents += 1
+                self.stats = file_stats(self.course)
+                outcome = _failed(day, check, f"your code changed the course's files ({', '.join(restored)}), which "
+                                  "grading forbids; they were restored, and the other exercises are graded against the "
+                                  "originals.")
         if run.import_failed():  # importing the same file would fail again: fail the day's other exercises at once
             self._unimportable[day.number, str(learner)] = check.name
-        return outcome
+        elif run.imported():
+            self._importable.add((day.number, str(learner)))
+        return outcome, True
+
+
+class _Gate:
+    """Admits exercises side by side, or one alone: `slot(alone)` waits until the exercise may start (`alone()` is
+    asked again at each change, as what is known about the file grows). An exercise waiting to run alone holds back
+    new ones, so it is not starved."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._running: list[_Slot] = []
+        self._alone_running = False
+        self._alone_waiting = 0
+
+    @contextlib.contextmanager
+    def slot(self, alone: Callable[[], bool]) -> Iterator["_Slot"]:
+        with self._changed:
+            solo = alone()
+            self._alone_waiting += solo
+            while self._alone_running or (solo and self._running) or (not solo and self._alone_waiting):
+                self._changed.wait()
+                now = alone()
+                self._alone_waiting += now - solo
+                solo = now
+            self._alone_waiting -= solo
+            slot = _Slot(beside_another=bool(self._running))
+            for other in self._running:
+                other.beside_another = True
+            self._running.append(slot)
+            self._alone_running = solo
+        try:
+            yield slot
+        finally:
+            with self._changed:
+                self._running.remove(slot)
+                self._alone_running = self._alone_running and not solo
+                self._changed.notify_all()
+
+
+@dataclasses.dataclass
+class _Slot:
+    beside_another: bool  # whether another exercise ran at any time while this one did
 
 
 class _Zygote:
@@ -185,23 +276,21 @@ class _Zygote:
         self.pid, self.control, self.process = pid, control, process
         self.ready = False
 
-    def receive(self, timeout: float, fds: bool = False) -> dict[str, Any] | None:
-        """The next control message (with its file descriptors under "fds"), or None on timeout or death."""
-        readable, _, _ = select.select([self.control], [], [], max(0.0, timeout))
-        if not readable:
-            return None
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next control message, or None on timeout or death."""
+        return _receive(self.control, timeout)
+
+    def request(self, request: dict[str, Any]) -> socket.socket:
+        """Send `request` with a fresh channel for it: the zygote says on it when the child starts and ends."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
         try:
-            if fds:
-                data, received, _, _ = socket.recv_fds(self.control, 1 << 16, 1)
-            else:
-                data, received = self.control.recv(1 << 16), []
+            socket.send_fds(self.control, [json.dumps(request).encode()], [theirs.fileno()])
         except OSError:
-            return None
-        if not data:
-            return None
-        message = json.loads(data)
-        message["fds"] = received
-        return message
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        return mine
 
     def alive(self) -> bool:
         try:
@@ -209,17 +298,41 @@ class _Zygote:
         except ChildProcessError:
             return False
 
-    def kill(self) -> None:
+    def send_kill(self) -> None:
+        """SIGKILL to the zygote and its process group."""
         for target in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
             try:
                 target()
             except OSError:
                 pass
+
+    def kill(self) -> None:
+        self.send_kill()
         try:
             os.waitpid(self.pid, 0)
         except ChildProcessError:
             pass
         self.control.close()
+
+
+def _receive(channel: socket.socket, timeout: float, fds: bool = False) -> dict[str, Any] | None:
+    """The next message on `channel` (with its file descriptors under "fds"), or None on timeout or when the other
+    end is gone."""
+    readable, _, _ = select.select([channel], [], [], max(0.0, timeout))
+    if not readable:
+        return None
+    try:
+        if fds:
+            data, received, _, _ = socket.recv_fds(channel, 1 << 16, 1)
+        else:
+            data, received = channel.recv(1 << 16), []
+    except OSError:
+        return None
+    if not data:
+        return None
+    message = json.loads(data)
+    message["fds"] = received
+    return message
 
 
 class _Run:
@@ -251,18 +364,25 @@ class _Run:
         self.deadline = now + limits.setup_s
         request = {"kind": "run", "day": self.day.number, "exercise": check.name, "learner": str(learner)}
         try:
-            self.zygote.control.send(json.dumps(request).encode())
+            self.channel = self.zygote.request(request)
         except OSError:
             return self._zygote_lost()
-        started = self.zygote.receive(limits.setup_s, fds=True)
-        if started is None or started.get("kind") != "started" or not started["fds"]:
-            return self._zygote_lost()
-        self.pid, pipe = int(started["pid"]), started["fds"][0]
         try:
-            self._watch(pipe)
+            started = _receive(self.channel, limits.setup_s, fds=True)
+            if started is None or started.get("kind") != "started" or not started["fds"]:
+                return self._zygote_lost()
+            self.pid, pipe = int(started["pid"]), started["fds"][0]
+            try:
+                self._watch(pipe)
+            finally:
+                os.close(pipe)
         finally:
-            os.close(pipe)
+            self.channel.close()
         return self._outcome()
+
+    def imported(self) -> bool:
+        """Whether the learner's module was imported (a case was called)."""
+        return bool(self.results) or self.phase in ("call", "audit")
 
     def import_failed(self) -> bool:
         """Whether importing the learner's module failed (raised, hung or killed the worker), so no case ran."""
@@ -274,7 +394,7 @@ class _Run:
 
     def _zygote_lost(self) -> Outcome:
         self.lost_before_start = True
-        self.supervisor._stop_zygote()
+        self.supervisor._stop_zygote(self.zygote)
         return _failed(self.day, self.check, f"the grading worker died before {self.check.name} started (killed by "
                        "the previous exercise's code?); a fresh one grades the rest")
 
@@ -290,10 +410,10 @@ class _Run:
                 killed_at = now
             if killed_at is not None and now >= killed_at + _EXIT_GRACE_S:  # the zygote does not answer
                 self.zygote_died = True
-                self.supervisor._stop_zygote()
+                self.supervisor._lost_zygote(self.zygote)
                 return
             wait = (killed_at + _EXIT_GRACE_S if killed_at is not None else deadline) - now
-            watched = [self.zygote.control] + ([pipe] if pipe_open else [])
+            watched = [self.channel] + ([pipe] if pipe_open else [])
             readable, _, _ = select.select(watched, [], [], max(0.0, min(wait, 1.0)))
             if pipe in readable:
                 chunk = os.read(pipe, 1 << 20)
@@ -304,12 +424,12 @@ class _Run:
                     self._stop("")
                     self.crash = self.crash or "the worker sent garbled data (its messages were overwritten?)"
                     killed_at = time.monotonic()
-            if self.zygote.control in readable:
-                message = self.zygote.receive(0)
+            if self.channel in readable:
+                message = _receive(self.channel, 0)
                 if message is None:
                     self.zygote_died = True
                     self._stop("")
-                    self.supervisor._stop_zygote()
+                    self.supervisor._lost_zygote(self.zygote)
                     return
                 if message.get("kind") == "exited":
                     self.status = int(message["status"])

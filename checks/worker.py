@@ -3,10 +3,12 @@
 `python -m checks.worker` is started by a supervisor (`checks.supervisor`) with one end of a socket pair. It is a
 warm parent (a "zygote"): it imports torch and transformer_lens, limits torch to one thread, loads the course's
 specs, on CPU builds every input case of the graded days (loading the zoo models), and imports what the days' files
-import (plotting, jaxtyping), all before any learner code exists in it. Then, per exercise the supervisor asks
-for, it forks one child, which:
+import (plotting, jaxtyping), all before any learner code exists in it; it then freezes the garbage collector's view
+of what it holds (children neither scan it nor copy its pages by touching it). Then, per exercise the supervisor
+asks for (several may run at a time), it forks one child, which:
 
-1. leaves the parent's process group (the supervisor kills the whole group on a limit) and closes the socket;
+1. leaves the parent's process group (the supervisor kills the whole group on a limit) and closes the parent's
+   sockets (its own channel and the other children's);
 2. caps its address space (RLIMIT_AS), sets torch's threads, and installs an audit hook (`CourseFileGuard`) that
    no code can remove: no writes to the course's files, and in instructor grading no reads of the solutions or
    stored references;
@@ -29,9 +31,11 @@ the supervisor with `torch.load(weights_only=True)` (so reading runs no learner 
 from __future__ import annotations
 
 import ctypes
+import gc
 import io
 import json
 import os
+import select
 import signal
 import socket
 import sys
@@ -292,20 +296,53 @@ class Zygote:
         for day in self.days.values():
             import_day_dependencies(day)
 
-
     def serve(self) -> None:
+        """Answer the supervisor's requests and report each child's end, several children at a time: each request
+        comes with its own channel (a socket), on which its child's start and exit are said."""
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
         self.control.send(json.dumps({"kind": "ready", "pid": os.getpid()}).encode())
+        running: dict[int, tuple[socket.socket, int | None]] = {}  # child pid -> (its channel, its pidfd)
         while True:
-            data = self.control.recv(1 << 16)
-            if not data:
-                return
-            request = json.loads(data)
-            if request["kind"] == "stop":
-                return
-            self._run(request)
+            pidfds = [pidfd for _, pidfd in running.values() if pidfd is not None]
+            polling = len(pidfds) < len(running)  # no pidfd here (not Linux): look every 20 ms
+            readable, _, _ = select.select([self.control, *pidfds], [], [], 0.02 if polling else None)
+            for pid, (channel, pidfd) in list(running.items()):
+                if pidfd in readable:
+                    os.close(pidfd)
+                    _, status = os.waitpid(pid, 0)
+                elif pidfd is None:
+                    ended, status = os.waitpid(pid, os.WNOHANG)
+                    if not ended:
+                        continue
+                else:
+                    continue
+                del running[pid]
+                _kill_leftovers(pid, spare=set(running))
+                try:
+                    channel.send(json.dumps({"kind": "exited", "pid": pid, "status": status}).encode())
+                except OSError:
+                    pass  # the supervisor gave up on this run
+                channel.close()
+            if self.control in readable:
+                try:
+                    data, fds, _, _ = socket.recv_fds(self.control, 1 << 16, 1)
+                except OSError:
+                    return
+                if not data:
+                    return
+                request = json.loads(data)
+                if request["kind"] == "stop" or not fds:
+                    return
+                channel = socket.socket(fileno=fds[0])
+                inherited = [self.control.fileno(), channel.fileno()]
+                for other, pidfd in running.values():
+                    inherited += [other.fileno()] + ([pidfd] if pidfd is not None else [])
+                pid = self._start(request, channel, inherited)
+                running[pid] = (channel, os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None)
 
-    def _run(self, request: dict[str, Any]) -> None:
+    def _start(self, request: dict[str, Any], channel: socket.socket, inherited: list[int]) -> int:
+        """Fork the child of one request; `inherited` are this process's descriptors the child must not keep (no
+        child may speak for the zygote, or for another child, on the supervisor's channels)."""
         if str(request.get("learner", "")).endswith(".ipynb"):
             _import_jupytext()  # once, here: a notebook is converted in every child (2-3 s of imports)
         read_end, write_end = os.pipe()
@@ -313,7 +350,8 @@ class Zygote:
         if pid == 0:
             try:
                 os.setpgid(0, 0)
-                self.control.close()
+                for fd in inherited:
+                    os.close(fd)
                 os.close(read_end)
                 _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
                 Child(self, request, Channel(write_end)).run()
@@ -324,11 +362,12 @@ class Zygote:
         except OSError:
             pass  # the child did it first, or is already gone
         os.close(write_end)
-        socket.send_fds(self.control, [json.dumps({"kind": "started", "pid": pid}).encode()], [read_end])
+        try:
+            socket.send_fds(channel, [json.dumps({"kind": "started", "pid": pid}).encode()], [read_end])
+        except OSError:
+            pass  # the supervisor gave up on this run: the child ends with nobody reading it
         os.close(read_end)
-        _, status = os.waitpid(pid, 0)
-        _kill_leftovers(pid)
-        self.control.send(json.dumps({"kind": "exited", "pid": pid, "status": status}).encode())
+        return pid
 
 
 def _import_jupytext() -> None:
@@ -393,24 +432,25 @@ def _children(parent: int) -> list[int]:
     return found
 
 
-def _kill_leftovers(pid: int) -> None:
-    """Kill the finished child's process group and every process it left behind (reparented to us, the subreaper)."""
+def _kill_leftovers(pid: int, spare: set[int]) -> None:
+    """Kill the finished child's process group and every process left behind (reparented to us, the subreaper),
+    sparing the children in `spare` (still running their exercises)."""
     try:
         os.killpg(pid, signal.SIGKILL)
     except OSError:
         pass
     for _ in range(200):
-        leftovers = _children(os.getpid())
+        leftovers = [child for child in _children(os.getpid()) if child not in spare]
         for child in leftovers:
             try:
                 os.kill(child, signal.SIGKILL)
             except OSError:
                 pass
-        try:
-            while os.waitpid(-1, os.WNOHANG)[0]:
+        for child in leftovers:
+            try:
+                os.waitpid(child, os.WNOHANG)
+            except ChildProcessError:
                 pass
-        except ChildProcessError:
-            pass
         if not leftovers:
             return
         time.sleep(0.01)
@@ -543,11 +583,14 @@ def zygote_main(config: dict[str, Any], control: socket.socket) -> None:
     os.dup2(null, 0)
     for fd in (1, 2):  # the learner's prints go to the log, never into the supervisor's output
         os.dup2(log, fd)
+    gc.disable()  # start-up makes only long-lived objects (torch's, transformer_lens's): collecting is wasted time
     try:
         zygote = Zygote(config, control)
     except BaseException:
         control.send(json.dumps({"kind": "failed", "message": traceback.format_exc()[-8000:]}).encode())
         return
+    gc.freeze()  # children neither scan these objects nor, by touching their headers, copy the pages they lie in
+    gc.enable()
     zygote.serve()
 
 
