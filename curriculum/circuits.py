@@ -84,8 +84,8 @@ def _mlp_residual(model: HookedTransformer, layer: int, resid_mid: Tensor) -> Te
     if activation is None or model.cfg.gated_mlp:
         return resid_mid + block.mlp(block.ln2(resid_mid))
     mlp = block.mlp
-    hidden = activation(block.ln2(resid_mid) @ mlp.W_in + mlp.b_in)
-    return resid_mid + hidden @ mlp.W_out + mlp.b_out
+    hidden = activation(torch.nn.functional.linear(_normalize(block.ln2, resid_mid), mlp.W_in.T, mlp.b_in))
+    return resid_mid + torch.nn.functional.linear(hidden, mlp.W_out.T, mlp.b_out)
 
 
 @torch.no_grad()
@@ -189,6 +189,28 @@ def _project(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return flat.unflatten(-1, (n_heads, d_head))
 
 
+def _causal_z(model: HookedTransformer, layer: int, q: Tensor, keys: Tensor, values: Tensor,
+              query_positions: Tensor) -> Tensor:
+    """hook_z [n, q, head, d_head] of queries q [n, q, head, d_head] at `query_positions` over keys and values
+    [n, kv, head, d_head] of positions 0..kv-1, a query at position t seeing keys 0..t, in one fused kernel."""
+    visible = torch.arange(keys.shape[1], device=keys.device)[None, :] <= query_positions[:, None]
+    z = torch.nn.functional.scaled_dot_product_attention(
+        q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), attn_mask=visible,
+        scale=1 / model.blocks[layer].attn.attn_scale)
+    return z.transpose(1, 2)
+
+
+def _normalize(norm: torch.nn.Module, x: Tensor) -> Tensor:
+    """What a block's LayerNorm module (TransformerLens's LayerNorm or LayerNormPre) computes, in one fused kernel."""
+    from transformer_lens.components import LayerNorm, LayerNormPre
+
+    if isinstance(norm, LayerNorm):
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], norm.w, norm.b, norm.eps)
+    if isinstance(norm, LayerNormPre):
+        return torch.nn.functional.layer_norm(x, x.shape[-1:], None, None, norm.eps)
+    return norm(x)
+
+
 def _causal_attention(model: HookedTransformer, layer: int, q: Tensor, keys: Tensor, values: Tensor,
                       query_positions: Tensor) -> Tensor:
     """Attention output (with b_O) of queries q [n, q, head, d_head] at `query_positions` over keys and values
@@ -284,6 +306,9 @@ class MeanAblation:
 
     def __post_init__(self) -> None:
         _require_supported(self.model)
+        self._qkv = [(torch.cat([block.attn.W_Q, block.attn.W_K, block.attn.W_V]),
+                      torch.cat([block.attn.b_Q, block.attn.b_K, block.attn.b_V])) for block in self.model.blocks]
+        self._out = [(block.attn.W_O.flatten(0, 1).T.contiguous(), block.attn.b_O) for block in self.model.blocks]
         with torch.no_grad():
             self.full_metric = self.metric(self.model(self.tokens)[:, -1]).item()
 
@@ -347,12 +372,10 @@ class MeanAblation:
             query_positions = last if final else positions
             if tail is not None:  # the circuits that joined below: this whole layer, from their own residual stream
                 n = len(active)
-                normed = block.ln1(tail)
-                k = torch.einsum("ntd,hde->nthe", normed, block.attn.W_K) + block.attn.b_K
-                v = torch.einsum("ntd,hde->nthe", normed, block.attn.W_V) + block.attn.b_V
+                q, k, v = _project(_normalize(block.ln1, tail), *self._qkv[layer]).split(model.cfg.n_heads, dim=2)
                 keys = torch.cat([state["k"][layer][:, :p0].repeat(n, 1, 1, 1), k], dim=1)
                 values = torch.cat([state["v"][layer][:, :p0].repeat(n, 1, 1, 1), v], dim=1)
-                z = _attention_z(model, layer, normed[:, -1:] if final else normed, keys, values, query_positions)
+                z = _causal_z(model, layer, q[:, -1:] if final else q, keys, values, query_positions)
                 if with_runs:
                     runs.layers.append((layer, list(active), tail, k, v, z))
                 tail = (tail[:, -1:] if final else tail) + self._attention_out(layer, z, keep[active], query_positions)
@@ -371,10 +394,9 @@ class MeanAblation:
                        query_positions: Tensor) -> Tensor:
         """The attention output (with b_O) of hook_z values `z` [circuits * batch, q, head, d_head] at
         `query_positions`, each circuit's entries outside its `keep` replaced by the means."""
-        attn = self.model.blocks[layer].attn
         mask = keep[:, layer][:, query_positions].repeat_interleave(self.tokens.shape[0], dim=0)[..., None]
         z = torch.where(mask, z, self.means[layer, query_positions].to(z.dtype))
-        return torch.einsum("nqhe,hed->nqd", z, attn.W_O) + attn.b_O
+        return torch.nn.functional.linear(z.flatten(2), *self._out[layer])
 
     def _join(self, state: dict[str, Tensor], keep: Bool[Tensor, "circuits layer pos head"], layer: int,
               query_positions: Tensor) -> Tensor:
