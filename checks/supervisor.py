@@ -62,7 +62,7 @@ class Supervisor:
         self._zygote_lock = threading.RLock()  # exercises graded side by side share one zygote
         self._files_lock = threading.Lock()
         self._gate = _Gate()
-        self._parallel = self.limits.parallel  # drops to 1 after an incident (see `_grade`)
+        self._parallel = self.limits.parallel  # drops to 1 after an incident (see `grade`)
         self._incidents = 0  # course files restored, or the zygote lost, during an exercise
         self._closed = False
         self._unimportable: dict[tuple[int, str], str] = {}  # (day, file) -> the exercise that said why
@@ -150,7 +150,7 @@ class Supervisor:
                 self._zygote = None
 
     def _lost_zygote(self, zygote: "_Zygote") -> None:
-        """`zygote` died under a running exercise: an incident (see `_grade`)."""
+        """`zygote` died under a running exercise: an incident (see `grade`)."""
         self._incidents += 1
         self._stop_zygote(zygote)
 
