@@ -44,6 +44,8 @@ class Lookahead:
         """The outcome of planned exercise `key`, waiting for it (re-raises what grading it raised)."""
         with self._changed:
             while key not in self._done:
+                if self._stopping and not any(thread.is_alive() for thread in self._threads):
+                    raise RuntimeError(f"grading was stopped before {key} was graded")
                 self._changed.wait(0.5)  # a timeout keeps Ctrl-C responsive
             result = self._done[key]
         if isinstance(result, BaseException):
@@ -70,6 +72,8 @@ class Lookahead:
                 first = self._first_of_group[self._group(key)]
                 while first != key and first not in self._done and not self._stopping:
                     self._changed.wait()
+                if self._stopping:
+                    return
             try:
                 result: Outcome | BaseException = self._grade(key)
             except BaseException as error:  # handed to whoever asks for this exercise

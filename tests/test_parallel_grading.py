@@ -166,3 +166,33 @@ def test_closing_with_exercises_still_ahead_stops_everything(built_course, tmp_p
     assert not any(thread.is_alive() for thread in session._lookahead._threads)
     with pytest.raises(ProcessLookupError):
         os.kill(zygote, 0)
+
+
+def test_lookahead_grades_two_at_a_time_the_first_of_a_group_first_and_hands_over_errors():
+    from checks.lookahead import Lookahead
+
+    events, lock, running, most = [], threading.Lock(), [], []
+
+    def grade(key):
+        with lock:
+            running.append(key)
+            most.append(len(running))
+            events.append(("start", key))
+        time.sleep(0.05)
+        with lock:
+            running.remove(key)
+            events.append(("end", key))
+        if key == ("b", 2):
+            raise ValueError("a course bug")
+        return f"outcome {key}"
+
+    plan = [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("b", 2)]
+    lookahead = Lookahead(plan, grade, width=2, group=lambda key: key[0])
+    assert [lookahead.outcome(key) for key in plan[:5]] == [f"outcome {key}" for key in plan[:5]]
+    with pytest.raises(ValueError, match="a course bug"):
+        lookahead.outcome(("b", 2))
+    lookahead.join()
+    for group in "ab":
+        first_ends = events.index(("end", (group, 0)))
+        assert all(events.index(("start", (group, n))) > first_ends for n in (1, 2))
+    assert max(most) == 2  # two at a time, never more
