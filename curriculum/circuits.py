@@ -215,14 +215,10 @@ def _causal_attention(model: HookedTransformer, layer: int, q: Tensor, keys: Ten
                       query_positions: Tensor) -> Tensor:
     """Attention output (with b_O) of queries q [n, q, head, d_head] at `query_positions` over keys and values
     [n, kv, head, d_head] of positions 0..kv-1, a query at position t seeing keys 0..t; the same numbers as
-    `_attention` (round-off aside), with scores, mask, softmax and mixing in one fused kernel."""
+    `_attention` (round-off aside), with scores, mask, softmax and mixing in one fused kernel (`_causal_z`)."""
     attn = model.blocks[layer].attn
-    visible = torch.arange(keys.shape[1], device=keys.device)[None, :] <= query_positions[:, None]
-    z = torch.nn.functional.scaled_dot_product_attention(
-        q.transpose(1, 2), keys.transpose(1, 2), values.transpose(1, 2), attn_mask=visible,
-        scale=1 / attn.attn_scale)  # [n, head, q, d_head]
-    w_o = attn.W_O  # [head, d_head, d_model]
-    return torch.nn.functional.linear(z.transpose(1, 2).flatten(2), w_o.flatten(0, 1).T, attn.b_O)
+    z = _causal_z(model, layer, q, keys, values, query_positions)
+    return torch.nn.functional.linear(z.flatten(2), attn.W_O.flatten(0, 1).T, attn.b_O)
 
 
 def _unembed(model: HookedTransformer, resid: Tensor) -> Tensor:
