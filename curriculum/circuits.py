@@ -36,6 +36,7 @@ import torch
 from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import ActivationCache, HookedTransformer
+from transformer_lens.components import LayerNorm, LayerNormPre
 
 LastLogitsMetric = Callable[[Float[Tensor, "batch d_vocab"]], Float[Tensor, ""]]
 """A metric of the logits at the last position (one row per prompt) returning a scalar."""
@@ -202,8 +203,6 @@ def _causal_z(model: HookedTransformer, layer: int, q: Tensor, keys: Tensor, val
 
 def _normalize(norm: torch.nn.Module, x: Tensor) -> Tensor:
     """What a block's LayerNorm module (TransformerLens's LayerNorm or LayerNormPre) computes, in one fused kernel."""
-    from transformer_lens.components import LayerNorm, LayerNormPre
-
     if isinstance(norm, LayerNorm):
         return torch.nn.functional.layer_norm(x, x.shape[-1:], norm.w, norm.b, norm.eps)
     if isinstance(norm, LayerNormPre):
@@ -302,6 +301,7 @@ class MeanAblation:
 
     def __post_init__(self) -> None:
         _require_supported(self.model)
+        # the weights as scores_from uses them (fused per layer), read once, like full_metric: from the model as it is
         self._qkv = [(torch.cat([block.attn.W_Q, block.attn.W_K, block.attn.W_V]),
                       torch.cat([block.attn.b_Q, block.attn.b_K, block.attn.b_V])) for block in self.model.blocks]
         self._out = [(block.attn.W_O.flatten(0, 1).T.contiguous(), block.attn.b_O) for block in self.model.blocks]
