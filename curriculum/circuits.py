@@ -6,7 +6,9 @@ Three jobs, each with the plain loop it must agree with:
   position, head), as `transformer_lens.patching.get_act_patch_attn_head_out_by_pos` computes it with one forward
   pass per patch. Here nothing is recomputed that a patch cannot change: a patch at layer L and position p leaves
   every layer below L and every position before p as they were in the cached run, and the metric reads only the
-  last position, so the last layer is evaluated there only. All heads of one (layer, position) share one batch.
+  last position, so the last layer is evaluated there only; a head whose clean value equals its corrupted one (as
+  at every position before the first token a corruption changes) is patched with its own value, which leaves the
+  corrupted run. All heads of one (layer, position) share one batch.
 - `logits_with_residual_patch` (Day 4's `residual_patching_effect`): the logits of a cached run with one residual
   stream vector (resid_pre of a layer, or the final resid_post) replaced, as a hooked forward pass gives them, by
   recomputing layers from the patched one and positions from the patched one (earlier positions' keys and values
@@ -61,14 +63,6 @@ def _attention_z(model: HookedTransformer, layer: int, queries_in: Tensor, keys:
     return torch.einsum("nhqk,nkhe->nqhe", scores.softmax(dim=-1), values)
 
 
-def _attention(model: HookedTransformer, layer: int, queries_in: Tensor, keys: Tensor, values: Tensor,
-               query_positions: Tensor) -> Tensor:
-    """Attention output (with b_O), as `_attention_z` then W_O."""
-    z = _attention_z(model, layer, queries_in, keys, values, query_positions)
-    attn = model.blocks[layer].attn
-    return torch.einsum("nqhe,hed->nqd", z, attn.W_O) + attn.b_O
-
-
 _FUSED_ACTIVATIONS = {
     "gelu_new": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),  # the same function, one fused kernel
     "gelu_pytorch_tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
@@ -110,37 +104,39 @@ def patch_heads_by_position(
     unpatched_final = cache[f"blocks.{n_layers - 1}.hook_resid_post"][:, -1]
     unpatched = metric(_unembed(model, unpatched_final)).item()
     last = torch.tensor([seq - 1], device=corrupted_tokens.device)
+    qkv = _fused_qkv(model)
     for layer in range(n_layers):
         z_change = clean_z[layer] - cache["z", layer]  # [batch, pos, head, d_head]
         # Each head's own contribution to the attention output at each position: [head, batch, pos, d_model].
         out_change = torch.einsum("bphe,hed->hbpd", z_change, model.blocks[layer].attn.W_O)
+        # A head whose clean hook_z equals the corrupted one at a position (every position before the first token
+        # the corruption changed) is patched with its own value: the corrupted run, nothing to compute.
+        moved = z_change.ne(0).any(dim=3).any(dim=0)  # [pos, head]
         for position in range(seq):
-            if layer == n_layers - 1 and position != seq - 1:
-                results[layer, position] = unpatched  # the last position, all the metric reads, is untouched
-                continue
+            heads = moved[position].nonzero().flatten()
+            results[layer, position] = unpatched
+            if len(heads) == 0 or (layer == n_layers - 1 and position != seq - 1):
+                continue  # in the last layer, only the last position is read by the metric
+            n = len(heads)
             resid_mid = cache["resid_pre", layer][:, position] + cache["attn_out", layer][:, position]
-            resid = resid_mid[None] + out_change[:, :, position]  # [head, batch, d_model]
+            resid = resid_mid[None] + out_change[heads, :, position]  # [head, batch, d_model]
             resid = _mlp_residual(model, layer, resid)
             tail = torch.cat([resid[:, :, None], cache["resid_post", layer][None, :, position + 1:].expand(
-                n_heads, -1, -1, -1)], dim=2).flatten(0, 1)  # [head*batch, seq - position, d_model]
+                n, -1, -1, -1)], dim=2).flatten(0, 1)  # [head*batch, seq - position, d_model]
             tail_positions = torch.arange(position, seq, device=tail.device)
             for later in range(layer + 1, n_layers):
                 block = model.blocks[later]
-                normed = block.ln1(tail)
-                k = torch.einsum("ntd,hde->nthe", normed, block.attn.W_K) + block.attn.b_K
-                v = torch.einsum("ntd,hde->nthe", normed, block.attn.W_V) + block.attn.b_V
-                prefix_k = cache["k", later][:, :position].repeat(n_heads, 1, 1, 1)
-                prefix_v = cache["v", later][:, :position].repeat(n_heads, 1, 1, 1)
+                q, k, v = _project(_normalize(block.ln1, tail), *qkv[later]).split(n_heads, dim=2)
+                prefix_k = cache["k", later][:, :position].repeat(n, 1, 1, 1)
+                prefix_v = cache["v", later][:, :position].repeat(n, 1, 1, 1)
                 keys, values = torch.cat([prefix_k, k], dim=1), torch.cat([prefix_v, v], dim=1)
                 if later < n_layers - 1:
-                    tail = tail + _attention(model, later, normed, keys, values, tail_positions)
-                    tail = _mlp_residual(model, later, tail)
+                    tail = tail + _causal_attention(model, later, q, keys, values, tail_positions)
                 else:  # the last layer: only the last position matters
-                    tail = tail[:, -1:] + _attention(model, later, normed[:, -1:], keys, values, last)
-                    tail = _mlp_residual(model, later, tail)
-            final = tail[:, -1].unflatten(0, (n_heads, batch))
-            logits = _unembed(model, final)
-            results[layer, position] = torch.stack([metric(logits[h]) for h in range(n_heads)])
+                    tail = tail[:, -1:] + _causal_attention(model, later, q[:, -1:], keys, values, last)
+                tail = _mlp_residual(model, later, tail)
+            logits = _unembed(model, tail[:, -1].unflatten(0, (n, batch)))
+            results[layer, position, heads] = torch.stack([metric(head_logits) for head_logits in logits])
     return results
 
 
@@ -190,6 +186,13 @@ def _project(x: Tensor, weight: Tensor, bias: Tensor) -> Tensor:
     return flat.unflatten(-1, (n_heads, d_head))
 
 
+def _fused_qkv(model: HookedTransformer) -> list[tuple[Tensor, Tensor]]:
+    """Per layer, W_Q, W_K and W_V stacked on the head axis, and their biases: `_project` then gives queries, keys and
+    values in one product (split on the head axis)."""
+    return [(torch.cat([block.attn.W_Q, block.attn.W_K, block.attn.W_V]),
+             torch.cat([block.attn.b_Q, block.attn.b_K, block.attn.b_V])) for block in model.blocks]
+
+
 def _causal_z(model: HookedTransformer, layer: int, q: Tensor, keys: Tensor, values: Tensor,
               query_positions: Tensor) -> Tensor:
     """hook_z [n, q, head, d_head] of queries q [n, q, head, d_head] at `query_positions` over keys and values
@@ -214,7 +217,8 @@ def _causal_attention(model: HookedTransformer, layer: int, q: Tensor, keys: Ten
                       query_positions: Tensor) -> Tensor:
     """Attention output (with b_O) of queries q [n, q, head, d_head] at `query_positions` over keys and values
     [n, kv, head, d_head] of positions 0..kv-1, a query at position t seeing keys 0..t; the same numbers as
-    `_attention` (round-off aside), with scores, mask, softmax and mixing in one fused kernel (`_causal_z`)."""
+    `_attention_z` then W_O (round-off aside), with scores, mask, softmax and mixing in one fused kernel
+    (`_causal_z`)."""
     attn = model.blocks[layer].attn
     z = _causal_z(model, layer, q, keys, values, query_positions)
     return torch.nn.functional.linear(z.flatten(2), attn.W_O.flatten(0, 1).T, attn.b_O)
@@ -302,8 +306,7 @@ class MeanAblation:
     def __post_init__(self) -> None:
         _require_supported(self.model)
         # the weights as scores_from uses them (fused per layer), read once, like full_metric: from the model as it is
-        self._qkv = [(torch.cat([block.attn.W_Q, block.attn.W_K, block.attn.W_V]),
-                      torch.cat([block.attn.b_Q, block.attn.b_K, block.attn.b_V])) for block in self.model.blocks]
+        self._qkv = _fused_qkv(self.model)
         self._out = [(block.attn.W_O.flatten(0, 1).T.contiguous(), block.attn.b_O) for block in self.model.blocks]
         with torch.no_grad():
             self.full_metric = self.metric(self.model(self.tokens)[:, -1]).item()

@@ -83,6 +83,28 @@ def test_patching_on_toy_gpt_equals_a_hooked_forward_pass():
         assert abs(fast[layer, position, head].item() - metric(logits[:, -1]).item()) < 1e-4
 
 
+def test_patching_leaves_a_head_whose_clean_value_is_the_corrupted_one_and_patches_its_neighbours():
+    """The fast path skips (layer, position, head) slices whose clean hook_z equals the corrupted one; here one such
+    slice sits among changed ones (a head of layer 1 at a corrupted position), checked with plain hooked passes."""
+    model = random_gpt(3, 2, 16, seed=4)
+    clean, corrupted, metric = _task(model, batch=3, seq=7, seed=5)
+    _, clean_cache = model.run_with_cache(clean)
+    _, corrupted_cache = model.run_with_cache(corrupted)
+    clean_z = [clean_cache["z", layer].clone() for layer in range(3)]
+    clean_z[1][:, 5, 0] = corrupted_cache["z", 1][:, 5, 0]
+    fast = circuits.patch_heads_by_position(model, corrupted, clean_z, metric)
+    for layer, position, head in [(1, 5, 0), (1, 5, 1), (0, 5, 0), (1, 1, 1)]:
+        def patch(z, hook, position=position, head=head, layer=layer):
+            z = z.clone()
+            z[:, position, head] = clean_z[layer][:, position, head]
+            return z
+
+        logits = model.run_with_hooks(corrupted, fwd_hooks=[(f"blocks.{layer}.attn.hook_z", patch)])
+        assert abs(fast[layer, position, head].item() - metric(logits[:, -1]).item()) < 1e-5
+    assert fast[1, 5, 0] == fast[1, 1, 1]  # both left as they were: the corrupted run's own metric
+    assert fast[1, 5, 1] != fast[1, 5, 0]  # its neighbour was patched
+
+
 @pytest.mark.parametrize("granularity, threshold, speculation, order", [
     ("heads", 3.0, 8, "last_layer_first"),
     ("heads", 1.0, 1, "first_layer_first"),
