@@ -396,7 +396,8 @@ if MAIN:
     from curriculum import circuits
 
     # Your batched version on the first 10 prompts, against the course's fast one (curriculum/circuits.py, which
-    # also skips the positions before each patch); bench/patching.py times both against transformer_lens.
+    # also skips the positions before each patch, and every patch that changes nothing: before S2 the clean and
+    # corrupted runs are the same); bench/patching.py times both against transformer_lens.
     few = slice(0, 10)
     start = time.perf_counter()
     few_effects = head_patching_by_position(model, clean_tokens[few], corrupted_tokens[few], io_tokens[few],
