@@ -292,12 +292,6 @@ class _Zygote:
             theirs.close()
         return mine
 
-    def alive(self) -> bool:
-        try:
-            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
-        except ChildProcessError:
-            return False
-
     def send_kill(self) -> None:
         """SIGKILL to the zygote and its process group."""
         for target in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):

@@ -51,18 +51,6 @@ def _require_supported(model: HookedTransformer) -> None:
 
 
 # ---- activation patching ---------------------------------------------------------------------------------------------
-def _attention_z(model: HookedTransformer, layer: int, queries_in: Tensor, keys: Tensor, values: Tensor,
-                 query_positions: Tensor) -> Tensor:
-    """hook_z [n, q, head, d_head] for queries at `query_positions` over all keys. queries_in: [n, q, d_model]
-    (after ln1); keys, values: [n, kv, head, d_head]; a query at position t sees keys 0..t."""
-    attn = model.blocks[layer].attn
-    q = torch.einsum("nqd,hde->nqhe", queries_in, attn.W_Q) + attn.b_Q
-    scores = torch.einsum("nqhe,nkhe->nhqk", q, keys) / attn.attn_scale
-    causal = torch.arange(keys.shape[1], device=keys.device)[None, :] > query_positions[:, None]
-    scores = scores.masked_fill(causal, float("-inf"))
-    return torch.einsum("nhqk,nkhe->nqhe", scores.softmax(dim=-1), values)
-
-
 _FUSED_ACTIVATIONS = {
     "gelu_new": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),  # the same function, one fused kernel
     "gelu_pytorch_tanh": lambda x: torch.nn.functional.gelu(x, approximate="tanh"),
@@ -216,9 +204,7 @@ def _normalize(norm: torch.nn.Module, x: Tensor) -> Tensor:
 def _causal_attention(model: HookedTransformer, layer: int, q: Tensor, keys: Tensor, values: Tensor,
                       query_positions: Tensor) -> Tensor:
     """Attention output (with b_O) of queries q [n, q, head, d_head] at `query_positions` over keys and values
-    [n, kv, head, d_head] of positions 0..kv-1, a query at position t seeing keys 0..t; the same numbers as
-    `_attention_z` then W_O (round-off aside), with scores, mask, softmax and mixing in one fused kernel
-    (`_causal_z`)."""
+    [n, kv, head, d_head] of positions 0..kv-1, a query at position t seeing keys 0..t (`_causal_z`), then W_O."""
     attn = model.blocks[layer].attn
     z = _causal_z(model, layer, q, keys, values, query_positions)
     return torch.nn.functional.linear(z.flatten(2), attn.W_O.flatten(0, 1).T, attn.b_O)
@@ -340,9 +326,10 @@ class MeanAblation:
         state = {name: torch.stack([cache[name, layer] for layer in range(model.cfg.n_layers)])
                  for name in ("resid_pre", "k", "v")}
         every = torch.arange(self.tokens.shape[1], device=self.tokens.device)
-        state["z"] = torch.stack([_attention_z(model, layer, model.blocks[layer].ln1(state["resid_pre"][layer]),
-                                               state["k"][layer], state["v"][layer], every)
-                                  for layer in range(model.cfg.n_layers)])
+        state["z"] = torch.stack([
+            _causal_z(model, layer, _project(_normalize(block.ln1, state["resid_pre"][layer]), block.attn.W_Q,
+                                             block.attn.b_Q), state["k"][layer], state["v"][layer], every)
+            for layer, block in enumerate(model.blocks)])
         state["keep"] = keep.clone()
         return state
 
