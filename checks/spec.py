@@ -69,7 +69,9 @@ class Check:
         the grading env; the label says what the case varies (e.g. "batch 3, half_len 7, layer 0").
     atol, rtol: tolerances for floating-point tensors and numbers (element-wise |a - e| <= atol + rtol * |e|).
     unordered: compare sequences as multisets (order does not matter).
-    hint: one sentence shown on failure, pointing at the usual mistake.
+    hints: the course's hints, in tiers a learner asks for one at a time: (1) a nudge, a question or the concept to
+        revisit, no code; (2) the approach in words; (3) the near-code recipe.
+    hint: (older form) one sentence shown on failure; a check with `hints` gets its first tier here.
     validate: optional extra check on (learner output, inputs); returns a message when it fails, else None. Used
         for what the output alone cannot show (e.g. "use hooks, not a cache"); it runs after the comparison passes.
     exact_types: the output's types must be the reference's exactly, not only its values: a tensor's dtype (int64
@@ -85,6 +87,7 @@ class Check:
     unordered: bool = False
     exact_types: bool = False
     hint: str = ""
+    hints: tuple[str, ...] = ()
     validate: Validator | None = None
     timeout_s: float = 60.0
     tags: tuple[str, ...] = field(default_factory=tuple)
@@ -96,3 +99,6 @@ class Check:
             if not isinstance(label, str) or not label or not callable(builder):
                 raise TypeError(f"check {self.name!r}: case {label!r} must map a non-empty label to a callable")
         object.__setattr__(self, "cases", dict(self.cases))
+        object.__setattr__(self, "hints", tuple(self.hints) or ((self.hint,) if self.hint else ()))
+        if self.hints and not self.hint:
+            object.__setattr__(self, "hint", self.hints[0])
