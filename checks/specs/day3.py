@@ -196,57 +196,88 @@ CHECKS = [
     _check(
         "inputs_and_targets",
         {"batch 4, 20 tokens": _shift_case(4, 20, 301), "batch 7, 33 tokens": _shift_case(7, 33, 302)},
-        hint="inputs are tokens[:, :-1] (every position but the last) and targets tokens[:, 1:] (every position but "
-        "the first): the prediction made at position i is scored on the token at position i + 1.",
+        hints=(
+            "A language model predicts the next token: which tokens can it read, and which can it be scored on?",
+            "Drop the last token to get what the model reads, and the first token to get what each position is "
+            "scored on.",
+            "inputs are tokens[:, :-1] (every position but the last) and targets tokens[:, 1:] (every position but "
+            "the first): the prediction made at position i is scored on the token at position i + 1."),
     ),
     _check(
         "candidate_mask",
         {"names, batch 5, 40 tokens": _mask_case(5, 40, 311, "names"),
          "random candidates, other vocabulary, batch 3, 25 tokens": _mask_case(3, 25, 312, "random")},
-        hint="Index a table of d_vocab booleans (True at the candidates) by the *input* tokens themselves "
-        "(is_candidate[inputs]), not by the targets; the mask has the inputs' shape.",
+        hints=(
+            "Is a candidate position decided by the token the model reads there or by the token it must predict?",
+            "Build a yes/no table over the vocabulary marking the candidates, and look up each input token in it.",
+            "Index a table of d_vocab booleans (True at the candidates) by the *input* tokens themselves "
+            "(is_candidate[inputs]), not by the targets; the mask has the inputs' shape."),
     ),
     _check(
         "per_position_loss",
         {"induction-2l, batch 3, 30 tokens": _loss_case(MODEL, 3, 30, 321),
          "toy-gpt, batch 2, 12 tokens": _loss_case(GPT, 2, 12, 322)},
-        hint="Run the model on the inputs, take log_softmax over the vocabulary and gather each position's target "
-        "(targets are already shifted: no further [:, 1:]); negate.",
+        hints=(
+            "The targets are already aligned with the inputs: what is the loss at one position?",
+            "Run the model on the inputs, turn its logits into log-probabilities and read, at every position, "
+            "that of its target; negate.",
+            "Run the model on the inputs, take log_softmax over the vocabulary and gather each position's target "
+            "(targets are already shifted: no further [:, 1:]); negate."),
     ),
     _check(
         "loss_on_candidates",
         {"batch 6, 30 positions": _candidate_loss_case(6, 30, 331, 0.3),
          "batch 3, 50 positions": _candidate_loss_case(3, 50, 332, 0.15)},
-        hint="losses[mask].mean(): pool all selected positions of the batch, each counting once (not the mean of "
-        "per-sequence means, not the mean over all positions of the masked losses).",
+        hints=(
+            "Should each candidate position count once, or each sequence?",
+            "Pool the losses of all selected positions of the whole batch and average them together.",
+            "losses[mask].mean(): pool all selected positions of the batch, each counting once (not the mean of "
+            "per-sequence means, not the mean over all positions of the masked losses)."),
     ),
     _check(
         "sample_groups",
         {"q, k in group A; v in group B; n 50": _groups_case({"q": "A", "k": "A", "v": "B"}, {"A": 11, "B": 22}, 50),
          "four variables in three groups; n 17": _groups_case(
              {"emb": "g2", "prev": "g0", "labels": "g1", "key": "g0"}, {"g0": 5, "g1": 6, "g2": 1234}, 17)},
-        hint="One fresh torch.Generator().manual_seed(group_seeds[group]) per group and one torch.randperm(n) from it; "
-        "every variable of a group gets that same permutation, and each group has its own seed (independent groups).",
+        hints=(
+            "What makes two variables resampled together, and what keeps two groups independent?",
+            "Draw one random permutation per group from that group's own seed, and give every variable of a group"
+            " its group's permutation.",
+            "One fresh torch.Generator().manual_seed(group_seeds[group]) per group and one torch.randperm(n) from it; "
+            "every variable of a group gets that same permutation, and each group has its own seed (independent groups)."),
     ),
     _check(
         "scrub_all_inputs_loss",
         {"names, batch 6, 128 tokens": _scrub_all_case(6, 128, 341, "names"),
          "names and words, batch 9, 96 tokens": _scrub_all_case(9, 96, 342, "mixed")},
-        hint="Run the model on whole resampled sequences, inputs[other], but keep the original targets and the "
-        "candidate mask of the original inputs: the labels are not scrubbed.",
+        hints=(
+            "When every input is resampled, which parts of the question stay the original's?",
+            "Run the model on the resampled sequences, but score it on the original sequences' targets at the "
+            "original candidate positions.",
+            "Run the model on whole resampled sequences, inputs[other], but keep the original targets and the "
+            "candidate mask of the original inputs: the labels are not scrubbed."),
     ),
     _check(
         "percent_loss_recovered",
         {"5 hypotheses": _recovered_case(1.8, 6.1, (5,), 351), "a 3 x 4 table": _recovered_case(0.4, 2.5, (3, 4), 352)},
-        hint="(baseline - scrubbed) / (baseline - clean): 1 when the scrubbed loss equals the clean one, 0 when it is "
-        "as bad as the baseline.",
+        hints=(
+            "On a scale where the clean model scores 1 and the baseline 0, where does a scrubbed loss fall?",
+            "Take how much loss the scrubbing removes from the baseline, relative to how much the clean model "
+            "removes.",
+            "(baseline - scrubbed) / (baseline - clean): 1 when the scrubbed loss equals the clean one, 0 when it is "
+            "as bad as the baseline."),
     ),
     _check(
         "layer1_input_components",
         {"induction-2l (4 heads), batch 3, 16 tokens": _components_case(MODEL, 3, 16, 361),
          "array-2l1h (1 head), batch 4, 11 tokens": _components_case(OTHER_MODEL, 4, 11, 362)},
-        hint="Components in the order embed, L0H0..L0H{n-1}, b_O of layer 0 (expanded to every position); each head's "
-        "output is z @ W_O[0, head]; no positional embedding (shortformer positions never enter the residual stream).",
+        hints=(
+            "What does layer 1 read: which outputs of layer 0 and the embedding add up to it, and what does this "
+            "model leave out of the residual stream?",
+            "Stack the token embedding, each layer-0 head's output and layer 0's output bias, in that order; no "
+            "position embedding.",
+            "Components in the order embed, L0H0..L0H{n-1}, b_O of layer 0 (expanded to every position); each head's "
+            "output is z @ W_O[0, head]; no positional embedding (shortformer positions never enter the residual stream)."),
     ),
     _check(
         "assemble_qkv_inputs",
@@ -256,17 +287,27 @@ CHECKS = [
                             "v": {"embed": "other"}}),
          "3 components, v not in the spec, 5 x 5": _assemble_case(
              1, 5, 8, 372, {"q": {"L0H0": "other"}, "k": {"embed": "other", "b_O0": "other"}})},
-        hint="For each of q, k, v: sum every component (biases included), taking components[i, other] (whole sequences "
-        "resampled: index dim 1, the batch, not dim 2, the positions) where the spec says 'other', components[i] "
-        "otherwise; components missing from the spec come from 'orig'.",
+        hints=(
+            "What does resampling a component for one of q, k or v mean for that component's values, and which "
+            "axis is resampled?",
+            "For each of query, key and value, add up every component, taking a component from the resampled "
+            "sequences where the spec says so and from the original otherwise.",
+            "For each of q, k, v: sum every component (biases included), taking components[i, other] (whole sequences "
+            "resampled: index dim 1, the batch, not dim 2, the positions) where the spec says 'other', components[i] "
+            "otherwise; components missing from the spec come from 'orig'."),
     ),
     _check(
         "run_with_qkv_inputs",
         {"induction-2l, L1H0, batch 3, 24 tokens": _run_qkv_case(MODEL, 1, 0, 3, 24, 381),
          "induction-2l, L0H2, batch 2, 17 tokens": _run_qkv_case(MODEL, 0, 2, 2, 17, 382)},
-        hint="With model.set_use_split_qkv_input(True), hook blocks.{layer}.hook_q_input, hook_k_input and "
-        "hook_v_input and replace only [:, :, head] with qkv_inputs[0], [1], [2]; don't add positions (the model adds "
-        "them); turn split inputs off again afterwards.",
+        hints=(
+            "How can one head's query, key and value inputs be set separately, and what must the model look like "
+            "afterwards?",
+            "Switch on the model's split inputs, hook the three input hooks of the layer to replace only that "
+            "head's inputs, and switch the split off again.",
+            "With model.set_use_split_qkv_input(True), hook blocks.{layer}.hook_q_input, hook_k_input and "
+            "hook_v_input and replace only [:, :, head] with qkv_inputs[0], [1], [2]; don't add positions (the model adds "
+            "them); turn split inputs off again afterwards."),
         atol=1e-3,
     ),
     _check(
@@ -274,31 +315,51 @@ CHECKS = [
         {"induction-2l, L1H0, batch 2, 20 tokens": _head_output_case(MODEL, 1, 0, 2, 20, 391),
          "induction-2l, L0H3, batch 3, 13 tokens": _head_output_case(MODEL, 0, 3, 3, 13, 392),
          "array-2l1h, L1H0, batch 2, 11 tokens": _head_output_case(OTHER_MODEL, 1, 0, 2, 11, 393)},
-        hint="Add W_pos[:pos] to the query and key inputs (not the value input: shortformer), use the biases b_Q, b_K, "
-        "b_V, scale scores by sqrt(d_head), mask keys after the query, softmax over keys, then z @ W_O (no b_O).",
+        hints=(
+            "Which of a head's three inputs get the position embedding in a shortformer model, and which biases "
+            "does a head add?",
+            "Add positions to the query and key inputs only, compute queries, keys and values with their biases, "
+            "score, mask and normalise, then mix the values and apply the output weights.",
+            "Add W_pos[:pos] to the query and key inputs (not the value input: shortformer), use the biases b_Q, b_K, "
+            "b_V, scale scores by sqrt(d_head), mask keys after the query, softmax over keys, then z @ W_O (no b_O)."),
     ),
     _check(
         "prev_value_path_output",
         {"induction-2l, L0H0, batch 3, 24 tokens": _prev_value_case(MODEL, 0, 3, 24, 401),
          "induction-2l, L0H2, batch 2, 31 tokens": _prev_value_case(MODEL, 2, 2, 31, 402),
          "array-2l1h, L0H0, batch 4, 11 tokens": _prev_value_case(OTHER_MODEL, 0, 4, 11, 403)},
-        hint="The pattern comes from other_tokens (embedding + positions, with b_Q, b_K); the value read at key p - 1 "
-        "by query p comes from tokens, every other value from other_tokens (values are W_E[t] @ W_V + b_V); position "
-        "0 has no previous position.",
+        hints=(
+            "Which value does the previous-token path carry, and what happens at the first position, which has no"
+            " previous one?",
+            "Compute the pattern from the other sequences; use the original tokens' values only where a query "
+            "reads the key right before it, and the other sequences' values elsewhere.",
+            "The pattern comes from other_tokens (embedding + positions, with b_Q, b_K); the value read at key p - 1 "
+            "by query p comes from tokens, every other value from other_tokens (values are W_E[t] @ W_V + b_V); position "
+            "0 has no previous position."),
     ),
     _check(
         "matched_resample",
         {"40 small integers": _matched_case("small ints", 40, 411),
          "tokens of stories, 200 positions": _matched_case("story tokens", 200, 412)},
-        hint="Draw u = torch.rand(n, generator=generator) first, then order = torch.argsort(feature, stable=True); "
-        "element i (in the original order, with u[i]) picks order[start + floor(u[i] * count)] inside the block of "
-        "its own feature value.",
+        hints=(
+            "How can you draw, for each element, a uniformly random partner with the same feature value, using "
+            "only the generator you are given?",
+            "Group the elements by feature value; for each element draw a uniform position inside its own group, "
+            "using the given generator for every random number.",
+            "Draw u = torch.rand(n, generator=generator) first, then order = torch.argsort(feature, stable=True); "
+            "element i (in the original order, with u[i]) picks order[start + floor(u[i] * count)] inside the block of "
+            "its own feature value."),
     ),
     _check(
         "mean_and_standard_error",
         {"4 resamplings x 6 hypotheses": _standard_error_case(4, 6, 421),
          "3 resamplings x 10 hypotheses": _standard_error_case(3, 10, 422)},
-        hint="Mean over resamplings (dim 0); standard error = unbiased standard deviation (n - 1) over dim 0, "
-        "divided by sqrt(n).",
+        hints=(
+            "How uncertain is a mean of a few resamplings, and which standard deviation estimates it without "
+            "bias?",
+            "Average over the resamplings, and divide their unbiased standard deviation by the square root of "
+            "their number.",
+            "Mean over resamplings (dim 0); standard error = unbiased standard deviation (n - 1) over dim 0, "
+            "divided by sqrt(n)."),
     ),
 ]
