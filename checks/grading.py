@@ -21,7 +21,7 @@ import torch
 
 from checks.course import Course, Day
 from checks.env import Env, global_state, global_state_changes
-from checks.judge import Rejection, catching, first_difference, judge, snapshot
+from checks.judge import Rejection, case_facts, first_difference, graded_callable, judge, snapshot
 from checks.outcome import Outcome, Status
 from checks.references import (InputsFingerprint, ReferenceStore, StaleReference, fingerprint_inputs,
                                rebuild_command)
@@ -71,8 +71,9 @@ class Grader:
     def _grade_case(self, function: Callable[..., Any], day: Day, check: Check, case: str) -> None:
         inputs, fingerprint = self._build_inputs(check, case)
         expected = self._expected(day, check, case, fingerprint)
-        actual = self._call(catching(function, check.cases[case]), check, inputs)
-        judge(actual, expected, check, inputs)
+        facts = case_facts(check, inputs)
+        actual = self._call(graded_callable(function, check, case), check, inputs)
+        judge(actual, expected, check, inputs, facts=facts, case=case)
 
     def _build_inputs(self, check: Check, case: str) -> tuple[dict[str, Any], InputsFingerprint]:
         self.env.prepare()

@@ -348,6 +348,7 @@ class _Run:
         self.status: int | None = None
         self.zygote_died = False
         self.expected: dict[str, Any] = {}
+        self.facts: dict[str, Any] = {}  # per case, what a random-draw contract's judge needs (see checks.contracts)
         self.lost_before_start = False
 
     def execute(self, learner: Path) -> Outcome:
@@ -508,6 +509,7 @@ class _Run:
             try:
                 fingerprint = InputsFingerprint(str(entry["hash"]), [list(map(float, row)) for row in entry["floats"]])
                 self.expected[case] = store.expected(self.check.name, case, fingerprint)
+                self.facts[case] = entry.get("facts")
             except StaleReference as error:
                 self.course_problem = Outcome(
                     self.check.name, self.day.number, Status.STALE_REFERENCE,
@@ -551,7 +553,8 @@ class _Run:
                 return self._unfinished(case)
             output, complaint, complaint_status = self.results[case]
             try:
-                judge(output, self.expected[case], dataclasses.replace(check, validate=None), {})
+                judge(output, self.expected[case], dataclasses.replace(check, validate=None), {},
+                      facts=self.facts.get(case), case=case)
                 if complaint:
                     raise Rejection(complaint_status, complaint, check.hint if complaint_status == "failed" else "")
             except Rejection as rejection:

@@ -480,7 +480,7 @@ class Child:
         import torch
 
         from checks.grading import call_learner
-        from checks.judge import Raised, Rejection, catching
+        from checks.judge import Raised, Rejection, case_facts, graded_callable
         from checks.learner import LearnerModuleError, explain_name_error, load_module
         from checks.session import wrong_day_error
 
@@ -494,7 +494,8 @@ class Child:
         built = {case: zygote.prebuilt.get((check.name, case)) or build_case(zygote.env, check, case)
                  for case in check.cases}
         self.channel.send(kind="fingerprints", cases={
-            case: ({"hash": item[1].hash, "floats": item[1].floats} if isinstance(item, tuple) else {"error": item})
+            case: ({"hash": item[1].hash, "floats": item[1].floats, **_facts(check, item[0], case_facts)}
+                   if isinstance(item, tuple) else {"error": item})
             for case, item in built.items()})
         if any(isinstance(item, str) for item in built.values()):
             return
@@ -527,7 +528,7 @@ class Child:
         for case, (inputs, _) in built.items():
             self.channel.send(kind="phase", phase="call", case=case)
             try:
-                actual = call_learner(catching(function, check.cases[case]), check, inputs, zygote.env, alarm=False,
+                actual = call_learner(graded_callable(function, check, case), check, inputs, zygote.env, alarm=False,
                                       after_call=lambda: self.channel.send(kind="phase", phase="audit", case=case))
                 raised = actual if isinstance(actual, Raised) else None  # a documented exception, for the judge
                 output = None if raised else to_plain(actual)
@@ -556,6 +557,12 @@ class Child:
                               raised=list(raised.names) if raised else None,
                               raised_message=raised.message[:500] if raised else None)
         self.channel.send(kind="done")
+
+
+def _facts(check: Any, inputs: dict[str, Any], case_facts: Any) -> dict[str, Any]:
+    """{"facts": ...} for a check with a random-draw contract (plain data about the inputs, computed before any
+    learner code runs, for the supervisor's judge), else {}."""
+    return {} if check.contract is None else {"facts": to_plain(case_facts(check, inputs), "the contract's facts")}
 
 
 def _address_space() -> int:

@@ -111,9 +111,10 @@ def abc_corruption(
 ) -> Int[Tensor, "batch seq"]:
     """A copy of `tokens` with a third name C at each prompt's S2 position.
 
-    positions: (IO, S1, S2, end) per prompt, as `ioi_positions` returns. C is drawn with ONE call
-    `torch.randint(0, len(name_tokens) - 2, (batch,), generator=generator)`: draw d picks the d-th entry of
-    `name_tokens` (in its order) once the prompt's IO and S tokens are removed from it. The input is not modified.
+    positions: (IO, S1, S2, end) per prompt, as `ioi_positions` returns. name_tokens: the names C is drawn from
+    (each prompt's IO and S among them). C is drawn uniformly at random among the entries of `name_tokens` other than
+    the prompt's IO and S tokens, independently per prompt, every random number from `generator` (the same generator
+    state gives the same output). Returns int64 [batch, seq]; the input is not modified.
     """
     batch = tokens.shape[0]
     draws = torch.randint(0, len(name_tokens) - 2, (batch,), generator=generator)

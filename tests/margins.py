@@ -15,7 +15,8 @@ from typing import Any, Callable
 from checks.compare import compare
 from checks.course import Course
 from checks.env import Env
-from checks.judge import Raised, catching, expected_raise, type_mismatch
+from checks.contracts import contract_verdict
+from checks.judge import Raised, case_facts, expected_raise, graded_callable, type_mismatch
 from checks.references import ReferenceStore, fingerprint_inputs
 
 WRONG_MARGIN = 10.0
@@ -63,17 +64,21 @@ def output_margin(actual: Any, expected: Any, exercise: str) -> float:
 
 
 def case_margin(function: Callable[..., Any], exercise: str, case: str, device: str = "cpu") -> float:
-    """The margin of `function`'s output on one case (inf when it raises where a value is expected)."""
+    """The margin of `function`'s output on one case (inf when it raises where a value is expected). A check with a
+    random-draw contract has no tolerance to measure against: 0 when the contract holds, inf when it is broken."""
     _, check = _course().find(exercise)
     inputs, expected = built_inputs(exercise, case, device)
     env = _env(device)
     env.prepare()
+    facts = case_facts(check, inputs)
     try:
-        actual = catching(function, check.cases[case])(**inputs)
+        actual = graded_callable(function, check, case)(**inputs)
     except Exception:
         return math.inf
     finally:
         env.audit()
+    if check.contract is not None and expected_raise(expected) is None:
+        return math.inf if contract_verdict(check.contract, actual, facts, case, exercise) else 0.0
     return output_margin(actual, expected, exercise)
 
 
@@ -88,3 +93,9 @@ def margins(function: Callable[..., Any], exercise: str, device: str = "cpu") ->
     """The margin on every case of the exercise's check."""
     _, check = _course().find(exercise)
     return {case: case_margin(function, exercise, case, device) for case in check.cases}
+
+
+def all_hints(outcome: Any) -> str:
+    """Every tier of the course's hints for the exercise of `outcome` (what a learner can ask for), one per line."""
+    _, check = _course().find(outcome.exercise)
+    return "\n".join(check.hints) or outcome.hint

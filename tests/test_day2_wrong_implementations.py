@@ -15,7 +15,7 @@ import torch
 from transformer_lens import FactoredMatrix
 
 from checks import grade
-from margins import CORRECT_MARGIN, case_margin, is_clear_rejection, margins
+from margins import CORRECT_MARGIN, all_hints, case_margin, is_clear_rejection, margins
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -790,7 +790,7 @@ CORRECT_ALTERNATIVES = [
 def test_grading_rejects_wrong_implementation(exercise, wrong, phrase):
     outcome = grade(wrong, name=exercise, device="cpu")
     assert outcome.status == "failed", f"{wrong.__name__} was graded {outcome.status!r}: {outcome.message}"
-    text = f"{outcome.message}\n{outcome.hint}"
+    text = f"{outcome.message}\n{all_hints(outcome)}"
     assert phrase in text, f"message does not point at the mistake ({phrase!r}):\n{text}"
     margin = case_margin(wrong, exercise, outcome.case, device="cpu")  # the case that rejected it
     assert is_clear_rejection(margin), (

@@ -16,7 +16,7 @@ import torch
 from torch import Tensor
 
 from checks import grade
-from margins import CORRECT_MARGIN, case_margin, is_clear_rejection, margins
+from margins import CORRECT_MARGIN, all_hints, case_margin, is_clear_rejection, margins
 from solutions import day5_circuit_discovery as solution
 
 DIFFER = "differ"  # "... elements differ" (tensors) or "differ beyond the tolerance"
@@ -103,16 +103,37 @@ def abc_at_s1(tokens, positions, name_tokens, generator):
     return _abc(tokens, positions, name_tokens, generator, slot=1)
 
 
-def abc_in_sorted_name_order(tokens, positions, name_tokens, generator):
-    return _abc(tokens, positions, name_tokens.sort().values, generator)
-
-
 def abc_removing_only_s(tokens, positions, name_tokens, generator):
     return _abc(tokens, positions, name_tokens, generator, exclude_io=False)
 
 
 def abc_at_io(tokens, positions, name_tokens, generator):
     return _abc(tokens, positions, name_tokens, generator, slot=0)
+
+
+def abc_always_the_first_other_name(tokens, positions, name_tokens, generator):  # valid, but never random
+    corrupted = tokens.clone()
+    for b in range(tokens.shape[0]):
+        io, s = tokens[b, positions[b, 0]], tokens[b, positions[b, 2]]
+        corrupted[b, positions[b, 2]] = name_tokens[(name_tokens != io) & (name_tokens != s)][0]
+    return corrupted
+
+
+def abc_with_the_global_rng(tokens, positions, name_tokens, generator):
+    return _abc(tokens, positions, name_tokens, torch.default_generator)
+
+
+def abc_in_sorted_name_order(tokens, positions, name_tokens, generator):  # correct: another order, still uniform
+    return _abc(tokens, positions, name_tokens.sort().values, generator)
+
+
+def abc_by_randperm(tokens, positions, name_tokens, generator):  # correct: the first other name of a shuffle
+    corrupted = tokens.clone()
+    for b in range(tokens.shape[0]):
+        io, s = tokens[b, positions[b, 0]], tokens[b, positions[b, 2]]
+        shuffled = name_tokens[torch.randperm(len(name_tokens), generator=generator)]
+        corrupted[b, positions[b, 2]] = shuffled[(shuffled != io) & (shuffled != s)][0]
+    return corrupted
 
 
 def abc_with_python_lists(tokens, positions, name_tokens, generator):  # correct: plain Python, S read at S1
@@ -825,11 +846,12 @@ WRONG_IMPLEMENTATIONS = [
     (positions_from_the_abba_template, "ioi_positions", DIFFER),
     (positions_s2_is_the_first_s, "ioi_positions", DIFFER),
     (positions_end_counted_with_bos, "ioi_positions", DIFFER),
-    (abc_any_name, "abc_corruption", DIFFER),
-    (abc_at_s1, "abc_corruption", DIFFER),
-    (abc_in_sorted_name_order, "abc_corruption", DIFFER),
-    (abc_removing_only_s, "abc_corruption", DIFFER),
-    (abc_at_io, "abc_corruption", DIFFER),
+    (abc_any_name, "abc_corruption", "must be neither the prompt's IO nor its S"),
+    (abc_at_s1, "abc_corruption", "only S2"),
+    (abc_always_the_first_other_name, "abc_corruption", "not uniform"),
+    (abc_removing_only_s, "abc_corruption", "must be neither the prompt's IO nor its S"),
+    (abc_at_io, "abc_corruption", "only S2"),
+    (abc_with_the_global_rng, "abc_corruption", "global random number generator"),
     (logit_diff_at_last_position, "logit_diff", DIFFER),
     (logit_diff_wrong_minus_correct, "logit_diff", "sign"),
     (logit_diff_averaged, "logit_diff", "shape"),
@@ -907,6 +929,8 @@ CORRECT_ALTERNATIVES = [
     (path_one_sender_at_a_time, "path_patching_to_logits"),
     (patching_one_pass_per_patch, "head_patching_by_position"),
     (abc_with_python_lists, "abc_corruption"),
+    (abc_in_sorted_name_order, "abc_corruption"),
+    (abc_by_randperm, "abc_corruption"),
     (read_with_recording_hooks, "read_nodes"),
     (replace_with_one_hook_per_node, "run_with_nodes_replaced"),
     (effects_per_prompt_in_float64, "direct_effects"),
@@ -935,7 +959,7 @@ def test_wrong_implementation_is_rejected_with_a_pointed_message(wrong, exercise
     with torch.no_grad():
         outcome = grade(wrong, name=exercise, device="cpu")
     assert outcome.status == "failed", f"{outcome.status}: {outcome.message}"
-    message = f"{outcome.message}\n{outcome.hint}".lower()
+    message = f"{outcome.message}\n{all_hints(outcome)}".lower()
     assert fragment.lower() in message, outcome.message
     assert outcome.hint, outcome.message
     with torch.no_grad():

@@ -56,3 +56,127 @@ def test_tiers_asked_and_shown():
     assert "recipe" not in shown.replace("the next tier", "") and "hint=3" in shown
     passed = Outcome("f", 1, Status.PASSED)
     assert tiered_message(passed, hint=3, ask_for_hint="Stuck?", hints=hints) == ""
+
+
+# ---- contracts for random draws ----------------------------------------------------------------------------------------
+import torch  # noqa: E402
+
+from checks import grade  # noqa: E402
+from checks.contracts import Choice, hoeffding_radius, uniform_choice_test  # noqa: E402
+
+
+def matched_by_multinomial(feature, generator):  # correct, drawing differently from the solution
+    same = (feature[:, None] == feature[None, :]).double()
+    return torch.multinomial(same, 1, generator=generator)[:, 0]
+
+
+def matched_by_a_shuffle_per_element(feature, generator):  # correct: a random rank, then the partner of that rank
+    picks = []
+    for i in range(feature.shape[0]):
+        matches = (feature == feature[i]).nonzero()[:, 0]
+        picks.append(matches[torch.randperm(len(matches), generator=generator)[0]])
+    return torch.stack(picks)
+
+
+def matched_always_the_first_match(feature, generator):  # biased: valid and reproducible, never random
+    return (feature[:, None] == feature[None, :]).double().argmax(1)
+
+
+def matched_never_the_last_match(feature, generator):  # biased: floor(u * (count - 1)) never reaches the last
+    same = feature[:, None] == feature[None, :]
+    count = same.sum(1)
+    u = torch.rand(feature.shape[0], generator=generator)
+    rank = (u * (count - 1)).long()
+    return torch.stack([same[i].nonzero()[rank[i], 0] for i in range(feature.shape[0])])
+
+
+def matched_with_the_global_rng(feature, generator):
+    same = (feature[:, None] == feature[None, :]).double()
+    return torch.multinomial(same, 1)[:, 0]
+
+
+def matched_with_a_fixed_seed(feature, generator):  # ignores the generator it is given: the same draw every time
+    return matched_by_multinomial(feature, torch.Generator().manual_seed(0))
+
+
+def groups_by_argsort_of_uniforms(group_of, group_seeds, n):  # correct, drawing differently from the solution
+    drawn = {group: torch.rand(n, generator=torch.Generator().manual_seed(seed)).argsort()
+             for group, seed in group_seeds.items()}
+    return {variable: drawn[group] for variable, group in group_of.items()}
+
+
+def groups_identity(group_of, group_seeds, n):  # biased: a permutation, but always the same
+    return {variable: torch.arange(n) for variable in group_of}
+
+
+def groups_one_generator_for_all(group_of, group_seeds, n):  # a group's permutation depends on the other seeds
+    generator = torch.Generator().manual_seed(sum(group_seeds.values()))
+    drawn = {group: torch.randperm(n, generator=generator) for group in sorted(group_seeds)}
+    return {variable: drawn[group] for variable, group in group_of.items()}
+
+
+def groups_one_permutation_for_all(group_of, group_seeds, n):  # groups not independent
+    permutation = torch.randperm(n, generator=torch.Generator().manual_seed(min(group_seeds.values())))
+    return {variable: permutation for variable in group_of}
+
+
+def _io_and_s(tokens, positions):
+    rows = torch.arange(tokens.shape[0])
+    return tokens[rows, positions[:, 0]], tokens[rows, positions[:, 2]]
+
+
+def abc_by_randperm(tokens, positions, name_tokens, generator):  # correct, drawing differently from the solution
+    io, s = _io_and_s(tokens, positions)
+    corrupted = tokens.clone()
+    for b in range(tokens.shape[0]):
+        for index in torch.randperm(len(name_tokens), generator=generator):
+            if name_tokens[index] not in (io[b], s[b]):
+                corrupted[b, positions[b, 2]] = name_tokens[index]
+                break
+    return corrupted
+
+
+def abc_always_the_first_other_name(tokens, positions, name_tokens, generator):  # biased
+    io, s = _io_and_s(tokens, positions)
+    corrupted = tokens.clone()
+    for b in range(tokens.shape[0]):
+        corrupted[b, positions[b, 2]] = name_tokens[(name_tokens != io[b]) & (name_tokens != s[b])][0]
+    return corrupted
+
+
+def abc_with_the_global_rng(tokens, positions, name_tokens, generator):
+    io, s = _io_and_s(tokens, positions)
+    corrupted = tokens.clone()
+    for b in range(tokens.shape[0]):
+        others = name_tokens[(name_tokens != io[b]) & (name_tokens != s[b])]
+        corrupted[b, positions[b, 2]] = others[torch.randint(len(others), ())]
+    return corrupted
+
+
+CONTRACT_PASSES = [("matched_resample", matched_by_multinomial), ("matched_resample", matched_by_a_shuffle_per_element),
+                   ("sample_groups", groups_by_argsort_of_uniforms), ("abc_corruption", abc_by_randperm)]
+CONTRACT_FAILS = [
+    ("matched_resample", matched_always_the_first_match, "not uniform"),
+    ("matched_resample", matched_never_the_last_match, "not uniform"),
+    ("matched_resample", matched_with_the_global_rng, "global random number generator"),
+    ("matched_resample", matched_with_a_fixed_seed, "not uniform"),
+    ("sample_groups", groups_identity, "not uniform"),
+    ("sample_groups", groups_one_generator_for_all, "its own seed alone"),
+    ("sample_groups", groups_one_permutation_for_all, "must be independent"),
+    ("abc_corruption", abc_always_the_first_other_name, "not uniform"),
+    ("abc_corruption", abc_with_the_global_rng, "global random number generator"),
+]
+
+
+@pytest.mark.parametrize("exercise, correct", CONTRACT_PASSES, ids=[f.__name__ for _, f in CONTRACT_PASSES])
+def test_a_correct_draw_unlike_the_solutions_passes(exercise, correct):
+    outcome = grade(correct, name=exercise, device="cpu")
+    assert outcome.status == "passed", outcome.message
+
+
+@pytest.mark.parametrize("exercise, wrong, phrase", CONTRACT_FAILS, ids=[f.__name__ for _, f, _ in CONTRACT_FAILS])
+def test_a_biased_or_irreproducible_draw_fails(exercise, wrong, phrase):
+    outcome = grade(wrong, name=exercise, device="cpu")
+    assert outcome.status == "failed" and phrase in outcome.message, outcome.message
+    if phrase == "not uniform":
+        assert "with probability at most 1e-06" in outcome.message

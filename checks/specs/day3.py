@@ -11,6 +11,7 @@ from typing import Any, Callable
 
 import torch
 
+from checks.contracts import Choice, Contract, uniform_choice_test, with_fresh_generators, with_seeded_generators
 from checks.spec import Check, GradingEnv
 from curriculum.data.induction_corpus import FIRST_NAME_TOKEN, INDUCTION_CANDIDATES, stories
 
@@ -88,6 +89,82 @@ def _candidate_loss_case(batch: int, length: int, seed: int, density: float) -> 
 # ---- section 2: sampling groups ------------------------------------------------------------------------------------
 def _groups_case(group_of: dict[str, str], group_seeds: dict[str, int], n: int) -> Case:
     return lambda env: {"group_of": dict(group_of), "group_seeds": dict(group_seeds), "n": n}
+
+
+# sample_groups is judged by its contract (checks.contracts), not by torch.randperm's exact draw: every variable gets a
+# permutation of range(n) (int64), the variables of a group the same one, each group's drawn from its own seed alone;
+# over GROUP_TRIALS seeds the permutations are uniform and independent between groups.
+GROUP_TRIALS, GROUP_REPEATS = 1000, 8
+
+
+def _groups_facts(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"group_of": dict(inputs["group_of"]), "group_seeds": dict(inputs["group_seeds"]), "n": inputs["n"]}
+
+
+def _groups_reseed(inputs: dict[str, Any], k: int) -> dict[str, Any]:
+    """Trial k < GROUP_TRIALS: new seeds for every group. The GROUP_REPEATS trials after them give the first group
+    the seed it had in trial k - GROUP_TRIALS and every other group a new one."""
+    groups = list(inputs["group_seeds"])
+    seeds = {group: 100_003 * (k + 1) + 7 * i for i, group in enumerate(groups)}
+    if k >= GROUP_TRIALS:
+        seeds[groups[0]] = 100_003 * (k - GROUP_TRIALS + 1)
+    return {**inputs, "group_seeds": seeds, "group_of": dict(inputs["group_of"])}
+
+
+def _groups_valid(output: Any, facts: dict[str, Any]) -> str | None:
+    group_of, n = facts["group_of"], facts["n"]
+    if not isinstance(output, dict) or set(output) != set(group_of):
+        keys = sorted(output) if isinstance(output, dict) else type(output).__name__
+        return f"sample_groups must return a dict with one entry per variable {sorted(group_of)}, got {keys}"
+    for variable, permutation in output.items():
+        if not isinstance(permutation, torch.Tensor) or permutation.shape != (n,):
+            return f"output[{variable!r}] should be a tensor of shape ({n},)"
+        if permutation.dtype != torch.int64:
+            return f"output[{variable!r}] has dtype {permutation.dtype}; the docstring promises int64"
+        if not torch.equal(permutation.sort().values, torch.arange(n)):
+            return f"output[{variable!r}] is not a permutation of range({n}): each index must appear exactly once"
+    for variable, group in group_of.items():
+        first = next(other for other, g in group_of.items() if g == group)
+        if not torch.equal(output[variable], output[first]):
+            return (f"variables {first!r} and {variable!r} are both in group {group!r} but got different "
+                    "permutations: a group's variables are resampled together")
+    return None
+
+
+def _groups_distribution(trials: list[Any], facts: dict[str, Any], alpha: float) -> str | None:
+    group_of = facts["group_of"]
+    first_of = {}
+    for variable, group in group_of.items():
+        first_of.setdefault(group, variable)
+    groups = list(first_of)
+    for k, repeat in enumerate(trials[GROUP_TRIALS:]):
+        if not torch.equal(repeat[first_of[groups[0]]], trials[k][first_of[groups[0]]]):
+            return (f"group {groups[0]!r} got another permutation when only the other groups' seeds changed: each "
+                    "group's permutation must be drawn from its own seed alone (one generator per group)")
+    n = facts["n"]
+    choices, draws = [], [[] for _ in trials[:GROUP_TRIALS]]
+    for group in groups:
+        for position in range(n):
+            choices.append(Choice(f"position {position} of group {group!r}'s permutation", tuple(range(n))))
+    if len(groups) > 1:
+        pairs = tuple((a, b) for a in range(n) for b in range(n))
+        choices.append(Choice(f"the pair (position 0 of group {groups[0]!r}, position 0 of group {groups[1]!r})",
+                              pairs))
+    for k, trial in enumerate(trials[:GROUP_TRIALS]):
+        for group in groups:
+            draws[k] += trial[first_of[group]].tolist()
+        if len(groups) > 1:
+            draws[k].append((int(trial[first_of[groups[0]]][0]), int(trial[first_of[groups[1]]][0])))
+    found = uniform_choice_test(choices, draws, alpha)
+    if found and len(groups) > 1 and "the pair" in found:
+        found += " Groups with different seeds must be independent."
+    return found
+
+
+GROUPS_CONTRACT = Contract(valid=_groups_valid, facts=_groups_facts, fresh=lambda inputs: dict(inputs),
+                           reseed=_groups_reseed, distribution=_groups_distribution,
+                           trials=GROUP_TRIALS + GROUP_REPEATS,
+                           distribution_cases=("two groups, n 4: permutations over 1000 seeds",))
 
 
 # ---- section 3: baselines ------------------------------------------------------------------------------------------
@@ -183,6 +260,51 @@ def _matched_case(kind: str, size: int, seed: int) -> Case:
     return inputs
 
 
+# matched_resample is judged by its contract: int64 indices with the same feature, reproducible from the generator,
+# and, over MATCHED_TRIALS generator seeds, uniform among the matching indices for every element.
+MATCHED_TRIALS = 400
+
+
+def _matched_distribution_case(env: GradingEnv) -> dict[str, Any]:
+    """Blocks of 1 to 4 equal values, in no order: small enough that 400 draws test every option."""
+    return {"feature": torch.tensor([5, 2, 5, 7, 2, 5, 7, 7, 7, 9]).to(env.device), "generator": env.generator(431)}
+
+
+def _matched_valid(output: Any, facts: dict[str, Any]) -> str | None:
+    feature = facts["feature"]
+    n = feature.shape[0]
+    if not isinstance(output, torch.Tensor) or output.shape != (n,):
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        return f"matched_resample should return a tensor of shape ({n},) (one index per element), got {shape}"
+    if output.dtype != torch.int64:
+        return f"the output has dtype {output.dtype}; the docstring promises int64 indices"
+    outside = (output < 0) | (output >= n)
+    if outside.any():
+        i = int(outside.nonzero()[0])
+        return f"element {i} drew index {int(output[i])}, outside range({n})"
+    wrong = feature[output] != feature
+    if wrong.any():
+        i = int(wrong.nonzero()[0])
+        return (f"element {i} (feature {int(feature[i])}) drew index {int(output[i])}, whose feature is "
+                f"{int(feature[output[i]])}: each element must draw among the elements with its own feature value "
+                f"({int(wrong.sum())} of {n} draws cross feature values)")
+    return None
+
+
+def _matched_distribution(trials: list[Any], facts: dict[str, Any], alpha: float) -> str | None:
+    feature = facts["feature"].tolist()
+    choices = [Choice(f"the index drawn for element {i} (feature {value})",
+                      tuple(j for j, other in enumerate(feature) if other == value))
+               for i, value in enumerate(feature)]
+    return uniform_choice_test(choices, [trial.tolist() for trial in trials], alpha)
+
+
+MATCHED_CONTRACT = Contract(valid=_matched_valid, facts=lambda inputs: {"feature": inputs["feature"].cpu()},
+                            fresh=with_fresh_generators, reseed=with_seeded_generators,
+                            distribution=_matched_distribution, trials=MATCHED_TRIALS,
+                            distribution_cases=("10 elements in blocks of 1 to 4: draws over 400 seeds",))
+
+
 def _standard_error_case(n_resamplings: int, n_hypotheses: int, seed: int) -> Case:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         centres = 2 + 4 * torch.rand(n_hypotheses, generator=env.generator(seed))
@@ -238,7 +360,10 @@ CHECKS = [
         "sample_groups",
         {"q, k in group A; v in group B; n 50": _groups_case({"q": "A", "k": "A", "v": "B"}, {"A": 11, "B": 22}, 50),
          "four variables in three groups; n 17": _groups_case(
-             {"emb": "g2", "prev": "g0", "labels": "g1", "key": "g0"}, {"g0": 5, "g1": 6, "g2": 1234}, 17)},
+             {"emb": "g2", "prev": "g0", "labels": "g1", "key": "g0"}, {"g0": 5, "g1": 6, "g2": 1234}, 17),
+         "two groups, n 4: permutations over 1000 seeds": _groups_case({"q": "A", "k": "A", "v": "B"},
+                                                                       {"A": 3, "B": 4}, 4)},
+        contract=GROUPS_CONTRACT,
         hints=(
             "What makes two variables resampled together, and what keeps two groups independent?",
             "Draw one random permutation per group from that group's own seed, and give every variable of a group"
@@ -340,7 +465,9 @@ CHECKS = [
     _check(
         "matched_resample",
         {"40 small integers": _matched_case("small ints", 40, 411),
-         "tokens of stories, 200 positions": _matched_case("story tokens", 200, 412)},
+         "tokens of stories, 200 positions": _matched_case("story tokens", 200, 412),
+         "10 elements in blocks of 1 to 4: draws over 400 seeds": _matched_distribution_case},
+        contract=MATCHED_CONTRACT,
         hints=(
             "How can you draw, for each element, a uniformly random partner with the same feature value, using "
             "only the generator you are given?",

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from checks.contracts import Choice, Contract, uniform_choice_test, with_fresh_generators, with_seeded_generators
 from checks.spec import Check, GradingEnv
 from curriculum.data.ioi import END_POSITION, S2_POSITION, ioi_prompts
 from curriculum.data.number_sequences import number_sequences
@@ -174,6 +175,66 @@ def _abc_case(n: int, seed: int, order: str, permute: bool) -> Case:
     return inputs
 
 
+# abc_corruption is judged by its contract (checks.contracts), not by one dictated torch.randint call: the tokens
+# unchanged except at each prompt's S2, where C is a name of name_tokens other than the prompt's IO and S; reproducible
+# from the generator; over ABC_TRIALS seeds, C uniform among those names for every prompt.
+ABC_TRIALS = 600
+ABC_DISTRIBUTION_CASE = "3 prompts, 8 names: third names over 600 seeds"
+
+
+def _abc_distribution_case(env: GradingEnv) -> dict[str, Any]:
+    """Three prompts and only 8 names (theirs and a few others), so that 600 draws test every option."""
+    inputs = _abc_case(3, 505, "mixed", False)(env)
+    tokens, positions = inputs["tokens"], inputs["positions"]
+    used = {int(tokens[b, positions[b, i]]) for b in range(3) for i in (0, 2)}
+    names = sorted(used) + [t for t in NAME_TOKENS if t not in used][: 8 - len(used)]
+    return {**inputs, "name_tokens": torch.tensor(names).to(env.device)}
+
+
+def _abc_facts(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {key: inputs[key].cpu() for key in ("tokens", "positions", "name_tokens")}
+
+
+def _abc_valid(output: Any, facts: dict[str, Any]) -> str | None:
+    tokens, positions, names = facts["tokens"], facts["positions"], facts["name_tokens"]
+    if not isinstance(output, torch.Tensor) or output.shape != tokens.shape:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        return f"abc_corruption should return a tensor of the tokens' shape {tuple(tokens.shape)}, got {shape}"
+    if output.dtype != torch.int64:
+        return f"the output has dtype {output.dtype}; the docstring promises int64 tokens"
+    rows = torch.arange(tokens.shape[0])
+    s2 = positions[:, 2]
+    changed = output != tokens
+    changed[rows, s2] = False
+    if changed.any():
+        b, p = (int(i) for i in changed.nonzero()[0])
+        return (f"prompt {b} changed at position {p} ({int(changed.sum())} positions in all), but only S2 (position "
+                f"{int(s2[b])}, positions[:, 2]) may change")
+    io, s, c = tokens[rows, positions[:, 0]], tokens[rows, s2], output[rows, s2]
+    for b in range(tokens.shape[0]):
+        if int(c[b]) not in names.tolist():
+            return f"prompt {b}'s S2 holds token {int(c[b])}, which is not one of name_tokens"
+        if int(c[b]) in (int(io[b]), int(s[b])):
+            which = "IO" if int(c[b]) == int(io[b]) else "S"
+            return (f"prompt {b}'s third name C is its {which} name (token {int(c[b])}): C must be neither the "
+                    "prompt's IO nor its S")
+    return None
+
+
+def _abc_distribution(trials: list[Any], facts: dict[str, Any], alpha: float) -> str | None:
+    tokens, positions, names = facts["tokens"], facts["positions"], facts["name_tokens"].tolist()
+    rows = torch.arange(tokens.shape[0])
+    io, s = tokens[rows, positions[:, 0]].tolist(), tokens[rows, positions[:, 2]].tolist()
+    choices = [Choice(f"prompt {b}'s third name", tuple(t for t in names if t not in (io[b], s[b])))
+               for b in range(len(io))]
+    return uniform_choice_test(choices, [trial[rows, positions[:, 2]].tolist() for trial in trials], alpha)
+
+
+ABC_CONTRACT = Contract(valid=_abc_valid, facts=_abc_facts, fresh=with_fresh_generators,
+                        reseed=with_seeded_generators, distribution=_abc_distribution, trials=ABC_TRIALS,
+                        distribution_cases=(ABC_DISTRIBUTION_CASE,))
+
+
 def _logit_diff_ioi(env: GradingEnv) -> dict[str, Any]:
     data = _ioi(env, 10, 511)
     with torch.no_grad():
@@ -313,12 +374,14 @@ CHECKS = [
     _check("abc_corruption", {
         "10 mixed prompts, names in vocabulary order": _abc_case(10, 503, "mixed", False),
         "7 ABBA prompts, names shuffled": _abc_case(7, 504, "ABBA", True),
-    }, hints=(
+        ABC_DISTRIBUTION_CASE: _abc_distribution_case,
+    }, contract=ABC_CONTRACT, hints=(
            "What must the third name be different from, and where in the prompt does it go?",
            "For each prompt draw, from the generator, one of the names that are neither its indirect object nor "
            "its subject, uniformly, and write it at the second subject position only.",
-           "One randint call for the batch; index the names left after removing IO and S, in the given order; "
-                "write at positions[:, 2] (S2) only.")),
+           "One draw for the whole batch, torch.randint(0, len(name_tokens) - 2, (batch,), generator=generator); "
+           "draw d picks the d-th of the names left once the prompt's IO and S are removed (in the given order); "
+           "write at positions[:, 2] (S2) only.")),
     _check("logit_diff", {
         "toy-gpt, 10 IOI prompts": _logit_diff_ioi,
         "random logits, 7 prompts, varied end positions": _logit_diff_random,
