@@ -479,6 +479,7 @@ class Child:
 
         import torch
 
+        from checks.budgets import ForwardPasses
         from checks.grading import call_learner
         from checks.judge import Raised, Rejection, case_facts, graded_callable
         from checks.learner import LearnerModuleError, explain_name_error, load_module
@@ -528,8 +529,10 @@ class Child:
         for case, (inputs, _) in built.items():
             self.channel.send(kind="phase", phase="call", case=case)
             try:
+                passes = ForwardPasses(check.forward_passes)
                 actual = call_learner(graded_callable(function, check, case), check, inputs, zygote.env, alarm=False,
-                                      after_call=lambda: self.channel.send(kind="phase", phase="audit", case=case))
+                                      after_call=lambda: self.channel.send(kind="phase", phase="audit", case=case),
+                                      passes=passes)
                 raised = actual if isinstance(actual, Raised) else None  # a documented exception, for the judge
                 output = None if raised else to_plain(actual)
             except Rejection as rejection:
@@ -545,8 +548,8 @@ class Child:
             except NotPlain as error:
                 self.channel.send(kind="rejection", case=case, status="failed", message=str(error), hint=check.hint)
                 return
-            complaint, status = None, "failed"
-            if check.validate is not None and raised is None:
+            complaint, status = passes.complaint(check.name), "failed"  # said once the output is judged right
+            if check.validate is not None and raised is None and complaint is None:
                 try:
                     complaint = check.validate(output, inputs)
                 except Exception:

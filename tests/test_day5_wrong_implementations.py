@@ -221,6 +221,10 @@ def read_batch_first(model, tokens, names):
     return _read(model, tokens, names, transpose=True)
 
 
+def read_once_per_node(model, tokens, names):  # the right values, one forward pass per node
+    return torch.cat([_read(model, tokens, [name]) for name in names])
+
+
 def _replace(model, tokens, replacements, every_position=False, add=False, shift=0, hook="z"):
     hooks = []
     for name, value in replacements.items():
@@ -390,7 +394,7 @@ def patching_every_head_at_once(model, clean_tokens, corrupted_tokens, correct_t
 
 
 def patching_one_pass_per_patch(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions):
-    """A correct alternative: transformer_lens's own loop, normalised."""
+    """The right values from transformer_lens's own loop, normalised, but one forward pass per patch."""
     from transformer_lens import patching
 
     _, clean_cache = model.run_with_cache(clean_tokens)
@@ -398,6 +402,35 @@ def patching_one_pass_per_patch(model, clean_tokens, corrupted_tokens, correct_t
     raw = patching.get_act_patch_attn_head_out_by_pos(model, corrupted_tokens, clean_cache, metric)
     ld_clean, ld_corrupted = metric(model(clean_tokens)), metric(model(corrupted_tokens))
     return (raw - ld_corrupted) / (ld_clean - ld_corrupted)
+
+
+def patching_batched_per_layer(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions):
+    """A correct alternative: one forward pass per layer, every (position, head) patch of the layer in its batch."""
+    _, clean_cache = model.run_with_cache(clean_tokens, names_filter=lambda name: name.endswith("hook_z"))
+    ld_clean = _mean_ld(model(clean_tokens), correct_tokens, wrong_tokens, end_positions)
+    ld_corrupted = _mean_ld(model(corrupted_tokens), correct_tokens, wrong_tokens, end_positions)
+    batch, seq, n_heads = clean_tokens.shape[0], clean_tokens.shape[1], model.cfg.n_heads
+    patches = [(position, head) for position in range(seq) for head in range(n_heads)]
+    result = torch.zeros(model.cfg.n_layers, seq, n_heads)
+    for layer in range(model.cfg.n_layers):
+        def fn(z, hook, layer=layer):
+            z = z.clone()
+            for k, (position, head) in enumerate(patches):
+                z[k * batch:(k + 1) * batch, position, head] = clean_cache["z", layer][:, position, head]
+            return z
+
+        logits = model.run_with_hooks(corrupted_tokens.repeat(len(patches), 1),
+                                      fwd_hooks=[(f"blocks.{layer}.attn.hook_z", fn)])
+        ld = solution.logit_diff(logits, correct_tokens.repeat(len(patches)), wrong_tokens.repeat(len(patches)),
+                                 end_positions.repeat(len(patches))).view(len(patches), batch).mean(1)
+        result[layer] = ((ld - ld_corrupted) / (ld_clean - ld_corrupted)).view(seq, n_heads)
+    return result
+
+
+def prune_batched_with_less_speculation(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes,
+                                        threshold, speculation):  # correct: fewer candidates per pass, still batched
+    return solution.greedy_prune_batched(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes,
+                                         threshold, max(2, speculation - 1))
 
 
 # ---- path patching ----------------------------------------------------------------------------------------------------
@@ -722,7 +755,7 @@ def prune_batched_ignoring_failures(model, tokens, means, correct_tokens, wrong_
 
 
 def prune_batched_by_the_sequential_loop(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes,
-                                         threshold, speculation):  # correct (but not batched)
+                                         threshold, speculation):  # the right nodes, but one forward pass per node
     return _greedy(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, threshold)
 
 
@@ -877,6 +910,9 @@ WRONG_IMPLEMENTATIONS = [
     (patching_normalised_clean_corrupted_swapped, "head_patching_by_position", DIFFER),
     (patching_corrupted_into_clean, "head_patching_by_position", DIFFER),
     (patching_every_head_at_once, "head_patching_by_position", DIFFER),
+    (patching_one_pass_per_patch, "head_patching_by_position", "forward passes of the model, and this exercise allows"),
+    (prune_batched_by_the_sequential_loop, "greedy_prune_batched", "forward passes of the model, and this exercise"),
+    (read_once_per_node, "read_nodes", "and this exercise allows one forward pass"),
     (path_without_freezing, "path_patching_to_logits", DIFFER),
     (path_in_the_corrupted_run, "path_patching_to_logits", DIFFER),
     (path_normalised_from_corrupted, "path_patching_to_logits", DIFFER),
@@ -927,17 +963,17 @@ CORRECT_ALTERNATIVES = [
     (means_in_float64, "reference_means"),
     (faithfulness_of_sums, "faithfulness"),
     (path_one_sender_at_a_time, "path_patching_to_logits"),
-    (patching_one_pass_per_patch, "head_patching_by_position"),
     (abc_with_python_lists, "abc_corruption"),
     (abc_in_sorted_name_order, "abc_corruption"),
     (abc_by_randperm, "abc_corruption"),
     (read_with_recording_hooks, "read_nodes"),
+    (patching_batched_per_layer, "head_patching_by_position"),
+    (prune_batched_with_less_speculation, "greedy_prune_batched"),
     (replace_with_one_hook_per_node, "run_with_nodes_replaced"),
     (effects_per_prompt_in_float64, "direct_effects"),
     (receivers_one_sender_at_a_time, "path_patching_to_receivers"),
     (ablation_by_boolean_indexing, "mean_ablated_logits"),
     (minimality_in_one_batched_pass, "minimality"),
-    (prune_batched_by_the_sequential_loop, "greedy_prune_batched"),
     (prune_sequential_by_the_batched_loop, "greedy_prune_sequential"),
     (answers_from_the_first_step, "number_answer_tokens"),
     (corruption_with_index_put, "repeat_last_corruption"),

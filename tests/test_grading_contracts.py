@@ -180,3 +180,113 @@ def test_a_biased_or_irreproducible_draw_fails(exercise, wrong, phrase):
     assert outcome.status == "failed" and phrase in outcome.message, outcome.message
     if phrase == "not uniform":
         assert "with probability at most 1e-06" in outcome.message
+
+
+# ---- every documented exception is graded, every named type enforced --------------------------------------------------
+import ast  # noqa: E402
+import re  # noqa: E402
+
+from checks.spec import expected_exception  # noqa: E402
+
+_PROMISED_EXCEPTION = re.compile(r"\b[Rr]aises? (?:an? )?`?(\w+(?:Error|Exception))")
+_NAMED_TYPE = re.compile(r"\bPython (?:float|int|bool)s?\b|\b(?:int64|int32|float32|float64|float16|bfloat16|"
+                         r"torch\.long|torch\.bool)\b|\bbool tensor\b", re.IGNORECASE)
+
+
+def _exercises(day: int) -> dict[str, ast.FunctionDef]:
+    tree = ast.parse(COURSE.day(day).solution_path.read_text(encoding="utf-8"))
+    return {node.name: node for node in tree.body if isinstance(node, ast.FunctionDef)}
+
+
+def promised_exceptions(docstring: str) -> set[str]:
+    """The exceptions a docstring promises ("Raises ValueError when ...")."""
+    return set(_PROMISED_EXCEPTION.findall(docstring))
+
+
+def named_types(function: ast.FunctionDef) -> list[str]:
+    """The types and dtypes a docstring (or the return annotation: `-> float`) names."""
+    found = _NAMED_TYPE.findall(ast.get_docstring(function) or "")
+    returns = ast.unparse(function.returns) if function.returns else ""
+    return found + ([f"-> {returns}"] if returns in ("float", "int", "bool") else [])
+
+
+def test_the_rules_read_docstrings():
+    assert promised_exceptions("Returns x. Raises ValueError when k < 1; raises a KeyError otherwise.") == {
+        "ValueError", "KeyError"}
+    assert promised_exceptions("Returns the mean, as a Python float.") == set()
+    function = ast.parse('def f() -> float:\n    """The mean as a Python float of an int64 [n] tensor."""').body[0]
+    assert named_types(function) == ["Python float", "int64", "-> float"]
+    plain = ast.parse('def f():\n    """Returns a float tensor of shape [n]."""').body[0]
+    assert named_types(plain) == []
+
+
+@pytest.mark.parametrize("day", DAYS)
+def test_every_documented_exception_has_a_raises_case(day):
+    exercises = _exercises(day)
+    missing = []
+    for check in COURSE.day(day).checks:
+        promised = promised_exceptions(ast.get_docstring(exercises[check.name]) or "")
+        cased = {expected_exception(case).__name__ for case in check.cases.values() if expected_exception(case)}
+        if promised - cased:
+            missing.append(f"{check.name}: its docstring promises {sorted(promised - cased)}, which no Raises case "
+                           "checks")
+    assert not missing, "\n".join(missing)
+
+
+@pytest.mark.parametrize("day", DAYS)
+def test_every_type_a_docstring_names_is_enforced(day):
+    exercises = _exercises(day)
+    loose = [f"{check.name}: names {named_types(exercises[check.name])} but sets neither exact_types nor a contract"
+             for check in COURSE.day(day).checks
+             if named_types(exercises[check.name]) and not (check.exact_types or check.contract)]
+    assert not loose, "\n".join(loose)
+
+
+# ---- budgets of forward passes -----------------------------------------------------------------------------------------
+from checks.budgets import STOP_FACTOR, BudgetExceeded, ForwardPasses  # noqa: E402
+
+
+def _tiny_model():
+    import importlib.util
+
+    from conftest import FIXTURE_COURSE
+
+    spec = importlib.util.spec_from_file_location("_fixture_models", FIXTURE_COURSE / "models.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.load_model("tiny")
+
+
+def test_forward_passes_are_counted_however_the_model_is_run():
+    from transformer_lens import HookedTransformer
+
+    model, original = _tiny_model(), HookedTransformer.forward
+    tokens = torch.zeros(2, 5, dtype=torch.long)
+    with torch.no_grad(), ForwardPasses(2) as passes:
+        model(tokens)
+        model.run_with_cache(tokens)
+        model.reset_hooks()  # nothing the model offers resets the count
+        model.run_with_hooks(tokens, fwd_hooks=[])
+        model.forward(tokens)
+    assert passes.count == 4 and HookedTransformer.forward is original
+    assert passes.complaint("f") == ("f ran 4 forward passes of the model, and this exercise allows at most 2 forward "
+                                     "passes: the point is to batch the work (stack the runs along the batch "
+                                     "dimension) rather than loop over runs.")
+    with ForwardPasses(None) as unbounded:
+        model(tokens)
+    assert unbounded.count == 0 and unbounded.complaint("f") is None
+
+
+def test_a_call_far_beyond_its_budget_is_stopped_and_a_replaced_forward_is_caught():
+    from transformer_lens import HookedTransformer
+
+    model, tokens = _tiny_model(), torch.zeros(1, 3, dtype=torch.long)
+    with pytest.raises(BudgetExceeded), torch.no_grad(), ForwardPasses(1) as passes:
+        for _ in range(10):
+            model(tokens)
+    assert passes.count == STOP_FACTOR + 1 and f"was stopped at {STOP_FACTOR}" in passes.complaint("f")
+    original = HookedTransformer.forward
+    with ForwardPasses(1) as passes:
+        HookedTransformer.forward = original  # the learner's way around the count
+    assert passes.replaced and "replaced HookedTransformer.forward" in passes.complaint("f")
+    assert HookedTransformer.forward is original

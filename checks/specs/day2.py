@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from checks.spec import Check, GradingEnv
+from checks.spec import Check, GradingEnv, Raises
 from curriculum.data.array_indexing import array_indexing_batch
 from curriculum.data.induction_corpus import FIRST_WORD_TOKEN, stories
 from curriculum.data.repeated_tokens import repeated_tokens
@@ -268,6 +268,29 @@ def _array_agreement_case(env: GradingEnv) -> dict[str, Any]:
             "first_query": 3}
 
 
+# ---- cases on which a docstring promises a ValueError ----------------------------------------------------------------
+def _random_tokens(model_name: str, batch: int, length: int, seed: int) -> Callable[[GradingEnv], torch.Tensor]:
+    def tokens(env: GradingEnv) -> torch.Tensor:
+        d_vocab = env.model(model_name).cfg.d_vocab
+        return torch.randint(0, d_vocab, (batch, length), generator=env.generator(seed)).to(env.device)
+
+    return tokens
+
+
+def _non_square_circuit(env: GradingEnv) -> dict[str, Any]:
+    return {"circuits": _randn(env, (3, 5, 7), 230), "k": 2}
+
+
+def _patterns_of_other_shapes(env: GradingEnv) -> dict[str, Any]:
+    return {"predicted": _randn(env, (2, 6, 6), 231).softmax(-1), "actual": _randn(env, (2, 7, 7), 232).softmax(-1),
+            "first_query": 1}
+
+
+def _no_query_after_first_query(env: GradingEnv) -> dict[str, Any]:
+    patterns = _randn(env, (2, 6, 6), 233).softmax(-1)
+    return {"predicted": patterns, "actual": patterns.flip(-1).softmax(-1), "first_query": 6}
+
+
 CHECKS = [
     Check(
         "circuit_summary",
@@ -276,6 +299,8 @@ CHECKS = [
             "QK circuits of induction-2l layer 0, batched over heads, k 5": _summary_case(
                 INDUCTION, lambda m: (m.W_Q[0], m.W_K[0].transpose(-1, -2)), 5),
             "embedding x unembedding of array-2l1h (52 x 50), k 4": _summary_case(ARRAY, lambda m: (m.W_E, m.W_U), 4),
+            "k 0 (ValueError)": Raises(ValueError, _summary_case(INDUCTION, lambda m: (m.W_V[1, 0], m.W_O[1, 0]), 0)),
+            "k 51 > rdim 50 (ValueError)": Raises(ValueError, _summary_case(ARRAY, lambda m: (m.W_E, m.W_U), 51)),
         },
         validate=_not_materialised,
         hints=(
@@ -308,6 +333,9 @@ CHECKS = [
             "all 8 heads of induction-2l, k 1": _copying_case(INDUCTION, None, 1),
             "layer 2 of toy-gpt (296 tokens), k 5": _copying_case(TOY_GPT, 2, 5),
             "one random 60 x 60 matrix, no batch dims, k 10": _random_copying_case,
+            "3 matrices of 5 x 7 (ValueError)": Raises(ValueError, _non_square_circuit),
+            "k 0 (ValueError)": Raises(ValueError, _copying_case(INDUCTION, 1, 0)),
+            "k 194 > 193 tokens (ValueError)": Raises(ValueError, _copying_case(INDUCTION, 1, 194)),
         },
         hints=(
             "When does a matrix copy token t: what must be true of row t's diagonal entry?",
@@ -321,6 +349,7 @@ CHECKS = [
         {
             "induction-2l (2 layers x 4 heads, 193 tokens)": _model_case(INDUCTION),
             "toy-gpt (4 layers x 4 heads, 296 tokens)": _model_case(TOY_GPT),
+            "array-2l1h: 52 tokens in, 50 out (ValueError)": Raises(ValueError, _model_case(ARRAY)),
         },
         hints=(
             "What do positive eigenvalues of an OV circuit say about copying, and how can you get them without a "
@@ -336,6 +365,10 @@ CHECKS = [
             "induction-2l L0H0, 30 positions": _head_case(INDUCTION, 0, 0, n_positions=30),
             "induction-2l L1H3, 17 positions": _head_case(INDUCTION, 1, 3, n_positions=17),
             "array-2l1h L1H0, all 11 positions": _head_case(ARRAY, 1, 0, n_positions=11),
+            "toy-gpt, standard positions (ValueError)": Raises(ValueError, _head_case(TOY_GPT, 0, 0, n_positions=5)),
+            "array-2l1h, 12 positions > n_ctx 11 (ValueError)": Raises(ValueError, _head_case(ARRAY, 0, 0,
+                                                                                                   n_positions=12)),
+            "induction-2l, 0 positions (ValueError)": Raises(ValueError, _head_case(INDUCTION, 0, 0, n_positions=0)),
         },
         hints=(
             "If the residual stream held only the position embedding, what would a head's queries and keys be?",
@@ -369,6 +402,8 @@ CHECKS = [
             "array-2l1h layer 1, 4 examples": _decomposition_case(ARRAY, lambda env: _arrays(env, 4, 215), 1),
             "induction-2l layer 0, 2 stories of 15": _decomposition_case(
                 INDUCTION, lambda env: _stories(env, 2, 15, 216), 0),
+            "toy-gpt: MLPs, LayerNorm, standard positions (ValueError)": Raises(ValueError, _decomposition_case(
+                TOY_GPT, _random_tokens(TOY_GPT, 2, 8, 240), 1)),
         },
         hints=(
             "What writes into the residual stream before a given layer, and what does the layer read besides it?",
@@ -446,7 +481,7 @@ CHECKS = [
         # A mean of random scores is close for any draws: only the exact draws of `generator` are within these.
         atol=1e-7,
         rtol=1e-5,
-        hints=(
+        exact_types=True, hints=(
             "What score would two unrelated heads get by chance, and what does a fair random draw of such heads "
             "need?",
             "Draw four random low-rank factors from the generator in the documented order, form pairs of products"
@@ -464,6 +499,10 @@ CHECKS = [
             "array-2l1h L0H0 -> L1H0, 4 examples": _prediction_case(ARRAY, lambda env: _arrays(env, 4, 224), 0, 0, 1, 0),
             "induction-2l L1H3 -> L1H1 (any pair of heads), 2 sequences of 11": _prediction_case(
                 INDUCTION, lambda env: _repeated(env, 2, 5, 225), 1, 3, 1, 1),
+            "toy-gpt, standard positions (ValueError)": Raises(ValueError, _prediction_case(
+                TOY_GPT, _random_tokens(TOY_GPT, 2, 8, 241), 0, 0, 1, 0)),
+            "array-2l1h, 12 tokens > n_ctx 11 (ValueError)": Raises(ValueError, _prediction_case(
+                ARRAY, _random_tokens(ARRAY, 2, 12, 242), 0, 0, 1, 0)),
         },
         hints=(
             "Combine a previous-token head's positional pattern with an induction head's weights: which token "
@@ -479,8 +518,10 @@ CHECKS = [
         {
             "L1H0 of induction-2l vs a noisy copy, from query 11": _agreement_case,
             "array-2l1h layer 0 vs layer 1, from query 3": _array_agreement_case,
+            "patterns of 6 and 7 positions (ValueError)": Raises(ValueError, _patterns_of_other_shapes),
+            "first_query 6 of 6 positions (ValueError)": Raises(ValueError, _no_query_after_first_query),
         },
-        hints=(
+        exact_types=True, hints=(
             "How do you tell whether two attention patterns pick the same key, and which queries count?",
             "Find the most attended key of each query in both patterns, keep queries from the first counted one "
             "on, and average the agreements into a plain number.",

@@ -55,8 +55,8 @@ def _mask_case(batch: int, length: int, seed: int, candidates: str) -> Case:
         if candidates == "names":
             chosen = torch.tensor(INDUCTION_CANDIDATES)
             tokens, d_vocab = _stories(env, batch, length, seed), env.model(MODEL).cfg.d_vocab
-        else:  # a random set of word tokens, in the smaller vocabulary of another model
-            d_vocab = env.model(OTHER_MODEL).cfg.d_vocab
+        else:  # a random set of tokens, in the smaller (array-2l1h) or larger (toy-gpt) vocabulary of another model
+            d_vocab = env.model(OTHER_MODEL if candidates == "random" else GPT).cfg.d_vocab
             tokens = torch.randint(0, d_vocab, (batch, length), generator=env.generator(seed)).to(env.device)
             chosen = torch.randperm(d_vocab, generator=env.generator(seed + 1))[: d_vocab // 4]
         return {"inputs": tokens[:, :-1], "candidates": chosen.to(env.device), "d_vocab": d_vocab}
@@ -318,7 +318,7 @@ CHECKS = [
     _check(
         "inputs_and_targets",
         {"batch 4, 20 tokens": _shift_case(4, 20, 301), "batch 7, 33 tokens": _shift_case(7, 33, 302)},
-        hints=(
+        exact_types=True, hints=(
             "A language model predicts the next token: which tokens can it read, and which can it be scored on?",
             "Drop the last token to get what the model reads, and the first token to get what each position is "
             "scored on.",
@@ -328,8 +328,9 @@ CHECKS = [
     _check(
         "candidate_mask",
         {"names, batch 5, 40 tokens": _mask_case(5, 40, 311, "names"),
-         "random candidates, other vocabulary, batch 3, 25 tokens": _mask_case(3, 25, 312, "random")},
-        hints=(
+         "random candidates, other vocabulary, batch 3, 25 tokens": _mask_case(3, 25, 312, "random"),
+         "random candidates, toy-gpt's 296 tokens, batch 4, 30 tokens": _mask_case(4, 30, 313, "random, larger")},
+        exact_types=True, hints=(
             "Is a candidate position decided by the token the model reads there or by the token it must predict?",
             "Build a yes/no table over the vocabulary marking the candidates, and look up each input token in it.",
             "Index a table of d_vocab booleans (True at the candidates) by the *input* tokens themselves "
@@ -339,7 +340,7 @@ CHECKS = [
         "per_position_loss",
         {"induction-2l, batch 3, 30 tokens": _loss_case(MODEL, 3, 30, 321),
          "toy-gpt, batch 2, 12 tokens": _loss_case(GPT, 2, 12, 322)},
-        hints=(
+        exact_types=True, hints=(
             "The targets are already aligned with the inputs: what is the loss at one position?",
             "Run the model on the inputs, turn its logits into log-probabilities and read, at every position, "
             "that of its target; negate.",
@@ -350,7 +351,7 @@ CHECKS = [
         "loss_on_candidates",
         {"batch 6, 30 positions": _candidate_loss_case(6, 30, 331, 0.3),
          "batch 3, 50 positions": _candidate_loss_case(3, 50, 332, 0.15)},
-        hints=(
+        exact_types=True, hints=(
             "Should each candidate position count once, or each sequence?",
             "Pool the losses of all selected positions of the whole batch and average them together.",
             "losses[mask].mean(): pool all selected positions of the batch, each counting once (not the mean of "
@@ -375,7 +376,7 @@ CHECKS = [
         "scrub_all_inputs_loss",
         {"names, batch 6, 128 tokens": _scrub_all_case(6, 128, 341, "names"),
          "names and words, batch 9, 96 tokens": _scrub_all_case(9, 96, 342, "mixed")},
-        hints=(
+        exact_types=True, hints=(
             "When every input is resampled, which parts of the question stay the original's?",
             "Run the model on the resampled sequences, but score it on the original sequences' targets at the "
             "original candidate positions.",
@@ -396,7 +397,7 @@ CHECKS = [
         "layer1_input_components",
         {"induction-2l (4 heads), batch 3, 16 tokens": _components_case(MODEL, 3, 16, 361),
          "array-2l1h (1 head), batch 4, 11 tokens": _components_case(OTHER_MODEL, 4, 11, 362)},
-        hints=(
+        exact_types=True, hints=(
             "What does layer 1 read: which outputs of layer 0 and the embedding add up to it, and what does this "
             "model leave out of the residual stream?",
             "Stack the token embedding, each layer-0 head's output and layer 0's output bias, in that order; no "
@@ -425,7 +426,7 @@ CHECKS = [
         "run_with_qkv_inputs",
         {"induction-2l, L1H0, batch 3, 24 tokens": _run_qkv_case(MODEL, 1, 0, 3, 24, 381),
          "induction-2l, L0H2, batch 2, 17 tokens": _run_qkv_case(MODEL, 0, 2, 2, 17, 382)},
-        hints=(
+        exact_types=True, hints=(
             "How can one head's query, key and value inputs be set separately, and what must the model look like "
             "afterwards?",
             "Switch on the model's split inputs, hook the three input hooks of the layer to replace only that "
@@ -440,7 +441,7 @@ CHECKS = [
         {"induction-2l, L1H0, batch 2, 20 tokens": _head_output_case(MODEL, 1, 0, 2, 20, 391),
          "induction-2l, L0H3, batch 3, 13 tokens": _head_output_case(MODEL, 0, 3, 3, 13, 392),
          "array-2l1h, L1H0, batch 2, 11 tokens": _head_output_case(OTHER_MODEL, 1, 0, 2, 11, 393)},
-        hints=(
+        exact_types=True, hints=(
             "Which of a head's three inputs get the position embedding in a shortformer model, and which biases "
             "does a head add?",
             "Add positions to the query and key inputs only, compute queries, keys and values with their biases, "
@@ -453,7 +454,7 @@ CHECKS = [
         {"induction-2l, L0H0, batch 3, 24 tokens": _prev_value_case(MODEL, 0, 3, 24, 401),
          "induction-2l, L0H2, batch 2, 31 tokens": _prev_value_case(MODEL, 2, 2, 31, 402),
          "array-2l1h, L0H0, batch 4, 11 tokens": _prev_value_case(OTHER_MODEL, 0, 4, 11, 403)},
-        hints=(
+        exact_types=True, hints=(
             "Which value does the previous-token path carry, and what happens at the first position, which has no"
             " previous one?",
             "Compute the pattern from the other sequences; use the original tokens' values only where a query "

@@ -33,6 +33,14 @@ NAME_TOKENS = [TOKEN_ID[name] for name in NAMES]
 Case = Callable[[GradingEnv], dict[str, Any]]
 
 
+# Budgets of forward passes (checks.budgets) for the exercises whose point is batching. head_patching_by_position's
+# solution runs 7 and 6 passes, a loop over positions about 18, a loop over every (layer, position, head) 256 and 72;
+# greedy_prune_batched's solution runs 14, 22 and 5 where the sequential loop runs 17, 81 and 7. The budgets leave
+# room for other ways of batching; the loops fail.
+PATCHING_PASSES = 24
+PRUNING_PASSES = 44
+
+
 def _check(name: str, cases: dict[str, Case], **options: Any) -> Check:
     return Check(name=name, cases=cases, **options)
 
@@ -366,7 +374,7 @@ CHECKS = [
     _check("ioi_positions", {
         "12 mixed prompts": _positions_case(12, 501, "mixed", 0),
         "9 BABA prompts, right-padded to 19 tokens, every other one a word shorter": _positions_case(9, 502, "BABA", 3),
-    }, hints=(
+    }, exact_types=True, hints=(
            "In an IOI prompt, which name appears once, which twice, and where does the prompt end?",
            "Find the indirect object and the subject by their tokens: the subject's first and second occurrence, "
            "and the last real token as the end.",
@@ -385,7 +393,7 @@ CHECKS = [
     _check("logit_diff", {
         "toy-gpt, 10 IOI prompts": _logit_diff_ioi,
         "random logits, 7 prompts, varied end positions": _logit_diff_random,
-    }, atol=1e-5, hints=(
+    }, atol=1e-5, exact_types=True, hints=(
                       "Where in each prompt is the answer predicted, and which two logits does the measure "
                       "compare?",
                       "At each prompt's own end position, subtract the wrong name's logit from the correct "
@@ -401,7 +409,7 @@ CHECKS = [
     _check("read_nodes", {
         "toy-gpt, 6 IOI prompts, 3 nodes": _read_case("ioi", 515, 6, ["a0.h1.t12", "a3.h2.t15", "a2.h0.t3"]),
         "random 3x2 model, 5 prompts, 2 nodes": _read_case("random", 516, 5, ["a2.h1.t4", "a1.h0.t9"]),
-    }, hints=(
+    }, forward_passes=1, hints=(
            "What is a node here, and which single activation holds every node's value?",
            "Run the model once with a cache of the attention z of the layers you need, and read each node's head "
            "and position in the given order.",
@@ -429,7 +437,7 @@ CHECKS = [
     _check("head_patching_by_position", {
         "toy-gpt, 4 IOI prompts, ABC corruption": _patching_case("ioi", 521, 4),
         "random 3x2 model, 5 prompts, second half corrupted": _patching_case("random", 522, 5),
-    }, **PATCHING_TOLERANCE, timeout_s=120.0,
+    }, **PATCHING_TOLERANCE, timeout_s=120.0, forward_passes=PATCHING_PASSES,
         hints=(
             "Which run is patched into which, and how can you patch every head and position without a forward "
             "pass each?",
@@ -476,7 +484,7 @@ CHECKS = [
     _check("faithfulness", {
         "toy-gpt, 8 IOI prompts, 70% kept": _faithfulness_case("ioi", 532, 8, 0.7),
         "toy-gpt, 7 number prompts, 40% kept": _faithfulness_case("numbers", 533, 7, 0.4),
-    }, atol=1e-2, rtol=1e-3, hints=(
+    }, atol=1e-2, rtol=1e-3, exact_types=True, hints=(
                                  "How do you express how much of the model's behaviour a circuit keeps, as a "
                                  "percentage?",
                                  "Compare the mean logit difference of the ablated run with the full model's, as "
@@ -497,7 +505,7 @@ CHECKS = [
                                                                                     5),
         "random 3x2 model, 5 prompts, 6 heads, T = 20, speculation 3": _pruning_case("random", 536, 5, "heads", 20.0,
                                                                                      3),
-    }, hints=(
+    }, forward_passes=PRUNING_PASSES, hints=(
            "How can several removal decisions share one forward pass and still give the sequential loop's answer?",
            "Batch the candidates after the last decision, each assuming the earlier ones removed; accept up to "
            "the first failure, keep that node and start the next batch after it.",
@@ -506,7 +514,7 @@ CHECKS = [
     _check("minimality", {
         "toy-gpt, 8 IOI prompts, head circuit": _minimality_case("ioi", 537, 8, 0.6),
         "toy-gpt, 6 number prompts, head circuit": _minimality_case("numbers", 538, 6, 0.7),
-    }, atol=2e-2, rtol=1e-3, hints=(
+    }, atol=2e-2, rtol=1e-3, exact_types=True, hints=(
                                  "How much does each kept node matter once the rest of the circuit is in place?",
                                  "For every kept node, compare the circuit's faithfulness with and without it; "
                                  "nodes not kept get zero.",
