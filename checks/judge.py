@@ -119,7 +119,8 @@ def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any], *, f
             raise Rejection(Status.FAILED, complaint, check.hint)
         return
     try:
-        verdict = compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered)
+        verdict = compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered,
+                          axes=check.axes)
     except Exception as error:  # an output so odd that comparing it fails
         raise Rejection(Status.FAILED, f"your output could not be compared with the reference "
                         f"({type(error).__name__}: {error}); it should be a {type(expected).__name__}",

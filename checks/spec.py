@@ -85,8 +85,8 @@ class Check:
         `checks.contracts`. Raises cases are still judged by their exception.
     forward_passes: the most forward passes of a model one call may run (counted on `HookedTransformer.forward`,
         outside the learner's code: see `checks.budgets`), for exercises whose point is batching; None: no bound.
-    axes: names of the output's dimensions, for messages (e.g. ("position", "head")); a name may be a callable
-        `index -> label` (e.g. lambda h: f"a3.h{h}"): an index [13, 3] then reads "position 13, head a3.h3".
+    axes: names of a tensor output's dimensions, for messages (e.g. ("layer", "position", "head")): an index
+        [3, 13, 3] then also reads "(head a3.h3 at position 13)".
     """
 
     name: str
@@ -101,7 +101,7 @@ class Check:
     timeout_s: float = 60.0
     contract: "Contract | None" = field(default=None, hash=False)
     forward_passes: int | None = None
-    axes: tuple[Any, ...] = field(default=(), hash=False)
+    axes: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:

@@ -453,7 +453,7 @@ WRONG_IMPLEMENTATIONS = [
     ("per_position_loss", log_probs_not_negated, "sign flipped"),
     ("per_position_loss", loss_with_softmax_not_log, "log_softmax"),
     ("loss_on_candidates", mean_of_per_sequence_means, "not the mean of per-sequence means"),
-    ("loss_on_candidates", mean_over_all_positions, "constant factor"),
+    ("loss_on_candidates", mean_over_all_positions, "below the reference"),
     ("loss_on_candidates", mean_over_the_non_candidates, "losses[mask].mean()"),
     ("loss_on_candidates", sum_instead_of_mean, "constant factor"),
     ("sample_groups", one_generator_for_every_variable, "resampled together"),

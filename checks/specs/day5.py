@@ -438,6 +438,7 @@ CHECKS = [
         "toy-gpt, 4 IOI prompts, ABC corruption": _patching_case("ioi", 521, 4),
         "random 3x2 model, 5 prompts, second half corrupted": _patching_case("random", 522, 5),
     }, **PATCHING_TOLERANCE, timeout_s=120.0, forward_passes=PATCHING_PASSES,
+        axes=("layer", "position", "head"),
         hints=(
             "Which run is patched into which, and how can you patch every head and position without a forward "
             "pass each?",
@@ -447,7 +448,7 @@ CHECKS = [
     _check("path_patching_to_logits", {
         "toy-gpt, 6 IOI prompts": _patching_case("ioi", 523, 6),
         "random 3x2 model, 5 prompts": _patching_case("random", 524, 5),
-    }, **PATCHING_TOLERANCE, hints=(
+    }, **PATCHING_TOLERANCE, axes=("layer", "head"), hints=(
                                  "How do you let a head's effect reach the logits only directly, not through the "
                                  "heads after it?",
                                  "Corrupt the sender only, keep every other head's output at its clean value, let"
@@ -458,7 +459,7 @@ CHECKS = [
         "toy-gpt, 6 IOI prompts, values of L3H0 and L3H2": _receivers_case("ioi", 525, 6, [(3, 0), (3, 2)], "v"),
         "toy-gpt, 5 number prompts, queries of L2H1 and L3H3": _receivers_case("numbers", 526, 5, [(2, 1), (3, 3)], "q"),
         "random 3x2 model, 4 prompts, keys of L1H1": _receivers_case("random", 527, 4, [(1, 1)], "k"),
-    }, **PATCHING_TOLERANCE, hints=(
+    }, **PATCHING_TOLERANCE, axes=("layer", "head"), hints=(
                                  "How can a sender's effect be restricted to what it writes into some receivers' "
                                  "queries, keys or values?",
                                  "First record the receivers' inputs in a run with the sender corrupted and every"
