@@ -371,7 +371,7 @@ class _Comparer:
         lines = [f"{path}: {n_wrong} of {wrong.numel()} elements ({100 * n_wrong / wrong.numel():.3g}%) differ. "
                  f"First at index {self._index(first, path)}: got {actual[first].item()}, expected "
                  f"{expected[first].item()}."]
-        lines.extend(self._structural_hints(actual, expected, exact=True))
+        lines.extend(self._structural_hints(actual, expected, exact=True) or self._confined_hint(wrong, path))
         return _fail(" ".join(lines))
 
     def _index(self, index: tuple[int, ...], path: str) -> str:
@@ -424,13 +424,30 @@ class _Comparer:
                          f"{_fmt(a[index].item() if a.ndim else a.item())}, expected "
                          f"{_fmt(e[index].item() if e.ndim else e.item())}; max rel error "
                          f"{_fmt(rel)}.")
-        lines.extend(self._structural_hints(a, e, exact=False))
+        lines.extend(self._structural_hints(a, e, exact=False) or self._confined_hint(~close, path))
         return _fail(" ".join(lines), margin)
 
     def _matches(self, candidate: torch.Tensor, expected: torch.Tensor, exact: bool) -> bool:
         if exact:
             return bool((candidate == expected).all())
         return bool(self._close_mask(candidate, expected).all())
+
+    def _confined_hint(self, wrong: torch.Tensor, path: str) -> list[str]:
+        """Say so when every difference lies at one index of one dimension (everything else matches): e.g. only at
+        position 0, the position that can attend only to itself and has no previous position."""
+        axes = self.axes if path == "output" and len(self.axes) == wrong.ndim else ()
+        for dim in range(wrong.ndim):
+            if wrong.shape[dim] < 3:
+                continue
+            rows = wrong.movedim(dim, 0).reshape(wrong.shape[dim], -1).any(1)
+            if int(rows.sum()) == 1:
+                index = int(rows.nonzero()[0])
+                name = f"{axes[dim]} {index}" if axes else f"index {index} of dim {dim}"
+                cause = (" the first position handled differently (it can attend only to itself, and has no previous "
+                         "position)?" if index == 0 and (not axes or axes[dim] == "position") else
+                         " a special case applied to it, or missed?")
+                return [f"Hint: every difference is at {name}; everything else matches:{cause}"]
+        return []
 
     def _structural_hints(self, a: torch.Tensor, e: torch.Tensor, exact: bool) -> list[str]:
         """Name a simple transformation that turns the reference into the learner's answer, if one does."""

@@ -229,3 +229,16 @@ def test_an_index_says_what_it_is_when_the_check_names_the_axes():
     from checks.course import Course
 
     assert Course.default().day(5).check("head_patching_by_position").axes == ("layer", "position", "head")
+
+
+def test_differences_confined_to_one_position_are_said():
+    # seen on day 3: prev_value_path_output with key p - 1 clamped to 0 said only "4 of 96 elements differ"
+    expected = torch.randn(2, 6, 8, generator=torch.Generator().manual_seed(6))
+    actual = expected.clone()
+    actual[:, 0] += 1.0
+    message = compare(actual, expected, axes=("batch", "position", "d_model")).message
+    assert "every difference is at position 0; everything else matches" in message
+    assert "no previous position" in message
+    actual = expected.clone()
+    actual[1, 4, :3] -= 2.0
+    assert "every difference is at index 4 of dim 1" in compare(actual, expected).message

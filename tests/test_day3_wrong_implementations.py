@@ -358,6 +358,11 @@ def _prev_path(model, head, tokens, other_tokens, pattern_from="other", previous
     return z @ model.W_O[0, head]
 
 
+def prev_path_clamping_position_0(model, head, tokens, other_tokens):  # key p - 1 clamped to 0: position 0 reads its own
+    out = _prev_path(model, head, tokens, other_tokens)
+    return torch.cat([_prev_path(model, head, tokens, other_tokens, offset=0)[:, :1], out[:, 1:]], dim=1)
+
+
 def prev_path_with_the_original_pattern(model, head, tokens, other_tokens):
     return _prev_path(model, head, tokens, other_tokens, pattern_from="orig")
 
@@ -492,6 +497,7 @@ WRONG_IMPLEMENTATIONS = [
     ("prev_value_path_output", prev_path_keeping_every_value, "every other value from other_tokens"),
     ("prev_value_path_output", prev_path_forgetting_b_v, "+ b_V"),
     ("prev_value_path_output", prev_path_forgetting_the_positions, "embedding + positions"),
+    ("prev_value_path_output", prev_path_clamping_position_0, "every difference is at position 0"),
     ("matched_resample", matched_ignoring_the_feature, "among the elements with its own feature value"),
     ("matched_resample", matched_always_the_first_of_the_block, "not uniform"),
     ("matched_resample", matched_never_the_last_of_the_block, "not uniform"),

@@ -441,7 +441,7 @@ CHECKS = [
         {"induction-2l, L1H0, batch 2, 20 tokens": _head_output_case(MODEL, 1, 0, 2, 20, 391),
          "induction-2l, L0H3, batch 3, 13 tokens": _head_output_case(MODEL, 0, 3, 3, 13, 392),
          "array-2l1h, L1H0, batch 2, 11 tokens": _head_output_case(OTHER_MODEL, 1, 0, 2, 11, 393)},
-        exact_types=True, hints=(
+        exact_types=True, axes=("batch", "position", "d_model"), hints=(
             "Which of a head's three inputs get the position embedding in a shortformer model, and which biases "
             "does a head add?",
             "Add positions to the query and key inputs only, compute queries, keys and values with their biases, "
@@ -454,7 +454,7 @@ CHECKS = [
         {"induction-2l, L0H0, batch 3, 24 tokens": _prev_value_case(MODEL, 0, 3, 24, 401),
          "induction-2l, L0H2, batch 2, 31 tokens": _prev_value_case(MODEL, 2, 2, 31, 402),
          "array-2l1h, L0H0, batch 4, 11 tokens": _prev_value_case(OTHER_MODEL, 0, 4, 11, 403)},
-        exact_types=True, hints=(
+        exact_types=True, axes=("batch", "position", "d_model"), hints=(
             "Which value does the previous-token path carry, and what happens at the first position, which has no"
             " previous one?",
             "Compute the pattern from the other sequences; use the original tokens' values only where a query "
