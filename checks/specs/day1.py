@@ -138,10 +138,10 @@ CHECKS = [
         },
         exact_types=True,
         hints=(
-            "Which object of a HookedTransformer holds its sizes, and which weight matrices and biases make up "
-            "one attention layer?",
-            "Read every dimension from the model's config; count the parameters of the query, key, value and "
-            "output weights and their four biases, in every layer.",
+            "Which object of a HookedTransformer holds its sizes, and which weight matrices and biases make up one "
+            "attention layer?",
+            "Read every dimension from the model's config; count the parameters of the query, key, value and output "
+            "weights and their four biases, in every layer.",
             "Read the dimensions from model.cfg (n_heads is per layer); attention_params counts W_Q, W_K, W_V, W_O "
             "and the biases b_Q, b_K, b_V, b_O of every layer."),
     ),
@@ -153,10 +153,9 @@ CHECKS = [
             "array-2l1h (BOS id 50), 9 tokens": _tokenize_inputs("array-2l1h", 9, 301),
         },
         hints=(
-            "What does the model put in front of every text before its first word, and does your count include "
-            "it?",
-            "Use the model's own tokenizing helpers for both the ids and the strings, so both start with the same"
-            " beginning-of-sequence token.",
+            "What does the model put in front of every text before its first word, and does your count include it?",
+            "Use the model's own tokenizing helpers for both the ids and the strings, so both start with the same "
+            "beginning-of-sequence token.",
             "Use model.to_tokens and model.to_str_tokens, which both prepend the BOS token."),
     ),
     Check(
@@ -169,12 +168,12 @@ CHECKS = [
         atol=1e-9,
         rtol=1e-6,
         hints=(
-            "Which token does the prediction made at a position try to guess: the token at that position, or the "
-            "next one?",
-            "Take the most likely token at every position but the last, and compare it with the tokens one "
-            "position later; average the matches.",
-            "The logits at position i predict the token at position i + 1: compare logits[:, :-1].argmax(-1) "
-            "with tokens[:, 1:]."),
+            "Which token does the prediction made at a position try to guess: the token at that position, or the next"
+            " one?",
+            "Take the most likely token at every position but the last, and compare it with the tokens one position "
+            "later; average the matches.",
+            "The logits at position i predict the token at position i + 1: compare logits[:, :-1].argmax(-1) with "
+            "tokens[:, 1:]."),
     ),
     Check(
         name="attention_pattern_from_qk",
@@ -189,8 +188,8 @@ CHECKS = [
             "Which three things turn raw query-key dot products into attention probabilities, and in which order?",
             "Scale the scores by the square root of the head dimension, forbid every key after its query, then "
             "normalise over the keys.",
-            "Divide the scores by sqrt(d_head), set scores of keys after the query to -inf, then softmax over the "
-            "key dimension (the last one)."),
+            "Divide the scores by sqrt(d_head), set scores of keys after the query to -inf, then softmax over the key"
+            " dimension (the last one)."),
     ),
     Check(
         name="current_token_scores",
@@ -201,10 +200,10 @@ CHECKS = [
         atol=1e-6,
         rtol=1e-4,
         hints=(
-            "Where in an attention pattern does a query attend to its own position, and which position has no "
-            "choice at all?",
-            "Read the entries where query and key positions are equal, leave out the first query (it can only "
-            "attend to itself), and average the rest over batch and positions.",
+            "Where in an attention pattern does a query attend to its own position, and which position has no choice "
+            "at all?",
+            "Read the entries where query and key positions are equal, leave out the first query (it can only attend "
+            "to itself), and average the rest over batch and positions.",
             "Take the main diagonal of cache['pattern', layer] (query == key), skip query position 0, and average "
             "over the batch and the remaining positions."),
     ),
@@ -218,8 +217,8 @@ CHECKS = [
         rtol=1e-4,
         hints=(
             "Where in an attention pattern does each query look one position back?",
-            "Read the diagonal just below the main one (key one before the query) and average it over the batch "
-            "and those query positions.",
+            "Read the diagonal just below the main one (key one before the query) and average it over the batch and "
+            "those query positions.",
             "The previous-token entries (query q, key q - 1) lie on the diagonal below the main one: "
             "diagonal(offset=-1, dim1=-2, dim2=-1); average over the batch and those positions."),
     ),
@@ -233,8 +232,8 @@ CHECKS = [
         rtol=1e-4,
         hints=(
             "How much does each query attend to the very first position, and which query has no other choice?",
-            "Read the attention to key position 0 for every query except the first one, and average over batch "
-            "and queries.",
+            "Read the attention to key position 0 for every query except the first one, and average over batch and "
+            "queries.",
             "Average the attention to key position 0 (pattern[:, :, 1:, 0]) over the batch and query positions "
             "1..seq-1."),
     ),
@@ -247,10 +246,9 @@ CHECKS = [
         },
         exact_types=True,
         hints=(
-            "What makes a sequence one that only an induction head can predict, and where does the sequence "
-            "start?",
-            "Draw one random half from the generator in a single draw, then build beginning token, that half, and"
-            " the same half again, side by side along the sequence.",
+            "What makes a sequence one that only an induction head can predict, and where does the sequence start?",
+            "Draw one random half from the generator in a single draw, then build beginning token, that half, and the"
+            " same half again, side by side along the sequence.",
             "Call torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), generator=generator) once, then "
             "concatenate a BOS column (model.tokenizer.bos_token_id), that half, and the same half again along dim 1."),
     ),
@@ -265,8 +263,8 @@ CHECKS = [
         hints=(
             "Which logits are scored against which token, and what is the loss of one prediction in terms of "
             "probabilities?",
-            "Turn the logits of every position but the last into log-probabilities, pick the log-probability of "
-            "the token that follows each position, and negate it.",
+            "Turn the logits of every position but the last into log-probabilities, pick the log-probability of the "
+            "token that follows each position, and negate it.",
             "Take log_softmax of logits[:, :-1] over the vocabulary, pick the entries of tokens[:, 1:] with gather, "
             "and negate."),
     ),
@@ -281,12 +279,12 @@ CHECKS = [
         atol=1e-6,
         rtol=1e-4,
         hints=(
-            "In the second copy of a repeated sequence, which earlier position should an induction head attend "
-            "to?",
-            "For each query in the second half, read the attention to the position just after the same token's "
-            "first occurrence: one diagonal of the pattern, averaged.",
+            "In the second copy of a repeated sequence, which earlier position should an induction head attend to?",
+            "For each query in the second half, read the attention to the position just after the same token's first "
+            "occurrence: one diagonal of the pattern, averaged.",
             "Query position q of the second copy (q = half_len+1 .. 2*half_len) should attend to key q - half_len + "
-            "1, the token after the first occurrence: the diagonal with offset -(half_len - 1), last half_len entries."),
+            "1, the token after the first occurrence: the diagonal with offset -(half_len - 1), last half_len "
+            "entries."),
     ),
     Check(
         name="direct_logit_attribution",
@@ -300,8 +298,8 @@ CHECKS = [
             "How does a single component's output reach the logit of the next token without any later layer?",
             "Project the embedding and every head's output (its z through its output weights) on the unembedding "
             "direction of the token that comes next, position by position.",
-            "Position i is scored on the logit of tokens[i + 1] (model.W_U[:, tokens[1:]]); each head's output is "
-            "z @ W_O[layer, head]; components are [embed, L0H0, L0H1, ..., L1H0, ...]."),
+            "Position i is scored on the logit of tokens[i + 1] (model.W_U[:, tokens[1:]]); each head's output is z @"
+            " W_O[layer, head]; components are [embed, L0H0, L0H1, ..., L1H0, ...]."),
     ),
     Check(
         name="zero_ablation_loss_change",
@@ -313,8 +311,8 @@ CHECKS = [
         rtol=1e-4,
         hints=(
             "If a head stopped writing anything, how would you measure how much the model misses it?",
-            "Run the model with one head's z set to zero by a hook, one head at a time, and subtract the clean "
-            "loss from each ablated loss.",
+            "Run the model with one head's z set to zero by a hook, one head at a time, and subtract the clean loss "
+            "from each ablated loss.",
             "Zero only z[:, :, head] of one layer per forward pass, and return ablated loss minus clean loss "
             "(positive when the head helps)."),
     ),
@@ -327,10 +325,10 @@ CHECKS = [
         atol=1e-4,
         rtol=1e-4,
         hints=(
-            "What is a head's typical output at a given position, and how does replacing its output by that "
-            "differ from zeroing it?",
-            "Replace one head's z by its average over the batch, kept separate per position, and report ablated "
-            "minus clean loss for every head.",
+            "What is a head's typical output at a given position, and how does replacing its output by that differ "
+            "from zeroing it?",
+            "Replace one head's z by its average over the batch, kept separate per position, and report ablated minus"
+            " clean loss for every head.",
             "Replace z[:, :, head] by its mean over the batch (dim 0, keepdim) at each position, not over positions; "
             "return ablated loss minus clean loss."),
     ),

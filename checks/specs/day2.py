@@ -304,10 +304,10 @@ CHECKS = [
         },
         validate=_not_materialised,
         hints=(
-            "A factored matrix never builds its product: which of its properties give a norm, singular values and"
-            " a corner without it?",
-            "Use the factored matrix's own norm and singular values, and multiply only the first k rows of its "
-            "left factor by the first k columns of its right factor.",
+            "A factored matrix never builds its product: which of its properties give a norm, singular values and a "
+            "corner without it?",
+            "Use the factored matrix's own norm and singular values, and multiply only the first k rows of its left "
+            "factor by the first k columns of its right factor.",
             "The Frobenius norm is circuit.norm() (sqrt of the sum of squared singular values, over the last dim "
             "only); circuit.S[..., :k] are the k largest singular values; the corner is circuit.A[..., :k, :] @ "
             "circuit.B[..., :, :k] (rows of A, columns of B)."),
@@ -322,8 +322,8 @@ CHECKS = [
         hints=(
             "Follow a token from the embedding through one head's value and output weights to the logits: which "
             "matrices does it pass?",
-            "Multiply the embedding, the head's value and output weights and the unembedding, in that order, "
-            "without biases.",
+            "Multiply the embedding, the head's value and output weights and the unembedding, in that order, without "
+            "biases.",
             "Multiply in this order: W_E @ W_V[layer, head] @ W_O[layer, head] @ W_U, giving [d_vocab, d_vocab_out] "
             "(row: attended token, column: output logit); no biases."),
     ),
@@ -339,8 +339,8 @@ CHECKS = [
         },
         hints=(
             "When does a matrix copy token t: what must be true of row t's diagonal entry?",
-            "For every row, find its k largest columns and test whether the row's own token is among them; "
-            "average that test over rows, per matrix.",
+            "For every row, find its k largest columns and test whether the row's own token is among them; average "
+            "that test over rows, per matrix.",
             "For each row t, take topk(k, dim=-1) over the columns (output tokens) and test whether t is among the "
             "indices; average over rows (dim -1 after the test), keeping every leading batch dimension."),
     ),
@@ -354,10 +354,11 @@ CHECKS = [
         hints=(
             "What do positive eigenvalues of an OV circuit say about copying, and how can you get them without a "
             "vocabulary-sized matrix?",
-            "Build every head's full OV circuit as one factored matrix, take its eigenvalues, and divide the real"
-            " part of their sum by the sum of their magnitudes.",
+            "Build every head's full OV circuit as one factored matrix, take its eigenvalues, and divide the real "
+            "part of their sum by the sum of their magnitudes.",
             "FactoredMatrix(W_E @ W_V, W_O @ W_U) holds every head's full OV circuit ([layer, head, d_vocab, "
-            "d_vocab]); with ev = its .eigenvalues, return ev.sum(-1).real / ev.abs().sum(-1), shape [n_layers, n_heads]."),
+            "d_vocab]); with ev = its .eigenvalues, return ev.sum(-1).real / ev.abs().sum(-1), shape [n_layers, "
+            "n_heads]."),
     ),
     Check(
         "positional_attention",
@@ -372,8 +373,8 @@ CHECKS = [
         },
         hints=(
             "If the residual stream held only the position embedding, what would a head's queries and keys be?",
-            "Turn the first n position embeddings into queries and keys with the head's weights and biases, score"
-            " every pair, mask the future and normalise over keys.",
+            "Turn the first n position embeddings into queries and keys with the head's weights and biases, score "
+            "every pair, mask the future and normalise over keys.",
             "queries = W_pos[:n] @ W_Q[layer, head] + b_Q[layer, head] (keys likewise with W_K, b_K); scores = "
             "queries @ keys.T / sqrt(d_head); mask keys after the query with -inf; softmax over keys (the last dim)."),
     ),
@@ -391,8 +392,8 @@ CHECKS = [
             "Which entries of a pattern say 'attend to the previous position', and how many are there?",
             "Average the diagonal just below the main one over its query positions, keeping every leading batch "
             "dimension.",
-            "The previous-position entries [q, q - 1] are diagonal(offset=-1, dim1=-2, dim2=-1); it has n - 1 "
-            "entries (queries 1..n-1): take their mean, keeping the leading dims."),
+            "The previous-position entries [q, q - 1] are diagonal(offset=-1, dim1=-2, dim2=-1); it has n - 1 entries"
+            " (queries 1..n-1): take their mean, keeping the leading dims."),
     ),
     Check(
         "decompose_attention_input",
@@ -407,8 +408,8 @@ CHECKS = [
         },
         hints=(
             "What writes into the residual stream before a given layer, and what does the layer read besides it?",
-            "List the embedding, every earlier head's output, the summed output biases and the position "
-            "embedding, in that order; they must add up to the layer's input.",
+            "List the embedding, every earlier head's output, the summed output biases and the position embedding, in"
+            " that order; they must add up to the layer's input.",
             "Order: [embed, L0H0, L0H1, ..., (every head of every earlier layer, z @ W_O), the sum of b_O over the "
             "earlier layers (zeros for layer 0), pos_embed]; their sum must equal resid_pre[layer] + pos_embed."),
     ),
@@ -420,10 +421,10 @@ CHECKS = [
             "array-2l1h L1H0 (d_head 128), 3 random sources": _random_sources(ARRAY, 3, 5, 11, 1, 0, 217),
         },
         hints=(
-            "A query is linear in its input: how does a sum of sources become a sum of query terms, and where "
-            "does the bias go?",
-            "Push every source through the head's query weights (and key weights), then add one last term holding"
-            " the bias alone.",
+            "A query is linear in its input: how does a sum of sources become a sum of query terms, and where does "
+            "the bias go?",
+            "Push every source through the head's query weights (and key weights), then add one last term holding the"
+            " bias alone.",
             "Term i is sources[i] @ W_Q[layer, head] (no bias), and one extra last term holds b_Q[layer, head] at "
             "every position, so that the terms sum to the real queries; the same for keys with W_K and b_K."),
     ),
@@ -436,8 +437,8 @@ CHECKS = [
         },
         hints=(
             "If queries and keys are sums of terms, what is their dot product a sum of?",
-            "Score every query term against every key term in one product, scaled like real attention scores, "
-            "with no mask.",
+            "Score every query term against every key term in one product, scaled like real attention scores, with no"
+            " mask.",
             "Use one einsum 'ibqd,jbkd->ijbqk' (query term i, key term j, batch, query pos, key pos) divided by "
             "sqrt(d_head), with no causal mask."),
     ),
@@ -452,10 +453,10 @@ CHECKS = [
         hints=(
             "In K-composition, which side of the attention score does the earlier head's output feed: queries or "
             "keys?",
-            "Put the plain token embedding on the query side, and on the key side the token moved through the "
-            "earlier head's OV circuit, then score every pair.",
-            "Rows are query tokens: (W_E @ W_Q[layer, head]) @ (W_E @ W_V[prev] @ W_O[prev] @ W_K[layer, head]).T "
-            "/ sqrt(d_head); the earlier head's OV circuit sits on the key side."),
+            "Put the plain token embedding on the query side, and on the key side the token moved through the earlier"
+            " head's OV circuit, then score every pair.",
+            "Rows are query tokens: (W_E @ W_Q[layer, head]) @ (W_E @ W_V[prev] @ W_O[prev] @ W_K[layer, head]).T / "
+            "sqrt(d_head); the earlier head's OV circuit sits on the key side."),
     ),
     Check(
         "composition_scores",
@@ -464,10 +465,9 @@ CHECKS = [
             "3 x 5 random 24 x 24 matrices": _random_composition_case(3, 5, 24, 210),
         },
         hints=(
-            "How do you measure how much one matrix's output lands in another's input, independent of their "
-            "sizes?",
-            "For every pair, take the norm of the product, left matrix first, and divide by the product of the "
-            "two matrices' own norms, all pairs at once.",
+            "How do you measure how much one matrix's output lands in another's input, independent of their sizes?",
+            "For every pair, take the norm of the product, left matrix first, and divide by the product of the two "
+            "matrices' own norms, all pairs at once.",
             "Multiply left[i] @ right[j] (left first) for every pair with einsum 'iab,jbc->ijac', take the Frobenius "
             "norm over the last two dims, and divide by the product of the two matrices' own Frobenius norms."),
     ),
@@ -482,12 +482,11 @@ CHECKS = [
         atol=1e-7,
         rtol=1e-5,
         exact_types=True, hints=(
-            "What score would two unrelated heads get by chance, and what does a fair random draw of such heads "
-            "need?",
-            "Draw four random low-rank factors from the generator in the documented order, form pairs of products"
-            " and score only matching pairs; average the scores.",
-            "Draw A1, A2, B1, B2 in that order with torch.randn(shape, generator=generator) (A1 [n, d_model, d_head], "
-            "A2 [n, d_head, d_model], ...); score the pairs (A1[i] @ A2[i], B1[i] @ B2[i]) only, and average."),
+            "What score would two unrelated heads get by chance, and what does a fair random draw of such heads need?",
+            "Draw four random low-rank factors from the generator in the documented order, form pairs of products and"
+            " score only matching pairs; average the scores.",
+            "Draw A1, A2, B1, B2 in that order with torch.randn(shape, generator=generator) (A1 [n, d_model, d_head],"
+            " A2 [n, d_head, d_model], ...); score the pairs (A1[i] @ A2[i], B1[i] @ B2[i]) only, and average."),
     ),
     Check(
         "predicted_induction_pattern",
@@ -505,10 +504,10 @@ CHECKS = [
                 ARRAY, _random_tokens(ARRAY, 2, 12, 242), 0, 0, 1, 0)),
         },
         hints=(
-            "Combine a previous-token head's positional pattern with an induction head's weights: which token "
-            "does each key end up carrying?",
-            "Move the token embeddings by the earlier head's positional pattern, send them through its OV and the"
-            " induction head's keys, score against plain token queries, mask and normalise.",
+            "Combine a previous-token head's positional pattern with an induction head's weights: which token does "
+            "each key end up carrying?",
+            "Move the token embeddings by the earlier head's positional pattern, send them through its OV and the "
+            "induction head's keys, score against plain token queries, mask and normalise.",
             "moved = positional pattern of the earlier head [key, source] applied to W_E[tokens] (einsum "
             "'kj,bjm->bkm'); keys = moved @ W_V[prev] @ W_O[prev] @ W_K[layer, head]; queries = W_E[tokens] @ "
             "W_Q[layer, head]; scale by 1/sqrt(d_head), mask the future, softmax over keys."),
@@ -523,8 +522,8 @@ CHECKS = [
         },
         exact_types=True, hints=(
             "How do you tell whether two attention patterns pick the same key, and which queries count?",
-            "Find the most attended key of each query in both patterns, keep queries from the first counted one "
-            "on, and average the agreements into a plain number.",
+            "Find the most attended key of each query in both patterns, keep queries from the first counted one on, "
+            "and average the agreements into a plain number.",
             "Take argmax over keys (the last dim) of both patterns, keep queries first_query.. only (dim 1), and "
             "average the matches over batch and queries into a Python float."),
     ),

@@ -320,8 +320,8 @@ CHECKS = [
         {"batch 4, 20 tokens": _shift_case(4, 20, 301), "batch 7, 33 tokens": _shift_case(7, 33, 302)},
         exact_types=True, hints=(
             "A language model predicts the next token: which tokens can it read, and which can it be scored on?",
-            "Drop the last token to get what the model reads, and the first token to get what each position is "
-            "scored on.",
+            "Drop the last token to get what the model reads, and the first token to get what each position is scored"
+            " on.",
             "inputs are tokens[:, :-1] (every position but the last) and targets tokens[:, 1:] (every position but "
             "the first): the prediction made at position i is scored on the token at position i + 1."),
     ),
@@ -342,8 +342,8 @@ CHECKS = [
          "toy-gpt, batch 2, 12 tokens": _loss_case(GPT, 2, 12, 322)},
         exact_types=True, hints=(
             "The targets are already aligned with the inputs: what is the loss at one position?",
-            "Run the model on the inputs, turn its logits into log-probabilities and read, at every position, "
-            "that of its target; negate.",
+            "Run the model on the inputs, turn its logits into log-probabilities and read, at every position, that of"
+            " its target; negate.",
             "Run the model on the inputs, take log_softmax over the vocabulary and gather each position's target "
             "(targets are already shifted: no further [:, 1:]); negate."),
     ),
@@ -367,10 +367,11 @@ CHECKS = [
         contract=GROUPS_CONTRACT,
         hints=(
             "What makes two variables resampled together, and what keeps two groups independent?",
-            "Draw one random permutation per group from that group's own seed, and give every variable of a group"
-            " its group's permutation.",
-            "One fresh torch.Generator().manual_seed(group_seeds[group]) per group and one torch.randperm(n) from it; "
-            "every variable of a group gets that same permutation, and each group has its own seed (independent groups)."),
+            "Draw one random permutation per group from that group's own seed, and give every variable of a group its"
+            " group's permutation.",
+            "One fresh torch.Generator().manual_seed(group_seeds[group]) per group and one torch.randperm(n) from it;"
+            " every variable of a group gets that same permutation, and each group has its own seed (independent "
+            "groups)."),
     ),
     _check(
         "scrub_all_inputs_loss",
@@ -403,7 +404,8 @@ CHECKS = [
             "Stack the token embedding, each layer-0 head's output and layer 0's output bias, in that order; no "
             "position embedding.",
             "Components in the order embed, L0H0..L0H{n-1}, b_O of layer 0 (expanded to every position); each head's "
-            "output is z @ W_O[0, head]; no positional embedding (shortformer positions never enter the residual stream)."),
+            "output is z @ W_O[0, head]; no positional embedding (shortformer positions never enter the residual "
+            "stream)."),
     ),
     _check(
         "assemble_qkv_inputs",
@@ -414,13 +416,13 @@ CHECKS = [
          "3 components, v not in the spec, 5 x 5": _assemble_case(
              1, 5, 8, 372, {"q": {"L0H0": "other"}, "k": {"embed": "other", "b_O0": "other"}})},
         hints=(
-            "What does resampling a component for one of q, k or v mean for that component's values, and which "
-            "axis is resampled?",
+            "What does resampling a component for one of q, k or v mean for that component's values, and which axis "
+            "is resampled?",
             "For each of query, key and value, add up every component, taking a component from the resampled "
             "sequences where the spec says so and from the original otherwise.",
-            "For each of q, k, v: sum every component (biases included), taking components[i, other] (whole sequences "
-            "resampled: index dim 1, the batch, not dim 2, the positions) where the spec says 'other', components[i] "
-            "otherwise; components missing from the spec come from 'orig'."),
+            "For each of q, k, v: sum every component (biases included), taking components[i, other] (whole sequences"
+            " resampled: index dim 1, the batch, not dim 2, the positions) where the spec says 'other', components[i]"
+            " otherwise; components missing from the spec come from 'orig'."),
     ),
     _check(
         "run_with_qkv_inputs",
@@ -429,11 +431,11 @@ CHECKS = [
         exact_types=True, hints=(
             "How can one head's query, key and value inputs be set separately, and what must the model look like "
             "afterwards?",
-            "Switch on the model's split inputs, hook the three input hooks of the layer to replace only that "
-            "head's inputs, and switch the split off again.",
+            "Switch on the model's split inputs, hook the three input hooks of the layer to replace only that head's "
+            "inputs, and switch the split off again.",
             "With model.set_use_split_qkv_input(True), hook blocks.{layer}.hook_q_input, hook_k_input and "
-            "hook_v_input and replace only [:, :, head] with qkv_inputs[0], [1], [2]; don't add positions (the model adds "
-            "them); turn split inputs off again afterwards."),
+            "hook_v_input and replace only [:, :, head] with qkv_inputs[0], [1], [2]; don't add positions (the model "
+            "adds them); turn split inputs off again afterwards."),
         atol=1e-3,
     ),
     _check(
@@ -442,12 +444,12 @@ CHECKS = [
          "induction-2l, L0H3, batch 3, 13 tokens": _head_output_case(MODEL, 0, 3, 3, 13, 392),
          "array-2l1h, L1H0, batch 2, 11 tokens": _head_output_case(OTHER_MODEL, 1, 0, 2, 11, 393)},
         exact_types=True, axes=("batch", "position", "d_model"), hints=(
-            "Which of a head's three inputs get the position embedding in a shortformer model, and which biases "
-            "does a head add?",
+            "Which of a head's three inputs get the position embedding in a shortformer model, and which biases does "
+            "a head add?",
             "Add positions to the query and key inputs only, compute queries, keys and values with their biases, "
             "score, mask and normalise, then mix the values and apply the output weights.",
-            "Add W_pos[:pos] to the query and key inputs (not the value input: shortformer), use the biases b_Q, b_K, "
-            "b_V, scale scores by sqrt(d_head), mask keys after the query, softmax over keys, then z @ W_O (no b_O)."),
+            "Add W_pos[:pos] to the query and key inputs (not the value input: shortformer), use the biases b_Q, b_K,"
+            " b_V, scale scores by sqrt(d_head), mask keys after the query, softmax over keys, then z @ W_O (no b_O)."),
     ),
     _check(
         "prev_value_path_output",
@@ -455,13 +457,13 @@ CHECKS = [
          "induction-2l, L0H2, batch 2, 31 tokens": _prev_value_case(MODEL, 2, 2, 31, 402),
          "array-2l1h, L0H0, batch 4, 11 tokens": _prev_value_case(OTHER_MODEL, 0, 4, 11, 403)},
         exact_types=True, axes=("batch", "position", "d_model"), hints=(
-            "Which value does the previous-token path carry, and what happens at the first position, which has no"
-            " previous one?",
-            "Compute the pattern from the other sequences; use the original tokens' values only where a query "
-            "reads the key right before it, and the other sequences' values elsewhere.",
+            "Which value does the previous-token path carry, and what happens at the first position, which has no "
+            "previous one?",
+            "Compute the pattern from the other sequences; use the original tokens' values only where a query reads "
+            "the key right before it, and the other sequences' values elsewhere.",
             "The pattern comes from other_tokens (embedding + positions, with b_Q, b_K); the value read at key p - 1 "
-            "by query p comes from tokens, every other value from other_tokens (values are W_E[t] @ W_V + b_V); position "
-            "0 has no previous position."),
+            "by query p comes from tokens, every other value from other_tokens (values are W_E[t] @ W_V + b_V); "
+            "position 0 has no previous position."),
     ),
     _check(
         "matched_resample",
@@ -470,24 +472,23 @@ CHECKS = [
          "10 elements in blocks of 1 to 4: draws over 400 seeds": _matched_distribution_case},
         contract=MATCHED_CONTRACT,
         hints=(
-            "How can you draw, for each element, a uniformly random partner with the same feature value, using "
-            "only the generator you are given?",
+            "How can you draw, for each element, a uniformly random partner with the same feature value, using only "
+            "the generator you are given?",
             "Group the elements by feature value; for each element draw a uniform position inside its own group, "
             "using the given generator for every random number.",
             "Draw u = torch.rand(n, generator=generator) first, then order = torch.argsort(feature, stable=True); "
-            "element i (in the original order, with u[i]) picks order[start + floor(u[i] * count)] inside the block of "
-            "its own feature value."),
+            "element i (in the original order, with u[i]) picks order[start + floor(u[i] * count)] inside the block "
+            "of its own feature value."),
     ),
     _check(
         "mean_and_standard_error",
         {"4 resamplings x 6 hypotheses": _standard_error_case(4, 6, 421),
          "3 resamplings x 10 hypotheses": _standard_error_case(3, 10, 422)},
         hints=(
-            "How uncertain is a mean of a few resamplings, and which standard deviation estimates it without "
-            "bias?",
-            "Average over the resamplings, and divide their unbiased standard deviation by the square root of "
-            "their number.",
-            "Mean over resamplings (dim 0); standard error = unbiased standard deviation (n - 1) over dim 0, "
-            "divided by sqrt(n)."),
+            "How uncertain is a mean of a few resamplings, and which standard deviation estimates it without bias?",
+            "Average over the resamplings, and divide their unbiased standard deviation by the square root of their "
+            "number.",
+            "Mean over resamplings (dim 0); standard error = unbiased standard deviation (n - 1) over dim 0, divided "
+            "by sqrt(n)."),
     ),
 ]
