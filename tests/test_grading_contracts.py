@@ -290,3 +290,26 @@ def test_a_call_far_beyond_its_budget_is_stopped_and_a_replaced_forward_is_caugh
         HookedTransformer.forward = original  # the learner's way around the count
     assert passes.replaced and "replaced HookedTransformer.forward" in passes.complaint("f")
     assert HookedTransformer.forward is original
+
+
+def test_the_uniformity_test_is_sized_by_hoeffding():
+    # matched_resample's distribution case: blocks of 3, 2, 4 (and 1, untested) -> 29 cells, 400 trials
+    radius = hoeffding_radius(400, 29, 1e-6)
+    assert 0.14 < radius < 0.16 < 0.25  # below 1/4: an option never drawn in a block of 4 is always caught
+    choices = [Choice("a block of 4", (0, 1, 2, 3)), Choice("a block of 2", (7, 8))]
+    generator = torch.Generator().manual_seed(0)
+    uniform = [[int(torch.randint(4, (), generator=generator)), 7 + int(torch.randint(2, (), generator=generator))]
+               for _ in range(400)]
+    assert uniform_choice_test(choices, uniform, 1e-6) is None
+    first = [[0, 7]] * 400  # always the first match: rejected with certainty, whatever the seed
+    assert "took 0 in 400 of 400 draws" in uniform_choice_test(choices, first, 1e-6)
+    never_last = [[draw[0] % 3, draw[1]] for draw in uniform]
+    assert "not uniform" in uniform_choice_test(choices, never_last, 1e-6)
+    # at alpha 0.2, uniform draws are rejected at most 20% of the time (Hoeffding is conservative: far less)
+    rejected = 0
+    for seed in range(200):
+        generator = torch.Generator().manual_seed(seed + 1)
+        draws = [[int(torch.randint(4, (), generator=generator)), 7 + int(torch.randint(2, (), generator=generator))]
+                 for _ in range(100)]
+        rejected += uniform_choice_test(choices, draws, 0.2) is not None
+    assert rejected <= 0.2 * 200
