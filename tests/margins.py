@@ -74,6 +74,9 @@ def case_margin(function: Callable[..., Any], exercise: str, case: str, device: 
         return math.inf
     finally:
         env.audit()
+    if not check.compare_to_reference and not isinstance(actual, Raised):  # judged by its validator alone: pass or fail
+        broken = check.exact_types and type_mismatch(actual, expected)
+        return math.inf if broken or check.validate(actual, inputs) else 0.0
     return output_margin(actual, expected, exercise)
 
 
