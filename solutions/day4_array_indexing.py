@@ -555,12 +555,14 @@ if MAIN:
 def residual_patching_effect(
     model: HookedTransformer, clean_tokens: Int[Tensor, "batch seq"], corrupted_tokens: Int[Tensor, "batch seq"]
 ) -> Float[Tensor, "resid_point seq"]:
-    """Normalised effect of patching the corrupted residual stream into the clean run, at one point and position.
+    """Normalised effect of patching the corrupted run's residual stream into the clean run, at one point and one
+    position at a time: shape [n_layers + 1, seq].
 
-    resid_point L < n_layers is blocks.{L}.hook_resid_pre, the last is blocks.{n_layers-1}.hook_resid_post.
-    Effect = (LD_patched - LD_clean) / (LD_corrupted - LD_clean), where LD is logit(corrupted answer) -
-    logit(clean answer) averaged over the (example, answer position) pairs whose two answers differ. A sequence's
-    answer is computed from its a, idx and elt tokens (b_j = elt if idx == j else a_j), not read from its end.
+    resid_point L < n_layers is blocks.{L}.hook_resid_pre, the last is blocks.{n_layers-1}.hook_resid_post. The
+    logit difference (LD) of a run is the logit of the corrupted answer minus that of the clean answer, averaged over
+    the (example, answer position) pairs whose two answers differ; the effect is 0 where the patched run's LD is the
+    clean run's, 1 where it is the corrupted run's, and linear in between. A sequence's answers follow from its own
+    a, idx and elt tokens (b_j is elt where idx is j, else a_j), not from its last tokens.
     Raises ValueError if the two token tensors differ in shape, or if no answer differs between them.
     """
     if clean_tokens.shape != corrupted_tokens.shape:
