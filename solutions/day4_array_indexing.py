@@ -269,8 +269,8 @@ if MAIN:
               f"{by_match[1, j, 0, IDX_POSITION]:.3f}; idx == {j}: on elt {by_match[1, j, 1, ELT_POSITION]:.3f}")
 
 # %% [markdown]
-# Layer 1 *selects*, but not equally cleanly everywhere: at `b2` a fifth of its attention goes to the `idx` position,
-# a position that holds no list entry. Keep that in mind for the last section.
+# Layer 1 *selects*. Is it equally clean at the three answers? Where does the rest of its attention go at `b2`, and
+# what could a position that holds no list entry offer there? Keep the question for the last section.
 #
 # How can layer 1 know whether `idx == j`? Its query at answer position `j` is built from that position's residual
 # stream (the token `NL`, `b0` or `b1` plus what layer 0 wrote there) and, under shortformer, the positional embedding
@@ -286,10 +286,11 @@ if MAIN:
     scores = torch.einsum("ad,bkd->bak", positional_query, keys) / model.cfg.d_head**0.5
     causal = torch.tensor(answer_rows)[:, None] >= torch.arange(tokens.shape[1])[None]
     positional_pattern = scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)  # [batch, answer, key]
-    source_positions = torch.where(
-        tokens[:, IDX_POSITION, None] == torch.arange(LIST_LEN), ELT_POSITION, 1 + torch.arange(LIST_LEN)
-    )
-    positional_source_attention = positional_pattern.gather(-1, source_positions[..., None])[..., 0].mean(0)
+    idx = tokens[:, IDX_POSITION]
+    positional_source_attention = torch.stack([  # to a_j where idx != j, to elt where idx == j, over all examples
+        torch.cat([positional_pattern[idx != j, j, 1 + j], positional_pattern[idx == j, j, ELT_POSITION]]).mean()
+        for j in range(LIST_LEN)
+    ])
     print("layer 1, attention to the answer's source with the positional part of the query only:",
           [round(x, 3) for x in positional_source_attention.tolist()])
 
@@ -804,9 +805,8 @@ if MAIN:
               f"{idx_patch_outcome[layer, position][1]:.4f} stay as they were")
 
 # %% [markdown]
-# **Intervention 2: cut a route.** If your rule missed at `b2`, the cell before intervention 1 suggests a second route
-# to the answer there: through the `idx` position, which layer 0 filled with a copy of `a2`. A route is tested by
-# cutting it. Write the model with one attention weight removed (set to zero, the others left as they are), and
+# **Intervention 2: cut a route.** If your rule missed at `b2`, the cell before intervention 1 suggests where a second
+# route to the answer could run, and what it would carry. A route is tested by cutting it. Write the model with one attention weight removed (set to zero, the others left as they are), and
 # before running it, predict: with layer 1's weight from `b2`'s answer position to the `idx` position cut, which
 # examples should now fail, and which should not notice?
 
