@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from checks.compare import compare
+from checks.compare import agreement, compare
 from checks.env import transformer_lens_type
 from checks.outcome import Status
 from checks.spec import Check, InputsBuilder, expected_exception
@@ -91,13 +91,13 @@ def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any], diag
                         f"but it {did}: check the arguments as the docstring says and `raise {exception}(...)` "
                         "when they are invalid.", check.hint)
     try:
-        verdict = (compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered)
-                   if check.compare_to_reference else None)
+        verdict = (agreement(actual, expected, check.min_agreement) if check.min_agreement is not None
+                   else compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered))
     except Exception as error:  # an output so odd that comparing it fails
         raise Rejection(Status.FAILED, f"your output could not be compared with the reference "
                         f"({type(error).__name__}: {error}); it should be a {type(expected).__name__}",
                         check.hint) from None
-    if verdict is not None and not verdict.passed:
+    if not verdict.passed:
         diagnosis = diagnosis or (diagnose(check, actual, inputs) if inputs else "")
         raise Rejection(Status.FAILED, f"{verdict.message} {diagnosis}".strip(), check.hint)
     if check.exact_types:

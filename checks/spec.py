@@ -87,9 +87,12 @@ class Check:
     hint: (older form) one sentence shown on failure; a check with `hints` gets its first tier here.
     validate: optional extra check on (learner output, inputs); returns a message when it fails, else None. Used
         for what the output alone cannot show (e.g. "use hooks, not a cache"); it runs after the comparison passes.
-    compare_to_reference: False where the output is judged by `validate` alone, a property of the output and the
-        inputs (e.g. how well a learner's own predictor agrees with the model), because more than one output is
-        right; the reference then only fixes the output's types (with `exact_types`).
+    expected_from: where more than one output is right (a learner's own predictor of a model's behaviour), the
+        reference is what this computes from a case's inputs (e.g. the model's behaviour), not the solution's output;
+        the solution must pass against it like any learner. Use with `min_agreement`.
+    min_agreement: judge integer outputs by agreement (`checks.compare.agreement`): at least this fraction of the
+        elements equal the reference's in every column of the last dimension. Judged in the supervisor, on plain
+        data, as every comparison is.
     mistakes: known mistakes (`Mistake`) whose message is added when a failing output matches one of them.
     exact_types: the output's types must be the reference's exactly, not only its values: a tensor's dtype (int64
         is not int32, float64 not float32) and a tensor where the reference has one, a Python number where it has
@@ -106,7 +109,8 @@ class Check:
     hint: str = ""
     hints: tuple[str, ...] = ()
     validate: Validator | None = None
-    compare_to_reference: bool = True
+    expected_from: Callable[[dict[str, Any]], Any] | None = None
+    min_agreement: float | None = None
     mistakes: tuple[Mistake, ...] = ()
     timeout_s: float = 60.0
     tags: tuple[str, ...] = field(default_factory=tuple)

@@ -1,5 +1,6 @@
 """Day 4 as problems: every check gives hints in three tiers, no exercise docstring spells out code, and the
-mistakes a check declares are named by the grader, in the learner's kernel and through the supervisor alike."""
+mistakes a check declares are named by the grader, in the learner's kernel and through the supervisor alike, where a
+learner's own predictor is also judged by its agreement with the model."""
 
 from __future__ import annotations
 
@@ -57,14 +58,37 @@ def test_the_declared_mistakes_are_named_through_the_supervisor(tmp_path):
                 raise ValueError("no such layer")
             _, cache = model.run_with_cache(tokens)
             return cache["pattern", layer][:, 0, list(ANSWER_POSITIONS)].argmax(dim=-1)  # positions, not tokens
+
+        def predicted_read_positions(tokens):
+            return (1 + torch.arange(LIST_LEN)).expand(tokens.shape[0], -1).contiguous()  # idx ignored
         """))
     session = GradingSession(course, [day], device="cpu", learner=learner, in_process=False)
     try:
         loss = session.grade(day, "answer_loss")
         positions = session.grade(day, "predict_from_attention")
         right = session.grade(day, "answer_accuracy")
+        rule = session.grade(day, "predicted_read_positions")
     finally:
         session.close()
     assert loss.status == "failed" and "the logits one position late" in loss.message, loss.message
     assert positions.status == "failed" and "looks like positions, not tokens" in positions.message, positions.message
     assert right.status == "passed", right.message
+    # judged by agreement with layer 1, in the supervisor too (on plain data: the worker cannot vouch for itself)
+    assert rule.status == "failed" and "agrees with the reference on" in rule.message, rule.message
+
+
+def test_agreement_judges_each_column_and_says_where_it_misses():
+    import torch
+
+    from checks.compare import agreement
+
+    expected = torch.tensor([[1, 2, 3]] * 10)
+    mostly = expected.clone()
+    mostly[0, 2] = 5  # 90% agreement in the last column
+    assert agreement(mostly, expected, 0.9).passed and agreement(mostly, expected, 0.9).margin == 0
+    mostly[1, 2] = 5
+    verdict = agreement(mostly, expected, 0.9)
+    assert not verdict.passed and "[1.0, 1.0, 0.8]" in verdict.message and "column 2 it misses 2 of 10" in verdict.message
+    assert "wrong shape" in agreement(expected[:, :2], expected, 0.9).message
+    assert "integer tensor" in agreement(expected.float(), expected, 0.9).message
+    assert "tokens for positions" in agreement(expected + 40, expected, 0.9).message

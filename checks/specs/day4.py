@@ -2,7 +2,8 @@
 
 Inputs come from the zoo model and the course's canonical data generator, seeded by `env.generator`; corrupted
 sequences for patching are built here with plain torch. `predicted_read_positions` (the learner's own mechanism) is
-graded on how often it names the position layer 1 attends to most, not against one expected output. Checks declare
+graded on how often it names the position layer 1 attends to most (its reference is the model's behaviour, not the
+solution's output). Checks declare
 the mistakes they can name (`Mistake`): reading the logits one position late, returning positions for tokens. Every exercise is graded on at least two cases that differ
 in what it reads (batch sizes, layers, list lengths, matrix sizes, seeds), and where its docstring promises a
 `ValueError`, on a case that must raise it.
@@ -178,43 +179,21 @@ idx, or gets one of its cases wrong, scores at most about 0.7 at some answer."""
 
 
 @functools.lru_cache(maxsize=2)
-def _layer1_model(device: str) -> Any:
+def _zoo_model(device: str) -> Any:
     from curriculum.models import load_model
 
     with torch.random.fork_rng(devices=[]):  # building a model draws its initial weights from the global RNG
         return load_model(MODEL, device=device)
 
 
-def _layer1_top_positions(tokens: torch.Tensor) -> torch.Tensor:
-    model = _layer1_model(str(tokens.device))
+def _layer1_top_positions(inputs: dict[str, Any]) -> torch.Tensor:
+    """The reference of `predicted_read_positions`: the key position layer 1 attends to most from each answer
+    position (computed when the references are built, so the supervisor judges plain data)."""
+    tokens = inputs["tokens"]
+    model = _zoo_model(str(tokens.device))
     with torch.no_grad():
         _, cache = model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_pattern")
     return cache["pattern", 1][:, 0, list(ANSWER_POSITIONS)].argmax(-1)
-
-
-def _agrees_with_layer1(output: Any, inputs: dict[str, Any]) -> str | None:
-    tokens = inputs["tokens"]
-    shape = (tokens.shape[0], LIST_LEN)
-    if not isinstance(output, torch.Tensor) or tuple(output.shape) != shape:
-        found = f"shape {tuple(output.shape)}" if isinstance(output, torch.Tensor) else type(output).__name__
-        return f"expected a tensor of shape {shape} (one key position per example and answer), got {found}."
-    if output.dtype.is_floating_point or output.dtype == torch.bool:
-        return f"positions are integers (int64), got dtype {output.dtype}."
-    seq = tokens.shape[1]
-    if bool(((output < 0) | (output >= seq)).any()):
-        return (f"a position indexes the sequence, so it lies in [0, {seq}); yours range from {int(output.min())} "
-                f"to {int(output.max())}. Tokens rather than positions?")
-    observed = _layer1_top_positions(tokens).cpu()
-    agreement = (output.cpu() == observed).float().mean(0)
-    if bool((agreement >= MIN_AGREEMENT).all()):
-        return None
-    j = int(agreement.argmin())
-    missed = output.cpu()[:, j] != observed[:, j]
-    where = torch.bincount(observed[missed, j], minlength=seq)
-    instead = ", ".join(f"position {p} ({int(n)}x)" for p, n in enumerate(where.tolist()) if n)
-    return (f"your rule names the key position layer 1 attends to most on {[round(x, 3) for x in agreement.tolist()]} "
-            f"of the examples at answers b0..b{LIST_LEN - 1}; a mechanism should reach {MIN_AGREEMENT} at every one. "
-            f"At b{j} it misses {int(missed.sum())} of {len(missed)}; layer 1 attends most there to {instead}.")
 
 
 CHECKS = [
@@ -431,8 +410,8 @@ CHECKS = [
             "batch 300, every idx 0": _tokens_inputs(300, 2416, idx=0),
         },
         exact_types=True,
-        compare_to_reference=False,
-        validate=_agrees_with_layer1,
+        expected_from=_layer1_top_positions,
+        min_agreement=MIN_AGREEMENT,
         hints=(
             "In section 2, when idx != j and when idx == j, which key held most of layer 1's attention at answer j?",
             "The rule depends on each example's idx and on j only: one position when idx == j, another (that "
