@@ -705,7 +705,8 @@ def predicted_read_positions(tokens: Int[Tensor, "batch seq"]) -> Int[Tensor, "b
     """Your mechanism for layer 1, as a prediction from the tokens alone: for every example and answer j, the key
     position (an index into the sequence, int64) that layer 1's head attends to most from answer position j.
 
-    Shape [batch, LIST_LEN]. Graded on its agreement with the model's layer 1 (not on one expected output).
+    Shape [batch, LIST_LEN]. Graded on its agreement with the model's layer 1, not on one expected output: it passes
+    when it names the most-attended position on at least 90% of the examples at every answer position.
     """
     idx = tokens[:, IDX_POSITION, None]
     entries = torch.arange(LIST_LEN, device=tokens.device)
