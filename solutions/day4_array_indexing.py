@@ -269,8 +269,8 @@ if MAIN:
               f"{by_match[1, j, 0, IDX_POSITION]:.3f}; idx == {j}: on elt {by_match[1, j, 1, ELT_POSITION]:.3f}")
 
 # %% [markdown]
-# Layer 1 *selects*. Is it equally clean at the three answers? Where does the rest of its attention go at `b2`, and
-# what could a position that holds no list entry offer there? Keep the question for the last section.
+# Layer 1 *selects*. Where does the rest of its attention go at `b2`, and what could a position that holds no list
+# entry offer there? Keep the question for the last section.
 #
 # How can layer 1 know whether `idx == j`? Its query at answer position `j` is built from that position's residual
 # stream (the token `NL`, `b0` or `b1` plus what layer 0 wrote there) and, under shortformer, the positional embedding
@@ -630,7 +630,7 @@ if MAIN:
 # %% [markdown]
 # Read the rows top to bottom. Entering layer 0, only the `idx` token matters, of course. Entering layer 1, the index
 # is no longer read from the `idx` position: it lives in the residual stream at the `elt` position, put there by
-# layer 0's head (which, at `elt`, attends to `idx`). Nothing about the index has reached the answer positions yet;
+# layer 0's head (which, at `elt`, puts about half its attention on `idx`). Nothing about the index has reached the answer positions yet;
 # only after layer 1 does it sit there, about a third at each answer position (each flips its own answer).
 #
 # The function does not care *which* token was corrupted. Corrupt `elt` instead (a different number, same list and
@@ -807,9 +807,10 @@ if MAIN:
 
 # %% [markdown]
 # **Intervention 2: cut a route.** If your rule missed at `b2`, the cell before intervention 1 suggests where a second
-# route to the answer could run, and what it would carry. A route is tested by cutting it. Write the model with one attention weight removed (set to zero, the others left as they are), and
-# before running it, predict: with layer 1's weight from `b2`'s answer position to the `idx` position cut, which
-# examples should now fail, and which should not notice?
+# route to the answer could run, and what it would carry. A route is tested by cutting it. Write the model with one
+# attention weight removed (set to zero, the others left as they are), and before running it, predict: with layer
+# 1's weight from `b2`'s answer position to the `idx` position cut, which examples should now fail, and which should
+# not notice? The cell after it also cuts `b2`'s weight on `a2`, for comparison.
 
 # %% tags=["exercise"]
 def predictions_with_attention_cut(
