@@ -241,7 +241,7 @@ CHECKS = [
             "list_len 0 (raises ValueError)": Raises(ValueError, lambda env: {"list_len": 0}),
         },
         hints=(
-            "Write out a sequence for list_len 1 by hand: how many positions are there, and what is each one?",
+            "Write out a sequence with one-entry lists by hand: how many positions are there, and what is each one?",
             "Five fixed roles (BOS, NL, idx, elt, NL) plus list_len entries of a and list_len of b, numbered from 0.",
             "[\"BOS\", *[f\"a{i}\" for i in range(n)], \"NL\", \"idx\", \"elt\", \"NL\", *[f\"b{i}\" for i in range(n)]]",
         ),
@@ -413,7 +413,8 @@ CHECKS = [
         expected_from=_layer1_top_positions,
         min_agreement=MIN_AGREEMENT,
         hints=(
-            "In section 2, when idx != j and when idx == j, which key held most of layer 1's attention at answer j?",
+            "In section 2, which key held most of layer 1's attention at an answer whose entry is overwritten, and "
+            "which at one whose entry is kept?",
             "The rule depends on each example's idx and on j only: one position when idx == j, another (that "
             "depends on j) otherwise. Build it for the whole batch at once.",
             "torch.where(tokens[:, IDX_POSITION, None] == arange(LIST_LEN), ELT_POSITION, 1 + arange(LIST_LEN)), "
