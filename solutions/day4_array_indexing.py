@@ -372,21 +372,25 @@ if MAIN:
     plotting.show(fig)
 
 # %% [markdown]
-# Accuracy alone says *that* something broke. What the broken model predicts instead says *what* broke. The helper
-# below (not an exercise) returns the zero-ablated model's predictions, so we can ask how often they are `elt` and how
-# often the unchanged entry `a_j`.
+# Accuracy alone says *that* something broke. What the broken model predicts instead says *what* broke. Write the
+# zero-ablated model's predictions, so that we can ask how often they are `elt` and how often the unchanged entry `a_j`.
 
-# %%
+# %% tags=["exercise"]
 def predictions_with_layer_zeroed(
     model: HookedTransformer, tokens: Int[Tensor, "batch seq"], layer: int
 ) -> Int[Tensor, "batch answer"]:
-    """The argmax prediction at each answer position with blocks.{layer}.hook_attn_out set to zero."""
+    """The model's prediction (argmax, int64) at each answer position, [batch, LIST_LEN], with the attention output
+    of `layer` (blocks.{layer}.hook_attn_out) replaced by zeros. Raises ValueError if layer is not in [0, n_layers).
+    """
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError(f"layer must be in [0, {model.cfg.n_layers}), got {layer}")
     logits = model.run_with_hooks(
         tokens, fwd_hooks=[(f"blocks.{layer}.hook_attn_out", lambda attn_out, hook: torch.zeros_like(attn_out))]
     )
     return logits[:, list(ANSWER_POSITIONS)].argmax(dim=-1)
 
 
+# %%
 if MAIN:
     elt_everywhere = tokens[:, ELT_POSITION, None].expand(-1, LIST_LEN)
     original_entries = tokens[:, 1 : 1 + LIST_LEN]

@@ -858,6 +858,54 @@ def cut_with_masked_fill(model, tokens, layer, query_position, key_position):
     return _cut_predictions(model, tokens, layer, lambda pattern, hook: pattern.masked_fill(where, 0.0))
 
 
+# ---- predictions_with_layer_zeroed ------------------------------------------------------------------------------------
+def _zeroed(model, tokens, hook_name, replace, positions=ANSWERS):
+    logits = model.run_with_hooks(tokens, fwd_hooks=[(hook_name, lambda x, hook: replace(x))])
+    return logits[:, positions].argmax(-1)
+
+
+def zeroed_by_mean_ablation(model, tokens, layer):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("bad layer")
+    return _zeroed(model, tokens, f"blocks.{layer}.hook_attn_out", lambda x: x.mean(0, keepdim=True).expand_as(x))
+
+
+def zeroed_read_at_the_label_positions(model, tokens, layer):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("bad layer")
+    return _zeroed(model, tokens, f"blocks.{layer}.hook_attn_out", torch.zeros_like, positions=LABELS)
+
+
+def zeroed_residual_stream(model, tokens, layer):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("bad layer")
+    return _zeroed(model, tokens, f"blocks.{layer}.hook_resid_pre", torch.zeros_like)
+
+
+def zeroed_layer_one_always(model, tokens, layer):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("bad layer")
+    return _zeroed(model, tokens, "blocks.1.hook_attn_out", torch.zeros_like)
+
+
+def zeroed_without_checking_the_layer(model, tokens, layer):
+    return _zeroed(model, tokens, f"blocks.{min(layer, 1)}.hook_attn_out", torch.zeros_like)
+
+
+def zeroed_by_multiplying(model, tokens, layer):
+    if layer not in range(model.cfg.n_layers):
+        raise ValueError("bad layer")
+    return _zeroed(model, tokens, f"blocks.{layer}.hook_attn_out", lambda x: x * 0.0)
+
+
+def zeroed_in_a_hooks_context(model, tokens, layer):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("bad layer")
+    with model.hooks(fwd_hooks=[(f"blocks.{layer}.hook_attn_out", lambda x, hook: torch.zeros_like(x))]):
+        logits = model(tokens)
+    return torch.stack([logits[:, p].argmax(-1) for p in ANSWERS], dim=1)
+
+
 # ---- the tables: wrong implementation, exercise, kind, what the message must say; correct alternatives ---------------
 DIFFER = "differ beyond the tolerance"
 SLIP, HARD_CODED, CONTRACT, AXIS = "numeric slip", "hard-coded value", "broken contract", "wrong axis or position"
@@ -925,6 +973,11 @@ WRONG_IMPLEMENTATIONS = [
     (predict_from_label_rows, "predict_from_attention", AXIS, "shifted by one position"),
     (predict_as_int32, "predict_from_attention", CONTRACT, "dtype torch.int32"),
     (predict_without_checking_the_layer, "predict_from_attention", CONTRACT, RAISES),
+    (zeroed_by_mean_ablation, "predictions_with_layer_zeroed", SLIP, "differ"),
+    (zeroed_read_at_the_label_positions, "predictions_with_layer_zeroed", AXIS, "differ"),
+    (zeroed_residual_stream, "predictions_with_layer_zeroed", AXIS, "differ"),
+    (zeroed_layer_one_always, "predictions_with_layer_zeroed", HARD_CODED, "layer 0, batch 40"),
+    (zeroed_without_checking_the_layer, "predictions_with_layer_zeroed", CONTRACT, RAISES),
     (read_positions_ignoring_idx, "predicted_read_positions", SLIP, "where the reference has 6"),  # elt's position
     (read_positions_at_idx_when_matched, "predicted_read_positions", SLIP, "where the reference has 6"),
     (read_positions_counting_entries_from_bos, "predicted_read_positions", AXIS, "agrees with the reference on"),
@@ -968,6 +1021,8 @@ CORRECT_ALTERNATIVES = [
     (patching_with_log_probabilities, "residual_patching_effect"),
     (predict_with_take_along_dim, "predict_from_attention"),
     (predict_with_a_hook, "predict_from_attention"),
+    (zeroed_by_multiplying, "predictions_with_layer_zeroed"),
+    (zeroed_in_a_hooks_context, "predictions_with_layer_zeroed"),
     (read_positions_with_a_loop, "predicted_read_positions"),
     (read_positions_noticing_the_idx_route, "predicted_read_positions"),
     (idx_patch_with_a_hooks_context, "predictions_with_idx_patched"),

@@ -314,6 +314,23 @@ CHECKS = [
         ),
     ),
     Check(
+        name="predictions_with_layer_zeroed",
+        cases={
+            "layer 1, batch 200": _prediction_inputs(200, 419, 1),
+            "layer 0, batch 40": _prediction_inputs(40, 1419, 0),
+            "layer 2 (raises ValueError)": Raises(ValueError, _prediction_inputs(4, 2419, 2)),
+        },
+        exact_types=True,
+        hints=(
+            "Zeroing a layer's output is an intervention on one activation: which hook point holds what the layer "
+            "adds to the residual stream?",
+            "Run the model with a hook that replaces that layer's attention output by zeros, then take the top "
+            "prediction at each answer position. Check the layer first.",
+            "model.run_with_hooks(tokens, fwd_hooks=[(f'blocks.{layer}.hook_attn_out', lambda x, hook: "
+            "torch.zeros_like(x))]), then logits[:, ANSWER_POSITIONS].argmax(-1)",
+        ),
+    ),
+    Check(
         name="answer_logit_attribution",
         cases={
             "batch 200": _model_and_tokens(200, 407),
