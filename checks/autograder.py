@@ -318,9 +318,7 @@ def feedback(entry: dict[str, Any], check_hints: tuple[str, ...], hints: int) ->
     status = Status(entry["status"])
     if status is Status.PASSED:
         return "passed"
-    text = entry["message"] or str(status)
-    if entry.get("case") and status is Status.FAILED:
-        text = f"{text}\n(input case: {entry['case']})"
+    text = entry["message"] or str(status)  # a failure's diagnosis names its input case
     if status.is_course_problem:
         return f"{text}\nThis is a problem of the course, not of your code: tell your instructor."
     names = ("Hint", "Approach", "Recipe")
