@@ -205,7 +205,7 @@ _PRAIRIELEARN_DOCKERFILE = """\
 FROM python:3.11-slim-bookworm
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY {wheel} /opt/course/
-RUN python -m venv /opt/course/venv \\
+RUN python3 -m venv /opt/course/venv \\
     && /opt/course/venv/bin/python -m pip install --no-cache-dir {torch} --index-url https://download.pytorch.org/whl/cpu \\
     && /opt/course/venv/bin/python -m pip install --no-cache-dir /opt/course/{wheel} \\
     && /opt/course/venv/bin/python -m pip check
