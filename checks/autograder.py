@@ -56,7 +56,7 @@ class SubmissionError(Exception):
 
 # ---- building an autograder ------------------------------------------------------------------------------------------
 def torch_version() -> str:
-    """The version of the torch installed here (the one the references were checked with), without a local tag."""
+    """The version of the torch installed here (the one this course was tested with), without its local tag."""
     return importlib.metadata.version("torch").split("+")[0]
 
 
@@ -337,7 +337,7 @@ def gradescope_results(graded: Graded, day: Day, settings: AutograderSettings) -
     tests = []
     for number, entry in enumerate(graded.exercises, start=1):
         passed = entry["status"] == Status.PASSED.value
-        tests.append({"name": f"{entry['exercise']} ({entry['status']})", "number": f"{day.number}.{number}",
+        tests.append({"name": entry["exercise"], "number": f"{day.number}.{number}",
                       "score": 1.0 if passed else 0.0, "max_score": 1.0, "status": "passed" if passed else "failed",
                       "output": feedback(entry, day.check(entry["exercise"]).hints, settings.hints),
                       "visibility": settings.visibility})
@@ -370,7 +370,7 @@ def not_gradable(platform: str, day: Day | None, why: str) -> dict[str, Any]:
     """The results.json of a submission that could not be graded at all (`why`)."""
     if platform == "prairielearn":
         return {"gradable": False, "score": 0.0, "message": why, "format_errors": [why], "tests": []}
-    tests = [{"name": f"{check.name} (not graded)", "number": f"{day.number}.{number}", "score": 0.0,
+    tests = [{"name": check.name, "number": f"{day.number}.{number}", "score": 0.0,
               "max_score": 1.0, "status": "failed", "output": why}
              for number, check in enumerate(day.checks, start=1)] if day is not None else []
     return {"score": 0.0, "output": f"Not graded: {why}", "stdout_visibility": "hidden", "tests": tests}
