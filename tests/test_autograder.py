@@ -205,3 +205,10 @@ def test_feedback_shows_the_hint_tiers_the_autograder_was_built_with():
     assert feedback({"status": "passed", "message": "", "case": ""}, tiers, 3) == "passed"
     stale = {"status": "stale reference", "message": "run python -m checks references", "case": ""}
     assert "not of your code" in feedback(stale, tiers, 1) and "Hint" not in feedback(stale, tiers, 1)
+
+
+def test_an_autograder_of_a_day_the_course_lacks_is_refused(tmp_path, capsys):
+    out = tmp_path / "ag"
+    assert checks_main(["autograder", "--day", "9", "--platform", "gradescope", "--out", str(out)]) == 2
+    assert "there is no day 9" in capsys.readouterr().err
+    assert not out.exists()
