@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                             choices=("visible", "hidden", "after_due_date", "after_published"),
                             help="Gradescope: when learners see each test (default visible)")
     autograder.add_argument("--timeout", type=float, default=0.0,
-                            help="seconds allowed per submission (default: 1200 Gradescope, 540 PrairieLearn)")
+                            help="seconds allowed per submission (default 540, under the platforms' job limits)")
     for sub in (refs, grade, manifest, autograder):
         sub.add_argument("--root", type=Path, help="course folder (default: this repository)")
         sub.add_argument("--models", help="zoo loader as 'module:function' or 'file.py:function'")

@@ -45,7 +45,8 @@ from checks.outcome import Status
 
 PLATFORMS = ("gradescope", "prairielearn")
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
-DEFAULT_TIMEOUT_S = {"gradescope": 1200.0, "prairielearn": 540.0}  # PrairieLearn kills a job after at most 600 s
+# under the platforms' own job limits (PrairieLearn: at most 600 s), so that a slow submission still gets its results
+DEFAULT_TIMEOUT_S = {"gradescope": 540.0, "prairielearn": 540.0}
 _OUTPUT_LIMIT = 20_000  # characters of the learner's printed output kept in a results file (PrairieLearn: 1 MB)
 _SKIPPED_PARTS = {"__MACOSX", ".ipynb_checkpoints", "__pycache__"}
 
@@ -220,8 +221,8 @@ _GRADESCOPE_README = """\
 Upload `autograder.zip` on the assignment's "Configure Autograder" page (base image: Ubuntu with Python 3.10 or
 newer; give it at least 2 GB of memory). `setup.sh` installs the CPU build of torch and the course from `{wheel}`;
 `run_autograder` grades the `.py` or `.ipynb` a learner submits, one test per exercise (1 point each), showing the
-diagnosis of each failure and {hints} hint tier(s). A submission is stopped after {timeout:g} s: set the assignment's
-timeout above that. What the learner's code printed goes to the autograder's stdout (instructors only).
+diagnosis of each failure and {hints} hint tier(s). A submission is stopped after {timeout:g} s (every exercise then
+counted as failed, saying so): keep the assignment's autograder timeout above that. What the learner's code printed goes to the autograder's stdout (instructors only).
 
 Try it locally (Linux): `AUTOGRADER_ROOT=/tmp/ag COURSE_PYTHON=$(which python) ./run_autograder` with the file in
 `/tmp/ag/submission/`, in an environment where the course is installed.
