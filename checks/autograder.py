@@ -202,12 +202,13 @@ exec "${{COURSE_PYTHON:-/opt/course/venv/bin/python}}" -m checks.autograder {com
 _PRAIRIELEARN_DOCKERFILE = """\
 # The grading image of PrairieLearn's external grader: the course installed from its wheel, and run_grader as the
 # entrypoint. Build and push it where your PrairieLearn can pull it:
-#   docker build -t YOUR-REGISTRY/mechinterp-course-grader:dayN . && docker push YOUR-REGISTRY/mechinterp-course-grader:dayN
+#   docker build -t REGISTRY/mechinterp-course-grader:dayN . && docker push REGISTRY/mechinterp-course-grader:dayN
 FROM python:3.11-slim-bookworm
 ENV HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1 PIP_DISABLE_PIP_VERSION_CHECK=1
 COPY {wheel} /opt/course/
 RUN python3 -m venv /opt/course/venv \\
-    && /opt/course/venv/bin/python -m pip install --no-cache-dir {torch} --index-url https://download.pytorch.org/whl/cpu \\
+    && /opt/course/venv/bin/python -m pip install --no-cache-dir {torch} \\
+        --index-url https://download.pytorch.org/whl/cpu \\
     && /opt/course/venv/bin/python -m pip install --no-cache-dir /opt/course/{wheel} \\
     && /opt/course/venv/bin/python -m pip check
 COPY run_grader /opt/course/run_grader
@@ -222,7 +223,8 @@ Upload `autograder.zip` on the assignment's "Configure Autograder" page (base im
 newer; give it at least 2 GB of memory). `setup.sh` installs the CPU build of torch and the course from `{wheel}`;
 `run_autograder` grades the `.py` or `.ipynb` a learner submits, one test per exercise (1 point each), showing the
 diagnosis of each failure and {hints} hint tier(s). A submission is stopped after {timeout:g} s (every exercise then
-counted as failed, saying so): keep the assignment's autograder timeout above that. What the learner's code printed goes to the autograder's stdout (instructors only).
+counted as failed, saying so): keep the assignment's autograder timeout above that. What the learner's code printed
+goes to the autograder's stdout (instructors only).
 
 Try it locally (Linux): `AUTOGRADER_ROOT=/tmp/ag COURSE_PYTHON=$(which python) ./run_autograder` with the file in
 `/tmp/ag/submission/`, in an environment where the course is installed.

@@ -29,7 +29,8 @@ def test_a_days_handout_holds_its_figures_math_and_plotly_once(tmp_path, capsys)
     assert len(re.findall(r'<div class="figure" id="figure-\d+">', text)) == figures
     assert len(re.findall(r'<script type="application/json" data-figure=', text)) == figures
     block_math = sum(cell.source.count("$$") // 2 for cell in notebook.cells if cell.cell_type == "markdown")
-    assert block_math > 0 and text.count('<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">') == block_math
+    assert block_math > 0
+    assert text.count('<math xmlns="http://www.w3.org/1998/Math/MathML" display="block">') == block_math
     assert "\\frac" not in text.split("<body", 1)[1].split("<script>", 1)[0]  # no LaTeX left for a script to typeset
     assert external_references(text) == []
     assert not re.search(r"<(script|link)[^>]+(src|href)=", text)  # nothing loaded, not even from disk
@@ -54,7 +55,8 @@ def test_outputs_are_kept_as_stored():
         nbformat.v4.new_code_cell("print('x')", outputs=[
             nbformat.v4.new_output("stream", name="stdout", text="L1H0 <b>0.93</b>\n"),
             nbformat.v4.new_output("display_data", data={PLOTLY_MIMETYPE: figure}),
-            nbformat.v4.new_output("error", ename="ValueError", evalue="no", traceback=["\x1b[31mValueError\x1b[0m"])])])
+            nbformat.v4.new_output("error", ename="ValueError", evalue="no",
+                                   traceback=["\x1b[31mValueError\x1b[0m"])])])
     page = render_notebook(notebook, "day 0")
     assert "L1H0 &lt;b&gt;0.93&lt;/b&gt;" in page  # printed text is text, not markup
     assert '<math xmlns="http://www.w3.org/1998/Math/MathML" display="inline">' in page
