@@ -161,6 +161,16 @@ def test_hostile_submissions_get_a_truthful_result(built_course, tmp_path, platf
     assert "results.json" in tests["distinct_tokens"]["output"]  # the refused write is named
 
 
+def test_a_notebook_submission_is_graded(built_course, tmp_path):
+    import jupytext
+
+    root = _platform_root(tmp_path, "gradescope", {})
+    notebook = jupytext.reads(_solution(built_course), fmt="py:percent")
+    jupytext.write(notebook, root / "submission" / "day1_toy.ipynb")
+    results = _grade(built_course, "gradescope", root)
+    assert results["score"] == 7.0 and "graded day1_toy.ipynb" in results["output"]
+
+
 def test_submissions_that_cannot_be_graded(built_course, tmp_path):
     syntax = _solution(built_course).replace("def count_repeats(", "def count_repeats((")
     pl_syntax = _grade(built_course, "prairielearn", _platform_root(tmp_path / "a", "prairielearn",
