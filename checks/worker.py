@@ -481,7 +481,7 @@ class Child:
 
         from checks.budgets import ForwardPasses
         from checks.grading import call_learner
-        from checks.judge import Raised, Rejection, case_facts, graded_callable
+        from checks.judge import Raised, Rejection, case_facts, diagnose, graded_callable
         from checks.learner import LearnerModuleError, explain_name_error, load_module
         from checks.session import wrong_day_error
 
@@ -555,7 +555,8 @@ class Child:
                 except Exception:
                     complaint, status = (f"the validator of {check.name!r} crashed; this is a bug in the course:\n"
                                          f"{traceback.format_exc()}"), "error"
-            self.channel.send(kind="result", case=case, output=output,
+            diagnosis = diagnose(check, output, inputs) if check.mistakes and raised is None else ""
+            self.channel.send(kind="result", case=case, output=output, diagnosis=diagnosis,
                               complaint=str(complaint) if complaint else None, complaint_status=status,
                               raised=list(raised.names) if raised else None,
                               raised_message=raised.message[:500] if raised else None)
