@@ -72,7 +72,8 @@ class ForwardPasses:
             passes = "one forward pass" if self.budget == 1 else f"at most {self.budget} forward passes"
             ran = (f"ran {self.count}" if self.count <= STOP_FACTOR * self.budget
                    else f"was stopped at {STOP_FACTOR * self.budget}")
-            return (f"{name} {ran} forward passes of the model, and this exercise allows {passes}: the "
-                    "point is to batch the work (stack the runs along the batch dimension) rather than loop over "
-                    "runs.")
+            advice = ("read everything you need from that one run (one cache, or hooks on every layer involved)"
+                      if self.budget == 1 else "the point is to batch the work (stack the runs along the batch "
+                      "dimension) rather than loop over runs")
+            return f"{name} {ran} forward passes of the model, and this exercise allows {passes}: {advice}."
         return None
