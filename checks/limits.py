@@ -27,6 +27,7 @@ class Limits:
     submission_s: float = 1800.0
     memory_bytes: int = 4 * GiB
     setup_s: float = 300.0  # a worker's own start (building inputs outside the zygote, e.g. on CUDA)
+    log_bytes: int = 16 << 20  # what a submission's workers may print into its log (the rest is dropped)
     threads: int = 1  # torch threads in a worker: more than 1 hangs when the supervisor ran a multi-threaded op
     parallel: int = field(default_factory=lambda: min(2, _cores()))  # exercises graded at a time
 
