@@ -7,10 +7,8 @@ runs with what holds: see README, "How grading works").
   process of the same user without CAP_SYS_PTRACE cannot open its /proc/<pid>/mem, fd/ or environ.
 - `isolate_zygote`: the warm parent enters a new user namespace (capabilities only inside it, none over the
   supervisor, even when started as root) and a new network namespace (no interface but a downed loopback).
-- `enter_pid_namespace` / `Keeper`: per exercise, the child is process 1 of a new PID namespace with its own /proc
-  mount: the supervisor and every other process are not visible, and when that process ends the kernel kills
-  everything the exercise started (a double fork, a new session, a fork loop). Process 1 of a namespace cannot be
-  killed from inside it, so it runs no learner code: it forks the process that does and mirrors how that ended.
+- `start_pid_namespace`: per exercise, every process the learner's code starts lives in a new PID namespace, which
+  the kernel empties when the exercise's process group is killed (a double fork, a new session, a fork loop).
 - `restrict_files`: Landlock (kernel 5.13+): the learner's process reads only outside the `forbidden` folders (plus
   the `allowed` files inside them), writes nowhere, and (ABI 6+) signals nobody outside its domain; a Landlock
   domain also refuses ptrace-style access (/proc/<pid>/mem) to every process outside it.
@@ -66,20 +64,23 @@ def isolate_zygote() -> list[str]:
     return ["user namespace", "no network"]
 
 
-def enter_pid_namespace() -> bool:
-    """Make this process's next child process 1 of a new PID namespace (in the zygote, before each fork)."""
+def start_pid_namespace(close: list[int]) -> int | None:
+    """Put every process this one starts from now on into a new PID namespace, whose process 1 is a `sleep` spawned
+    here in this process's group (closing `close` and the standard streams in it); returns its pid, or None where
+    PID namespaces are unavailable. When the group is killed at the exercise's end, that process dies, and with it,
+    by the kernel's hand, every process the exercise started, whatever session or group it moved to. (Spawned, not
+    forked: no copy of this process's page tables; and not the learner's own process, because process 1 of a
+    namespace cannot be killed by a signal from inside it.)"""
     libc = _libc()
-    return bool(libc) and libc.unshare(CLONE_NEWPID) == 0
-
-
-def mount_own_proc() -> bool:
-    """In process 1 of a new PID namespace: a private mount namespace whose /proc shows only this namespace."""
-    libc = _libc()
-    if libc is None or libc.unshare(CLONE_NEWNS) != 0:
-        return False
-    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
-        return False
-    return libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) == 0
+    sleep = next((path for path in ("/bin/sleep", "/usr/bin/sleep") if os.path.exists(path)), None)
+    if libc is None or sleep is None or libc.unshare(CLONE_NEWPID) != 0:
+        return None
+    actions = [(os.POSIX_SPAWN_CLOSE, fd) for fd in close]
+    actions += [(os.POSIX_SPAWN_OPEN, fd, os.devnull, os.O_RDWR, 0) for fd in (0, 1, 2)]
+    try:
+        return os.posix_spawn(sleep, ["sleep", "infinity"], {}, file_actions=actions)
+    except OSError:
+        return None
 
 
 # ---- Landlock --------------------------------------------------------------------------------------------------------
@@ -119,9 +120,12 @@ def restrict_files(forbidden: list[Path], allowed: list[Path]) -> bool:
     try:
         closed = [os.path.realpath(path) for path in forbidden]
         for path, access in _read_rules(closed, [os.path.realpath(path) for path in allowed]):
-            try:
-                fd = os.open(path, os.O_PATH | os.O_CLOEXEC)
+            try:  # a symbolic link is skipped: its target is covered where it lies (a rule would follow it)
+                fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
             except OSError:
+                continue
+            if os.path.islink(path):
+                os.close(fd)
                 continue
             try:
                 is_dir = os.path.isdir(path)

@@ -319,7 +319,6 @@ class Zygote:
                     continue
                 del running[pid]
                 _kill_leftovers(pid, spare=set(running))
-                status = item.learner_status(status)
                 while item.output is not None:  # what it printed last; its leftovers are dead, so this ends
                     self._relay(item)
                 try:
@@ -340,8 +339,7 @@ class Zygote:
                 channel = socket.socket(fileno=fds[0])
                 inherited = [self.control.fileno(), channel.fileno()]
                 for other in running.values():
-                    inherited += [other.channel.fileno()] + [fd for fd in (other.pidfd, other.output, other.status)
-                                                             if fd is not None]
+                    inherited += [other.channel.fileno()] + [fd for fd in (other.pidfd, other.output) if fd is not None]
                 item = self._start(request, channel, inherited)
                 running[item.pid] = item
 
@@ -364,27 +362,22 @@ class Zygote:
 
     def _start(self, request: dict[str, Any], channel: socket.socket, inherited: list[int]) -> "_Running":
         """Fork the child of one request; `inherited` are this process's descriptors the child must not keep (no
-        child may speak for the zygote, or for another child, on the supervisor's channels). With a PID namespace
-        the child is its process 1, a keeper that forks the learner's process and reports how it ended."""
+        child may speak for the zygote, or for another child, on the supervisor's channels)."""
         if str(request.get("learner", "")).endswith(".ipynb"):
             _import_jupytext()  # once, here: a notebook is converted in every child (2-3 s of imports)
         read_end, write_end = os.pipe()
         output_read, output_write = os.pipe()
-        status_read, status_write = os.pipe()
-        keeper = "pid namespace" in self.sandbox and sandbox.enter_pid_namespace()
         pid = os.fork()
         if pid == 0:
             try:
                 os.setpgid(0, 0)
-                for fd in inherited + [read_end, output_read, status_read]:
+                for fd in inherited + [read_end, output_read]:
                     os.close(fd)
                 _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
                 os.dup2(output_write, 1)
                 os.dup2(output_write, 2)
                 os.close(output_write)
-                if keeper:
-                    _keep(lambda: Child(self, request, Channel(write_end)).run(), [write_end], status_write)
-                os.close(status_write)
+                sandbox.start_pid_namespace([write_end])
                 Child(self, request, Channel(write_end)).run()
             finally:
                 os._exit(0)
@@ -392,32 +385,22 @@ class Zygote:
             os.setpgid(pid, pid)
         except OSError:
             pass  # the child did it first, or is already gone
-        for fd in (write_end, output_write, status_write):
-            os.close(fd)
+        os.close(write_end)
+        os.close(output_write)
         try:
             socket.send_fds(channel, [json.dumps({"kind": "started", "pid": pid}).encode()], [read_end])
         except OSError:
             pass  # the supervisor gave up on this run: the child ends with nobody reading it
         os.close(read_end)
         pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
-        return _Running(pid, channel, pidfd, output_read, status_read)
+        return _Running(pid, channel, pidfd, output_read)
 
 
 class _Running:
-    """The zygote's record of a running child: its channel to the supervisor, pidfd, output pipe, and the pipe on
-    which its keeper (if any) says how the learner's process ended."""
+    """The zygote's record of a running child: its channel to the supervisor, its pidfd and its output pipe."""
 
-    def __init__(self, pid: int, channel: socket.socket, pidfd: int | None, output: int | None, status: int):
-        self.pid, self.channel, self.pidfd, self.output, self.status = pid, channel, pidfd, output, status
-
-    def learner_status(self, status: int) -> int:
-        """The wait status of the process that ran the learner's code (the keeper's, said on its pipe)."""
-        try:
-            data = os.read(self.status, 4)
-        except OSError:
-            data = b""
-        os.close(self.status)
-        return int.from_bytes(data, "big") if len(data) == 4 else status
+    def __init__(self, pid: int, channel: socket.socket, pidfd: int | None, output: int | None):
+        self.pid, self.channel, self.pidfd, self.output = pid, channel, pidfd, output
 
 
 def _write_all(fd: int, data: bytes) -> None:
@@ -427,34 +410,6 @@ def _write_all(fd: int, data: bytes) -> None:
             view = view[os.write(fd, view):]
         except OSError:
             return
-
-
-def _keep(run: Any, close: list[int], status_pipe: int) -> None:
-    """Process 1 of a fresh PID namespace: mount its own /proc, fork the process that runs `run`, reap whatever is
-    left to it, and when that process ends write its wait status on `status_pipe` and exit (the kernel then kills
-    everything else in the namespace)."""
-    sandbox.mount_own_proc()
-    pid = os.fork()
-    if pid == 0:
-        try:
-            os.close(status_pipe)
-            _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-            run()
-        finally:
-            os._exit(0)
-    for fd in close + [0, 1, 2]:
-        try:
-            os.close(fd)
-        except OSError:
-            pass
-    while True:
-        try:
-            ended, status = os.waitpid(-1, 0)
-        except ChildProcessError:
-            os._exit(0)
-        if ended == pid:
-            os.write(status_pipe, status.to_bytes(4, "big"))
-            os._exit(0)
 
 
 def _import_jupytext() -> None:
@@ -666,8 +621,9 @@ def _private_folders(folders: list[Path]) -> list[Path]:
     """Of `folders` (the submission's own folder, the reports' folder), those that hold none of what grading
     reads (the interpreter, its libraries, the course): other learners' submissions and reports, hidden from this
     one's code."""
-    needed = [Path(p).resolve() for p in [sys.prefix, sys.base_prefix, *sys.path] if p]
-    needed += [Path(__file__).resolve().parent.parent]
+    needed = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, Path(__file__).parent.parent)]
+    needed += [Path(module.__file__).resolve() for name, module in list(sys.modules.items())
+               if "." not in name and isinstance(getattr(module, "__file__", None), str)]
     hidden = []
     for folder in folders:
         folder = folder.resolve()
