@@ -143,6 +143,8 @@ def _read_rules(forbidden: list[str], allowed: list[str]) -> list[tuple[str, int
     """(path, access) rules granting reads everywhere but beneath `forbidden`: a Landlock rule covers a whole tree,
     so every folder above a forbidden one gets only listing, and each of its other entries full reads."""
     reads = _EXECUTE | _READ_FILE | _READ_DIR
+    forbidden = [folder for folder in forbidden  # one inside another is covered by it
+                 if not any(other in map(str, Path(folder).parents) for other in forbidden)]
     above = {parent for folder in forbidden for parent in map(str, Path(folder).parents)}
     rules: list[tuple[str, int]] = []
     for folder in sorted(above):

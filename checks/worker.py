@@ -543,15 +543,12 @@ class Child:
 
         roots = [zygote.course.root] + [Path(p) for p in config.get("protect", [])]
         forbidden = [path for root in roots for path in (root / "solutions", root / "checks" / "references")]
+        learner = Path(self.request["learner"])
+        unreadable = forbidden + [root / "notebooks" / "instructor" for root in roots] + _private_folders(
+            [learner.parent] + [Path(p) for p in config.get("protect", [])[1:]])
         CourseFileGuard(roots, forbidden if config["forbid_reads"] else [], self.channel).install()
         forbid_file_changes_and_signals()
-        if config["forbid_reads"]:
-            learner = Path(self.request["learner"])
-            forbidden += [root / "notebooks" / "instructor" for root in roots]
-            forbidden += _private_folders([learner.parent] + [Path(p) for p in config.get("protect", [])[1:]])
-            sandbox.restrict_files(forbidden, [learner])
-        else:
-            sandbox.restrict_files([], [])
+        sandbox.restrict_files(unreadable if config["forbid_reads"] else [], [learner])
 
         self.channel.send(kind="phase", phase="import")
         try:
@@ -623,7 +620,8 @@ def _private_folders(folders: list[Path]) -> list[Path]:
     one's code."""
     needed = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, Path(__file__).parent.parent)]
     needed += [Path(module.__file__).resolve() for name, module in list(sys.modules.items())
-               if "." not in name and isinstance(getattr(module, "__file__", None), str)]
+               if "." not in name and isinstance(getattr(module, "__file__", None), str)
+               and os.path.isabs(module.__file__)]
     hidden = []
     for folder in folders:
         folder = folder.resolve()
@@ -658,6 +656,10 @@ def zygote_main(config: dict[str, Any], control: socket.socket) -> None:
         os.dup2(log, fd)
     os.close(log)
     os.close(null)
+    # the supervisor's sys.stdout may be pytest's capture of a file closed above: print to the new 1 and 2
+    sys.stdin = sys.__stdin__ = open(0, "r", closefd=False)
+    sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, closefd=False, errors="backslashreplace")
+    sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
     gc.disable()  # start-up makes only long-lived objects (torch's, transformer_lens's): collecting is wasted time
     try:
         zygote = Zygote(config, control)
