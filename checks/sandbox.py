@@ -7,8 +7,10 @@ runs with what holds: see README, "How grading works").
   process of the same user without CAP_SYS_PTRACE cannot open its /proc/<pid>/mem, fd/ or environ.
 - `isolate_zygote`: the warm parent enters a new user namespace (capabilities only inside it, none over the
   supervisor, even when started as root) and a new network namespace (no interface but a downed loopback).
-- `start_pid_namespace`: per exercise, every process the learner's code starts lives in a new PID namespace, which
-  the kernel empties when the exercise's process group is killed (a double fork, a new session, a fork loop).
+- `start_pid_namespace`: per exercise, the learner's process and every process it starts live in a new PID
+  namespace (with a `sleep` as its process 1), which the kernel empties when the exercise's process group is
+  killed (a double fork, a new session, a fork loop all end with it); `mount_own_proc` gives it a /proc of its own,
+  where the supervisor and every other process are out of sight.
 - `restrict_files`: Landlock (kernel 5.13+): the learner's process reads only outside the `forbidden` folders (plus
   the `allowed` files inside them), writes nowhere, and (ABI 6+) signals nobody outside its domain; a Landlock
   domain also refuses ptrace-style access (/proc/<pid>/mem) to every process outside it.
@@ -69,8 +71,8 @@ def start_pid_namespace(close: list[int]) -> int | None:
     here in this process's group (closing `close` and the standard streams in it); returns its pid, or None where
     PID namespaces are unavailable. When the group is killed at the exercise's end, that process dies, and with it,
     by the kernel's hand, every process the exercise started, whatever session or group it moved to. (Spawned, not
-    forked: no copy of this process's page tables; and not the learner's own process, because process 1 of a
-    namespace cannot be killed by a signal from inside it.)"""
+    forked: no copy of this process's page tables. This process can start no thread from now on: the caller forks
+    the one that runs the learner's code.)"""
     libc = _libc()
     sleep = next((path for path in ("/bin/sleep", "/usr/bin/sleep") if os.path.exists(path)), None)
     if libc is None or sleep is None or libc.unshare(CLONE_NEWPID) != 0:
@@ -81,6 +83,17 @@ def start_pid_namespace(close: list[int]) -> int | None:
         return os.posix_spawn(sleep, ["sleep", "infinity"], {}, file_actions=actions)
     except OSError:
         return None
+
+
+def mount_own_proc() -> bool:
+    """In a process of a new PID namespace: a private mount namespace whose /proc shows only that namespace (the
+    supervisor and every other process out of sight)."""
+    libc = _libc()
+    if libc is None or libc.unshare(CLONE_NEWNS) != 0:
+        return False
+    if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+        return False
+    return libc.mount(b"proc", b"/proc", b"proc", MS_NOSUID | MS_NODEV | MS_NOEXEC, None) == 0
 
 
 # ---- Landlock --------------------------------------------------------------------------------------------------------

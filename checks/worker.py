@@ -377,7 +377,8 @@ class Zygote:
                 os.dup2(output_write, 1)
                 os.dup2(output_write, 2)
                 os.close(output_write)
-                sandbox.start_pid_namespace([write_end])
+                if sandbox.start_pid_namespace([write_end]) is not None:
+                    _run_in_namespace(lambda: Child(self, request, Channel(write_end)).run(), write_end)
                 Child(self, request, Channel(write_end)).run()
             finally:
                 os._exit(0)
@@ -401,6 +402,31 @@ class _Running:
 
     def __init__(self, pid: int, channel: socket.socket, pidfd: int | None, output: int | None):
         self.pid, self.channel, self.pidfd, self.output = pid, channel, pidfd, output
+
+
+def _run_in_namespace(run: Any, channel: int) -> None:
+    """In a child that has just made a PID namespace: fork the process that calls `run` into it (process 2: a
+    process that makes a PID namespace can start no thread, and process 1 ignores its own signals), wait for it and
+    end the same way (exit code or signal), so the zygote and the supervisor see the learner's process end."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+            sandbox.mount_own_proc()
+            run()
+        finally:
+            os._exit(0)
+    os.close(channel)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            if number not in (signal.SIGKILL, signal.SIGSTOP):
+                signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+        except (OSError, ValueError):
+            pass
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
 
 
 def _write_all(fd: int, data: bytes) -> None:
