@@ -21,15 +21,16 @@ EXERCISES = ("attention_pattern", "mean_logit", "count_repeats", "describe_shape
              "distinct_tokens", "slow_sum")
 RIGHT = "int((tokens[:, 1:] == tokens[:, :-1]).sum())"
 
-# A process chain that outlives its exercise (each link forks the next and exits, so a killer chasing orphans
-# keeps missing it) and drains every pipe of the batch process: the reports of the submissions graded after it.
+# A process chain that tries to outlive its exercise (each link forks the next and exits, so a killer chasing
+# orphans keeps missing it) and to drain every pipe of the batch process: the reports of the submissions after it.
 DRAINER = f"""
-import os, time
+import ctypes, os, time
 def _drain(batch):
-    end = time.monotonic() + 90
+    end = time.monotonic() + 60
     while time.monotonic() < end:
         if os.fork():
             os._exit(0)
+        ctypes.CDLL(None).prctl(15, b"course-survivor", 0, 0, 0)  # PR_SET_NAME: how the test finds it
         for fd in os.listdir(f"/proc/{{batch}}/fd"):
             try:
                 if os.readlink(f"/proc/{{batch}}/fd/{{fd}}").startswith("pipe:"):
@@ -41,7 +42,7 @@ def _drain(batch):
                     os.close(handle)
             except OSError:
                 pass
-        time.sleep(0.005)
+        time.sleep(0.001)
 def count_repeats(tokens):
     if os.fork() == 0:
         try:
@@ -119,6 +120,17 @@ def _grade(tmp: Path, course, submissions: list[Path], jobs: int) -> tuple[dict,
     return statuses, rows
 
 
+def _survivors() -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/comm").read_text().strip() == "course-survivor":
+                found.append(entry)
+        except OSError:
+            pass
+    return found
+
+
 def _all_passed(statuses: dict, name: str) -> None:
     assert {exercise: status for exercise, (status, _) in statuses[name].items()} == dict.fromkeys(EXERCISES,
                                                                                                     "passed"), name
@@ -129,6 +141,7 @@ def test_a_process_chain_cannot_drain_the_reports_of_the_submissions_after_it(py
     submissions = [_write(pytester.path, "drainer", built_course, drainer),
                    _write(pytester.path, "ana", built_course, None), _write(pytester.path, "bea", built_course, None)]
     statuses, rows = _grade(pytester.path, built_course, submissions, jobs=1)
+    assert not _survivors(), "a process the submission started outlived its grading"
     _all_passed(statuses, "ana_day1")
     _all_passed(statuses, "bea_day1")
     assert rows["ana_day1"]["passed"] == rows["bea_day1"]["passed"] == "7"
