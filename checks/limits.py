@@ -33,13 +33,15 @@ class Limits:
 
     @classmethod
     def parse(cls, text: str) -> "Limits":
-        """Limits from "import_s=2 audit_s=5 submission_s=600 memory_gb=2 threads=1 parallel=2" (any subset; the
-        rest default)."""
+        """Limits from "import_s=2 audit_s=5 submission_s=600 memory_gb=2 log_mb=16 threads=1 parallel=2" (any
+        subset; the rest default)."""
         values: dict[str, float | int] = {}
         for item in text.replace(",", " ").split():
             name, _, value = item.partition("=")
             if name == "memory_gb":
                 values["memory_bytes"] = int(float(value) * GiB)
+            elif name == "log_mb":
+                values["log_bytes"] = int(float(value) * 2**20)
             elif name in ("import_s", "audit_s", "submission_s", "setup_s"):
                 values[name] = float(value)
             elif name in ("threads", "parallel"):

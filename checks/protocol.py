@@ -55,6 +55,10 @@ def encode(message: dict[str, Any]) -> bytes:
         raise TypeError(f"cannot send a {type(value).__name__}")
 
     header = json.dumps(plain(message), separators=(",", ":")).encode()
+    if len(header) > MAX_HEADER or 4 + len(header) + offset[0] > MAX_FRAME:
+        raise FrameError(f"{(4 + len(header) + offset[0]) / 2**20:.1f} MiB, of which {len(header) / 2**20:.1f} MiB "
+                         f"outside tensors (at most {MAX_FRAME / 2**20:g} MiB, {MAX_HEADER / 2**20:g} MiB outside "
+                         "tensors)")
     body = struct.pack(">I", len(header)) + header + b"".join(blobs)
     return len(body).to_bytes(8, "big") + body
 

@@ -90,6 +90,11 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     scores: list[DayScore] = []
     for name, path in zip(names, submissions):
         report, note = reports[name]
+        copied = _identical_to_solution(chosen, path.resolve())
+        if copied:
+            report["identical_to_solution"] = copied
+            flag = f"identical to the reference solution: {', '.join(copied)}"
+            note = f"{note}; {flag}" if note else flag
         (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         scores.extend(_scores(name, path.resolve(), report, note))
     with open(out / SUMMARY_FILE, "w", newline="") as handle:
@@ -208,6 +213,21 @@ class _Batch:
                                   "score": {"total": len(day.checks), Status.FAILED.value: len(day.checks)}}
                 for day in self.days}
         return {"device": self.device, "isolated": True, "days": days, "exercises": exercises}
+
+
+def _identical_to_solution(days: list[Day], path: Path) -> list[str]:
+    """The exercises this submission writes exactly as the reference solution (`checks.similarity`)."""
+    from checks.learner import LearnerModuleError
+    from checks.session import learner_file
+    from checks.similarity import identical_to_solution
+
+    found = []
+    for day in days:
+        try:
+            found += identical_to_solution(day, learner_file(day, learner=path))
+        except LearnerModuleError:
+            pass
+    return found
 
 
 def _kill(pid: int) -> None:

@@ -46,7 +46,7 @@ from pathlib import Path
 from typing import Any
 
 from checks import sandbox
-from checks.protocol import MAX_FRAME, MAX_MESSAGE, decode, encode  # noqa: F401  (frames: see checks.protocol)
+from checks.protocol import MAX_FRAME, MAX_MESSAGE, FrameError, decode, encode  # noqa: F401  (see checks.protocol)
 
 
 # ---- plain data ------------------------------------------------------------------------------------------------------
@@ -624,10 +624,15 @@ class Child:
                 except Exception:
                     complaint, status = (f"the validator of {check.name!r} crashed; this is a bug in the course:\n"
                                          f"{traceback.format_exc()}"), "error"
-            self.channel.send(kind="result", case=case, output=output,
-                              complaint=_short(complaint) if complaint else None, complaint_status=status,
-                              raised=list(raised.names) if raised else None,
-                              raised_message=raised.message[:500] if raised else None)
+            try:
+                self.channel.send(kind="result", case=case, output=output,
+                                  complaint=_short(complaint) if complaint else None, complaint_status=status,
+                                  raised=list(raised.names) if raised else None,
+                                  raised_message=raised.message[:500] if raised else None)
+            except FrameError as error:
+                self.channel.send(kind="rejection", case=case, status="failed", hint=check.hint,
+                                  message=f"your output is too large to grade: {error}")
+                return
         self.channel.send(kind="done")
 
 

@@ -166,3 +166,10 @@ def test_hostile_submissions_beside_honest_ones_leave_every_honest_grade_true(py
     # a flood of output is cut in the log, and loses nothing of the report
     assert rows["flood_day1"]["passed"] == "7"
     assert (folder / "grades" / "flood_day1.log").stat().st_size < 17 * 2**20
+    # an exercise written exactly as the reference solution is flagged for the instructor (the honest submissions
+    # here are the solution itself; the flood rewrote describe_shape)
+    flagged = {path.stem: json.loads((folder / "grades" / f"{path.stem}.json").read_text()).get(
+        "identical_to_solution", []) for path in submissions}
+    assert flagged["ana_day1"] == list(EXERCISES) and "identical to the reference solution" in rows["ana_day1"]["note"]
+    assert flagged["flood_day1"] == [name for name in EXERCISES if name != "describe_shape"]
+    assert flagged["copier_day1"] == []

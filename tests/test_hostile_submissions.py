@@ -455,3 +455,29 @@ def test_a_hostile_exercise_fails_alone_and_says_why(name, pytester, built_cours
     assert all(len(message) < 50_000 for message in messages.values())
     for exercise in failing[1:]:  # an import that fails is explained once, at the day's first exercise
         assert messages[exercise] == f"not graded: day 1's file cannot be graded (the reason is given at {failing[0]})"
+
+
+def test_a_worker_holds_none_of_pytests_files(tmp_path, built_course):
+    """pytest keeps the terminal's stdout and its capture files open under other numbers: a worker that inherited
+    them could print a forged "PASSED" line on the terminal."""
+    import subprocess
+    import sys
+
+    learner = tmp_path / "hostile_day1.py"
+    learner.write_text(built_course.days[1].solution_path.read_text() + textwrap.dedent("""
+
+        import os
+        def describe_shape(tokens):
+            for fd in range(3, 1024):
+                try:
+                    os.write(fd, b"\\nFORGED day1::slow_sum PASSED\\n")
+                except OSError:
+                    pass
+            return f"batch={tokens.shape[0]}, pos={tokens.shape[1]}"
+        """))
+    (tmp_path / "pytest.ini").write_text(f"[pytest]\ncourse_root = {built_course.root}\n"
+                                         f"course_models = {built_course.model_loader}\ncourse_limits = {LIMITS}\n")
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--day", "1", "--learner",
+                          str(learner)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert "day 1:" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "FORGED" not in run.stdout + run.stderr
