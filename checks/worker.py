@@ -25,9 +25,10 @@ CUDA each child builds its own inputs. The parent is a child subreaper: after ea
 the child left behind, even one that started its own session.
 
 Frames on the result pipe: see `checks.protocol` (plain data, bounded, read without running any code). Where the
-kernel allows (`checks.sandbox`), the zygote runs in its own user and network namespaces, each child is process 1 of
-its own PID namespace (a "keeper" that forks the process running the learner's code, so that every process the
-exercise started dies with it), and the learner's process is confined by Landlock as well as by the seccomp filter.
+kernel allows (`checks.sandbox`), the zygote runs in its own user and network namespaces; each child makes a PID
+namespace and forks the process that runs the learner's code into it (with its own /proc), so that every process
+the exercise started dies with it; and that process is confined by Landlock as well as by the seccomp filter. What
+children print reaches the log through the zygote, capped; the zygote holds none of the supervisor's descriptors.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from checks import sandbox
 from checks.protocol import MAX_FRAME, MAX_MESSAGE, FrameError, decode, encode  # noqa: F401  (see checks.protocol)
@@ -404,7 +405,7 @@ class _Running:
         self.pid, self.channel, self.pidfd, self.output = pid, channel, pidfd, output
 
 
-def _run_in_namespace(run: Any, channel: int) -> None:
+def _run_in_namespace(run: Callable[[], None], channel: int) -> None:
     """In a child that has just made a PID namespace: fork the process that calls `run` into it (process 2: a
     process that makes a PID namespace can start no thread, and process 1 ignores its own signals), wait for it and
     end the same way (exit code or signal), so the zygote and the supervisor see the learner's process end."""

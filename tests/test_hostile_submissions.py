@@ -460,6 +460,7 @@ def test_a_hostile_exercise_fails_alone_and_says_why(name, pytester, built_cours
 def test_a_worker_holds_none_of_pytests_files(tmp_path, built_course):
     """pytest keeps the terminal's stdout and its capture files open under other numbers: a worker that inherited
     them could print a forged "PASSED" line on the terminal."""
+    import os
     import subprocess
     import sys
 
@@ -477,7 +478,8 @@ def test_a_worker_holds_none_of_pytests_files(tmp_path, built_course):
         """))
     (tmp_path / "pytest.ini").write_text(f"[pytest]\ncourse_root = {built_course.root}\n"
                                          f"course_models = {built_course.model_loader}\ncourse_limits = {LIMITS}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}  # this checkout's grader, whatever is installed
     run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--day", "1", "--learner",
-                          str(learner)], cwd=tmp_path, capture_output=True, text=True, timeout=600)
+                          str(learner)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
     assert "day 1:" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
     assert "FORGED" not in run.stdout + run.stderr
