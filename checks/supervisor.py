@@ -180,39 +180,43 @@ class Supervisor:
         Exercises may be graded side by side, from several threads (`parallel` at a time). What one exercise does
         can then be noticed at another's end (a course file restored, the zygote lost): an exercise that ran beside
         another while such an incident happened is graded again, alone, and from then on every exercise runs alone,
-        so each outcome is the one it gets when graded alone. The first exercise of a file runs alone too: if the
-        file cannot be imported, that exercise says why and the others say where it was said."""
+        so each outcome is the one it gets when graded alone. An exercise stopped by its time limit while another
+        ran beside it (which may have starved it of CPU) is graded again alone too. The first exercise of a file runs
+        alone: if the file cannot be imported, that exercise says why and the others say where it was said."""
         key = (day.number, str(learner))
-        outcome, suspect = self._attempt(day, check, learner,
-                                         alone=lambda: self._parallel == 1 or key not in self._importable)
+        outcome, suspect, incident = self._attempt(day, check, learner,
+                                                   alone=lambda: self._parallel == 1 or key not in self._importable)
         if suspect:
-            self._parallel = 1
-            outcome, _ = self._attempt(day, check, learner, alone=lambda: True)
+            if incident:
+                self._parallel = 1
+            outcome, _, _ = self._attempt(day, check, learner, alone=lambda: True)
         return outcome
 
-    def _attempt(self, day: Day, check: Check, learner: Path, alone: Callable[[], bool]) -> tuple[Outcome, bool]:
-        """(outcome with its duration, whether it must be graded again alone)."""
+    def _attempt(self, day: Day, check: Check, learner: Path,
+                 alone: Callable[[], bool]) -> tuple[Outcome, bool, bool]:
+        """(outcome with its duration, whether it must be graded again alone, whether for an incident)."""
         with self._gate.slot(alone) as slot:
             start, incidents = time.monotonic(), self._incidents
-            outcome, ran = self._run(day, check, learner)
-            suspect = ran and slot.beside_another and self._incidents != incidents and not self._closed
-            return dataclasses.replace(outcome, duration_s=round(time.monotonic() - start, 4)), suspect
+            outcome, ran, timed_out = self._run(day, check, learner)
+            incident = self._incidents != incidents
+            suspect = ran and slot.beside_another and (incident or timed_out) and not self._closed
+            return dataclasses.replace(outcome, duration_s=round(time.monotonic() - start, 4)), suspect, incident
 
-    def _run(self, day: Day, check: Check, learner: Path) -> tuple[Outcome, bool]:
-        """(outcome, whether the learner's code ran)."""
+    def _run(self, day: Day, check: Check, learner: Path) -> tuple[Outcome, bool, bool]:
+        """(outcome, whether the learner's code ran, whether a time limit of its own stopped it)."""
         limits = self.limits
         submission_deadline = self.started + limits.submission_s
         if time.monotonic() >= submission_deadline:
             return _failed(day, check, f"not graded: the whole submission's time limit of {limits.submission_s:g} s "
-                           "(every exercise together) ran out before this exercise"), False
+                           "(every exercise together) ran out before this exercise"), False, False
         first = self._unimportable.get((day.number, str(learner)))
         if first is not None:  # the reason is said once per day, at its first exercise
             return _failed(day, check, f"not graded: day {day.number}'s file cannot be graded (the reason is given "
-                           f"at {first})"), False
+                           f"at {first})"), False, False
         for attempt in range(2):  # a zygote found dead before this exercise started is replaced, not blamed
             zygote = self._ready_zygote(min(submission_deadline, time.monotonic() + limits.setup_s))
             if isinstance(zygote, str):
-                return Outcome(check.name, day.number, Status.ERROR, zygote), False
+                return Outcome(check.name, day.number, Status.ERROR, zygote), False, False
             run = _Run(self, day, check, zygote, submission_deadline)
             outcome = run.execute(learner)
             if not run.lost_before_start:
@@ -229,7 +233,9 @@ class Supervisor:
             self._unimportable[day.number, str(learner)] = check.name
         elif run.imported():
             self._importable.add((day.number, str(learner)))
-        return outcome, True
+        timed_out = bool(run.stopped_by) and run.phase in ("call", "audit") and \
+            time.monotonic() < submission_deadline
+        return outcome, True, timed_out
 
 
 class _Gate:
