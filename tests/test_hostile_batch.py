@@ -173,3 +173,34 @@ def test_hostile_submissions_beside_honest_ones_leave_every_honest_grade_true(py
     assert flagged["ana_day1"] == list(EXERCISES) and "identical to the reference solution" in rows["ana_day1"]["note"]
     assert flagged["flood_day1"] == [name for name in EXERCISES if name != "describe_shape"]
     assert flagged["copier_day1"] == []
+
+
+def test_a_re_permissioned_course_file_is_given_back_its_mode_and_restoring_never_raises(fresh_course, monkeypatch):
+    """A course file whose mode a submission changed (seccomp refuses fchmod on Linux x86-64; elsewhere it may
+    happen) gets its mode back; one its owner cannot read any more is made readable and checked, never left to
+    raise in the supervisor or the batch process."""
+    import stat
+
+    from checks import manifest
+
+    expected = manifest.verify_manifest(fresh_course)
+    contents, stats = manifest.file_contents(fresh_course), manifest.file_stats(fresh_course)
+    target = next(path for path in manifest.manifest_files(fresh_course) if path.suffix == ".pt")
+    key = manifest._key(fresh_course, target)
+    mode = stat.S_IMODE(target.stat().st_mode)
+    target.chmod(0)
+    assert manifest.restore_changed(fresh_course, expected, contents, stats) == [key]
+    assert stat.S_IMODE(target.stat().st_mode) == mode
+    # as the files' owner (not root), reading a file of mode 0 raises PermissionError: as root, pretend it does
+    real_hash, refused = manifest.file_hash, []
+
+    def unreadable_once(path):
+        if path == target and not refused:
+            refused.append(path)
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_hash(path)
+
+    monkeypatch.setattr(manifest, "file_hash", unreadable_once)
+    target.chmod(0)
+    assert manifest.restore_changed(fresh_course, expected, contents) == [key]  # the batch's call: no stats
+    assert refused and stat.S_IMODE(target.stat().st_mode) & stat.S_IRUSR
