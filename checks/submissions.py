@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from checks import sandbox
 from checks.course import Course, Day
 from checks.limits import Limits, describe_end
 from checks.manifest import restore_changed
@@ -79,6 +80,7 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     course = course or Course.default()
     chosen = parse_days(days, course)
     manifest = verify_manifest(course)  # once, before any learner code: every submission is held to this copy
+    sandbox.harden_supervisor()  # its report pipes are out of reach of any process without CAP_SYS_PTRACE
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     limits = limits or Limits(submission_s=timeout_s)

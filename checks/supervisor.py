@@ -14,7 +14,10 @@ outcome the one it gets alone.
 
 Trusted: the fingerprints of the inputs (sent before the learner's module is imported) and the learner's output
 as data. Not trusted beyond "it failed": everything the child says after the learner's code ran (audit results,
-the validator's verdict): a learner who forges them can hide a changed model or a cache, never a wrong answer.
+the validator's verdict): a learner who forges them can hide a changed model or a cache, never a wrong answer. So
+the supervisor alone decides phases and limits (see `_Run._handle`), reads frames under `checks.protocol`'s bounds,
+accepts from the child only "failed" (or "not started" for a stub it sees in the learner's file), and cleans every
+message of control characters before a report sees it. It makes itself non-dumpable (`checks.sandbox`).
 """
 
 from __future__ import annotations
@@ -34,14 +37,14 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from checks import sandbox
 from checks.course import Course, CourseError, Day
 from checks.judge import Raised, Rejection, judge
 from checks.limits import Limits, describe_end
 from checks.manifest import file_contents, file_stats, restore_changed, verify_manifest
 from checks.outcome import Outcome, Status
+from checks.protocol import MAX_FRAME, clean, decode
 from checks.references import InputsFingerprint, ReferenceStore, StaleReference, rebuild_command
-from checks import sandbox
-from checks.protocol import MAX_FRAME, FrameError, clean, decode
 from checks.spec import Check
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
@@ -476,7 +479,7 @@ class _Run:
                 return False
             try:
                 message = decode(frame)
-            except (FrameError, MemoryError):
+            except Exception:  # FrameError, or anything the bounds did not foresee: garbage either way
                 return False
             if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
                 return False
