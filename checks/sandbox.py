@@ -11,6 +11,7 @@ runs with what holds: see README, "How grading works").
   namespace (with a `sleep` as its process 1), which the kernel empties when the exercise's process group is
   killed (a double fork, a new session, a fork loop all end with it); `mount_own_proc` gives it a /proc of its own,
   where the supervisor and every other process are out of sight.
+- `drop_capabilities`: the learner's process holds no capability, in any namespace.
 - `restrict_files`: Landlock (kernel 5.13+): the learner's process reads only outside the `forbidden` folders (plus
   the `allowed` files inside them), writes nowhere, and (ABI 6+) signals nobody outside its domain; a Landlock
   domain also refuses ptrace-style access (/proc/<pid>/mem) to every process outside it.
@@ -45,6 +46,18 @@ def harden_supervisor() -> bool:
     """Make this process non-dumpable (see the module docstring); False where that is not possible."""
     libc = _libc()
     return bool(libc) and libc.prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) == 0
+
+
+def drop_capabilities() -> bool:
+    """Drop every capability of this process (effective, permitted, inheritable): a worker started as root keeps
+    uid 0 but, even where there is no user namespace, cannot ptrace, read a non-dumpable process's memory, or
+    bypass file permissions (its owner's rights remain). False where capset fails."""
+    libc = _libc()
+    if libc is None:
+        return False
+    header = ctypes.create_string_buffer(struct.pack("Ii", 0x20080522, 0), 8)  # _LINUX_CAPABILITY_VERSION_3, self
+    data = ctypes.create_string_buffer(24)  # two {effective, permitted, inheritable} words, all zero
+    return libc.syscall(126, header, data) == 0  # capset (x86-64)
 
 
 def isolate_zygote() -> list[str]:

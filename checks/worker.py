@@ -574,6 +574,7 @@ class Child:
         unreadable = forbidden + [root / "notebooks" / "instructor" for root in roots] + _private_folders(
             [learner.parent] + [Path(p) for p in config.get("protect", [])[1:]])
         CourseFileGuard(roots, forbidden if config["forbid_reads"] else [], self.channel).install()
+        sandbox.drop_capabilities()
         forbid_file_changes_and_signals()
         sandbox.restrict_files(unreadable if config["forbid_reads"] else [], [learner])
 

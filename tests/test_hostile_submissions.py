@@ -370,6 +370,12 @@ CASES: dict[str, Hostile] = {
             fd = os.open({{references!r}}, os.O_RDONLY)
             os.fchmod(fd, 0)
             return {_RIGHT}""", ("count_repeats raised PermissionError",)),
+    "capabilities_of_a_worker_started_as_root": Hostile("count_repeats", f"""
+        def count_repeats(tokens):
+            status = open("/proc/self/status").read()
+            if int(status.split("CapEff:")[1].split()[0], 16) == 0:
+                raise PermissionError("this process holds no capability")
+            return {_RIGHT}""", ("count_repeats raised PermissionError", "no capability")),
     "memfd_beyond_the_memory_limit": Hostile("distinct_tokens", """
         import os
         def distinct_tokens(tokens):
