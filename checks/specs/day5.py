@@ -339,7 +339,7 @@ def _pruning_case(kind: str, seed: int, batch: int, granularity: str, threshold:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         model, data = _task(env, kind, seed, batch)
         seq = data["tokens"].shape[1]
-        if granularity == "heads":  # the seed's order: last layer first
+        if granularity == "heads":  # the number-sequence study's order: last layer first
             nodes = _head_nodes(model, seq, list(range(model.cfg.n_layers - 1, -1, -1)))
         else:  # (head, position) nodes at every position, first layer first
             nodes = _position_nodes(model, seq, list(range(model.cfg.n_layers)), list(range(seq)))
