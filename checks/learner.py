@@ -227,7 +227,7 @@ def _calls_nothing(expression: ast.expr) -> bool:
 
 def written_exercises(path: Path, names: list[str]) -> set[str]:
     """Which of the functions `names` are defined in the learner's file with a body other than the stub's
-    `raise NotImplementedError(...)` (an unreadable file has none)."""
+    `raise NotImplementedError(...)` (an unreadable file has none). A later `def` of a name wins, as when it runs."""
     try:
         tree = ast.parse(read_source(path))
     except (LearnerModuleError, SyntaxError):
@@ -236,7 +236,9 @@ def written_exercises(path: Path, names: list[str]) -> set[str]:
     for node in tree.body:
         if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.name in names:
             body = [stmt for stmt in node.body if not _is_docstring(stmt)]
-            if not (len(body) == 1 and _raises_not_implemented(body[0])):
+            if len(body) == 1 and _raises_not_implemented(body[0]):
+                written.discard(node.name)
+            else:
                 written.add(node.name)
     return written
 
