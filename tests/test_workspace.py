@@ -118,6 +118,31 @@ def test_pytest_day_grades_the_workspace_copy_and_prints_it(pytester, built_cour
     result.stdout.fnmatch_lines([f"day 1: grading your copy {module}", "*day 1: 1/7 passed, 6 not started"])
 
 
+def test_pytest_day_inside_the_checkout_grades_the_workspace_and_tests_leave_no_temporary_files(
+        built_course, tmp_path, monkeypatch):
+    """From the course's own folder, pytest loads tests/conftest.py even for `--day`: it must not replace the
+    learner's workspace. Neither a grading run nor a run of the project's tests leaves anything in the temporary
+    folder besides pytest's own (pytest-of-<user>, which pytest prunes)."""
+    workspace = tmp_path / "ws"
+    notebook, module = _started_course(built_course, workspace, monkeypatch)
+    _fill(module, "count_repeats", "return int((tokens[:, 1:] == tokens[:, :-1]).sum())")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "MECHINTERP_WORKSPACE": str(workspace)}
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    graded = subprocess.run([*command, "--day", "1", "-k", "count_repeats", "-o", f"course_root={built_course.root}",
+                             "-o", f"course_models={built_course.model_loader}"],
+                            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
+    assert f"day 1: grading your copy {module}" in graded.stdout, graded.stdout + graded.stderr
+    assert graded.returncode == 0 and "1 passed" in graded.stdout, graded.stdout + graded.stderr
+    assert sorted(path.name for path in scratch.iterdir()) == []
+    tests = subprocess.run([*command, "-q", "tests/test_compare.py::test_tolerance_is_atol_plus_rtol_times_expected"],
+                           capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    left = sorted(path.name for path in scratch.iterdir())
+    assert all(name.startswith("pytest-of-") for name in left), left
+
+
 # ---- notebook and terminal agree -------------------------------------------------------------------------------------
 AGREEING_LEARNER = '''
 # %%
