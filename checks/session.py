@@ -20,7 +20,8 @@ from typing import Any
 
 from checks.course import Course, CourseError, Day
 from checks.grading import Grader, default_device
-from checks.learner import LearnerModuleError, explain_name_error, load_module, written_exercises
+from checks.learner import (LearnerModuleError, explain_name_error, load_module, missing_function_message,
+                             written_exercises)
 from checks.limits import Limits
 from checks.outcome import Outcome, Status
 from curriculum.workspace import learner_copies, workspace_dir
@@ -183,7 +184,7 @@ class GradingSession:
             outcome = self.grader.grade(None, day, check, missing=reason)
         else:
             function = getattr(module, name, None)
-            missing = f"{module.__file__} has no function {name!r}: did you rename or delete it?"
+            missing = missing_function_message(module, name)
             outcome = self.grader.grade(function if callable(function) else None, day, check, missing=missing)
             if outcome.status is Status.FAILED:
                 outcome = dataclasses.replace(outcome, message=explain_name_error(module, outcome.message))

@@ -481,7 +481,7 @@ class Child:
 
         from checks.grading import call_learner
         from checks.judge import Raised, Rejection, catching
-        from checks.learner import LearnerModuleError, explain_name_error, load_module
+        from checks.learner import LearnerModuleError, explain_name_error, load_module, missing_function_message
         from checks.session import wrong_day_error
 
         config, zygote = self.zygote.config, self.zygote
@@ -521,8 +521,7 @@ class Child:
         function = module.__dict__.get(check.name)
         if not callable(function):
             self.channel.send(kind="rejection", case="", status="failed", hint="",
-                              message=f"{module.__file__} has no function {check.name!r}: did you rename or delete "
-                              "it?")
+                              message=missing_function_message(module, check.name))
             return
         for case, (inputs, _) in built.items():
             self.channel.send(kind="phase", phase="call", case=case)

@@ -209,6 +209,32 @@ def test_broken_learner_file_fails_its_day_with_the_reason(pytester, built_cours
     assert "syntax error on line 1" in report["exercises"][0]["message"]
 
 
+def test_a_syntax_error_in_one_notebook_cell_fails_that_cells_exercises_only(pytester, built_course):
+    """Reported at the cell, the line within it and the exercises it defines (not at a line of the notebook's
+    JSON); the exercises of the intact cells are graded."""
+    import jupytext
+
+    source = built_course.days[1].solution_path.read_text()
+    broken_line = "    scores = torch.einsum(\"bqhd,bkhd->bhqk\", q, k / q.shape[-1] ** 0.5"
+    source = source.replace('    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1] ** 0.5', broken_line)
+    notebook = jupytext.reads(source, fmt="py:percent")
+    number, cell = next((n, c) for n, c in enumerate(notebook.cells, start=1) if broken_line in c.source)
+    line = cell.source.splitlines().index(broken_line) + 1
+    path = pytester.path / "my_day1.ipynb"
+    jupytext.write(notebook, path)
+    result, report = _run(pytester, built_course, "--day", "1", "--learner", str(path))
+    statuses = _statuses(report)
+    assert statuses.pop("attention_pattern") == statuses.pop("mean_logit") == "failed"
+    assert statuses.pop("head_summary") == "failed"  # it calls attention_pattern
+    assert set(statuses.values()) == {"passed"}, statuses
+    message = next(e["message"] for e in report["exercises"] if e["exercise"] == "mean_logit")
+    assert message.startswith(f"{path}: cell {number} (it defines attention_pattern, mean_logit) has a syntax error "
+                              f"on line {line} of the cell: "), message
+    assert broken_line.strip() in message
+    calling = next(e["message"] for e in report["exercises"] if e["exercise"] == "head_summary")
+    assert f"`attention_pattern` is not defined because {path}: cell {number}" in calling, calling
+
+
 def test_stale_and_missing_references_are_errors_with_the_rebuild_command(pytester, fresh_course):
     solution = fresh_course.days[1].solution_path
     solution.write_text(solution.read_text().replace("return int((tokens[:, 1:] == tokens[:, :-1]).sum())",
