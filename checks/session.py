@@ -27,6 +27,7 @@ from checks.outcome import Outcome, Status
 from curriculum.workspace import learner_copies, workspace_dir
 
 IN_PROCESS_VARIABLE = "COURSE_GRADING_IN_PROCESS"
+LEARNER_SUFFIXES = (".py", ".ipynb")
 
 
 def parse_days(text: str, course: Course) -> list[Day]:
@@ -136,6 +137,9 @@ class GradingSession:
             raise CourseError("--solutions and --learner are exclusive: grade the solutions or a learner's file")
         if self.learner is not None and not self.learner.exists():
             raise CourseError(f"--learner: no such file or folder: {self.learner}")
+        if self.learner is not None and self.learner.is_file() and self.learner.suffix not in LEARNER_SUFFIXES:
+            raise CourseError(f"--learner: {self.learner} is neither a .py module nor a .ipynb notebook (nor a folder "
+                              "of day files)")
         if self.learner is not None and self.learner.is_file() and len(self.days) > 1:
             raise CourseError("--learner FILE grades one day; to grade several days give a folder of day files")
         self.grader = Grader(self.course, self.device)  # also judges "missing" exercises without a worker

@@ -170,6 +170,21 @@ def test_bad_options_are_usage_errors(pytester, built_course, mixed_learner, arg
     assert message in result.stderr.str()
 
 
+def test_a_learner_file_of_another_kind_is_a_usage_error(pytester, built_course):
+    notes = pytester.makefile(".txt", notes="my notes on day 1\n")
+    _ini(pytester, built_course)
+    result = pytester.runpytest_inprocess("--day", "1", "--learner", str(notes))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "is neither a .py module nor a .ipynb notebook" in result.stderr.str()
+
+
+def test_grading_under_pytest_xdist_is_a_usage_error_not_an_empty_report(pytester, built_course):
+    pytest.importorskip("xdist")
+    result, report = _run(pytester, built_course, "--day", "1", "--solutions", "-p", "xdist", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and report == {}
+    assert "--day does not run under pytest-xdist" in result.stderr.str()
+
+
 def test_learner_notebook_is_graded_without_its_exploration_cells(pytester, built_course):
     import jupytext
 

@@ -261,7 +261,8 @@ def test_run_all_goes_past_unwritten_exercises(capsys):
     shell = InteractiveShell.instance()
     try:
         shell.run_cell("MAIN = True", store_history=False)
-        assert keep_going_past_stubs()
+        assert keep_going_past_stubs() is None  # the notebook's cell calling it shows nothing
+        assert any(type(t).__name__ == "_GuardExplorations" for t in shell.ast_transformers)
         cells = [
             'def induction_scores(x):\n    """Doc."""\n    raise NotImplementedError("write induction_scores, then run '
             'check(induction_scores)")',
@@ -290,6 +291,37 @@ def test_run_all_goes_past_unwritten_exercises(capsys):
     finally:
         shell.ast_transformers.clear()
         InteractiveShell.clear_instance()
+
+
+def test_a_skipped_cell_names_the_exercises_it_needs_not_every_earlier_one(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from curriculum import run_all
+    from curriculum.run_all import keep_going_past_stubs
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("MAIN = True", store_history=False)
+        keep_going_past_stubs()
+        for name in ("tokenize", "induction_scores"):
+            shell.run_cell(f'def {name}(x):\n    raise NotImplementedError("write {name}, then run check({name})")',
+                           store_history=False)
+        cells = ["if MAIN:\n    tokens = tokenize(1)",
+                 "if MAIN:\n    scores = induction_scores(2)",
+                 "if MAIN:\n    top = sorted(scores)",           # needs scores: induction_scores only
+                 "if MAIN:\n    print(top, tokens)"]             # needs top, left undefined by the cell above
+        assert all(shell.run_cell(cell, store_history=False).success for cell in cells)
+        printed = capsys.readouterr().out.splitlines()
+        assert printed[2:] == [
+            "[skipped the rest of this cell] it needs scores, which an earlier cell did not get to define: write "
+            "induction_scores first",
+            "[skipped the rest of this cell] it needs top, which an earlier cell did not get to define: write "
+            "induction_scores first"]
+    finally:
+        shell.ast_transformers.clear()
+        InteractiveShell.clear_instance()
+        run_all._stopped.clear()
+        run_all._left_undefined.clear()
 
 
 # ---- a plugin that never breaks unrelated pytest runs ----------------------------------------------------------------
