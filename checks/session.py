@@ -254,9 +254,22 @@ class GradingSession:
         for day in self.days:
             source = self.source(day)
             days[str(day.number)] = {"module": day.module, "source": str(source) if source else None,
-                                     "score": self.scores().get(day.number, {"total": 0})}
+                                     "score": self.scores().get(day.number, {"total": 0}), "note": self.note(day)}
         return {"device": str(self.grader.env.device), "isolated": self.supervisor is not None, "days": days,
                 "exercises": [outcome.to_dict() for outcome in self.outcomes]}
+
+    def note(self, day: Day) -> str:
+        """Why `day`'s file could not be graded at all (no such file, it cannot be imported), or ""."""
+        try:
+            path = learner_file(day, solutions=self.solutions, learner=self.learner)
+        except LearnerModuleError as error:
+            return str(error)
+        if self.supervisor is None:
+            module = self._modules.get(day.number)
+            return str(module).splitlines()[0] if isinstance(module, LearnerModuleError) else ""
+        first = getattr(self.supervisor, "_unimportable", {}).get((day.number, str(path)))
+        said = next((o.message for o in self.outcomes if o.day == day.number and o.exercise == first), "")
+        return f"{path.name} cannot be graded: {said.splitlines()[0]}" if said else ""
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
