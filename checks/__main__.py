@@ -79,11 +79,18 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "grade":
         return _grade(args, course)
     for day in days:
+        before = path_bytes(day.reference_paths)
         path = build_references(course, day.number, args.device)
-        print(f"day {day.number}: wrote {path} and {path.with_suffix('.json').name} "
+        done = "unchanged (every output as stored, up to float rounding):" if path_bytes(day.reference_paths) == before \
+            else "wrote"
+        print(f"day {day.number}: {done} {path} and {path.with_suffix('.json').name} "
               f"({path.stat().st_size / 1024:.0f} KiB, {len(day.checks)} exercises, device {args.device})")
     print(f"wrote {write_manifest(course)}")
     return 0
+
+
+def path_bytes(paths: tuple[Path, ...]) -> list[bytes | None]:
+    return [path.read_bytes() if path.is_file() else None for path in paths]
 
 
 def _grade(args: argparse.Namespace, course: Course) -> int:
