@@ -128,6 +128,18 @@ def test_solutions_pass_every_day_with_table_and_json(pytester, built_course):
     result.stdout.fnmatch_lines(["day 1: 7/7 passed", "day 2: 2/2 passed"])
 
 
+def test_junit_times_each_exercise_as_the_table_does(pytester, built_course):
+    import xml.etree.ElementTree as ElementTree
+
+    junit = pytester.path / "junit.xml"
+    result, report = _run(pytester, built_course, "--day", "1", "--solutions", f"--junitxml={junit}")
+    table = {entry["exercise"]: entry["duration_s"] for entry in report["exercises"]}
+    times = {case.get("name"): float(case.get("time")) for case in ElementTree.parse(junit).iter("testcase")}
+    assert times.keys() == table.keys()
+    assert all(abs(times[name] - table[name]) < 2e-3 for name in table), (times, table)
+    assert all(time > 0 for time in times.values()), times
+
+
 def test_fresh_curriculum_is_not_started_and_exits_zero(pytester, built_course):
     result, report = _run(pytester, built_course, "--day", "1,2", "--course-device", "cpu")
     assert result.ret == pytest.ExitCode.OK
