@@ -368,19 +368,26 @@ def test_a_users_checks_module_and_device_option_do_not_break_their_pytest(tmp_p
 
 
 # ---- progress --------------------------------------------------------------------------------------------------------
-def test_progress_shows_every_day_its_exercises_and_the_score(built_course, tmp_path, monkeypatch):
+def test_progress_shows_every_day_its_exercises_and_the_score(built_course, tmp_path, monkeypatch, capsys):
     from curriculum.progress import format_progress, grade_progress, last_progress
 
     notebook, module = _started_course(built_course, tmp_path / "ws", monkeypatch)
     _fill(module, "count_repeats", "return int((tokens[:, 1:] == tokens[:, :-1]).sum())")
     _fill(module, "describe_shape", 'return "wrong"')
-    report = grade_progress(course_root=built_course.root, course_models=built_course.model_loader, device="cpu")
+    report = grade_progress(course_root=built_course.root, course_models=built_course.model_loader, device="cpu",
+                            progress=True)
+    assert "9/9" in capsys.readouterr().err  # the progress bar counted every exercise of both days
     assert last_progress() == report
     text = format_progress(report)
     assert "day 1 (day1_toy): 1/7 passed, 1 failed, 5 not started" in text
     assert f"  graded {module}" in text
     assert "    passed       count_repeats" in text and "    failed       describe_shape" in text
     assert "day 2 (day2_toy): 0/2 passed, 2 not started" in text
+    from curriculum.__main__ import main
+
+    assert main(["progress", "--last"]) == 0  # says when, without grading
+    shown = capsys.readouterr().out
+    assert shown.startswith("graded ") and "(just now)" in shown.splitlines()[0] and text in shown
 
 
 # ---- the whole loop, and the browser ---------------------------------------------------------------------------------
