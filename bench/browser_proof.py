@@ -53,7 +53,7 @@ def wait_for_http(url: str, timeout_s: float) -> None:
 class Browser:
     """Headless Chromium driven over the DevTools protocol."""
 
-    def __init__(self, profile: Path, width: int = 1400, height: int = 1100) -> None:
+    def __init__(self, profile: Path, width: int = 1400, height: int = 1100, extra_args: tuple[str, ...] = ()) -> None:
         import websocket
 
         executable = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -63,7 +63,7 @@ class Browser:
         self.process = subprocess.Popen(
             [executable, "--headless=new", "--no-sandbox", "--disable-gpu", f"--remote-debugging-port={port}",
              "--remote-debugging-address=127.0.0.1", f"--user-data-dir={profile}", f"--window-size={width},{height}",
-             "--no-first-run", "--disable-extensions", "about:blank"],
+             "--no-first-run", "--disable-extensions", *extra_args, "about:blank"],
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_for_http(f"http://127.0.0.1:{port}/json/version", 60)
         pages = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{port}/json").read())
@@ -71,6 +71,7 @@ class Browser:
         self.socket = websocket.create_connection(page["webSocketDebuggerUrl"], timeout=120,
                                                   suppress_origin=True)
         self.next_id = 0
+        self.events: list[dict] = []  # the protocol's events received so far (e.g. Network.requestWillBeSent)
         self.send("Page.enable")
         self.send("Runtime.enable")
 
@@ -79,6 +80,8 @@ class Browser:
         self.socket.send(json.dumps({"id": self.next_id, "method": method, "params": params}))
         while True:
             message = json.loads(self.socket.recv())
+            if "method" in message:
+                self.events.append(message)
             if message.get("id") == self.next_id:
                 if "error" in message:
                     raise RuntimeError(f"{method}: {message['error']}")

@@ -4,6 +4,7 @@
     python -m checks references --day all                      every day
     python -m checks grade --day 1 submissions/*.ipynb --out grades --jobs 2   grade many learners' files
     python -m checks manifest                                  rewrite the manifest of reference and zoo hashes
+    python -m checks autograder --day 1 --platform gradescope --out DIR   a Gradescope or PrairieLearn autograder
 
 `--root` and `--models` point at another course folder and zoo loader (the project's tests use a fixture course).
 
@@ -48,7 +49,20 @@ def main(argv: list[str] | None = None) -> int:
                        help="submissions graded at once (default: the number of cores)")
     grade.add_argument("--memory-gb", type=float, default=4.0,
                        help="memory each worker may allocate beyond the warm parent's, in GiB (default 4)")
-    for sub in (refs, grade, manifest):
+    autograder = commands.add_parser("autograder", help="build a Gradescope or PrairieLearn autograder of a day "
+                                     "(see checks.autograder)")
+    autograder.add_argument("--day", required=True, type=int, help="the day it grades")
+    autograder.add_argument("--platform", required=True, choices=("gradescope", "prairielearn"))
+    autograder.add_argument("--out", required=True, type=Path, help="folder to write it into")
+    autograder.add_argument("--hints", type=int, choices=range(4), default=1,
+                            help="hint tiers shown with a failure: 0 none, 1 the nudge (default), 2 and the approach, "
+                                 "3 and the recipe")
+    autograder.add_argument("--visibility", default="visible",
+                            choices=("visible", "hidden", "after_due_date", "after_published"),
+                            help="Gradescope: when learners see each test (default visible)")
+    autograder.add_argument("--timeout", type=float, default=0.0,
+                            help="seconds allowed per submission (default 540, under the platforms' job limits)")
+    for sub in (refs, grade, manifest, autograder):
         sub.add_argument("--root", type=Path, help="course folder (default: this repository)")
         sub.add_argument("--models", help="zoo loader as 'module:function' or 'file.py:function'")
     args = parser.parse_args(argv)
@@ -72,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "manifest":
         print(f"wrote {write_manifest(course)}")
         return 0
+    if args.command == "autograder":
+        return _autograder(args, course)
     try:
         days = parse_days(args.day, course)
     except CourseError as error:
@@ -112,6 +128,21 @@ def _grade(args: argparse.Namespace, course: Course) -> int:
     print(format_scores(scores))
     print(f"\nwrote {out / SUMMARY_FILE} and a report and log per submission in {out}")
     return exit_code(scores)
+
+
+def _autograder(args: argparse.Namespace, course: Course) -> int:
+    from checks.autograder import AutograderSettings, build_autograder
+    from checks.course import CourseError
+
+    try:
+        settings = AutograderSettings(args.day, args.platform, args.hints, args.visibility, args.timeout)
+        written = build_autograder(settings, args.out.resolve(), course)
+    except CourseError as error:
+        print(f"python -m checks autograder: {error}", file=sys.stderr)
+        return 2
+    for path in written:
+        print(f"wrote {path}")
+    return 0
 
 
 if __name__ == "__main__":

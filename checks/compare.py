@@ -26,7 +26,7 @@ from typing import Any
 
 import torch
 
-__all__ = ["Verdict", "compare"]
+__all__ = ["Verdict", "agreement", "compare"]
 
 _MAX_SHOWN = 60  # characters of a value shown in a message
 
@@ -540,3 +540,32 @@ def _dtype_hint(kind_actual: str, kind_expected: str) -> str:
     if kind_expected == "bool":
         return " Hint: return the comparison itself (a bool tensor), not a count or its float."
     return ""
+
+
+def agreement(actual: Any, expected: Any, minimum: float) -> Verdict:
+    """Judge integer predictions by how often they agree with the reference, not by equality: `actual` passes when,
+    in every column of the last dimension (e.g. each answer position), at least `minimum` of its elements equal
+    `expected`'s. For outputs where more than one answer is right, e.g. a learner's own predictor of a model's
+    behaviour judged against that behaviour. The margin is 0 on a pass and inf on a failure."""
+    if not isinstance(actual, torch.Tensor) or not isinstance(expected, torch.Tensor) or actual.shape != expected.shape:
+        verdict = compare(actual, expected)  # its message says what is wrong with the type or shape
+        return verdict if not verdict.passed else _fail("output: expected a tensor of the reference's shape.")
+    if _dtype_kind(actual.dtype) != "integer":
+        return _fail(f"output: expected an integer tensor ({expected.dtype}), got {actual.dtype}.")
+    actual, expected = actual.detach().cpu().to(torch.int64), expected.detach().cpu()
+    columns = expected.reshape(-1, expected.shape[-1]) if expected.ndim else expected.reshape(1, 1)
+    agree = (actual.reshape(columns.shape) == columns).double().mean(0)
+    if bool((agree >= minimum).all()):
+        return Verdict(True, "", 0.0)
+    worst = int(agree.argmin())
+    missed = actual.reshape(columns.shape)[:, worst] != columns[:, worst]
+    values, counts = columns[missed, worst].unique(return_counts=True)
+    where = ", ".join(f"{int(v)} ({int(n)}x)" for n, v in sorted(zip(counts.tolist(), values.tolist()), reverse=True))
+    lines = [f"output: agrees with the reference on {[round(x, 3) for x in agree.tolist()]} of the elements in each "
+             f"column of the last dimension; at least {minimum:g} is needed in every one. In column {worst} it misses "
+             f"{int(missed.sum())} of {len(missed)}, where the reference has {where}."]
+    low, high = int(columns.min()), int(columns.max())
+    if bool(((actual < low) | (actual > high)).float().mean() > 0.5):
+        lines.append(f"Most of your values lie outside the reference's range [{low}, {high}]: another kind of value "
+                     "(tokens for positions, or the other way round)?")
+    return _fail(" ".join(lines))

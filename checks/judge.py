@@ -19,7 +19,7 @@ from typing import Any, Callable
 
 import torch
 
-from checks.compare import compare
+from checks.compare import agreement, compare
 from checks.env import transformer_lens_type
 from checks.outcome import Status
 from checks.spec import Check, InputsBuilder, expected_exception
@@ -77,9 +77,10 @@ class Rejection(Exception):
         self.hint = hint
 
 
-def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any]) -> None:
+def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any], diagnosis: str = "") -> None:
     """Compare with the reference, hold the output to the contract, then run the check's validator; raise a
-    Rejection unless all pass."""
+    Rejection unless all pass. A failed comparison's message ends with `diagnosis` (the check's mistakes that the
+    output matches, found by the worker, which has the inputs), or, given the inputs, with `diagnose`'s own."""
     exception = expected_raise(expected)
     if exception is not None:
         if isinstance(actual, Raised) and exception in actual.names:
@@ -90,13 +91,15 @@ def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any]) -> N
                         f"but it {did}: check the arguments as the docstring says and `raise {exception}(...)` "
                         "when they are invalid.", check.hint)
     try:
-        verdict = compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered)
+        verdict = (agreement(actual, expected, check.min_agreement) if check.min_agreement is not None
+                   else compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered))
     except Exception as error:  # an output so odd that comparing it fails
         raise Rejection(Status.FAILED, f"your output could not be compared with the reference "
                         f"({type(error).__name__}: {error}); it should be a {type(expected).__name__}",
                         check.hint) from None
     if not verdict.passed:
-        raise Rejection(Status.FAILED, verdict.message, check.hint)
+        diagnosis = diagnosis or (diagnose(check, actual, inputs) if inputs else "")
+        raise Rejection(Status.FAILED, f"{verdict.message} {diagnosis}".strip(), check.hint)
     if check.exact_types:
         broken = type_mismatch(actual, expected)
         if broken:
@@ -109,6 +112,20 @@ def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any]) -> N
                             f"{traceback.format_exc()}") from None
         if complaint:
             raise Rejection(Status.FAILED, complaint, check.hint)
+
+
+def diagnose(check: Check, actual: Any, inputs: dict[str, Any]) -> str:
+    """The messages of the check's declared mistakes (`checks.spec.Mistake`) that `actual` matches on these inputs,
+    as one string ("" when none does). A mistake that cannot be computed on these inputs is skipped."""
+    found = []
+    for mistake in check.mistakes:
+        try:
+            mistaken = mistake.output(inputs)
+            if compare(actual, mistaken, atol=check.atol, rtol=check.rtol, unordered=check.unordered).passed:
+                found.append(mistake.message)
+        except Exception:  # noqa: BLE001 - a diagnosis is a courtesy; it never decides a verdict
+            continue
+    return " ".join(found)
 
 
 def type_mismatch(actual: Any, expected: Any, path: str = "output") -> str | None:

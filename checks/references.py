@@ -41,7 +41,7 @@ import torch
 
 from checks.course import DEFAULT_MODEL_LOADER, REPO_ROOT, Course, Day
 from checks.env import Env, tensor_bytes, transformer_lens_type, weights_hash
-from checks.judge import Raised, catching
+from checks.judge import Raised, Rejection, catching, judge
 from checks.spec import expected_exception
 
 FORMAT_VERSION = 2  # 2: outputs and inputs fingerprints per input case
@@ -328,6 +328,15 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
             problems.append(f"it did not raise {exception.__name__} ({output!r:.200})")
         if check.validate is not None and not isinstance(output, Raised) and check.validate(output, inputs):
             problems.append(f"its output fails the check's own validator: {check.validate(output, inputs)}")
+        if check.expected_from is not None and not isinstance(output, Raised):  # the reference is the check's own
+            env.prepare()
+            expected = check.expected_from(inputs)
+            problems.extend(env.audit())
+            try:
+                judge(output, expected, dataclasses.replace(check, validate=None), {})
+            except Rejection as rejection:
+                problems.append(f"its output fails against the check's own reference: {rejection.message}")
+            output = expected
         if problems:
             raise RuntimeError(f"the solution of {check.name!r} misbehaved on case {case!r}: " + " ".join(problems))
         output = storable(output.stored() if isinstance(output, Raised) else output)

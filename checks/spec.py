@@ -44,6 +44,19 @@ Validator = Callable[[Any, dict[str, Any]], "str | None"]
 
 
 @dataclass(frozen=True)
+class Mistake:
+    """A mistake learners make on one exercise, declared by its check so that the grader can name it.
+
+    `output(inputs)` computes what the mistaken function returns on a case's inputs (with plain torch, never solution
+    code); when a failing output equals it (under the check's tolerances), `message` is added to the diagnosis, e.g.
+    "this is the loss read one position late". A test builds each mistake and asserts its message.
+    """
+
+    message: str
+    output: Callable[[dict[str, Any]], Any]
+
+
+@dataclass(frozen=True)
 class Raises:
     """An input case on which the exercise's docstring promises an exception (e.g. a ValueError for a layer out of
     range): its expected outcome is that exception, and its reference records the solution raising it."""
@@ -74,6 +87,13 @@ class Check:
     hint: (older form) one sentence shown on failure; a check with `hints` gets its first tier here.
     validate: optional extra check on (learner output, inputs); returns a message when it fails, else None. Used
         for what the output alone cannot show (e.g. "use hooks, not a cache"); it runs after the comparison passes.
+    expected_from: where more than one output is right (a learner's own predictor of a model's behaviour), the
+        reference is what this computes from a case's inputs (e.g. the model's behaviour), not the solution's output;
+        the solution must pass against it like any learner. Use with `min_agreement`.
+    min_agreement: judge integer outputs by agreement (`checks.compare.agreement`): at least this fraction of the
+        elements equal the reference's in every column of the last dimension. Judged in the supervisor, on plain
+        data, as every comparison is.
+    mistakes: known mistakes (`Mistake`) whose message is added when a failing output matches one of them.
     exact_types: the output's types must be the reference's exactly, not only its values: a tensor's dtype (int64
         is not int32, float64 not float32) and a tensor where the reference has one, a Python number where it has
         one. Set it where the docstring names the type or dtype.
@@ -89,6 +109,9 @@ class Check:
     hint: str = ""
     hints: tuple[str, ...] = ()
     validate: Validator | None = None
+    expected_from: Callable[[dict[str, Any]], Any] | None = None
+    min_agreement: float | None = None
+    mistakes: tuple[Mistake, ...] = ()
     timeout_s: float = 60.0
     tags: tuple[str, ...] = field(default_factory=tuple)
 

@@ -339,6 +339,7 @@ class _Run:
         self.phase, self.case = "setup", ""
         self.fingerprints: dict[str, Any] | None = None
         self.results: dict[str, tuple[Any, str | None, str]] = {}
+        self.diagnoses: dict[str, str] = {}  # case -> the check's mistakes its output matches (found by the worker)
         self.rejection: dict[str, Any] | None = None
         self.forbidden: list[str] = []
         self.crash = ""
@@ -484,6 +485,8 @@ class _Run:
             if isinstance(raised, list) and raised:  # the call raised on a case that expects an exception
                 output = Raised(tuple(str(name) for name in raised), str(message.get("raised_message") or ""))
             self.results[case] = (output, complaint if isinstance(complaint, str) else None, status)
+            diagnosis = message.get("diagnosis")
+            self.diagnoses[case] = diagnosis if isinstance(diagnosis, str) else ""
         elif kind == "rejection" and self.rejection is None:
             self.rejection = {**message, "case": case}
         elif kind == "forbidden":
@@ -551,7 +554,8 @@ class _Run:
                 return self._unfinished(case)
             output, complaint, complaint_status = self.results[case]
             try:
-                judge(output, self.expected[case], dataclasses.replace(check, validate=None), {})
+                judge(output, self.expected[case], dataclasses.replace(check, validate=None), {},
+                      diagnosis=self.diagnoses.get(case, ""))
                 if complaint:
                     raise Rejection(complaint_status, complaint, check.hint if complaint_status == "failed" else "")
             except Rejection as rejection:

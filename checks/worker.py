@@ -480,7 +480,7 @@ class Child:
         import torch
 
         from checks.grading import call_learner
-        from checks.judge import Raised, Rejection, catching
+        from checks.judge import Raised, Rejection, catching, diagnose
         from checks.learner import LearnerModuleError, explain_name_error, load_module, missing_function_message
         from checks.session import wrong_day_error
 
@@ -550,7 +550,8 @@ class Child:
                 except Exception:
                     complaint, status = (f"the validator of {check.name!r} crashed; this is a bug in the course:\n"
                                          f"{traceback.format_exc()}"), "error"
-            self.channel.send(kind="result", case=case, output=output,
+            diagnosis = diagnose(check, output, inputs) if check.mistakes and raised is None else ""
+            self.channel.send(kind="result", case=case, output=output, diagnosis=diagnosis,
                               complaint=str(complaint) if complaint else None, complaint_status=status,
                               raised=list(raised.names) if raised else None,
                               raised_message=raised.message[:500] if raised else None)

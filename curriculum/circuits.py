@@ -14,15 +14,16 @@ Three jobs, each with the plain loop it must agree with:
   recomputing layers from the patched one and positions from the patched one (earlier positions' keys and values
   are cached; at the patched layer only the patched position gets new queries, keys and values), the last layer at
   the positions the metric reads only. It also supports shortformer positions (array-2l1h).
-- `greedy_prune`: the seed's greedy loop (remove a node when the circuit without it stays within T percent of the
-  full model's metric) in batches: the next k candidate removals are evaluated in one batched pass, candidate i on
-  the circuit that results if candidates 0..i-1 all succeed; the longest prefix whose guesses held is accepted, plus
-  the first candidate that failed (its evaluation was exact too). As in patching, a pass recomputes only what its
-  candidates can change: layers from the lowest one they touch, positions from the earliest one (keys and values
-  before it come from the current circuit's state), and the last layer at the last position; the state of the
-  circuit it accepts is read off the pass itself, and a node that covers only non-last positions of the last layer
-  (which the metric cannot feel) is decided without evaluation. It returns exactly the circuit of
-  `greedy_prune_sequential` (up to float round-off in scores within ~1e-5 of the threshold).
+- `greedy_prune`: the greedy loop of a public mean-ablation study of number sequences in GPT-2 medium (remove a node
+  when the circuit without it stays within T percent of the full model's metric) in batches: the next k candidate
+  removals are evaluated in one batched pass, candidate i on the circuit that results if candidates 0..i-1 all
+  succeed; the longest prefix whose guesses held is accepted, plus the first candidate that failed (its evaluation was
+  exact too). As in patching, a pass recomputes only what its candidates can change: layers from the lowest one they
+  touch, positions from the earliest one (keys and values before it come from the current circuit's state), and the
+  last layer at the last position; the state of the circuit it accepts is read off the pass itself, and a node that
+  covers only non-last positions of the last layer (which the metric cannot feel) is decided without evaluation. It
+  returns exactly the circuit of `greedy_prune_sequential` (up to float round-off in scores within ~1e-5 of the
+  threshold).
 
 `patch_heads_by_position` and `greedy_prune` support GPT-2-style HookedTransformers (LayerNorm or none, learned
 absolute positions, MLPs or not). Weights are read from each block (`model.blocks[L].attn.W_K`): `model.W_K[L]`
@@ -431,7 +432,7 @@ class PassRuns:
 
 def greedy_prune_sequential(ablation: MeanAblation, nodes: Bool[Tensor, "node layer pos head"],
                             threshold: float) -> Bool[Tensor, "node"]:
-    """The seed's loop, one plain forward pass per candidate: in order, drop node i when the circuit without it
+    """The study's loop, one plain forward pass per candidate: in order, drop node i when the circuit without it
     scores above 100 - threshold percent. The circuit starts as the union of all nodes; entries no node covers stay
     ablated throughout. Returns which nodes are kept."""
     kept = torch.ones(nodes.shape[0], dtype=torch.bool)
@@ -500,7 +501,7 @@ def greedy_prune(ablation: MeanAblation, nodes: Bool[Tensor, "node layer pos hea
 
 def head_nodes(n_layers: int, n_heads: int, seq: int, positions: Sequence[int] | None = None,
                order: str = "last_layer_first") -> Bool[Tensor, "node layer pos head"]:
-    """One node per head covering `positions` (default: all), in the seed's order: layers from last to first,
+    """One node per head covering `positions` (default: all), in that study's order: layers from last to first,
     heads in increasing order within a layer (order="first_layer_first" reverses the layers)."""
     layers = range(n_layers - 1, -1, -1) if order == "last_layer_first" else range(n_layers)
     cover = torch.zeros(seq, dtype=torch.bool)

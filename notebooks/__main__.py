@@ -2,6 +2,7 @@
 
     python -m notebooks build [--day N] [--force]   write the stale generated files of every day (or day N)
     python -m notebooks build --check               list stale generated files; exit 1 if there is any
+    python -m notebooks handouts --out DIR [--day N]  one self-contained, offline HTML page per day (notebooks.handouts)
 
 The builder writes only the course's pristine generated files, never a learner's workspace, and never overwrites a
 generated file whose content it did not write unless given --force.
@@ -28,8 +29,23 @@ def main(argv: list[str] | None = None) -> int:
                             "the instructor notebooks")
     build.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale generated files")
     build.add_argument("--root", type=Path, default=REPO_ROOT, help="course folder (default: this repository)")
+    handouts = commands.add_parser("handouts", help="write one self-contained HTML page per day, readable offline")
+    handouts.add_argument("--out", type=Path, required=True, help="folder to write the pages into")
+    handouts.add_argument("--day", type=int, action="append", help="only this day (repeatable)")
+    handouts.add_argument("--root", type=Path, default=REPO_ROOT, help="course folder (default: this repository)")
     args = parser.parse_args(argv)
     root = args.root.resolve()
+    if args.command == "handouts":
+        from notebooks.handouts import build_handouts
+
+        try:
+            written = build_handouts(root, args.out.resolve(), args.day)
+        except (BuildError, FileNotFoundError, ValueError) as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        for path in written:
+            print(f"wrote {path} ({path.stat().st_size / 1e6:.1f} MB)")
+        return 0
     try:
         days = find_days(root, args.day)
     except BuildError as error:

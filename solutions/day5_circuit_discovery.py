@@ -18,7 +18,8 @@
 #
 # - **indirect object identification (IOI)**: `Then , Mary and John went to the store , John gave a ring to` ->
 #   `Mary`. Two names are introduced; one of them (the *subject*, S) comes back; the answer is the other one (the
-#   *indirect object*, IO);
+#   *indirect object*, IO). Wang et al. 2022, "Interpretability in the Wild", found the circuit that does this in
+#   GPT-2 small;
 # - **number sequences**: `3 7 11 15` -> `19`.
 #
 # The question of the day: *which parts of the model carry each behaviour?* A set of heads (at chosen positions)
@@ -166,9 +167,10 @@ def logit_diff(
 
 
 # %% [markdown]
-# The seed's sanity check asks whether a measured logit difference "sits in its usual range". Rather than typing a
-# range, compute one from the per-prompt values: the central interval holding a fraction `coverage` of them (the
-# `(1 - coverage) / 2` and `(1 + coverage) / 2` quantiles, linearly interpolated as `torch.quantile` does).
+# Redwood Research's REMIX curriculum (day 5, on GPT-2 small) ends its IOI set-up with a sanity check: does the measured
+# logit difference "sit in its usual range"? Rather than typing a range, compute one from the per-prompt values: the
+# central interval holding a fraction `coverage` of them (the `(1 - coverage) / 2` and `(1 + coverage) / 2` quantiles,
+# linearly interpolated as `torch.quantile` does).
 
 # %% tags=["exercise"]
 def usual_range(logit_diffs: Float[Tensor, "batch"], coverage: float) -> Float[Tensor, "2"]:
@@ -204,11 +206,11 @@ if MAIN:
 #
 # ## 3. Splitting the model by head and by position
 #
-# The seed rewrote the model so that "the output of head 0.0 at position 5" became a node with its own name,
-# `a0_h0_t5`. TransformerLens already splits by head (`blocks.L.attn.hook_z` holds every head's output before
-# `W_O`, `[batch, pos, head, d_head]`), so a name is all we need: we write `a{L}.h{H}.t{p}` (`node_name` and
-# `parse_node_name` below convert). Write a reader and a replacer that touch exactly the named slices and nothing
-# else.
+# REMIX, built on Redwood's own circuit library, rewrote the model so that "the output of head 0.0 at position 5" became
+# a node with its own name, `a0_h0_t5`. TransformerLens already splits by head (`blocks.L.attn.hook_z` holds every
+# head's output before `W_O`, `[batch, pos, head, d_head]`), so a name is all we need: we write `a{L}.h{H}.t{p}`
+# (`node_name` and `parse_node_name` below convert). Write a reader and a replacer that touch exactly the named slices
+# and nothing else.
 
 # %%
 NODE_PATTERN = r"^a(\d+)\.h(\d+)\.t(\d+)$"
@@ -671,7 +673,7 @@ def faithfulness(
 
 # %%
 if MAIN:
-    means = reference_means(model, corrupted_tokens)  # the seed took its means from a corrupted dataset too
+    means = reference_means(model, corrupted_tokens)  # means of a corrupted dataset, as in the study of section 8
     n_layers, n_heads, seq = model.cfg.n_layers, model.cfg.n_heads, clean_tokens.shape[1]
     everything = torch.ones(n_layers, seq, n_heads, dtype=torch.bool)
     nothing = torch.zeros_like(everything)
@@ -681,11 +683,11 @@ if MAIN:
 # %% [markdown]
 # ## 8. Greedy pruning
 #
-# The seed found a circuit by a greedy loop. A *node* is a set of (layer, position, head) slices: a whole head, or
-# one head at one position. Start with every node in the circuit; go through the nodes in a fixed order; remove a
-# node when the circuit without it still scores `100 - faithfulness < T`, i.e. loses less than `T` percent of the
-# full model's logit difference. Slices that no node covers stay ablated all along. Nodes are given as masks
-# `nodes[node, layer, pos, head]`, in order; return which nodes stay.
+# A public mean-ablation study of number sequences in GPT-2 medium found its circuit by a greedy loop. A *node* is a set
+# of (layer, position, head) slices: a whole head, or one head at one position. Start with every node in the circuit; go
+# through the nodes in a fixed order; remove a node when the circuit without it still scores `100 - faithfulness < T`,
+# i.e. loses less than `T` percent of the full model's logit difference. Slices that no node covers stay ablated all
+# along. Nodes are given as masks `nodes[node, layer, pos, head]`, in order; return which nodes stay.
 #
 # First the plain loop, one forward pass per candidate.
 
@@ -718,12 +720,12 @@ def greedy_prune_sequential(
 
 
 # %% [markdown]
-# One forward pass per node is slow when there are hundreds of nodes (384 heads in the seed's gpt2-medium). Batch
-# it *without changing the answer*: evaluate the next `speculation` candidates in one pass, candidate j on the
-# circuit that results if every earlier candidate of the pass is removed. Walk the scores in order: each removal
-# that passes the test is real; at the first that fails, that node stays (its score was computed on the true
-# current circuit, so the decision is exact) and every later score of the pass was computed on a wrong guess:
-# discard them and start the next pass after the failed node. The result is the sequential loop's, node for node.
+# One forward pass per node is slow when there are hundreds of nodes (384 heads in GPT-2 medium, the model of that
+# study). Batch it *without changing the answer*: evaluate the next `speculation` candidates in one pass, candidate j on
+# the circuit that results if every earlier candidate of the pass is removed. Walk the scores in order: each removal
+# that passes the test is real; at the first that fails, that node stays (its score was computed on the true current
+# circuit, so the decision is exact) and every later score of the pass was computed on a wrong guess: discard them and
+# start the next pass after the failed node. The result is the sequential loop's, node for node.
 
 # %% tags=["exercise"]
 def greedy_prune_batched(
@@ -785,7 +787,7 @@ if MAIN:
 
 # %% [markdown]
 # At the level of whole heads little can go: the behaviour is spread over most heads, as the patching map
-# suggested. The seed kept heads only at chosen positions; here a node is one head at one position, 256 nodes, and
+# suggested. That study kept heads only at chosen positions; here a node is one head at one position, 256 nodes, and
 # the course's batched pruner (`curriculum.circuits.greedy_prune`, which also starts each pass at the lowest layer a
 # candidate touches) does the search. `bench/pruning.py` checks it against the sequential loop.
 
@@ -863,8 +865,8 @@ if MAIN:
 # %% [markdown]
 # ## 10. Number sequences
 #
-# The same tools, a second behaviour. A prompt is `a, a+d, ..., a+kd` and the answer `a+(k+1)d`. The seed's
-# metric: the logit difference between the next number and a *repeat* of the last one (the most tempting wrong
+# The same tools, a second behaviour. A prompt is `a, a+d, ..., a+kd` and the answer `a+(k+1)d`. The number-sequence
+# study's metric: the logit difference between the next number and a *repeat* of the last one (the most tempting wrong
 # answer for a model that copies). Compute both answer tokens from the prompt alone (number n has token id
 # `NUMBER_OFFSET + n`, so differences of token ids are differences of numbers).
 
@@ -876,7 +878,7 @@ def number_answer_tokens(tokens: Int[Tensor, "batch seq"]) -> Int[Tensor, "batch
 
 
 # %% [markdown]
-# For patching we need a corrupted twin, and for mean ablation a reference set. The seed used sequences whose last
+# For patching we need a corrupted twin, and for mean ablation a reference set. That study used sequences whose last
 # number repeats the one before (`1 3 5 7 9 9`): the step is broken at the very end.
 
 # %% tags=["exercise"]

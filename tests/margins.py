@@ -14,7 +14,7 @@ from functools import lru_cache
 from typing import Any, Callable
 
 import checks
-from checks.compare import compare
+from checks.compare import agreement, compare
 from checks.course import Course
 from checks.env import Env
 from checks.judge import Raised, catching, expected_raise, snapshot, type_mismatch
@@ -60,7 +60,8 @@ def output_margin(actual: Any, expected: Any, exercise: str) -> float:
         return 0.0 if isinstance(actual, Raised) and exception in actual.names else math.inf
     if isinstance(actual, Raised):
         return math.inf
-    verdict = compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered)
+    verdict = (agreement(actual, expected, check.min_agreement) if check.min_agreement is not None
+               else compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered))
     if verdict.passed and check.exact_types and type_mismatch(actual, expected):
         return math.inf
     return verdict.margin

@@ -13,6 +13,7 @@ from curriculum.data import array_indexing as arr
 from curriculum.data import induction_corpus as corpus
 from curriculum.data import ioi, number_sequences, toy_corpus, toy_vocab
 from curriculum.data.repeated_tokens import repeated_tokens
+from curriculum.models.recipes import array_indexing_data as arr_training
 
 
 def gen(seed: int = 0) -> torch.Generator:
@@ -63,16 +64,21 @@ def test_array_indexing_examples_follow_the_task():
     assert len(set(elt.tolist())) == arr.MAX_NUM, "elt is drawn per example"
 
 
+def test_the_learner_facing_array_module_forwards_to_the_recipes_sampler():
+    assert torch.equal(arr.array_indexing_batch(32, gen(4)), arr_training.array_indexing_batch(32, gen(4)))
+    assert not hasattr(arr, "array_indexing_loss") and not hasattr(arr, "array_indexing_accuracy")
+
+
 def test_array_indexing_loss_is_cross_entropy_at_the_answer_positions():
     tokens = arr.array_indexing_batch(8, gen())
     logits = torch.randn(8, 11, arr.MAX_NUM, generator=gen(1))
     manual = torch.stack(
         [F.cross_entropy(logits[:, pos].double(), tokens[:, pos + 1]) for pos in arr.ANSWER_POSITIONS]
     ).mean()
-    assert arr.array_indexing_loss(logits, tokens).item() == pytest.approx(manual.item())
+    assert arr_training.array_indexing_loss(logits, tokens).item() == pytest.approx(manual.item())
     perfect = F.one_hot(tokens[:, 1:].clamp(max=arr.MAX_NUM - 1), arr.MAX_NUM).float() * 100
     perfect = torch.cat([perfect, torch.zeros(8, 1, arr.MAX_NUM)], dim=1)
-    assert arr.array_indexing_accuracy(perfect, tokens).tolist() == [1.0, 1.0, 1.0]
+    assert arr_training.array_indexing_accuracy(perfect, tokens).tolist() == [1.0, 1.0, 1.0]
 
 
 def test_induction_corpus_names_keep_their_follower_within_a_story():

@@ -661,6 +661,250 @@ def predict_with_a_hook(model, tokens, layer):
     return tokens.gather(1, kept["pattern"].argmax(-1))
 
 
+# ---- predicted_read_positions (judged by its agreement with layer 1, not by one expected output) --------------------
+def _rule(tokens, matched, unmatched):
+    is_idx = tokens[:, IDX_POSITION, None] == torch.arange(LIST_LEN)
+    return torch.where(is_idx, matched, unmatched).expand(tokens.shape[0], -1).contiguous()
+
+
+def read_positions_ignoring_idx(tokens):
+    return (1 + torch.arange(LIST_LEN)).expand(tokens.shape[0], -1).contiguous()
+
+
+def read_positions_at_idx_when_matched(tokens):
+    return _rule(tokens, IDX_POSITION, 1 + torch.arange(LIST_LEN))
+
+
+def read_positions_counting_entries_from_bos(tokens):
+    return _rule(tokens, ELT_POSITION, torch.arange(LIST_LEN))  # a_j taken as position j, not 1 + j
+
+
+def read_tokens_not_positions(tokens):
+    return tokens.gather(1, _rule(tokens, ELT_POSITION, 1 + torch.arange(LIST_LEN)))
+
+
+def read_positions_as_int32(tokens):
+    return _rule(tokens, ELT_POSITION, 1 + torch.arange(LIST_LEN)).int()
+
+
+def read_positions_for_a_batch_of_300(tokens):
+    idx = tokens[:300, IDX_POSITION, None].expand(300, -1) if len(tokens) >= 300 else tokens.new_zeros(300, 1)
+    return torch.where(idx == torch.arange(LIST_LEN), ELT_POSITION, 1 + torch.arange(LIST_LEN))
+
+
+def read_positions_with_a_loop(tokens):
+    positions = torch.zeros(tokens.shape[0], LIST_LEN, dtype=torch.int64)
+    for example, idx in enumerate(tokens[:, IDX_POSITION].tolist()):
+        for j in range(LIST_LEN):
+            positions[example, j] = ELT_POSITION if idx == j else 1 + j
+    return positions
+
+
+def read_positions_noticing_the_idx_route(tokens):
+    """A refinement a learner may find: at b2, when a2 is the token 2 and idx is not 2, layer 1 reads the idx position
+    more often than a2. Different from the course's rule on some examples, and right."""
+    positions = _rule(tokens, ELT_POSITION, 1 + torch.arange(LIST_LEN))
+    route = (tokens[:, LIST_LEN] == 2) & (tokens[:, IDX_POSITION] != LIST_LEN - 1)
+    positions[route, LIST_LEN - 1] = IDX_POSITION
+    return positions
+
+
+# ---- predictions_with_idx_patched ---------------------------------------------------------------------------------
+def _check_patch_arguments(model, tokens, new_idx, layer, position):
+    if new_idx.shape != tokens.shape[:1] or not ((new_idx >= 0) & (new_idx < LIST_LEN)).all():
+        raise ValueError("bad new_idx")
+    if not 0 <= layer < model.cfg.n_layers or not 0 <= position < tokens.shape[1]:
+        raise ValueError("bad layer or position")
+
+
+def _moved(tokens, new_idx):
+    moved = tokens.clone()
+    moved[:, IDX_POSITION] = new_idx
+    return moved
+
+
+def _patched_predictions(model, tokens, new_idx, hook_name, positions):
+    _, cache = model.run_with_cache(_moved(tokens, new_idx), names_filter=hook_name)
+
+    def patch(resid, hook):
+        resid = resid.clone()
+        resid[:, positions] = cache[hook_name][:, positions]
+        return resid
+
+    return model.run_with_hooks(tokens, fwd_hooks=[(hook_name, patch)])[:, ANSWERS].argmax(-1)
+
+
+def idx_patch_of_the_whole_run(model, tokens, new_idx, layer, position):
+    _check_patch_arguments(model, tokens, new_idx, layer, position)
+    return model(_moved(tokens, new_idx))[:, ANSWERS].argmax(-1)
+
+
+def idx_patch_leaving_the_layer(model, tokens, new_idx, layer, position):
+    _check_patch_arguments(model, tokens, new_idx, layer, position)
+    return _patched_predictions(model, tokens, new_idx, f"blocks.{layer}.hook_resid_post", [position])
+
+
+def idx_patch_from_the_position_on(model, tokens, new_idx, layer, position):
+    _check_patch_arguments(model, tokens, new_idx, layer, position)
+    return _patched_predictions(model, tokens, new_idx, f"blocks.{layer}.hook_resid_pre", list(range(position, 11)))
+
+
+def idx_patch_always_at_elt(model, tokens, new_idx, layer, position):
+    _check_patch_arguments(model, tokens, new_idx, layer, position)
+    return _patched_predictions(model, tokens, new_idx, f"blocks.{layer}.hook_resid_pre", [ELT_POSITION])
+
+
+def idx_patch_without_checking(model, tokens, new_idx, layer, position):
+    return _patched_predictions(model, tokens, new_idx.clamp(max=LIST_LEN - 1), f"blocks.{layer}.hook_resid_pre",
+                                [min(position, 10)])
+
+
+def idx_patch_with_a_hooks_context(model, tokens, new_idx, layer, position):
+    _check_patch_arguments(model, tokens, new_idx, layer, position)
+    name = f"blocks.{layer}.hook_resid_pre"
+    kept = {}
+    model.run_with_hooks(_moved(tokens, new_idx), return_type=None,
+                         fwd_hooks=[(name, lambda resid, hook: kept.__setitem__("resid", resid[:, position].clone()))])
+
+    def put(resid, hook):
+        return torch.cat([resid[:, :position], kept["resid"][:, None], resid[:, position + 1:]], dim=1)
+
+    with model.hooks(fwd_hooks=[(name, put)]):
+        logits = model(tokens)
+    return logits[:, ANSWERS].max(-1).indices
+
+
+def idx_patch_with_a_cache_of_everything(model, tokens, new_idx, layer, position):
+    _check_patch_arguments(model, tokens, new_idx, layer, position)
+    _, cache = model.run_with_cache(_moved(tokens, new_idx))
+    name = f"blocks.{layer}.hook_resid_pre"
+    mask = (torch.arange(tokens.shape[1]) == position)[None, :, None]
+
+    def patch(resid, hook):
+        return torch.where(mask, cache[name], resid)
+
+    return model.run_with_hooks(tokens, fwd_hooks=[(name, patch)])[:, ANSWERS].argmax(-1)
+
+
+# ---- predictions_with_attention_cut ---------------------------------------------------------------------------------
+def _check_cut_arguments(model, tokens, layer, query_position, key_position):
+    if not 0 <= layer < model.cfg.n_layers or not 0 <= key_position <= query_position < tokens.shape[1]:
+        raise ValueError("bad arguments")
+
+
+def _cut_predictions(model, tokens, layer, edit):
+    return model.run_with_hooks(tokens, fwd_hooks=[(f"blocks.{layer}.attn.hook_pattern", edit)])[:, ANSWERS].argmax(-1)
+
+
+def cut_and_renormalise(model, tokens, layer, query_position, key_position):
+    _check_cut_arguments(model, tokens, layer, query_position, key_position)
+
+    def edit(pattern, hook):
+        pattern = pattern.clone()
+        pattern[:, 0, query_position, key_position] = 0
+        return pattern / pattern.sum(-1, keepdim=True)
+
+    return _cut_predictions(model, tokens, layer, edit)
+
+
+def cut_query_and_key_swapped(model, tokens, layer, query_position, key_position):
+    _check_cut_arguments(model, tokens, layer, query_position, key_position)
+
+    def edit(pattern, hook):
+        pattern = pattern.clone()
+        pattern[:, 0, key_position, query_position] = 0
+        return pattern
+
+    return _cut_predictions(model, tokens, layer, edit)
+
+
+def cut_in_layer_one_always(model, tokens, layer, query_position, key_position):
+    _check_cut_arguments(model, tokens, layer, query_position, key_position)
+    return solution.predictions_with_attention_cut(model, tokens, 1, query_position, key_position)
+
+
+def cut_forgetting_the_head_dimension(model, tokens, layer, query_position, key_position):
+    _check_cut_arguments(model, tokens, layer, query_position, key_position)
+
+    def edit(pattern, hook):
+        pattern = pattern.clone()
+        pattern[:, query_position, key_position] = 0  # [batch, head, query, key]: this indexes the head
+        return pattern
+
+    return _cut_predictions(model, tokens, layer, edit)
+
+
+def cut_without_checking(model, tokens, layer, query_position, key_position):
+    def edit(pattern, hook):
+        pattern = pattern.clone()
+        pattern[:, 0, query_position % 11, key_position % 11] = 0
+        return pattern
+
+    return _cut_predictions(model, tokens, min(layer, 1), edit)
+
+
+def cut_with_a_mask(model, tokens, layer, query_position, key_position):
+    _check_cut_arguments(model, tokens, layer, query_position, key_position)
+    keep = torch.ones(tokens.shape[1], tokens.shape[1])
+    keep[query_position, key_position] = 0
+    return _cut_predictions(model, tokens, layer, lambda pattern, hook: pattern * keep)
+
+
+def cut_with_masked_fill(model, tokens, layer, query_position, key_position):
+    _check_cut_arguments(model, tokens, layer, query_position, key_position)
+    where = torch.zeros(tokens.shape[1], tokens.shape[1], dtype=torch.bool)
+    where[query_position, key_position] = True
+    return _cut_predictions(model, tokens, layer, lambda pattern, hook: pattern.masked_fill(where, 0.0))
+
+
+# ---- predictions_with_layer_zeroed ------------------------------------------------------------------------------------
+def _zeroed(model, tokens, hook_name, replace, positions=ANSWERS):
+    logits = model.run_with_hooks(tokens, fwd_hooks=[(hook_name, lambda x, hook: replace(x))])
+    return logits[:, positions].argmax(-1)
+
+
+def zeroed_by_mean_ablation(model, tokens, layer):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("bad layer")
+    return _zeroed(model, tokens, f"blocks.{layer}.hook_attn_out", lambda x: x.mean(0, keepdim=True).expand_as(x))
+
+
+def zeroed_read_at_the_label_positions(model, tokens, layer):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("bad layer")
+    return _zeroed(model, tokens, f"blocks.{layer}.hook_attn_out", torch.zeros_like, positions=LABELS)
+
+
+def zeroed_residual_stream(model, tokens, layer):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("bad layer")
+    return _zeroed(model, tokens, f"blocks.{layer}.hook_resid_pre", torch.zeros_like)
+
+
+def zeroed_layer_one_always(model, tokens, layer):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("bad layer")
+    return _zeroed(model, tokens, "blocks.1.hook_attn_out", torch.zeros_like)
+
+
+def zeroed_without_checking_the_layer(model, tokens, layer):
+    return _zeroed(model, tokens, f"blocks.{min(layer, 1)}.hook_attn_out", torch.zeros_like)
+
+
+def zeroed_by_multiplying(model, tokens, layer):
+    if layer not in range(model.cfg.n_layers):
+        raise ValueError("bad layer")
+    return _zeroed(model, tokens, f"blocks.{layer}.hook_attn_out", lambda x: x * 0.0)
+
+
+def zeroed_in_a_hooks_context(model, tokens, layer):
+    if not 0 <= layer < model.cfg.n_layers:
+        raise ValueError("bad layer")
+    with model.hooks(fwd_hooks=[(f"blocks.{layer}.hook_attn_out", lambda x, hook: torch.zeros_like(x))]):
+        logits = model(tokens)
+    return torch.stack([logits[:, p].argmax(-1) for p in ANSWERS], dim=1)
+
+
 # ---- the tables: wrong implementation, exercise, kind, what the message must say; correct alternatives ---------------
 DIFFER = "differ beyond the tolerance"
 SLIP, HARD_CODED, CONTRACT, AXIS = "numeric slip", "hard-coded value", "broken contract", "wrong axis or position"
@@ -672,9 +916,9 @@ WRONG_IMPLEMENTATIONS = [
     (sample_a_batch_of_64, "sample_array_indexing_batch", HARD_CODED, "expected (5, 11), got (64, 11)"),
     (sample_without_checking_the_batch_size, "sample_array_indexing_batch", CONTRACT, RAISES),
     (sample_as_int32, "sample_array_indexing_batch", CONTRACT, "dtype torch.int32"),
-    (loss_at_label_positions, "answer_loss", AXIS, "positions 7, 8, 9"),
-    (loss_over_every_position, "answer_loss", AXIS, "positions 7, 8, 9"),
-    (loss_at_positions_6_to_8, "answer_loss", AXIS, "positions 7, 8, 9"),
+    (loss_at_label_positions, "answer_loss", AXIS, "the logits one position late"),
+    (loss_over_every_position, "answer_loss", AXIS, "abs error"),
+    (loss_at_positions_6_to_8, "answer_loss", AXIS, "abs error"),
     (loss_summed_over_answers, "answer_loss", SLIP, "constant factor 3"),
     (loss_with_a_hard_coded_batch, "answer_loss", HARD_CODED, "noisy logits, batch 31"),
     (loss_in_float32, "answer_loss", CONTRACT, "promises torch.float64"),
@@ -684,7 +928,7 @@ WRONG_IMPLEMENTATIONS = [
     (labels_for_three_entries, "position_labels", HARD_CODED, "expected 15 items, got 11"),
     (labels_without_checking_list_len, "position_labels", CONTRACT, RAISES),
     (labels_answers_before_the_list, "position_labels", AXIS, "expected the string 'a0', got 'b0'"),
-    (accuracy_at_label_positions, "answer_accuracy", AXIS, DIFFER),
+    (accuracy_at_label_positions, "answer_accuracy", AXIS, "the logits one position late"),
     (accuracy_averaged_over_answers, "answer_accuracy", AXIS, "wrong shape"),
     (accuracy_overall, "answer_accuracy", SLIP, DIFFER),
     (accuracy_with_a_hard_coded_batch, "answer_accuracy", HARD_CODED, "batch 40"),
@@ -724,10 +968,31 @@ WRONG_IMPLEMENTATIONS = [
     (patching_with_idx_always_the_corrupted_token, "residual_patching_effect", HARD_CODED, "elt corrupted"),
     (patching_without_checking_shapes, "residual_patching_effect", CONTRACT, RAISES),
     (predict_from_layer_zero, "predict_from_attention", HARD_CODED, "differ"),
-    (predict_position_not_token, "predict_from_attention", SLIP, "got 1, expected 36"),  # a position, not a token
+    (predict_position_not_token, "predict_from_attention", SLIP, "looks like positions, not tokens"),
     (predict_from_label_rows, "predict_from_attention", AXIS, "shifted by one position"),
     (predict_as_int32, "predict_from_attention", CONTRACT, "dtype torch.int32"),
     (predict_without_checking_the_layer, "predict_from_attention", CONTRACT, RAISES),
+    (zeroed_by_mean_ablation, "predictions_with_layer_zeroed", SLIP, "differ"),
+    (zeroed_read_at_the_label_positions, "predictions_with_layer_zeroed", AXIS, "differ"),
+    (zeroed_residual_stream, "predictions_with_layer_zeroed", AXIS, "differ"),
+    (zeroed_layer_one_always, "predictions_with_layer_zeroed", HARD_CODED, "layer 0, batch 40"),
+    (zeroed_without_checking_the_layer, "predictions_with_layer_zeroed", CONTRACT, RAISES),
+    (read_positions_ignoring_idx, "predicted_read_positions", SLIP, "where the reference has 6"),  # elt's position
+    (read_positions_at_idx_when_matched, "predicted_read_positions", SLIP, "where the reference has 6"),
+    (read_positions_counting_entries_from_bos, "predicted_read_positions", AXIS, "agrees with the reference on"),
+    (read_tokens_not_positions, "predicted_read_positions", CONTRACT, "tokens for positions"),
+    (read_positions_as_int32, "predicted_read_positions", CONTRACT, "dtype torch.int32"),
+    (read_positions_for_a_batch_of_300, "predicted_read_positions", HARD_CODED, "expected (150, 3), got (300, 3)"),
+    (idx_patch_of_the_whole_run, "predictions_with_idx_patched", SLIP, "differ"),
+    (idx_patch_leaving_the_layer, "predictions_with_idx_patched", AXIS, "differ"),
+    (idx_patch_from_the_position_on, "predictions_with_idx_patched", AXIS, "layer 1 at idx"),
+    (idx_patch_always_at_elt, "predictions_with_idx_patched", HARD_CODED, "layer 1 at idx"),
+    (idx_patch_without_checking, "predictions_with_idx_patched", CONTRACT, RAISES),
+    (cut_and_renormalise, "predictions_with_attention_cut", SLIP, "differ"),
+    (cut_query_and_key_swapped, "predictions_with_attention_cut", AXIS, "differ"),
+    (cut_forgetting_the_head_dimension, "predictions_with_attention_cut", AXIS, "IndexError"),
+    (cut_in_layer_one_always, "predictions_with_attention_cut", HARD_CODED, "layer 0, elt from idx"),
+    (cut_without_checking, "predictions_with_attention_cut", CONTRACT, RAISES),
 ]
 
 CORRECT_ALTERNATIVES = [
@@ -755,6 +1020,14 @@ CORRECT_ALTERNATIVES = [
     (patching_with_log_probabilities, "residual_patching_effect"),
     (predict_with_take_along_dim, "predict_from_attention"),
     (predict_with_a_hook, "predict_from_attention"),
+    (zeroed_by_multiplying, "predictions_with_layer_zeroed"),
+    (zeroed_in_a_hooks_context, "predictions_with_layer_zeroed"),
+    (read_positions_with_a_loop, "predicted_read_positions"),
+    (read_positions_noticing_the_idx_route, "predicted_read_positions"),
+    (idx_patch_with_a_hooks_context, "predictions_with_idx_patched"),
+    (idx_patch_with_a_cache_of_everything, "predictions_with_idx_patched"),
+    (cut_with_a_mask, "predictions_with_attention_cut"),
+    (cut_with_masked_fill, "predictions_with_attention_cut"),
 ]
 
 

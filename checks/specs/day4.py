@@ -1,19 +1,31 @@
 """Checks of day 4 (interpreting the array-indexing model `array-2l1h`).
 
 Inputs come from the zoo model and the course's canonical data generator, seeded by `env.generator`; corrupted
-sequences for patching are built here with plain torch. Every exercise is graded on at least two cases that differ
+sequences for patching are built here with plain torch. `predicted_read_positions` (the learner's own mechanism) is
+graded on how often it names the position layer 1 attends to most (its reference is the model's behaviour, not the
+solution's output). Checks declare
+the mistakes they can name (`Mistake`): reading the logits one position late, returning positions for tokens. Every exercise is graded on at least two cases that differ
 in what it reads (batch sizes, layers, list lengths, matrix sizes, seeds), and where its docstring promises a
 `ValueError`, on a case that must raise it.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import torch
 
-from checks.spec import Check, GradingEnv, Raises
-from curriculum.data.array_indexing import ELT_POSITION, IDX_POSITION, LIST_LEN, MAX_NUM, array_indexing_batch
+from checks.spec import Check, GradingEnv, Mistake, Raises
+from curriculum.data.array_indexing import (
+    ANSWER_POSITIONS,
+    ELT_POSITION,
+    IDX_POSITION,
+    LABEL_POSITIONS,
+    LIST_LEN,
+    MAX_NUM,
+    array_indexing_batch,
+)
 
 DAY = 4
 
@@ -96,6 +108,94 @@ def _prediction_inputs(batch: int, seed: int, layer: int) -> Builder:
     return lambda env: {"model": env.model(MODEL), "tokens": _tokens(env, batch, seed), "layer": layer}
 
 
+def _with_idx(tokens: torch.Tensor, value: int) -> torch.Tensor:
+    """The same lists and elements with every idx set to `value`, answers rewritten to match (a consistent task)."""
+    tokens = tokens.clone()
+    tokens[:, IDX_POSITION] = value
+    answers = tokens[:, 1 : 1 + LIST_LEN].clone()
+    answers[:, value] = tokens[:, ELT_POSITION]
+    tokens[:, LABEL_POSITIONS[0] :] = answers
+    return tokens
+
+
+def _tokens_inputs(batch: int, seed: int, idx: int | None = None) -> Builder:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        tokens = _tokens(env, batch, seed)
+        return {"tokens": tokens if idx is None else _with_idx(tokens, idx)}
+
+    return inputs
+
+
+def _idx_patch_inputs(batch: int, seed: int, layer: int, position: int, bad_idx: bool = False) -> Builder:
+    def inputs(env: GradingEnv) -> dict[str, Any]:
+        tokens = _tokens(env, batch, seed)
+        shift = torch.randint(1, LIST_LEN, (batch,), generator=env.generator(seed + 1)).to(env.device)
+        new_idx = (tokens[:, IDX_POSITION] + shift) % LIST_LEN
+        if bad_idx:
+            new_idx[0] = LIST_LEN
+        return {"model": env.model(MODEL), "tokens": tokens, "new_idx": new_idx, "layer": layer, "position": position}
+
+    return inputs
+
+
+def _cut_inputs(batch: int, seed: int, layer: int, query: int, key: int) -> Builder:
+    return lambda env: {"model": env.model(MODEL), "tokens": _tokens(env, batch, seed), "layer": layer,
+                        "query_position": query, "key_position": key}
+
+
+# ---- what a mistake returns, for the diagnoses ---------------------------------------------------------------------
+def _answer_logits(logits: torch.Tensor, positions: tuple[int, ...]) -> torch.Tensor:
+    return logits[:, list(positions)].to(torch.float64)
+
+
+def _loss_read_late(inputs: dict[str, Any]) -> torch.Tensor:
+    log_probs = _answer_logits(inputs["logits"], LABEL_POSITIONS).log_softmax(-1)
+    return -log_probs.gather(-1, inputs["tokens"][:, list(LABEL_POSITIONS), None]).mean()
+
+
+def _accuracy_read_late(inputs: dict[str, Any]) -> torch.Tensor:
+    tokens = inputs["tokens"][:, list(LABEL_POSITIONS)]
+    return (inputs["logits"][:, list(LABEL_POSITIONS)].argmax(-1) == tokens).float().mean(0)
+
+
+_READ_LATE = ("This is what the logits one position late give (at the answers' own positions {labels}): the logits "
+              "that predict a token sit one position before it, so b_j is predicted at {answers}.").format(
+    labels=", ".join(map(str, LABEL_POSITIONS)), answers=", ".join(map(str, ANSWER_POSITIONS)))
+
+
+def _top_key_positions(inputs: dict[str, Any]) -> torch.Tensor:
+    model, tokens = inputs["model"], inputs["tokens"]
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{inputs['layer']}.attn.hook_pattern")
+    return cache["pattern", inputs["layer"]][:, 0, list(ANSWER_POSITIONS)].argmax(-1)
+
+
+# ---- the learner's mechanism, judged against the model --------------------------------------------------------------
+MIN_AGREEMENT = 0.9
+"""`predicted_read_positions` passes when, at every answer position, it names layer 1's most-attended key position
+on at least this fraction of the examples. The course's rule scores 1.0, 1.0 and about 0.98 at b2 on the shipped
+model (about 0.96 when every idx is 0, where layer 1 at b2 reads the idx position most often); a rule that ignores
+idx, or gets one of its cases wrong, scores at most about 0.7 at some answer."""
+
+
+@functools.lru_cache(maxsize=2)
+def _zoo_model(device: str) -> Any:
+    from curriculum.models import load_model
+
+    with torch.random.fork_rng(devices=[]):  # building a model draws its initial weights from the global RNG
+        return load_model(MODEL, device=device)
+
+
+def _layer1_top_positions(inputs: dict[str, Any]) -> torch.Tensor:
+    """The reference of `predicted_read_positions`: the key position layer 1 attends to most from each answer
+    position (computed when the references are built, so the supervisor judges plain data)."""
+    tokens = inputs["tokens"]
+    model = _zoo_model(str(tokens.device))
+    with torch.no_grad():
+        _, cache = model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_pattern")
+    return cache["pattern", 1][:, 0, list(ANSWER_POSITIONS)].argmax(-1)
+
+
 CHECKS = [
     Check(
         name="sample_array_indexing_batch",
@@ -105,7 +205,14 @@ CHECKS = [
             "batch_size 0 (raises ValueError)": Raises(ValueError, _sample_inputs(0, 2400)),
         },
         exact_types=True,
-        hint="Draw the lists, then idx, then elt, each with the generator, and set b[idx] = elt per example.",
+        hints=(
+            "Which parts of a sequence are random, and which follow from the others? Only a, idx and elt are drawn.",
+            "Draw the three random parts, whole tensors at a time, in the docstring's order; build b as a copy of a "
+            "with one entry per example overwritten; then put BOS, a, NL, idx, elt, NL, b side by side.",
+            "lists = randint(0, MAX_NUM, (batch, LIST_LEN)), idx = randint(0, LIST_LEN, (batch,)), "
+            "elt = randint(0, MAX_NUM, (batch,)), all with generator=generator; answers = lists.clone(); "
+            "answers[arange(batch), idx] = elt; torch.cat the columns along dim 1.",
+        ),
     ),
     Check(
         name="answer_loss",
@@ -116,7 +223,14 @@ CHECKS = [
         exact_types=True,
         atol=1e-9,
         rtol=1e-4,
-        hint="The answer b_j is predicted one position before it: logits at positions 7, 8, 9 against tokens 8, 9, 10.",
+        hints=(
+            "A causal language model's logits at position p predict the token at which position?",
+            "Take the logits at the three positions that predict b0, b1, b2, in float64, and the cross-entropy of "
+            "each against its answer token; average over examples and answers.",
+            "logits[:, ANSWER_POSITIONS] in float64, log_softmax over the vocabulary, gather the entries of "
+            "tokens[:, LABEL_POSITIONS], negate and take the mean.",
+        ),
+        mistakes=(Mistake(_READ_LATE, _loss_read_late),),
     ),
     Check(
         name="position_labels",
@@ -126,7 +240,11 @@ CHECKS = [
             "list_len 1": lambda env: {"list_len": 1},
             "list_len 0 (raises ValueError)": Raises(ValueError, lambda env: {"list_len": 0}),
         },
-        hint="2 * list_len + 5 labels: BOS, a0.., NL, idx, elt, NL, b0.., numbered from 0.",
+        hints=(
+            "Write out a sequence with one-entry lists by hand: how many positions are there, and what is each one?",
+            "Five fixed roles (BOS, NL, idx, elt, NL) plus list_len entries of a and list_len of b, numbered from 0.",
+            "[\"BOS\", *[f\"a{i}\" for i in range(n)], \"NL\", \"idx\", \"elt\", \"NL\", *[f\"b{i}\" for i in range(n)]]",
+        ),
     ),
     Check(
         name="answer_accuracy",
@@ -136,7 +254,14 @@ CHECKS = [
         },
         atol=1e-9,
         rtol=1e-6,
-        hint="Compare the argmax at positions 7, 8, 9 with the tokens at 8, 9, 10, and average over the batch only.",
+        hints=(
+            "Which positions' logits predict the answers, and over which dimension do you average to get one "
+            "number per answer?",
+            "Take the top prediction at each answer position, compare it with the answer token, and average the "
+            "matches over the batch only.",
+            "(logits[:, ANSWER_POSITIONS].argmax(-1) == tokens[:, LABEL_POSITIONS]).float().mean(0)",
+        ),
+        mistakes=(Mistake(_READ_LATE, _accuracy_read_late),),
     ),
     Check(
         name="attention_by_idx_match",
@@ -147,7 +272,13 @@ CHECKS = [
         },
         atol=1e-6,
         rtol=1e-4,
-        hint="The query row is the answer position (7 + j), not the answer token's position; match 1 means idx == j.",
+        hints=(
+            "Which row of an attention pattern belongs to the answer position j: the query or the key?",
+            "Cache every layer's pattern; for each layer and answer j, select the examples with idx == j (or not) "
+            "and average the pattern row of answer position j over them.",
+            "pattern = cache['pattern', L][:, 0]; rows = pattern[(idx == j) == bool(m), ANSWER_POSITIONS[j]]; "
+            "result[L, j, m] = rows.mean(0); raise ValueError when the selection is empty.",
+        ),
     ),
     Check(
         name="attention_to_answer_source",
@@ -157,7 +288,13 @@ CHECKS = [
         },
         atol=1e-6,
         rtol=1e-4,
-        hint="Read row 7 + j of each pattern, at key 1 + j (a_j) or key 6 (elt) depending on each example's idx.",
+        hints=(
+            "For one example and answer j, which position holds the right answer? It depends on that example's idx.",
+            "Per example, pick the source position (a_j's or elt's) and read the attention from answer position j "
+            "to it; average over examples, for each layer and answer.",
+            "source = torch.where(idx == j, ELT_POSITION, 1 + j); pattern[arange(batch), ANSWER_POSITIONS[j], "
+            "source].mean()",
+        ),
     ),
     Check(
         name="attention_ablation_effects",
@@ -168,7 +305,30 @@ CHECKS = [
         exact_types=True,
         atol=1e-6,
         rtol=1e-4,
-        hint="Hook blocks.{L}.hook_attn_out; the mean is over the batch only, one mean per position.",
+        hints=(
+            "What does a mean ablation keep that a zero ablation throws away, and over which dimension is the mean?",
+            "For each method and layer, run the model with a hook that replaces the layer's attention output, then "
+            "compute per-answer loss (float64) and accuracy, averaged over the batch.",
+            "hook blocks.{L}.hook_attn_out with zeros_like(x) or x.mean(0, keepdim=True).expand_as(x); cross-"
+            "entropy of logits[:, ANSWER_POSITIONS] against tokens[:, LABEL_POSITIONS], mean over dim 0, .float().",
+        ),
+    ),
+    Check(
+        name="predictions_with_layer_zeroed",
+        cases={
+            "layer 1, batch 200": _prediction_inputs(200, 419, 1),
+            "layer 0, batch 40": _prediction_inputs(40, 1419, 0),
+            "layer 2 (raises ValueError)": Raises(ValueError, _prediction_inputs(4, 2419, 2)),
+        },
+        exact_types=True,
+        hints=(
+            "Zeroing a layer's output is an intervention on one activation: which hook point holds what the layer "
+            "adds to the residual stream?",
+            "Run the model with a hook that replaces that layer's attention output by zeros, then take the top "
+            "prediction at each answer position. Check the layer first.",
+            "model.run_with_hooks(tokens, fwd_hooks=[(f'blocks.{layer}.hook_attn_out', lambda x, hook: "
+            "torch.zeros_like(x))]), then logits[:, ANSWER_POSITIONS].argmax(-1)",
+        ),
     ),
     Check(
         name="answer_logit_attribution",
@@ -178,7 +338,14 @@ CHECKS = [
         },
         atol=1e-4,
         rtol=1e-4,
-        hint="Under shortformer the positions add nothing to the residual stream; project on W_U[:, correct answer].",
+        hints=(
+            "Under shortformer, what do the positional embeddings add to the residual stream? Predict before you "
+            "compute.",
+            "Cache the run; stack the components at the answer positions; project each on the unembedding "
+            "direction of that example's right answer (a dot product, no bias).",
+            "components = [hook_embed, blocks.0.hook_resid_pre - hook_embed, attn_out of each layer] at "
+            "ANSWER_POSITIONS; (stacked * W_U.T[tokens[:, LABEL_POSITIONS]]).sum(-1)",
+        ),
     ),
     Check(
         name="full_ov_circuit",
@@ -190,7 +357,13 @@ CHECKS = [
         },
         atol=1e-4,
         rtol=1e-4,
-        hint="Rows are input number tokens: W_E[:d_vocab_out] @ W_V[layer, head] @ W_O[layer, head] @ W_U.",
+        hints=(
+            "Follow one number token from its embedding, through what the head reads and writes, to the logits: "
+            "which matrices does it pass, in which order?",
+            "Embed the number tokens only, apply the head's value then output weights, then unembed: one row per "
+            "input token. Check the layer first.",
+            "W_E[:d_vocab_out] @ W_V[layer, head] @ W_O[layer, head] @ W_U",
+        ),
     ),
     Check(
         name="copying_score",
@@ -202,7 +375,12 @@ CHECKS = [
         exact_types=True,
         atol=1e-9,
         rtol=1e-6,
-        hint="Take the argmax of each row (over output tokens) and count how often it is the row's own token.",
+        hints=(
+            "In an OV circuit, is a row an input token or an output token?",
+            "For each row, find the output token with the largest value and count how often it is the row's own "
+            "token; return the fraction as a Python float.",
+            "(ov.argmax(dim=-1) == torch.arange(n)).float().mean().item(), after checking ov is square",
+        ),
     ),
     Check(
         name="residual_patching_effect",
@@ -213,7 +391,14 @@ CHECKS = [
         },
         atol=1e-4,
         rtol=1e-3,
-        hint="Patch one (point, position) at a time; answers come from a, idx, elt; normalise by LD_corrupt - LD_clean.",
+        hints=(
+            "What should the metric be for the clean run, and for the corrupted one? A normalised effect runs from "
+            "one to the other.",
+            "Compute each run's answers from its own a, idx, elt; the logit difference over the answers that differ; "
+            "then for every point and position, the clean run with that one residual vector from the corrupted run.",
+            "effect[point, p] = (LD(patched) - LD(clean)) / (LD(corrupted) - LD(clean)); patched logits from "
+            "circuits.logits_with_residual_patch(model, clean_cache, point, p, corrupted_cache[name][:, p], answers).",
+        ),
         timeout_s=120.0,
     ),
     Check(
@@ -224,6 +409,70 @@ CHECKS = [
             "layer 2 (raises ValueError)": Raises(ValueError, _prediction_inputs(4, 2411, 2)),
         },
         exact_types=True,
-        hint="Argmax over key positions of the pattern row of each answer position (7, 8, 9), then read that token.",
+        hints=(
+            "The docstring asks for a token. Where the head attends most is a position: what turns a position into "
+            "a token?",
+            "Read the pattern rows of the answer positions, find the key each attends to most, then look up the "
+            "token at that key in each example.",
+            "tokens.gather(1, cache['pattern', layer][:, 0, ANSWER_POSITIONS].argmax(-1))",
+        ),
+        mistakes=(Mistake("This looks like positions, not tokens: your values are the key positions the head attends "
+                          "to most; return the token at each of them.", _top_key_positions),),
+    ),
+    Check(
+        name="predicted_read_positions",
+        cases={
+            "batch 300": _tokens_inputs(300, 416),
+            "batch 150, every idx 2": _tokens_inputs(150, 1416, idx=2),
+            "batch 300, every idx 0": _tokens_inputs(300, 2416, idx=0),
+        },
+        exact_types=True,
+        expected_from=_layer1_top_positions,
+        min_agreement=MIN_AGREEMENT,
+        hints=(
+            "In section 2, which key held most of layer 1's attention at an answer whose entry is overwritten, and "
+            "which at one whose entry is kept?",
+            "The rule depends on each example's idx and on j only: one position when idx == j, another (that "
+            "depends on j) otherwise. Build it for the whole batch at once.",
+            "torch.where(tokens[:, IDX_POSITION, None] == arange(LIST_LEN), ELT_POSITION, 1 + arange(LIST_LEN)), "
+            "expanded to [batch, LIST_LEN], int64",
+        ),
+    ),
+    Check(
+        name="predictions_with_idx_patched",
+        cases={
+            "layer 1 at elt, batch 120": _idx_patch_inputs(120, 417, 1, ELT_POSITION),
+            "layer 1 at idx, batch 40": _idx_patch_inputs(40, 1417, 1, IDX_POSITION),
+            "layer 0 at idx, batch 25": _idx_patch_inputs(25, 2417, 0, IDX_POSITION),
+            "new_idx out of range (raises ValueError)": Raises(ValueError, _idx_patch_inputs(6, 3417, 1, 6, True)),
+            "position 11 (raises ValueError)": Raises(ValueError, _idx_patch_inputs(6, 4417, 1, 11)),
+        },
+        exact_types=True,
+        hints=(
+            "Patching needs two runs: which one is the model's output read from, and which one only supplies the "
+            "activation?",
+            "Build the tokens with idx replaced, run them with a cache of the residual stream entering the layer; "
+            "then run the original tokens with a hook that overwrites that residual stream at the one position.",
+            "hook blocks.{layer}.hook_resid_pre: resid = resid.clone(); resid[:, position] = "
+            "moved_cache[name][:, position]; then logits[:, ANSWER_POSITIONS].argmax(-1)",
+        ),
+    ),
+    Check(
+        name="predictions_with_attention_cut",
+        cases={
+            "layer 1, b2 from idx, batch 300": _cut_inputs(300, 418, 1, ANSWER_POSITIONS[-1], IDX_POSITION),
+            "layer 1, b2 from a2, batch 60": _cut_inputs(60, 1418, 1, ANSWER_POSITIONS[-1], LIST_LEN),
+            "layer 0, elt from idx, batch 80": _cut_inputs(80, 2418, 0, ELT_POSITION, IDX_POSITION),
+            "key after query (raises ValueError)": Raises(ValueError, _cut_inputs(5, 3418, 1, IDX_POSITION, 9)),
+            "layer 2 (raises ValueError)": Raises(ValueError, _cut_inputs(5, 4418, 2, 9, 5)),
+        },
+        exact_types=True,
+        hints=(
+            "Which activation holds the weights a head gives each key, after the softmax?",
+            "Run the model with a hook on that layer's attention pattern that zeroes the one (query, key) entry of "
+            "head 0 and leaves the rest; read the top prediction at each answer position.",
+            "hook blocks.{layer}.attn.hook_pattern: p = p.clone(); p[:, 0, query_position, key_position] = 0; "
+            "logits[:, ANSWER_POSITIONS].argmax(-1)",
+        ),
     ),
 ]

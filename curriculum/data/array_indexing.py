@@ -3,14 +3,14 @@
 Token ids 0..MAX_NUM-1 are the numbers themselves, BOS_TOKEN = 50 and NL_TOKEN = 51 (a newline, used as a separator).
 The model reads 52 token ids and predicts only the 50 numbers. It is trained to predict b0, b1, b2 at the three
 positions before them (NL, b0, b1): those are the ANSWER_POSITIONS whose logits the loss and accuracy use.
-Unlike the original practice notebook, idx and elt are drawn per example, not once per batch.
+Unlike Connor Kissane's original array-indexing practice problem, idx and elt are drawn per example, not once per
+batch. This module holds the task's constants only: the sampler, the loss and the accuracy are exercises of day 4.
 """
 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
-from jaxtyping import Float, Int
+from jaxtyping import Int
 from torch import Tensor
 
 LIST_LEN = 3
@@ -32,34 +32,11 @@ LABEL_POSITIONS: tuple[int, ...] = tuple(range(SEQ_LEN - LIST_LEN, SEQ_LEN))
 
 
 def array_indexing_batch(batch: int, generator: torch.Generator) -> Int[Tensor, "batch 11"]:
-    """Sample `batch` examples of the task; a, idx and elt are drawn independently for every example."""
-    if batch < 1:
-        raise ValueError(f"batch must be positive, got {batch}")
-    array = torch.randint(0, MAX_NUM, (batch, LIST_LEN), generator=generator)
-    idx = torch.randint(0, LIST_LEN, (batch,), generator=generator)
-    elt = torch.randint(0, MAX_NUM, (batch,), generator=generator)
-    answer = array.clone()
-    answer[torch.arange(batch), idx] = elt
-    bos = torch.full((batch, 1), BOS_TOKEN)
-    nl = torch.full((batch, 1), NL_TOKEN)
-    return torch.cat([bos, array, nl, idx[:, None], elt[:, None], nl, answer], dim=1)
+    """`batch` examples of the task drawn with `generator` (a, idx and elt per example), as the model was trained on.
 
+    The graders of days 1, 2 and 4 build their inputs with it. Its code is the training recipe's
+    (`curriculum.models.recipes.array_indexing_data`): writing it is day 4's first exercise.
+    """
+    from curriculum.models.recipes.array_indexing_data import array_indexing_batch as sample
 
-def array_indexing_labels(tokens: Int[Tensor, "batch 11"]) -> Int[Tensor, "batch 3"]:
-    """The answer tokens b0, b1, b2 of each example."""
-    return tokens[:, LABEL_POSITIONS[0] :]
-
-
-def array_indexing_loss(logits: Float[Tensor, "batch 11 d_vocab_out"], tokens: Int[Tensor, "batch 11"]) -> Tensor:
-    """Mean cross-entropy at the three answer positions only: exactly the loss the model was trained on."""
-    answer_logits = logits[:, ANSWER_POSITIONS[0] : ANSWER_POSITIONS[-1] + 1].to(torch.float64)
-    labels = array_indexing_labels(tokens)
-    return F.cross_entropy(answer_logits.flatten(0, 1), labels.flatten())
-
-
-def array_indexing_accuracy(
-    logits: Float[Tensor, "batch 11 d_vocab_out"], tokens: Int[Tensor, "batch 11"]
-) -> Float[Tensor, "3"]:
-    """Fraction of examples whose argmax prediction is right, at each of the three answer positions."""
-    predictions = logits[:, ANSWER_POSITIONS[0] : ANSWER_POSITIONS[-1] + 1].argmax(dim=-1)
-    return (predictions == array_indexing_labels(tokens)).float().mean(dim=0)
+    return sample(batch, generator)
