@@ -245,14 +245,16 @@ def _log_outcome(log: Path, outcome: Any) -> None:
 
 
 def _cap_log(log: Path) -> None:
-    """Keep the first LOG_LIMIT bytes of a submission's log (a learner's code may print without end)."""
+    """Keep at most LOG_LIMIT bytes of a submission's log, its beginning and a line saying it was cut (a learner's
+    code may print without end)."""
     try:
         size = log.stat().st_size
         if size > LOG_LIMIT:
+            marker = f"\n[log cut: {size} bytes, the first {LOG_LIMIT} kept]\n".encode()
             with open(log, "r+b") as handle:
-                handle.truncate(LOG_LIMIT)
-                handle.seek(LOG_LIMIT)
-                handle.write(f"\n[log cut at {LOG_LIMIT} bytes of {size}]\n".encode())
+                handle.truncate(LOG_LIMIT - len(marker))
+                handle.seek(LOG_LIMIT - len(marker))
+                handle.write(marker)
     except OSError:
         pass
 

@@ -139,3 +139,16 @@ def test_an_empty_folder_fails_every_exercise_with_a_note_and_a_nonzero_exit(bui
     (row,) = csv.DictReader(open(out / SUMMARY_FILE))
     assert (row["failed"], row["total"]) == ("7", "7")
     assert row["note"] == f"{tmp_path / 'empty'} holds no file for day 1 (expected day1_toy.py or .ipynb)"
+
+
+def test_a_submission_log_is_cut_at_the_limit(tmp_path):
+    from checks.submissions import LOG_LIMIT, _cap_log
+
+    log = tmp_path / "flood.log"
+    log.write_bytes(b"x" * (LOG_LIMIT + 5000))
+    _cap_log(log)
+    data = log.read_bytes()
+    marker = f"\n[log cut: {LOG_LIMIT + 5000} bytes, the first {LOG_LIMIT} kept]\n".encode()
+    assert len(data) == LOG_LIMIT and data == b"x" * (LOG_LIMIT - len(marker)) + marker
+    _cap_log(log)  # a log within the limit is left as it is
+    assert log.read_bytes() == data
