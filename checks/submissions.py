@@ -250,7 +250,7 @@ def _cap_log(log: Path) -> None:
     try:
         size = log.stat().st_size
         if size > LOG_LIMIT:
-            marker = f"\n[log cut: {size} bytes, the first {LOG_LIMIT} kept]\n".encode()
+            marker = f"\n[log cut to {LOG_LIMIT} bytes; it had {size}]\n".encode()
             with open(log, "r+b") as handle:
                 handle.truncate(LOG_LIMIT - len(marker))
                 handle.seek(LOG_LIMIT - len(marker))

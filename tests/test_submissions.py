@@ -148,7 +148,7 @@ def test_a_submission_log_is_cut_at_the_limit(tmp_path):
     log.write_bytes(b"x" * (LOG_LIMIT + 5000))
     _cap_log(log)
     data = log.read_bytes()
-    marker = f"\n[log cut: {LOG_LIMIT + 5000} bytes, the first {LOG_LIMIT} kept]\n".encode()
+    marker = f"\n[log cut to {LOG_LIMIT} bytes; it had {LOG_LIMIT + 5000}]\n".encode()
     assert len(data) == LOG_LIMIT and data == b"x" * (LOG_LIMIT - len(marker)) + marker
     _cap_log(log)  # a log within the limit is left as it is
     assert log.read_bytes() == data
