@@ -150,11 +150,12 @@ def pytest_collection(session: pytest.Session) -> bool | None:
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
     """An exercise's reported duration is its grading time, as the table shows it (grading may have run ahead of
-    pytest's loop, while the item itself only waited); the setup that fetched the outcome takes none of it."""
+    pytest's loop, while the item itself only waited); the setup that fetched the outcome and the teardown take none
+    of it, so JUnit's time, their sum, is the table's."""
     report = yield
     outcome = getattr(item, "outcome", None)
     if isinstance(item, ExerciseItem) and outcome is not None:
-        if call.when == "setup" and report.passed:
+        if call.when == "teardown" or (call.when == "setup" and report.passed):
             report.duration = 0.0
         elif call.when in ("setup", "call"):
             report.duration = outcome.duration_s

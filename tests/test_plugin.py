@@ -136,7 +136,7 @@ def test_junit_times_each_exercise_as_the_table_does(pytester, built_course):
     table = {entry["exercise"]: entry["duration_s"] for entry in report["exercises"]}
     times = {case.get("name"): float(case.get("time")) for case in ElementTree.parse(junit).iter("testcase")}
     assert times.keys() == table.keys()
-    assert all(abs(times[name] - table[name]) < 2e-3 for name in table), (times, table)
+    assert all(abs(times[name] - table[name]) <= 6e-4 for name in table), (times, table)  # JUnit rounds to 1 ms
     assert all(time > 0 for time in times.values()), times
 
 
