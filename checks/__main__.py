@@ -97,8 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     for day in days:
         before = path_bytes(day.reference_paths)
         path = build_references(course, day.number, args.device)
-        done = "unchanged (every output as stored, up to float rounding):" if path_bytes(day.reference_paths) == before \
-            else "wrote"
+        unchanged = path_bytes(day.reference_paths) == before
+        done = "unchanged (every output as stored, up to float rounding):" if unchanged else "wrote"
         print(f"day {day.number}: {done} {path} and {path.with_suffix('.json').name} "
               f"({path.stat().st_size / 1024:.0f} KiB, {len(day.checks)} exercises, device {args.device})")
     print(f"wrote {write_manifest(course)}")
