@@ -159,22 +159,7 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.duration = 0.0
         elif call.when in ("setup", "call"):
             report.duration = outcome.duration_s
-            report.course_not_graded = _not_graded(outcome, item.parent.day.number)
     return report
-
-
-def _not_graded(outcome: Any, number: int) -> bool:
-    """A failure that only repeats that the day's file cannot be graded (the reason is at the day's first exercise)."""
-    return outcome.status is Status.FAILED and outcome.message.startswith(
-        f"not graded: day {number}'s file cannot be graded")
-
-
-def pytest_report_teststatus(report: pytest.TestReport, config: pytest.Config) -> tuple[str, str, str] | None:
-    """Exercises of a file that cannot be graded count as failed (exit code, table, JSON), but are listed as "not
-    graded" rather than each printing the same failure again."""
-    if getattr(report, "course_not_graded", False) and report.when == "call":
-        return "not graded", "n", "NOT GRADED"
-    return None
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:
