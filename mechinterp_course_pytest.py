@@ -30,8 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "files); default: your workspace copy of the day, else the pristine stub")
     group.addoption("--course-device", choices=("cpu", "cuda"),
                     help="(course) device to grade on (default: cuda if available)")
-    group.addoption("--course-hints", action="store_true",
-                    help="(course) add the course's hint to each failed exercise")
+    group.addoption("--course-hints", nargs="?", type=int, const=1, default=0, metavar="N",
+                    help="(course) add the course's hints 1..N to each failed exercise (1: a nudge, 2: the approach, "
+                         "3: the recipe; bare --course-hints: 1)")
     group.addoption("--grade-json", metavar="PATH", type=Path, help="(course) also write the results as JSON to PATH")
     parser.addini("course_root", "folder of the course to grade (default: the installed course)", default="")
     parser.addini("course_models", "zoo loader, 'module:function' or 'file.py:function'",

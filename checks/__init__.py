@@ -2,7 +2,8 @@
 
     from checks import check
     check(induction_scores)             # shows the verdict once: passed, or what differs (where, by how much)
-    check(induction_scores, hint=True)  # the same, plus the course's hint
+    check(induction_scores, hint=True)  # the same, plus the course's first hint (a nudge)
+    check(induction_scores, hint=3)     # hints 1 to 3: the nudge, the approach, the recipe
 
 `grade(fn)` returns the `Outcome` without showing anything. Both find the exercise by the function's name across
 all days (pass `name=` to grade a function under another name), and run it with autograd on, as `pytest --day N`
@@ -48,16 +49,21 @@ def grade(fn: Callable[..., Any], *, name: str | None = None, device: str | None
         return _graders[key].grade(fn, day, spec)
 
 
-def check(fn: Callable[..., Any], *, hint: bool = False, name: str | None = None, device: str | None = None,
+def check(fn: Callable[..., Any], *, hint: bool | int = False, name: str | None = None, device: str | None = None,
           course: "Course | None" = None) -> None:
-    """Grade `fn` (see `grade`) and print the verdict: passed, or the diagnosis of what differs; with `hint=True`,
-    also the course's hint. Returns None, so a notebook shows the verdict once (use `grade` for the Outcome)."""
+    """Grade `fn` (see `grade`) and print the verdict: passed, or the diagnosis of what differs; with `hint=N`, also
+    the course's hints 1 to N (`hint=True` is 1: see `checks.hints`). Returns None, so a notebook shows the verdict once (use `grade` for the Outcome)."""
     from checks.hints import tiered_message
 
     outcome = grade(fn, name=name, device=device, course=course)
     exercise = outcome.exercise
     call = exercise if name is None else f"{exercise}, name={name!r}"
     print(f"{exercise}: {outcome.status.value.upper()} ({outcome.duration_s:.2f} s)")
-    text = tiered_message(outcome, hint=hint, ask_for_hint=f"Stuck? check({call}, hint=True) adds the course's hint.")
+    from checks.course import Course
+
+    hints = (course or Course.default()).find(exercise)[1].hints
+    text = tiered_message(outcome, hint=hint, hints=hints,
+                          ask_for_hint=f"Stuck? check({call}, hint=1) adds the course's first hint (up to "
+                                       f"hint={len(hints)}).")
     if text:
         print(text)

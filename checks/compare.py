@@ -60,14 +60,19 @@ def compare(
     rtol: float = 1e-3,
     unordered: bool = False,
     path: str = "output",
+    axes: tuple[str, ...] = (),
 ) -> Verdict:
     """Compare a learner's `actual` output with the reference `expected` output (see the module docstring).
 
-    `path` names the compared value in messages; nested values extend it (`output[0]`, `output['key']`).
+    `path` names the compared value in messages; nested values extend it (`output[0]`, `output['key']`). `axes`
+    names the dimensions of a tensor output (e.g. ("layer", "position", "head")), so that an index in a message also
+    reads as what it is ("[3, 13, 3] (head a3.h3 at position 13)").
     """
     if atol < 0 or rtol < 0:
         raise ValueError(f"tolerances must be non-negative, got atol={atol}, rtol={rtol}")
-    return _Comparer(atol, rtol, unordered).compare(actual, expected, path)
+    comparer = _Comparer(atol, rtol, unordered)
+    comparer.axes = tuple(axes)
+    return comparer.compare(actual, expected, path)
 
 
 def _short(value: Any) -> str:
@@ -95,8 +100,17 @@ def _fmt(x: float) -> str:
     return text if any(c in text for c in ".e") else text + ".0"
 
 
-def _fmt_index(index: tuple[int, ...]) -> str:
-    return "[" + ", ".join(str(i) for i in index) + "]"
+def _fmt_index(index: tuple[int, ...], axes: tuple[str, ...] = ()) -> str:
+    """An index as `[i, j]`, followed by what it is when the dimensions are named: `(position 13, head 3)`, and a
+    head named as the course writes nodes, `a{layer}.h{head}`, when both its layer and head are known."""
+    text = "[" + ", ".join(str(i) for i in index) + "]"
+    if len(axes) != len(index) or not axes:
+        return text
+    named = dict(zip(axes, index))
+    if "layer" in named and "head" in named:
+        rest = [f"{name} {i}" for name, i in named.items() if name not in ("layer", "head")]
+        return f"{text} (head a{named['layer']}.h{named['head']}{' at ' + ', '.join(rest) if rest else ''})"
+    return f"{text} ({', '.join(f'{name} {i}' for name, i in named.items())})"
 
 
 def _dtype_kind(dtype: torch.dtype) -> str:
@@ -128,6 +142,7 @@ class _Comparer:
         self.atol = atol
         self.rtol = rtol
         self.unordered = unordered
+        self.axes: tuple[str, ...] = ()  # names of a top-level tensor's dims (see `compare`)
 
     # ---- dispatch -------------------------------------------------------------------------------------------------
     def compare(self, actual: Any, expected: Any, path: str) -> Verdict:
@@ -183,13 +198,15 @@ class _Comparer:
             return Verdict(True, "", margin)
         if a != a:
             return _fail(f"{path}: got NaN, expected {_fmt(e)}.")
-        lines = [f"{path}: expected {_fmt(e)}, got {_fmt(a)} (abs error {_fmt(abs(a - e))}, "
+        by_how_much = (f"{100 * abs(a - e) / abs(e):.3g}% {'above' if a > e else 'below'} the reference, "
+                       if e != 0 and a == a else "")
+        lines = [f"{path}: expected {_fmt(e)}, got {_fmt(a)} ({by_how_much}abs error {_fmt(abs(a - e))}, "
                  f"tolerance {_fmt(tolerance)})."]
         if e != 0 and abs(a + e) <= tolerance:
             lines.append("Hint: that is the reference with its sign flipped.")
         elif abs((1 - a) - e) <= tolerance:
             lines.append("Hint: that is one minus the reference: the complement (the other case, 1 - p)?")
-        elif e != 0 and a / e > 0 and _plausible_ratio(a / e):
+        elif e != 0 and a / e > 0 and _telling_ratio(a / e):
             lines.append(_factor_hint(a / e))
         return _fail(" ".join(lines), margin)
 
@@ -352,9 +369,13 @@ class _Comparer:
             return _PASS
         first = tuple(int(i) for i in wrong.nonzero()[0])
         lines = [f"{path}: {n_wrong} of {wrong.numel()} elements ({100 * n_wrong / wrong.numel():.3g}%) differ. "
-                 f"First at index {_fmt_index(first)}: got {actual[first].item()}, expected {expected[first].item()}."]
-        lines.extend(self._structural_hints(actual, expected, exact=True))
+                 f"First at index {self._index(first, path)}: got {actual[first].item()}, expected "
+                 f"{expected[first].item()}."]
+        lines.extend(self._structural_hints(actual, expected, exact=True) or self._confined_hint(wrong, path))
         return _fail(" ".join(lines))
+
+    def _index(self, index: tuple[int, ...], path: str) -> str:
+        return _fmt_index(index, self.axes if path == "output" else ())
 
     def _close_mask(self, actual: torch.Tensor, expected: torch.Tensor) -> torch.Tensor:
         a = actual.to(torch.float64)
@@ -399,17 +420,34 @@ class _Comparer:
             index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), a.shape))
             nonzero = finite & (e != 0)
             rel = (err[nonzero] / e[nonzero].abs()).max().item() if nonzero.any() else math.inf
-            lines.append(f"Max abs error {_fmt(err.max().item())} at index {_fmt_index(index)}: got "
+            lines.append(f"Max abs error {_fmt(err.max().item())} at index {self._index(index, path)}: got "
                          f"{_fmt(a[index].item() if a.ndim else a.item())}, expected "
                          f"{_fmt(e[index].item() if e.ndim else e.item())}; max rel error "
                          f"{_fmt(rel)}.")
-        lines.extend(self._structural_hints(a, e, exact=False))
+        lines.extend(self._structural_hints(a, e, exact=False) or self._confined_hint(~close, path))
         return _fail(" ".join(lines), margin)
 
     def _matches(self, candidate: torch.Tensor, expected: torch.Tensor, exact: bool) -> bool:
         if exact:
             return bool((candidate == expected).all())
         return bool(self._close_mask(candidate, expected).all())
+
+    def _confined_hint(self, wrong: torch.Tensor, path: str) -> list[str]:
+        """Say so when every difference lies at one index of one dimension (everything else matches): e.g. only at
+        position 0, the position that can attend only to itself and has no previous position."""
+        axes = self.axes if path == "output" and len(self.axes) == wrong.ndim else ()
+        for dim in range(wrong.ndim):
+            if wrong.shape[dim] < 3:
+                continue
+            rows = wrong.movedim(dim, 0).reshape(wrong.shape[dim], -1).any(1)
+            if int(rows.sum()) == 1:
+                index = int(rows.nonzero()[0])
+                name = f"{axes[dim]} {index}" if axes else f"index {index} of dim {dim}"
+                cause = (" the first position handled differently (it can attend only to itself, and has no previous "
+                         "position)?" if index == 0 and (not axes or axes[dim] == "position") else
+                         " a special case applied to it, or missed?")
+                return [f"Hint: every difference is at {name}; everything else matches:{cause}"]
+        return []
 
     def _structural_hints(self, a: torch.Tensor, e: torch.Tensor, exact: bool) -> list[str]:
         """Name a simple transformation that turns the reference into the learner's answer, if one does."""
@@ -492,22 +530,15 @@ def _ratio(error: float, tolerance: float) -> float:
     return error / tolerance if tolerance > 0 else math.inf
 
 
-def _plausible_ratio(ratio: float) -> bool:
-    """Whether a scalar's ratio to the reference looks like a normalisation slip (an integer, one over an integer, a
-    square root of one, or a ratio of small integers), rather than a coincidence of wrong inputs."""
+def _telling_ratio(ratio: float) -> bool:
+    """Whether a single number's ratio to the reference says something: an integer or one over an integer (a sum for
+    a mean, a percentage, a count), or a square root of one (sqrt(d_head)). Any two numbers are some constant factor
+    apart, so for a scalar only these are named; anything else is said as how far off it is."""
     for value in (ratio, 1 / ratio):
-        for candidate in (value, value * value):
+        for candidate, limit in ((value, 4096), (value * value, 4096)):
             nearest = round(candidate)
-            if 2 <= nearest <= 4096 and abs(candidate - nearest) <= 1e-4 * nearest:
+            if 2 <= nearest <= limit and abs(candidate - nearest) <= 1e-4 * nearest:
                 return True
-    if ratio != 1:  # n / (n - 1) or n / (n + 1): a mean over one position too many or too few
-        count = 1 / abs(ratio - 1)
-        if 2 <= round(count) <= 4096 and abs(count - round(count)) <= 1e-2:
-            return True
-    for denominator in range(2, 13):
-        numerator = round(ratio * denominator)
-        if 0 < numerator <= 48 and abs(ratio * denominator - numerator) <= 1e-4 * numerator:
-            return True
     return False
 
 

@@ -19,9 +19,10 @@ from typing import Any, Callable, Iterator
 
 import torch
 
+from checks.budgets import BudgetExceeded, ForwardPasses
 from checks.course import Course, Day
 from checks.env import Env, global_state, global_state_changes
-from checks.judge import Rejection, catching, first_difference, judge, snapshot
+from checks.judge import Rejection, case_facts, first_difference, graded_callable, judge, snapshot
 from checks.outcome import Outcome, Status
 from checks.references import (InputsFingerprint, ReferenceStore, StaleReference, fingerprint_inputs,
                                rebuild_command)
@@ -71,8 +72,14 @@ class Grader:
     def _grade_case(self, function: Callable[..., Any], day: Day, check: Check, case: str) -> None:
         inputs, fingerprint = self._build_inputs(check, case)
         expected = self._expected(day, check, case, fingerprint)
-        actual = self._call(catching(function, check.cases[case]), check, inputs)
-        judge(actual, expected, check, inputs)
+        facts = case_facts(check, inputs)
+        passes = ForwardPasses(check.forward_passes)
+        actual = call_learner(graded_callable(function, check, case), check, inputs, self.env, alarm=True,
+                              passes=passes)
+        judge(actual, expected, check, inputs, facts=facts, case=case)
+        over_budget = passes.complaint(check.name)
+        if over_budget:
+            raise Rejection(Status.FAILED, over_budget, check.hint)
 
     def _build_inputs(self, check: Check, case: str) -> tuple[dict[str, Any], InputsFingerprint]:
         self.env.prepare()
@@ -92,23 +99,23 @@ class Grader:
             raise Rejection(Status.STALE_REFERENCE, f"{error}. This is not your mistake: the course's stored answers "
                             f"need rebuilding with `{rebuild_command(day)}`.") from None
 
-    def _call(self, function: Callable[..., Any], check: Check, inputs: dict[str, Any]) -> Any:
-        return call_learner(function, check, inputs, self.env, alarm=True)
-
 
 def call_learner(function: Callable[..., Any], check: Check, inputs: dict[str, Any], env: Env, *, alarm: bool,
-                 after_call: Callable[[], None] | None = None) -> Any:
+                 after_call: Callable[[], None] | None = None, passes: ForwardPasses | None = None) -> Any:
     """Call the learner's function on pristine models; audit what it changed (weights, hooks, inputs); return its
     output or raise a Rejection saying what went wrong. Shared by the in-process grader and the grading worker.
 
     alarm: also stop the call with SIGALRM after `check.timeout_s` (in-process only: code can disable it, so the
     worker relies on its supervisor's kill instead). after_call: told when the call is over and the audits begin.
+    passes: counts the call's forward passes against `check.forward_passes` (`checks.budgets`); the caller asks it
+    for its complaint once the output is judged, so that a wrong answer is reported as wrong first.
     """
     saved = snapshot(inputs)
     env.prepare()
     state = global_state()
+    passes = passes or ForwardPasses(check.forward_passes)
     try:
-        with _time_limit(check.timeout_s if alarm else 0):
+        with _time_limit(check.timeout_s if alarm else 0), passes:
             actual = function(**inputs)
     except NotImplementedError as error:
         if _raised_by_library(error, function):
@@ -120,6 +127,8 @@ def call_learner(function: Callable[..., Any], check: Check, inputs: dict[str, A
                             f"NotImplementedError: fill in {raiser} first.") from None
         raise Rejection(Status.NOT_STARTED,
                         f"{check.name} still raises NotImplementedError: fill in its body.") from None
+    except BudgetExceeded:
+        raise Rejection(Status.FAILED, passes.complaint(check.name) or "", check.hint) from None
     except LearnerTimeout:
         raise Rejection(Status.FAILED, f"{check.name} did not return within {check.timeout_s:g} s and was "
                         "stopped: an infinite loop, or a loop that should be a batched tensor operation?") from None

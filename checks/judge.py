@@ -60,6 +60,22 @@ def catching(function: Callable[..., Any], case: InputsBuilder) -> Callable[...,
     return call
 
 
+def graded_callable(function: Callable[..., Any], check: Check, case: str) -> Callable[..., Any]:
+    """What grading calls on one case: `function` itself; on a case that expects an exception, `catching` it; for a
+    check with a contract (`checks.contracts`), the contract's runner (the call, the same call again, the trials)."""
+    if check.contract is not None and expected_exception(check.cases[case]) is None:
+        from checks.contracts import contract_runner
+
+        return contract_runner(function, check.contract, case)
+    return catching(function, check.cases[case])
+
+
+def case_facts(check: Check, inputs: dict[str, Any]) -> Any:
+    """The plain data a contract's judge needs about a case's inputs (None without a contract). Computed on pristine
+    inputs before any learner code runs."""
+    return check.contract.facts(inputs) if check.contract is not None else None
+
+
 def expected_raise(expected: Any) -> str | None:
     """The exception name a stored reference expects, or None when it expects a value."""
     if isinstance(expected, dict) and set(expected) == {RAISED_KEY} and isinstance(expected[RAISED_KEY], str):
@@ -77,10 +93,13 @@ class Rejection(Exception):
         self.hint = hint
 
 
-def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any], diagnosis: str = "") -> None:
+def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any], diagnosis: str = "", *,
+          facts: Any = None, case: str = "") -> None:
     """Compare with the reference, hold the output to the contract, then run the check's validator; raise a
     Rejection unless all pass. A failed comparison's message ends with `diagnosis` (the check's mistakes that the
-    output matches, found by the worker, which has the inputs), or, given the inputs, with `diagnose`'s own."""
+    output matches, found by the worker, which has the inputs), or, given the inputs, with `diagnose`'s own. A check
+    with a random-draw contract is judged by its properties instead of the reference (`facts`: the plain data about
+    the inputs it needs; `case`: the case's label)."""
     exception = expected_raise(expected)
     if exception is not None:
         if isinstance(actual, Raised) and exception in actual.names:
@@ -90,9 +109,21 @@ def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any], diag
         raise Rejection(Status.FAILED, f"on these inputs the docstring of {check.name} says it raises {exception}, "
                         f"but it {did}: check the arguments as the docstring says and `raise {exception}(...)` "
                         "when they are invalid.", check.hint)
+    if check.contract is not None:
+        from checks.contracts import contract_verdict
+
+        try:
+            complaint = contract_verdict(check.contract, actual, facts, case, check.name)
+        except Exception:  # an output so odd that judging it fails: a failure of the output, said plainly
+            complaint = (f"your output could not be judged ({traceback.format_exc(limit=0).strip()}); it should be "
+                         f"what the docstring of {check.name} describes")
+        if complaint:
+            raise Rejection(Status.FAILED, complaint, check.hint)
+        return
     try:
         verdict = (agreement(actual, expected, check.min_agreement) if check.min_agreement is not None
-                   else compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered))
+                   else compare(actual, expected, atol=check.atol, rtol=check.rtol, unordered=check.unordered,
+                                axes=check.axes))
     except Exception as error:  # an output so odd that comparing it fails
         raise Rejection(Status.FAILED, f"your output could not be compared with the reference "
                         f"({type(error).__name__}: {error}); it should be a {type(expected).__name__}",

@@ -27,18 +27,21 @@ class Limits:
     submission_s: float = 1800.0
     memory_bytes: int = 4 * GiB
     setup_s: float = 300.0  # a worker's own start (building inputs outside the zygote, e.g. on CUDA)
+    log_bytes: int = 16 << 20  # what a submission's workers may print into its log (the rest is dropped)
     threads: int = 1  # torch threads in a worker: more than 1 hangs when the supervisor ran a multi-threaded op
     parallel: int = field(default_factory=lambda: min(2, _cores()))  # exercises graded at a time
 
     @classmethod
     def parse(cls, text: str) -> "Limits":
-        """Limits from "import_s=2 audit_s=5 submission_s=600 memory_gb=2 threads=1 parallel=2" (any subset; the
-        rest default)."""
+        """Limits from "import_s=2 audit_s=5 submission_s=600 memory_gb=2 log_mb=16 threads=1 parallel=2" (any
+        subset; the rest default)."""
         values: dict[str, float | int] = {}
         for item in text.replace(",", " ").split():
             name, _, value = item.partition("=")
             if name == "memory_gb":
                 values["memory_bytes"] = int(float(value) * GiB)
+            elif name == "log_mb":
+                values["log_bytes"] = int(float(value) * 2**20)
             elif name in ("import_s", "audit_s", "submission_s", "setup_s"):
                 values[name] = float(value)
             elif name in ("threads", "parallel"):

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 from checks.course import Course, CourseError
@@ -109,9 +110,9 @@ def file_contents(course: Course) -> dict[str, bytes]:
 
 
 def file_stats(course: Course) -> dict[str, tuple[int, ...]]:
-    """(device, inode, size, mtime, ctime) of every file the manifest covers, by manifest key. A file whose stat is
-    unchanged has unchanged bytes: writing it, replacing it or setting its times updates its ctime, which only the
-    system clock decides."""
+    """(device, inode, size, mtime, ctime, mode) of every file the manifest covers, by manifest key. A file whose
+    stat is unchanged has unchanged bytes: writing it, replacing it or setting its times updates its ctime, which
+    only the system clock decides."""
     return {_key(course, path): _stat(path) for path in manifest_files(course)}
 
 
@@ -120,22 +121,49 @@ def _stat(path: Path) -> tuple[int, ...]:
         stat = path.stat()
     except OSError:
         return ()
-    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns
+    return stat.st_dev, stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_mode
 
 
 def restore_changed(course: Course, expected: dict[str, str], contents: dict[str, bytes],
                     stats: dict[str, tuple[int, ...]] | None = None) -> list[str]:
-    """Rewrite every covered file whose hash no longer matches `expected` from `contents`; return their keys. With
-    `stats` (`file_stats` of the verified files), a file whose stat is unchanged is not read again."""
+    """Rewrite every covered file whose hash no longer matches `expected` from `contents`, and give back the mode
+    recorded in `stats` to one re-permissioned; return their keys. With `stats` (`file_stats` of the verified files),
+    a file whose stat is unchanged is not read again. Never raises for a file it cannot restore (one made unreadable
+    to its owner is first made readable again): that file is listed, so its exercise fails, and grading goes on."""
     restored = []
     for path in manifest_files(course) + [course.root / key for key in expected if not Path(key).is_absolute()]:
         key = _key(course, path)
         if key in restored or key not in contents:
             continue
-        if stats is not None and stats.get(key) and _stat(path) == stats[key]:
+        recorded = stats.get(key) if stats is not None else None
+        if recorded and _stat(path) == recorded:
             continue
-        if not path.is_file() or file_hash(path) != expected[key]:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_bytes(contents[key])
+        try:
+            changed = _restore(path, expected[key], contents[key], recorded[5] if recorded else None)
+        except OSError:
+            changed = True
+        if changed:
             restored.append(key)
     return restored
+
+
+def _restore(path: Path, digest: str, data: bytes, mode: int | None) -> bool:
+    """Make `path` hold `data` (whose hash is `digest`) and, when given, have `mode`; whether anything changed."""
+    import stat
+
+    changed = False
+    if mode is not None and path.is_file() and path.stat().st_mode != mode:
+        os.chmod(path, stat.S_IMODE(mode))
+        changed = True
+    try:
+        same = path.is_file() and file_hash(path) == digest
+    except PermissionError:
+        os.chmod(path, stat.S_IMODE(path.stat().st_mode) | stat.S_IRUSR | stat.S_IWUSR)
+        same, changed = file_hash(path) == digest, True
+    if not same:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if path.is_file() and not os.access(path, os.W_OK):
+            os.chmod(path, stat.S_IMODE(path.stat().st_mode) | stat.S_IWUSR)
+        path.write_bytes(data)
+        changed = True
+    return changed

@@ -64,7 +64,8 @@ def pytest_configure(config: pytest.Config) -> None:
             grading = GradingSession(course, parse_days(config.getoption("day"), course),
                                      device=device or _default_device(),
                                      limits=Limits.parse(_ini(config, "course_limits")),
-                                     solutions=config.getoption("solutions"), learner=config.getoption("learner"))
+                                     solutions=config.getoption("solutions"), learner=config.getoption("learner"),
+                                     hint_tiers=config.getoption("course_hints"))
     except (CourseError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[_SESSION] = grading
@@ -227,13 +228,14 @@ class ExerciseItem(pytest.Item):
             raise ExerciseFailed(self._shown_message())
 
     def _shown_message(self) -> str:
-        """The diagnosis; the course's hint only with --course-hints (see `checks.hints`)."""
+        """The diagnosis; the course's hints 1..N only with --course-hints N (see `checks.hints`)."""
         from checks.hints import tiered_message
 
-        number = self.parent.day.number
-        return tiered_message(self.outcome, hint=self.config.getoption("course_hints"),
+        number, hints = self.parent.day.number, self.parent.day.check(self.name).hints
+        return tiered_message(self.outcome, hint=self.config.getoption("course_hints"), hints=hints,
                               ask_for_hint=f"Stuck? `pytest --day {number} --course-hints` (or `check({self.name}, "
-                                           "hint=True)` in the notebook) adds the course's hint.")
+                                           f"hint=1)` in the notebook) adds the course's first hint; "
+                                           f"`--course-hints {len(hints)}` shows all {len(hints)}.")
 
     def repr_failure(self, excinfo: pytest.ExceptionInfo[BaseException], style: Any = None) -> Any:
         if isinstance(excinfo.value, (ExerciseFailed, CourseProblem)):

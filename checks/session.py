@@ -131,6 +131,7 @@ class GradingSession:
     worker_log: Path | None = None
     worker_closes: list[int] = field(default_factory=list)  # descriptors of this process the workers must not hold
     in_process: bool = field(default_factory=lambda: os.environ.get(IN_PROCESS_VARIABLE) == "1")
+    hint_tiers: int = 0  # --course-hints N: the tiers of the course's hints shown (and listed in the JSON report)
 
     def __post_init__(self) -> None:
         if self.solutions and self.learner is not None:
@@ -256,7 +257,17 @@ class GradingSession:
             days[str(day.number)] = {"module": day.module, "source": str(source) if source else None,
                                      "score": self.scores().get(day.number, {"total": 0}), "note": self.note(day)}
         return {"device": str(self.grader.env.device), "isolated": self.supervisor is not None, "days": days,
-                "exercises": [outcome.to_dict() for outcome in self.outcomes]}
+                "exercises": [self._record(outcome) for outcome in self.outcomes]}
+
+    def _record(self, outcome: Outcome) -> dict[str, Any]:
+        """An outcome as JSON; a failed one lists the course's hints shown (tiers 1..--course-hints)."""
+        from checks.hints import shown_hints
+
+        record = outcome.to_dict()
+        if outcome.status is Status.FAILED:
+            day = next(day for day in self.days if day.number == outcome.day)
+            record["hints"] = shown_hints(day.check(outcome.exercise).hints, self.hint_tiers)
+        return record
 
     def note(self, day: Day) -> str:
         """Why `day`'s file could not be graded at all (no such file, it cannot be imported), or ""."""

@@ -24,6 +24,8 @@ import torch
 if TYPE_CHECKING:  # the grading supervisor never imports transformer_lens (only its workers do): see checks.worker
     from transformer_lens import HookedTransformer
 
+    from checks.contracts import Contract
+
 
 class GradingEnv(Protocol):
     """What an inputs builder may use. The grader provides it (see `checks.env`)."""
@@ -98,6 +100,13 @@ class Check:
         is not int32, float64 not float32) and a tensor where the reference has one, a Python number where it has
         one. Set it where the docstring names the type or dtype.
     timeout_s: wall-clock budget for one call of the learner's function.
+    contract: for an exercise that draws at random, judge each case by properties (validity, reproducibility, and a
+        statistical test of the draws over many generator seeds) instead of the solution's exact draw: see
+        `checks.contracts`. Raises cases are still judged by their exception.
+    forward_passes: the most forward passes of a model one call may run (counted on `HookedTransformer.forward`,
+        outside the learner's code: see `checks.budgets`), for exercises whose point is batching; None: no bound.
+    axes: names of a tensor output's dimensions, for messages (e.g. ("layer", "position", "head")): an index
+        [3, 13, 3] then also reads "(head a3.h3 at position 13)".
     """
 
     name: str
@@ -113,6 +122,9 @@ class Check:
     min_agreement: float | None = None
     mistakes: tuple[Mistake, ...] = ()
     timeout_s: float = 60.0
+    contract: "Contract | None" = field(default=None, hash=False)
+    forward_passes: int | None = None
+    axes: tuple[str, ...] = ()
     tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:

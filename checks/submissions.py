@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from checks import sandbox
 from checks.course import Course, Day
 from checks.limits import Limits, describe_end
 from checks.manifest import restore_changed
@@ -91,6 +92,7 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     course = course or Course.default()
     chosen = parse_days(days, course)
     manifest = verify_manifest(course)  # once, before any learner code: every submission is held to this copy
+    sandbox.harden_supervisor()  # its report pipes are out of reach of any process without CAP_SYS_PTRACE
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
     limits = limits or Limits(submission_s=timeout_s)
@@ -104,6 +106,11 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     scores: list[DayScore] = []
     for name, path in zip(names, submissions):
         report, note = reports[name]
+        copied = _identical_to_solution(chosen, path.resolve())
+        if copied:
+            report["identical_to_solution"] = copied
+            flag = f"identical to the reference solution: {', '.join(copied)}"
+            note = f"{note}; {flag}" if note else flag
         (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         scores.extend(_scores(name, path.resolve(), report, note))
     with open(out / SUMMARY_FILE, "w", newline="") as handle:
@@ -257,6 +264,21 @@ def _cap_log(log: Path) -> None:
                 handle.write(marker)
     except OSError:
         pass
+
+
+def _identical_to_solution(days: list[Day], path: Path) -> list[str]:
+    """The exercises this submission writes exactly as the reference solution (`checks.similarity`)."""
+    from checks.learner import LearnerModuleError
+    from checks.session import learner_file
+    from checks.similarity import identical_to_solution
+
+    found = []
+    for day in days:
+        try:
+            found += identical_to_solution(day, learner_file(day, learner=path))
+        except LearnerModuleError:
+            pass
+    return found
 
 
 def _kill(pid: int) -> None:

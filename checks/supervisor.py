@@ -14,7 +14,10 @@ outcome the one it gets alone.
 
 Trusted: the fingerprints of the inputs (sent before the learner's module is imported) and the learner's output
 as data. Not trusted beyond "it failed": everything the child says after the learner's code ran (audit results,
-the validator's verdict): a learner who forges them can hide a changed model or a cache, never a wrong answer.
+the validator's verdict): a learner who forges them can hide a changed model or a cache, never a wrong answer. So
+the supervisor alone decides phases and limits (see `_Run._handle`), reads frames under `checks.protocol`'s bounds,
+accepts from the child only "failed" (or "not started" for a stub it sees in the learner's file), and cleans every
+message of control characters before a report sees it. It makes itself non-dumpable (`checks.sandbox`).
 """
 
 from __future__ import annotations
@@ -34,11 +37,13 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
+from checks import sandbox
 from checks.course import Course, CourseError, Day
 from checks.judge import Raised, Rejection, judge
 from checks.limits import Limits, describe_end
 from checks.manifest import file_contents, file_stats, restore_changed, verify_manifest
 from checks.outcome import Outcome, Status
+from checks.protocol import MAX_FRAME, clean, decode
 from checks.references import InputsFingerprint, ReferenceStore, StaleReference, rebuild_command
 from checks.spec import Check
 
@@ -68,6 +73,7 @@ class Supervisor:
         self._unimportable: dict[tuple[int, str], str] = {}  # (day, file) -> the exercise that said why
         self._importable: set[tuple[int, str]] = set()  # (day, file) once one exercise got past importing it
         self._start_zygote(fork=True)  # first: the zygote must not inherit the references loaded below
+        sandbox.harden_supervisor()  # no process of this user without CAP_SYS_PTRACE reads this one's memory
         try:
             self.manifest = verify_manifest(course, expected_manifest)
             self.stats = file_stats(course)
@@ -94,7 +100,8 @@ class Supervisor:
                 "prebuild": not str(self.device).startswith("cuda"), "threads": self.limits.threads,
                 "memory_bytes": self.limits.memory_bytes, "forbid_reads": self.forbid_reads,
                 "protect": [str(PACKAGE_ROOT)] + ([str(self.worker_log.parent)] if self.worker_log else []),
-                "log": str(self.worker_log) if self.worker_log else None, "close": self.worker_closes}
+                "log": str(self.worker_log) if self.worker_log else None, "close": self.worker_closes,
+                "log_bytes": self.limits.log_bytes}
 
     def _start_zygote(self, fork: bool) -> None:
         """Fork the zygote from this process (fast: torch is already imported), or, to replace one that died, start
@@ -176,39 +183,43 @@ class Supervisor:
         Exercises may be graded side by side, from several threads (`parallel` at a time). What one exercise does
         can then be noticed at another's end (a course file restored, the zygote lost): an exercise that ran beside
         another while such an incident happened is graded again, alone, and from then on every exercise runs alone,
-        so each outcome is the one it gets when graded alone. The first exercise of a file runs alone too: if the
-        file cannot be imported, that exercise says why and the others say where it was said."""
+        so each outcome is the one it gets when graded alone. An exercise stopped by its time limit while another
+        ran beside it (which may have starved it of CPU) is graded again alone too. The first exercise of a file runs
+        alone: if the file cannot be imported, that exercise says why and the others say where it was said."""
         key = (day.number, str(learner))
-        outcome, suspect = self._attempt(day, check, learner,
-                                         alone=lambda: self._parallel == 1 or key not in self._importable)
+        outcome, suspect, incident = self._attempt(day, check, learner,
+                                                   alone=lambda: self._parallel == 1 or key not in self._importable)
         if suspect:
-            self._parallel = 1
-            outcome, _ = self._attempt(day, check, learner, alone=lambda: True)
+            if incident:
+                self._parallel = 1
+            outcome, _, _ = self._attempt(day, check, learner, alone=lambda: True)
         return outcome
 
-    def _attempt(self, day: Day, check: Check, learner: Path, alone: Callable[[], bool]) -> tuple[Outcome, bool]:
-        """(outcome with its duration, whether it must be graded again alone)."""
+    def _attempt(self, day: Day, check: Check, learner: Path,
+                 alone: Callable[[], bool]) -> tuple[Outcome, bool, bool]:
+        """(outcome with its duration, whether it must be graded again alone, whether for an incident)."""
         with self._gate.slot(alone) as slot:
             start, incidents = time.monotonic(), self._incidents
-            outcome, ran = self._run(day, check, learner)
-            suspect = ran and slot.beside_another and self._incidents != incidents and not self._closed
-            return dataclasses.replace(outcome, duration_s=round(time.monotonic() - start, 4)), suspect
+            outcome, ran, timed_out = self._run(day, check, learner)
+            incident = self._incidents != incidents
+            suspect = ran and slot.beside_another and (incident or timed_out) and not self._closed
+            return dataclasses.replace(outcome, duration_s=round(time.monotonic() - start, 4)), suspect, incident
 
-    def _run(self, day: Day, check: Check, learner: Path) -> tuple[Outcome, bool]:
-        """(outcome, whether the learner's code ran)."""
+    def _run(self, day: Day, check: Check, learner: Path) -> tuple[Outcome, bool, bool]:
+        """(outcome, whether the learner's code ran, whether a time limit of its own stopped it)."""
         limits = self.limits
         submission_deadline = self.started + limits.submission_s
         if time.monotonic() >= submission_deadline:
             return _failed(day, check, f"not graded: the whole submission's time limit of {limits.submission_s:g} s "
-                           "(every exercise together) ran out before this exercise"), False
+                           "(every exercise together) ran out before this exercise"), False, False
         first = self._unimportable.get((day.number, str(learner)))
         if first is not None:  # the reason is said once per day, at its first exercise
             return _failed(day, check, f"not graded: day {day.number}'s file cannot be graded (the reason is given "
-                           f"at {first})"), False
+                           f"at {first})"), False, False
         for attempt in range(2):  # a zygote found dead before this exercise started is replaced, not blamed
             zygote = self._ready_zygote(min(submission_deadline, time.monotonic() + limits.setup_s))
             if isinstance(zygote, str):
-                return Outcome(check.name, day.number, Status.ERROR, zygote), False
+                return Outcome(check.name, day.number, Status.ERROR, zygote), False, False
             run = _Run(self, day, check, zygote, submission_deadline)
             outcome = run.execute(learner)
             if not run.lost_before_start:
@@ -225,7 +236,9 @@ class Supervisor:
             self._unimportable[day.number, str(learner)] = check.name
         elif run.imported():
             self._importable.add((day.number, str(learner)))
-        return outcome, True
+        timed_out = bool(run.stopped_by) and run.phase in ("call", "audit") and \
+            time.monotonic() < submission_deadline
+        return outcome, True, timed_out
 
 
 class _Gate:
@@ -349,7 +362,11 @@ class _Run:
         self.status: int | None = None
         self.zygote_died = False
         self.expected: dict[str, Any] = {}
+        self.facts: dict[str, Any] = {}  # per case, what a random-draw contract's judge needs (see checks.contracts)
         self.lost_before_start = False
+        self.frames = 0
+        self.called: set[str] = set()
+        self.call_started = 0.0
 
     def execute(self, learner: Path) -> Outcome:
         limits, check = self.limits, self.check
@@ -357,6 +374,7 @@ class _Run:
         cap = now + limits.setup_s + limits.import_s + len(check.cases) * (check.timeout_s + limits.audit_s)
         self.exercise_deadline = min(cap, self.submission_deadline)
         self.deadline = now + limits.setup_s
+        self.learner = learner
         request = {"kind": "run", "day": self.day.number, "exercise": check.name, "learner": str(learner)}
         try:
             self.channel = self.zygote.request(request)
@@ -448,9 +466,8 @@ class _Run:
                 pass
 
     def _frames(self, buffer: bytearray) -> bool:
-        """Handle every complete frame in `buffer` (consumed); False when the data cannot be frames."""
-        from checks.worker import MAX_FRAME, decode
-
+        """Handle every complete frame in `buffer` (consumed); False when the data cannot be frames (too large,
+        too many, or not what `checks.protocol` allows)."""
         while len(buffer) >= 8:
             size = int.from_bytes(buffer[:8], "big")
             if size > MAX_FRAME:
@@ -459,9 +476,12 @@ class _Run:
                 return True
             frame = bytes(buffer[8:8 + size])
             del buffer[:8 + size]
+            self.frames += 1
+            if self.frames > 4 * len(self.check.cases) + 32:
+                return False
             try:
                 message = decode(frame)
-            except Exception:
+            except Exception:  # FrameError, or anything the bounds did not foresee: garbage either way
                 return False
             if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
                 return False
@@ -469,16 +489,28 @@ class _Run:
         return True
 
     def _handle(self, message: dict[str, Any]) -> None:
+        """One frame. The supervisor alone decides the phases and their limits: an announcement is taken only in
+        the order the worker makes them (import once; then per case, in the check's order, its call, then its
+        audit) and never restarts a limit; everything after the import may be forged by the learner's code."""
         kind, now, check, limits = message["kind"], time.monotonic(), self.check, self.limits
-        case = message.get("case") if message.get("case") in check.cases else ""
+        case = message.get("case")
+        case = case if isinstance(case, str) and case in check.cases else ""
+        cases = list(check.cases)
+        following = cases[len(self.results)] if len(self.results) < len(cases) else None
         if kind == "fingerprints" and self.fingerprints is None and self.phase == "setup":
             self.fingerprints = message.get("cases") if isinstance(message.get("cases"), dict) else {}
             self._check_references()
-        elif kind == "phase" and message.get("phase") in ("import", "call", "audit"):
-            self.phase, self.case = message["phase"], case or self.case
-            self.deadline = now + {"import": limits.import_s, "call": check.timeout_s,
-                                   "audit": limits.audit_s}[self.phase]
-        elif kind == "result" and case and case not in self.results:
+        elif kind == "phase" and message.get("phase") == "import" and self.phase == "setup" and self.fingerprints:
+            self.phase, self.deadline = "import", now + limits.import_s
+        elif kind == "phase" and message.get("phase") == "call" and case and case == following \
+                and self.phase in ("import", "audit") and case not in self.called:
+            self.phase, self.case, self.call_started = "call", case, now
+            self.called.add(case)
+            self.deadline = now + check.timeout_s
+        elif kind == "phase" and message.get("phase") == "audit" and self.phase == "call" and case == self.case:
+            self.phase = "audit"
+            self.deadline = min(now + limits.audit_s, self.call_started + check.timeout_s + limits.audit_s)
+        elif kind == "result" and case and case == self.case and case in self.called and case not in self.results:
             complaint = message.get("complaint")
             status = "error" if message.get("complaint_status") == "error" else "failed"
             output, raised = message.get("output"), message.get("raised")
@@ -486,13 +518,13 @@ class _Run:
                 output = Raised(tuple(str(name) for name in raised), str(message.get("raised_message") or ""))
             self.results[case] = (output, complaint if isinstance(complaint, str) else None, status)
             diagnosis = message.get("diagnosis")
-            self.diagnoses[case] = diagnosis if isinstance(diagnosis, str) else ""
-        elif kind == "rejection" and self.rejection is None:
+            self.diagnoses[case] = clean(diagnosis) if isinstance(diagnosis, str) else ""
+        elif kind == "rejection" and self.rejection is None and self.phase != "setup":
             self.rejection = {**message, "case": case}
-        elif kind == "forbidden":
-            self.forbidden.append(str(message.get("what", "")))
+        elif kind == "forbidden" and len(self.forbidden) < 8:
+            self.forbidden.append(clean(message.get("what", ""), 2000))
         elif kind == "crash" and not self.crash:
-            self.crash = str(message.get("message", ""))
+            self.crash = clean(message.get("message", ""))
         elif kind == "done":
             self.done = True
 
@@ -511,6 +543,7 @@ class _Run:
             try:
                 fingerprint = InputsFingerprint(str(entry["hash"]), [list(map(float, row)) for row in entry["floats"]])
                 self.expected[case] = store.expected(self.check.name, case, fingerprint)
+                self.facts[case] = entry.get("facts")
             except StaleReference as error:
                 self.course_problem = Outcome(
                     self.check.name, self.day.number, Status.STALE_REFERENCE,
@@ -555,24 +588,39 @@ class _Run:
             output, complaint, complaint_status = self.results[case]
             try:
                 judge(output, self.expected[case], dataclasses.replace(check, validate=None), {},
-                      diagnosis=self.diagnoses.get(case, ""))
-                if complaint:
-                    raise Rejection(complaint_status, complaint, check.hint if complaint_status == "failed" else "")
+                      diagnosis=self.diagnoses.get(case, ""), facts=self.facts.get(case), case=case)
+                if complaint:  # said after the learner's code ran, so never the course's fault
+                    if complaint_status == "error":
+                        complaint = f"{complaint}\n(if your output is right, tell the course's authors)"
+                    raise Rejection(Status.FAILED, complaint, check.hint)
             except Rejection as rejection:
                 return _outcome(day, check, case, rejection.status, rejection.message, rejection.hint)
         return Outcome(check.name, day.number, Status.PASSED)
+
+    def _not_written(self) -> bool:
+        """Whether the learner's file (read, never run) leaves this exercise, or a function it calls, as the stub:
+        the only case where the worker may say "not started"."""
+        from checks.learner import written_exercises
+
+        names = [self.check.name] + [other.name for other in self.day.checks if other.name != self.check.name]
+        written = written_exercises(self.learner, names)
+        if self.check.name not in written:
+            return True
+        message = str(self.rejection.get("message", "")) if self.rejection else ""
+        return any(f"calls {name}," in message for name in names if name not in written)
 
     def _unfinished(self, case: str) -> Outcome:
         """Why case `case` has no result: a rejection, a limit, a crash or a death."""
         day, check = self.day, self.check
         if self.stopped_by:
             return _outcome(day, check, self.case or case, Status.FAILED, self.stopped_by, check.hint)
-        if self.rejection is not None:
-            status = self.rejection.get("status")
-            status = Status(status) if status in ("failed", "not started", "error") else Status.FAILED
+        if self.rejection is not None:  # said after the learner's code ran: "not started" only for a real stub
+            status = Status.FAILED
+            if self.rejection.get("status") == "not started" and self._not_written():
+                status = Status.NOT_STARTED
             where = self.rejection.get("case") or ""
-            return _outcome(day, check, where, status, str(self.rejection.get("message", "")),
-                            str(self.rejection.get("hint", "")))
+            hint = check.hint if status is Status.FAILED and not self.rejection.get("import_error") else ""
+            return _outcome(day, check, where, status, str(self.rejection.get("message", "")), hint)
         where = f" on input case {self.case!r}" if self.case and len(check.cases) > 1 else ""
         doing = {"setup": "before importing your module", "import": "while importing your module",
                  "call": f"while {check.name} ran{where}", "audit": f"after {check.name} returned{where}"}[self.phase]
@@ -587,6 +635,7 @@ class _Run:
 
 
 def _outcome(day: Day, check: Check, case: str, status: Status, message: str, hint: str = "") -> Outcome:
+    message, hint = clean(message), clean(hint)  # much of it comes from the worker: fit for terminal, JSON, JUnit
     if case and len(check.cases) > 1 and status is not Status.NOT_STARTED and not message.startswith("On input"):
         message = f"On input case {case!r}: {message}"
     return Outcome(check.name, day.number, status, message, hint, case)

@@ -24,15 +24,17 @@ torch 2.13), so the parent stays at one thread and only children raise it. CUDA 
 CUDA each child builds its own inputs. The parent is a child subreaper: after each exercise it kills every process
 the child left behind, even one that started its own session.
 
-Frames on the result pipe: 8-byte big-endian length, then `torch.save` bytes of a dict of plain data, read back by
-the supervisor with `torch.load(weights_only=True)` (so reading runs no learner code).
+Frames on the result pipe: see `checks.protocol` (plain data, bounded, read without running any code). Where the
+kernel allows (`checks.sandbox`), the zygote runs in its own user and network namespaces; each child makes a PID
+namespace and forks the process that runs the learner's code into it (with its own /proc), so that every process
+the exercise started dies with it; and that process is confined by Landlock as well as by the seccomp filter. What
+children print reaches the log through the zygote, capped; the zygote holds none of the supervisor's descriptors.
 """
 
 from __future__ import annotations
 
 import ctypes
 import gc
-import io
 import json
 import os
 import select
@@ -42,9 +44,10 @@ import sys
 import time
 import traceback
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-MAX_FRAME = 1 << 30
+from checks import sandbox
+from checks.protocol import MAX_FRAME, MAX_MESSAGE, FrameError, decode, encode  # noqa: F401  (see checks.protocol)
 
 
 # ---- plain data ------------------------------------------------------------------------------------------------------
@@ -103,22 +106,6 @@ def _type_name(value: Any) -> str:
         base_name = "torch.Tensor" if base.__name__ == "Tensor" else base.__name__
         return f"{name} (a subclass of {base_name})"
     return name
-
-
-# ---- frames ----------------------------------------------------------------------------------------------------------
-def encode(message: dict[str, Any]) -> bytes:
-    import torch
-
-    buffer = io.BytesIO()
-    torch.save(message, buffer)
-    data = buffer.getvalue()
-    return len(data).to_bytes(8, "big") + data
-
-
-def decode(data: bytes) -> Any:
-    import torch
-
-    return torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
 
 
 class Channel:
@@ -204,18 +191,25 @@ def _under(path: str, folders: list[str]) -> bool:
 _X86_64_AUDIT_ARCH = 0xC000003E
 _DENIED_SYSCALLS = (  # x86-64 numbers: everything that creates, changes or removes a file, and ways out of the worker
     85, 76, 82, 264, 316, 87, 263, 86, 265, 88, 266, 90, 268, 452, 83, 258, 84, 133, 259, 92, 94, 260, 132, 235, 280,
-    261, 188, 189, 197, 198, 437, 303, 304, 425, 101, 310, 311, 424, 129, 297)
+    261, 188, 189, 197, 198, 437, 303, 304, 425, 101, 310, 311, 424, 129, 297,
+    91, 93, 190, 199, 272, 308, 165, 166, 155, 161, 319, 447, 29, 321, 298, 323, 428, 429, 430, 431, 432, 433, 442,
+    248, 249, 250)
 #  creat truncate rename renameat renameat2 unlink unlinkat link linkat symlink symlinkat chmod fchmodat fchmodat2
 #  mkdir mkdirat rmdir mknod mknodat chown lchown fchownat utime utimes utimensat futimesat setxattr lsetxattr
 #  removexattr lremovexattr openat2 name_to_handle_at open_by_handle_at io_uring_setup ptrace process_vm_readv
 #  process_vm_writev pidfd_send_signal rt_sigqueueinfo rt_tgsigqueueinfo
+#  fchmod fchown fsetxattr fremovexattr (a descriptor open for reading is enough to re-permission a course file)
+#  unshare setns mount umount2 pivot_root chroot (no way back to the supervisor's /proc or mounts)
+#  memfd_create memfd_secret shmget (memory that RLIMIT_AS does not count) bpf perf_event_open userfaultfd
+#  open_tree move_mount fsopen fsconfig fsmount fspick mount_setattr add_key request_key keyctl
 _OPEN, _OPENAT, _KILL, _TKILL, _TGKILL = 2, 257, 62, 200, 234
 
 
 def forbid_file_changes_and_signals() -> bool:
     """Install a seccomp filter (x86-64 Linux; returns False where it cannot): from now on this process and its
     children cannot open a file for writing, create, rename, delete or re-permission one, signal another process,
-    or read or write another process's memory; each such call fails with EPERM. Unlike the audit hook, this also
+    read or write another process's memory, change namespaces or mounts, or allocate memory outside RLIMIT_AS
+    (memfd, SysV shared memory); each such call fails with EPERM. Unlike the audit hook, this also
     holds for native code (ctypes, C++ and Rust extensions). Descriptors already open (the result pipe, the log)
     stay writable."""
     import platform
@@ -282,6 +276,9 @@ class Zygote:
 
         self.config = config
         self.control = control
+        self.sandbox: list[str] = config.get("sandbox", [])
+        self.log_bytes = self.log_left = int(config.get("log_bytes", 16 << 20))
+        self.log_cut = False
         self.course = Course(Path(config["root"]), config["loader"])
         self.days = {number: self.course.day(number) for number in config["days"]}
         self.env = Env(config["device"], self.course.load_model_function())
@@ -298,19 +295,24 @@ class Zygote:
 
     def serve(self) -> None:
         """Answer the supervisor's requests and report each child's end, several children at a time: each request
-        comes with its own channel (a socket), on which its child's start and exit are said."""
+        comes with its own channel (a socket), on which its child's start and exit are said. What the children
+        print comes through a pipe each and goes to the log, at most `log_bytes` in all (then it is dropped)."""
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
-        self.control.send(json.dumps({"kind": "ready", "pid": os.getpid()}).encode())
-        running: dict[int, tuple[socket.socket, int | None]] = {}  # child pid -> (its channel, its pidfd)
+        self.control.send(json.dumps({"kind": "ready", "pid": os.getpid(), "sandbox": self.sandbox}).encode())
+        running: dict[int, _Running] = {}
         while True:
-            pidfds = [pidfd for _, pidfd in running.values() if pidfd is not None]
+            pidfds = [item.pidfd for item in running.values() if item.pidfd is not None]
+            outputs = [item.output for item in running.values() if item.output is not None]
             polling = len(pidfds) < len(running)  # no pidfd here (not Linux): look every 20 ms
-            readable, _, _ = select.select([self.control, *pidfds], [], [], 0.02 if polling else None)
-            for pid, (channel, pidfd) in list(running.items()):
-                if pidfd in readable:
-                    os.close(pidfd)
+            readable, _, _ = select.select([self.control, *pidfds, *outputs], [], [], 0.02 if polling else None)
+            for item in running.values():
+                if item.output in readable:
+                    self._relay(item)
+            for pid, item in list(running.items()):
+                if item.pidfd in readable:
+                    os.close(item.pidfd)
                     _, status = os.waitpid(pid, 0)
-                elif pidfd is None:
+                elif item.pidfd is None:
                     ended, status = os.waitpid(pid, os.WNOHANG)
                     if not ended:
                         continue
@@ -318,11 +320,13 @@ class Zygote:
                     continue
                 del running[pid]
                 _kill_leftovers(pid, spare=set(running))
+                while item.output is not None:  # what it printed last; its leftovers are dead, so this ends
+                    self._relay(item)
                 try:
-                    channel.send(json.dumps({"kind": "exited", "pid": pid, "status": status}).encode())
+                    item.channel.send(json.dumps({"kind": "exited", "pid": pid, "status": status}).encode())
                 except OSError:
                     pass  # the supervisor gave up on this run
-                channel.close()
+                item.channel.close()
             if self.control in readable:
                 try:
                     data, fds, _, _ = socket.recv_fds(self.control, 1 << 16, 1)
@@ -335,25 +339,47 @@ class Zygote:
                     return
                 channel = socket.socket(fileno=fds[0])
                 inherited = [self.control.fileno(), channel.fileno()]
-                for other, pidfd in running.values():
-                    inherited += [other.fileno()] + ([pidfd] if pidfd is not None else [])
-                pid = self._start(request, channel, inherited)
-                running[pid] = (channel, os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None)
+                for other in running.values():
+                    inherited += [other.channel.fileno()] + [fd for fd in (other.pidfd, other.output) if fd is not None]
+                item = self._start(request, channel, inherited)
+                running[item.pid] = item
 
-    def _start(self, request: dict[str, Any], channel: socket.socket, inherited: list[int]) -> int:
+    def _relay(self, item: "_Running") -> None:
+        try:
+            chunk = os.read(item.output, 1 << 16)
+        except OSError:
+            chunk = b""
+        if not chunk:
+            os.close(item.output)
+            item.output = None
+            return
+        kept = chunk[:max(0, self.log_left)]
+        self.log_left -= len(chunk)
+        if kept:
+            _write_all(1, kept)
+        if self.log_left < 0 and not self.log_cut:
+            self.log_cut = True
+            _write_all(1, f"\n[grading: output cut at {self.log_bytes} bytes]\n".encode())
+
+    def _start(self, request: dict[str, Any], channel: socket.socket, inherited: list[int]) -> "_Running":
         """Fork the child of one request; `inherited` are this process's descriptors the child must not keep (no
         child may speak for the zygote, or for another child, on the supervisor's channels)."""
         if str(request.get("learner", "")).endswith(".ipynb"):
             _import_jupytext()  # once, here: a notebook is converted in every child (2-3 s of imports)
         read_end, write_end = os.pipe()
+        output_read, output_write = os.pipe()
         pid = os.fork()
         if pid == 0:
             try:
                 os.setpgid(0, 0)
-                for fd in inherited:
+                for fd in inherited + [read_end, output_read]:
                     os.close(fd)
-                os.close(read_end)
                 _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+                os.dup2(output_write, 1)
+                os.dup2(output_write, 2)
+                os.close(output_write)
+                if sandbox.start_pid_namespace([write_end]) is not None:
+                    _run_in_namespace(lambda: Child(self, request, Channel(write_end)).run(), write_end)
                 Child(self, request, Channel(write_end)).run()
             finally:
                 os._exit(0)
@@ -362,12 +388,55 @@ class Zygote:
         except OSError:
             pass  # the child did it first, or is already gone
         os.close(write_end)
+        os.close(output_write)
         try:
             socket.send_fds(channel, [json.dumps({"kind": "started", "pid": pid}).encode()], [read_end])
         except OSError:
             pass  # the supervisor gave up on this run: the child ends with nobody reading it
         os.close(read_end)
-        return pid
+        pidfd = os.pidfd_open(pid) if hasattr(os, "pidfd_open") else None
+        return _Running(pid, channel, pidfd, output_read)
+
+
+class _Running:
+    """The zygote's record of a running child: its channel to the supervisor, its pidfd and its output pipe."""
+
+    def __init__(self, pid: int, channel: socket.socket, pidfd: int | None, output: int | None):
+        self.pid, self.channel, self.pidfd, self.output = pid, channel, pidfd, output
+
+
+def _run_in_namespace(run: Callable[[], None], channel: int) -> None:
+    """In a child that has just made a PID namespace: fork the process that calls `run` into it (process 2: a
+    process that makes a PID namespace can start no thread, and process 1 ignores its own signals), wait for it and
+    end the same way (exit code or signal), so the zygote and the supervisor see the learner's process end."""
+    pid = os.fork()
+    if pid == 0:
+        try:
+            _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
+            sandbox.mount_own_proc()
+            run()
+        finally:
+            os._exit(0)
+    os.close(channel)
+    _, status = os.waitpid(pid, 0)
+    if os.WIFSIGNALED(status):
+        number = os.WTERMSIG(status)
+        try:
+            if number not in (signal.SIGKILL, signal.SIGSTOP):
+                signal.signal(number, signal.SIG_DFL)
+            os.kill(os.getpid(), number)
+        except (OSError, ValueError):
+            pass
+    os._exit(os.WEXITSTATUS(status) if os.WIFEXITED(status) else 1)
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        try:
+            view = view[os.write(fd, view):]
+        except OSError:
+            return
 
 
 def _import_jupytext() -> None:
@@ -479,8 +548,9 @@ class Child:
 
         import torch
 
+        from checks.budgets import ForwardPasses
         from checks.grading import call_learner
-        from checks.judge import Raised, Rejection, catching, diagnose
+        from checks.judge import Raised, Rejection, case_facts, diagnose, graded_callable
         from checks.learner import LearnerModuleError, explain_name_error, load_module, missing_function_message
         from checks.session import wrong_day_error
 
@@ -494,15 +564,21 @@ class Child:
         built = {case: zygote.prebuilt.get((check.name, case)) or build_case(zygote.env, check, case)
                  for case in check.cases}
         self.channel.send(kind="fingerprints", cases={
-            case: ({"hash": item[1].hash, "floats": item[1].floats} if isinstance(item, tuple) else {"error": item})
+            case: ({"hash": item[1].hash, "floats": item[1].floats, **_facts(check, item[0], case_facts)}
+                   if isinstance(item, tuple) else {"error": item})
             for case, item in built.items()})
         if any(isinstance(item, str) for item in built.values()):
             return
 
         roots = [zygote.course.root] + [Path(p) for p in config.get("protect", [])]
         forbidden = [path for root in roots for path in (root / "solutions", root / "checks" / "references")]
+        learner = Path(self.request["learner"])
+        unreadable = forbidden + [root / "notebooks" / "instructor" for root in roots] + _private_folders(
+            [learner.parent] + [Path(p) for p in config.get("protect", [])[1:]])
         CourseFileGuard(roots, forbidden if config["forbid_reads"] else [], self.channel).install()
+        sandbox.drop_capabilities()
         forbid_file_changes_and_signals()
+        sandbox.restrict_files(unreadable if config["forbid_reads"] else [], [learner])
 
         self.channel.send(kind="phase", phase="import")
         try:
@@ -511,12 +587,13 @@ class Child:
             if wrong_day is not None:
                 raise wrong_day
         except LearnerModuleError as error:
-            self.channel.send(kind="rejection", case="", status="failed", message=str(error), hint="",
+            self.channel.send(kind="rejection", case="", status="failed", message=_short(error), hint="",
                               import_error=True)
             return
         except BaseException as error:
             self.channel.send(kind="rejection", case="", status="failed", hint="", import_error=True,
-                              message=f"importing {self.request['learner']} raised {type(error).__name__}: {error}")
+                              message=f"importing {self.request['learner']} raised {type(error).__name__}: "
+                              f"{_short(error)}")
             return
         function = module.__dict__.get(check.name)
         if not callable(function):
@@ -526,36 +603,74 @@ class Child:
         for case, (inputs, _) in built.items():
             self.channel.send(kind="phase", phase="call", case=case)
             try:
-                actual = call_learner(catching(function, check.cases[case]), check, inputs, zygote.env, alarm=False,
-                                      after_call=lambda: self.channel.send(kind="phase", phase="audit", case=case))
+                passes = ForwardPasses(check.forward_passes)
+                actual = call_learner(graded_callable(function, check, case), check, inputs, zygote.env, alarm=False,
+                                      after_call=lambda: self.channel.send(kind="phase", phase="audit", case=case),
+                                      passes=passes)
                 raised = actual if isinstance(actual, Raised) else None  # a documented exception, for the judge
                 output = None if raised else to_plain(actual)
             except Rejection as rejection:
-                message = rejection.message
+                message = _short(rejection.message)
                 if "MemoryError" in message or "can't allocate memory" in message:
                     message += (f"\n(each grading worker may allocate at most {int(config['memory_bytes']) / 2**30:g}"
                                 " GiB: the memory limit)")
                 if rejection.status.value == "failed":
                     message = explain_name_error(module, message)
-                self.channel.send(kind="rejection", case=case, status=rejection.status.value, message=message,
-                                  hint=rejection.hint)
+                self.channel.send(kind="rejection", case=case, status=rejection.status.value,
+                                  message=_short(message), hint=rejection.hint)
                 return
             except NotPlain as error:
                 self.channel.send(kind="rejection", case=case, status="failed", message=str(error), hint=check.hint)
                 return
-            complaint, status = None, "failed"
-            if check.validate is not None and raised is None:
+            complaint, status = passes.complaint(check.name), "failed"  # said once the output is judged right
+            if check.validate is not None and raised is None and complaint is None:
                 try:
                     complaint = check.validate(output, inputs)
                 except Exception:
                     complaint, status = (f"the validator of {check.name!r} crashed; this is a bug in the course:\n"
                                          f"{traceback.format_exc()}"), "error"
             diagnosis = diagnose(check, output, inputs) if check.mistakes and raised is None else ""
-            self.channel.send(kind="result", case=case, output=output, diagnosis=diagnosis,
-                              complaint=str(complaint) if complaint else None, complaint_status=status,
-                              raised=list(raised.names) if raised else None,
-                              raised_message=raised.message[:500] if raised else None)
+            try:
+                self.channel.send(kind="result", case=case, output=output, diagnosis=_short(diagnosis),
+                                  complaint=_short(complaint) if complaint else None, complaint_status=status,
+                                  raised=list(raised.names) if raised else None,
+                                  raised_message=raised.message[:500] if raised else None)
+            except FrameError as error:
+                self.channel.send(kind="rejection", case=case, status="failed", hint=check.hint,
+                                  message=f"your output is too large to grade: {error}")
+                return
         self.channel.send(kind="done")
+
+
+def _facts(check: Any, inputs: dict[str, Any], case_facts: Any) -> dict[str, Any]:
+    """{"facts": ...} for a check with a random-draw contract (plain data about the inputs, computed before any
+    learner code runs, for the supervisor's judge), else {}."""
+    return {} if check.contract is None else {"facts": to_plain(case_facts(check, inputs), "the contract's facts")}
+
+
+def _short(text: Any) -> str:
+    """`text` cut to what the supervisor shows (a 100 MB exception message never leaves the worker)."""
+    try:
+        text = text if isinstance(text, str) else str(text)
+    except BaseException:
+        return "(a message that could not be turned into text)"
+    return text if len(text) <= 2 * MAX_MESSAGE else text[:2 * MAX_MESSAGE] + "\n... (cut)"
+
+
+def _private_folders(folders: list[Path]) -> list[Path]:
+    """Of `folders` (the submission's own folder, the reports' folder), those that hold none of what grading
+    reads (the interpreter, its libraries, the course): other learners' submissions and reports, hidden from this
+    one's code."""
+    needed = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, Path(__file__).parent.parent)]
+    needed += [Path(module.__file__).resolve() for name, module in list(sys.modules.items())
+               if "." not in name and isinstance(getattr(module, "__file__", None), str)
+               and os.path.isabs(module.__file__)]
+    hidden = []
+    for folder in folders:
+        folder = folder.resolve()
+        if not any(path == folder or folder in path.parents for path in needed):
+            hidden.append(folder)
+    return hidden
 
 
 def _address_space() -> int:
@@ -573,16 +688,21 @@ def zygote_main(config: dict[str, Any], control: socket.socket) -> None:
     except OSError:
         pass
     _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-    for fd in config.get("close", []):  # e.g. the pipe the supervisor sends its report on
-        try:
-            os.close(int(fd))
-        except OSError:
-            pass
+    config = {**config, "sandbox": sandbox.isolate_zygote()}  # first: a user namespace needs a single thread
+    # nothing the supervisor had open (pytest's saved stdout and capture files, the batch's report pipes) reaches it
+    os.closerange(3, control.fileno())
+    os.closerange(control.fileno() + 1, 1 << 16)
     log = os.open(config.get("log") or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
     null = os.open(os.devnull, os.O_RDONLY)
     os.dup2(null, 0)
     for fd in (1, 2):  # the learner's prints go to the log, never into the supervisor's output
         os.dup2(log, fd)
+    os.close(log)
+    os.close(null)
+    # the supervisor's sys.stdout may be pytest's capture of a file closed above: print to the new 1 and 2
+    sys.stdin = sys.__stdin__ = open(0, "r", closefd=False)
+    sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, closefd=False, errors="backslashreplace")
+    sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
     gc.disable()  # start-up makes only long-lived objects (torch's, transformer_lens's): collecting is wasted time
     try:
         zygote = Zygote(config, control)

@@ -3,6 +3,7 @@
     python -m notebooks build [--day N] [--force]   write the stale generated files of every day (or day N)
     python -m notebooks build --check               list stale generated files; exit 1 if there is any
     python -m notebooks handouts --out DIR [--day N]  one self-contained, offline HTML page per day (notebooks.handouts)
+    python -m notebooks dist --learner OUT          the course without solutions, for a class (notebooks.dist)
 
 The builder writes only the course's pristine generated files, never a learner's workspace, and never overwrites a
 generated file whose content it did not write unless given --force.
@@ -33,8 +34,21 @@ def main(argv: list[str] | None = None) -> int:
     handouts.add_argument("--out", type=Path, required=True, help="folder to write the pages into")
     handouts.add_argument("--day", type=int, action="append", help="only this day (repeatable)")
     handouts.add_argument("--root", type=Path, default=REPO_ROOT, help="course folder (default: this repository)")
+    dist = commands.add_parser("dist", help="write the learner's distribution: the course without its solutions")
+    dist.add_argument("--learner", type=Path, required=True, metavar="OUT", help="a new or empty folder")
+    dist.add_argument("--root", type=Path, default=REPO_ROOT, help="course folder (default: this repository)")
     args = parser.parse_args(argv)
     root = args.root.resolve()
+    if args.command == "dist":
+        from notebooks.dist import DistError, write_learner_dist
+
+        try:
+            write_learner_dist(root, args.learner)
+        except DistError as error:
+            print(f"error: {error}", file=sys.stderr)
+            return 1
+        print(f"wrote the learner's distribution (no solutions) to {args.learner}")
+        return 0
     if args.command == "handouts":
         from notebooks.handouts import build_handouts
 

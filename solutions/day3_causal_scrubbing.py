@@ -194,7 +194,8 @@ def sample_groups(
     """The permutation of range(n) each variable sees: variable -> int64 [n].
 
     group_of: variable name -> group name; group_seeds: group name -> seed. Every variable of a group gets the same
-    permutation, `torch.randperm(n, generator=torch.Generator().manual_seed(group_seeds[group]))`.
+    permutation, drawn uniformly at random from a generator seeded with that group's seed alone: the same seed gives
+    the same permutation, and groups with different seeds are independent. Any correct way of drawing passes.
     """
     permutations = {
         group: torch.randperm(n, generator=torch.Generator().manual_seed(seed)) for group, seed in group_seeds.items()
@@ -589,9 +590,11 @@ if MAIN:
 
 # %% tags=["exercise"]
 def matched_resample(feature: Int[Tensor, "n"], generator: torch.Generator) -> Int[Tensor, "n"]:
-    """For each i, an index j (int64) with feature[j] == feature[i], uniform among those, drawn by the recipe:
-    u = torch.rand(n, generator=generator); order = torch.argsort(feature, stable=True); i picks
-    order[start + floor(u[i] * count)], where feature[i]'s block in `order` starts at `start` and has `count` entries.
+    """For each i, an index j drawn uniformly at random among the indices with feature[j] == feature[i].
+
+    feature: int64 [n]. Returns int64 [n]. Draws for different i are independent, and every random number comes from
+    `generator`: the same generator state gives the same output, and torch's global RNG is left alone. Any correct
+    way of drawing passes: grading tests these properties over many seeds, not one particular sequence of draws.
     """
     u = torch.rand(feature.shape[0], generator=generator).to(feature.device)
     order = torch.argsort(feature, stable=True)

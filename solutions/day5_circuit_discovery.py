@@ -112,9 +112,10 @@ def abc_corruption(
 ) -> Int[Tensor, "batch seq"]:
     """A copy of `tokens` with a third name C at each prompt's S2 position.
 
-    positions: (IO, S1, S2, end) per prompt, as `ioi_positions` returns. C is drawn with ONE call
-    `torch.randint(0, len(name_tokens) - 2, (batch,), generator=generator)`: draw d picks the d-th entry of
-    `name_tokens` (in its order) once the prompt's IO and S tokens are removed from it. The input is not modified.
+    positions: (IO, S1, S2, end) per prompt, as `ioi_positions` returns. name_tokens: the names C is drawn from
+    (each prompt's IO and S among them). C is drawn uniformly at random among the entries of `name_tokens` other than
+    the prompt's IO and S tokens, independently per prompt, every random number from `generator` (the same generator
+    state gives the same output). Returns int64 [batch, seq]; the input is not modified.
     """
     batch = tokens.shape[0]
     draws = torch.randint(0, len(name_tokens) - 2, (batch,), generator=generator)
@@ -359,7 +360,8 @@ def head_patching_by_position(
 ) -> Float[Tensor, "layer seq head"]:
     """Normalised effect of patching the clean hook_z of one (layer, position, head) into the corrupted run.
 
-    (LD_patched - LD_corrupted) / (LD_clean - LD_corrupted), LD = mean logit_diff over the batch.
+    (LD_patched - LD_corrupted) / (LD_clean - LD_corrupted), LD = mean logit_diff over the batch. Patches are run
+    in batches, not one forward pass each: grading allows at most 24 forward passes of the model per call.
     """
     _, clean_cache = model.run_with_cache(clean_tokens, names_filter=lambda name: name.endswith("hook_z"))
     corrupted_logits, corrupted_cache = model.run_with_cache(
@@ -740,7 +742,8 @@ def greedy_prune_batched(
     speculation: int,
 ) -> Bool[Tensor, "node"]:
     """The same kept nodes as `greedy_prune_sequential`, evaluating up to `speculation` candidates per forward pass
-    (one copy of the batch per candidate circuit)."""
+    (one copy of the batch per candidate circuit). Grading allows at most 44 forward passes of the model per call
+    (the sequential loop runs one per node)."""
     n_nodes, batch = nodes.shape[0], tokens.shape[0]
     full = logit_diff(model(tokens), correct_tokens, wrong_tokens, end_positions).mean()
     kept = torch.ones(n_nodes, dtype=torch.bool, device=nodes.device)

@@ -8,8 +8,8 @@ implementation fails its case by a margin of at least 10 and every correct alter
 
 from __future__ import annotations
 
-import functools
 import math
+import functools
 from functools import lru_cache
 from typing import Any, Callable
 
@@ -17,7 +17,8 @@ import checks
 from checks.compare import agreement, compare
 from checks.course import Course
 from checks.env import Env
-from checks.judge import Raised, catching, expected_raise, snapshot, type_mismatch
+from checks.contracts import contract_verdict
+from checks.judge import Raised, case_facts, expected_raise, graded_callable, snapshot, type_mismatch
 from checks.outcome import Outcome
 from checks.references import ReferenceStore, fingerprint_inputs
 from checks.spec import expected_exception
@@ -73,13 +74,17 @@ _graded: tuple[Callable[..., Any], str, str, dict[str, tuple[bool, Any]]] | None
 
 def grade(function: Callable[..., Any], *, name: str | None = None, device: str | None = None) -> Outcome:
     """`checks.grade`, keeping what `function` returned (or raised) on each case it was called on, so that
-    `case_margin` and `margins` judge those outputs instead of building the inputs and calling it again."""
+    `case_margin` and `margins` judge those outputs instead of building the inputs and calling it again. A check with
+    a random-draw contract calls the function several times per case: nothing is kept, its margins are recomputed."""
     global _graded
     from checks.grading import default_device
 
     exercise = name or function.__name__
     _, check = _course().find(exercise)
     device = device or default_device()
+    _graded = None
+    if check.contract is not None:
+        return checks.grade(function, name=exercise, device=device)
     cases = iter(check.cases)  # grading calls the function once per case, in order, until one fails
     outputs: dict[str, tuple[bool, Any]] = {}
 
@@ -96,7 +101,6 @@ def grade(function: Callable[..., Any], *, name: str | None = None, device: str 
             outputs[case] = (True, snapshot(output))
         return output
 
-    _graded = None
     outcome = checks.grade(recorded, name=exercise, device=device)
     _graded = (function, exercise, device, outputs)
     return outcome
@@ -121,8 +125,9 @@ def _recorded_margin(function: Callable[..., Any], exercise: str, case: str, dev
 
 
 def case_margin(function: Callable[..., Any], exercise: str, case: str, device: str = "cpu") -> float:
-    """The margin of `function`'s output on one case (inf when it raises where a value is expected): from the
-    output the last `grade(function)` recorded, else by building the inputs and calling it."""
+    """The margin of `function`'s output on one case (inf when it raises where a value is expected). A check with a
+    random-draw contract has no tolerance to measure against: 0 when the contract holds, inf when it is broken. From
+    the output the last `grade(function)` recorded, else by building the inputs and calling it."""
     recorded = _recorded_margin(function, exercise, case, device)
     if recorded is not None:
         return recorded
@@ -130,12 +135,15 @@ def case_margin(function: Callable[..., Any], exercise: str, case: str, device: 
     inputs, expected = built_inputs(exercise, case, device)
     env = _env(device)
     env.prepare()
+    facts = case_facts(check, inputs)
     try:
-        actual = catching(function, check.cases[case])(**inputs)
+        actual = graded_callable(function, check, case)(**inputs)
     except Exception:
         return math.inf
     finally:
         env.audit()
+    if check.contract is not None and expected_raise(expected) is None:
+        return math.inf if contract_verdict(check.contract, actual, facts, case, exercise) else 0.0
     return output_margin(actual, expected, exercise)
 
 
@@ -150,3 +158,9 @@ def margins(function: Callable[..., Any], exercise: str, device: str = "cpu") ->
     """The margin on every case of the exercise's check."""
     _, check = _course().find(exercise)
     return {case: case_margin(function, exercise, case, device) for case in check.cases}
+
+
+def all_hints(outcome: Any) -> str:
+    """Every tier of the course's hints for the exercise of `outcome` (what a learner can ask for), one per line."""
+    _, check = _course().find(outcome.exercise)
+    return "\n".join(check.hints) or outcome.hint

@@ -14,7 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from margins import CORRECT_MARGIN, WRONG_MARGIN, case_margin, grade, margins
+from margins import CORRECT_MARGIN, WRONG_MARGIN, all_hints, case_margin, grade, margins
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -735,7 +735,7 @@ CORRECT_ALTERNATIVES = [
 def test_grading_rejects_wrong_implementation(exercise, wrong, kind, phrase):
     outcome = grade(wrong, name=exercise, device="cpu")
     assert outcome.status == "failed", f"{wrong.__name__} was graded {outcome.status!r}: {outcome.message}"
-    text = f"{outcome.message}\n{outcome.hint}"
+    text = f"{outcome.message}\n{all_hints(outcome)}"
     assert phrase in text, f"message does not point at the mistake ({phrase!r}):\n{text}"
     if kind != CONTRACT:
         assert outcome.hint, "a wrong value comes with the course's hint"  # a contract broken on the right values has no numeric margin; it fails whatever the numbers

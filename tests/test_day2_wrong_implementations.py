@@ -10,13 +10,59 @@ at least 10. Every correct alternative must pass every case with a margin of at 
 
 from __future__ import annotations
 
+import functools
+import inspect
+
 import pytest
 import torch
 from transformer_lens import FactoredMatrix
 
-from margins import CORRECT_MARGIN, case_margin, grade, is_clear_rejection, margins
+from margins import CORRECT_MARGIN, all_hints, case_margin, grade, is_clear_rejection, margins
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+# ---- the ValueErrors the docstrings promise, written once for the correct alternatives ------------------------------------
+def _invalid(*, circuit=None, k=None, circuits=None, model=None, n_positions=None, cache=None, tokens=None,
+             predicted=None, actual=None, first_query=None, exercise=""):
+    """The documented argument checks, independent of the solutions: the first that fails, as a message, or None."""
+    cfg = model.cfg if model is not None else None
+    shortformer = cfg is not None and cfg.positional_embedding_type == "shortformer"
+    if exercise == "circuit_summary" and not 1 <= k <= min(circuit.ldim, circuit.rdim, circuit.mdim):
+        return f"k {k} out of range"
+    if exercise == "top_k_copying_accuracy" and (circuits.shape[-1] != circuits.shape[-2]
+                                                 or not 1 <= k <= circuits.shape[-1]):
+        return "not square, or k out of range"
+    if exercise == "eigenvalue_copying_scores" and cfg.d_vocab != cfg.d_vocab_out:
+        return "the OV circuit is not square"
+    if exercise == "positional_attention" and (not shortformer or not 1 <= n_positions <= cfg.n_ctx):
+        return "positions not shortformer, or n_positions out of range"
+    if exercise == "decompose_attention_input" and not (cfg.attn_only and cfg.normalization_type is None
+                                                        and shortformer):
+        return "not an attention-only shortformer model without normalisation"
+    if exercise == "predicted_induction_pattern" and (not shortformer or tokens.shape[1] > cfg.n_ctx):
+        return "positions not shortformer, or too many tokens"
+    if exercise == "argmax_agreement" and (predicted.shape != actual.shape
+                                           or not 0 <= first_query < predicted.shape[1]):
+        return "patterns of different shapes, or no query at or after first_query"
+    return None
+
+
+def _raising_as_documented(exercise):
+    """Wrap a correct alternative so that it raises the ValueError its docstring promises."""
+    def wrap(function):
+        @functools.wraps(function)
+        def checked(*args, **kwargs):
+            names = inspect.signature(function).bind(*args, **kwargs).arguments
+            problem = _invalid(exercise=exercise, **{key: value for key, value in names.items()
+                                                     if key in inspect.signature(_invalid).parameters})
+            if problem:
+                raise ValueError(problem)
+            return function(*args, **kwargs)
+
+        return checked
+
+    return wrap
 
 
 def _causal(scores: torch.Tensor) -> torch.Tensor:
@@ -58,6 +104,7 @@ def summary_norm_over_the_whole_batch(circuit, k):
             "corner": circuit.A[..., :k, :] @ circuit.B[..., :, :k]}
 
 
+@_raising_as_documented("circuit_summary")
 def summary_from_gram_matrices(circuit, k):
     """Correct: ||AB||_F^2 = sum((A^T A) * (B B^T)); singular values of AB = those of R @ B with A = QR."""
     gram_a = circuit.A.transpose(-1, -2) @ circuit.A
@@ -67,6 +114,7 @@ def summary_from_gram_matrices(circuit, k):
             "singular_values": torch.linalg.svdvals(r @ circuit.B)[..., :k], "corner": circuit.get_corner(k)}
 
 
+@_raising_as_documented("circuit_summary")
 def summary_from_the_svd(circuit, k):
     """Correct: U, S, V of the factored matrix, corner rebuilt from them (row- and column-sliced)."""
     u, s, v = circuit.svd()
@@ -133,12 +181,14 @@ def copying_pooled_over_heads(circuits, k):
     return (top == torch.arange(circuits.shape[-1])[:, None]).any(dim=-1).float().mean()
 
 
+@_raising_as_documented("top_k_copying_accuracy")
 def copying_by_rank(circuits, k):
     """Correct: the diagonal is in the top k when fewer than k entries of its row are larger."""
     diagonal = circuits.diagonal(dim1=-2, dim2=-1)[..., None]
     return ((circuits > diagonal).sum(dim=-1) < k).double().mean(dim=-1)
 
 
+@_raising_as_documented("top_k_copying_accuracy")
 def copying_by_sorting(circuits, k):
     """Correct: sort each row, compare the diagonal with the k-th largest value."""
     kth_largest = circuits.sort(dim=-1, descending=True).values[..., k - 1]
@@ -178,6 +228,7 @@ def eigenvalue_scores_head_major(model):
     return (eigenvalues.sum(dim=-1).real / eigenvalues.abs().sum(dim=-1)).T
 
 
+@_raising_as_documented("eigenvalue_copying_scores")
 def eigenvalue_scores_from_the_small_matrix(model):
     """Correct: eigvals of (W_O W_U)(W_E W_V), the d_head x d_head product, in float64."""
     small = (model.W_O @ model.W_U).double() @ (model.W_E @ model.W_V).double()
@@ -185,6 +236,7 @@ def eigenvalue_scores_from_the_small_matrix(model):
     return (eigenvalues.real.sum(dim=-1) / eigenvalues.abs().sum(dim=-1)).float()
 
 
+@_raising_as_documented("eigenvalue_copying_scores")
 def eigenvalue_scores_head_by_head(model):
     """Correct: one factored matrix per head, scores gathered in a loop."""
     scores = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
@@ -223,6 +275,7 @@ def positional_over_the_whole_context(model, layer, head, n_positions):
     return _causal(_positional_scores(model, layer, head, model.cfg.n_ctx)).softmax(-1)
 
 
+@_raising_as_documented("positional_attention")
 def positional_with_a_factored_matrix(model, layer, head, n_positions):
     """Correct: the QK circuit as a FactoredMatrix between position embeddings, bias terms added by hand."""
     positions = model.W_pos[:n_positions]
@@ -234,6 +287,7 @@ def positional_with_a_factored_matrix(model, layer, head, n_positions):
     return torch.where(torch.ones_like(scores, dtype=torch.bool).tril(), scores, -1e9).softmax(-1)
 
 
+@_raising_as_documented("positional_attention")
 def positional_by_einsum(model, layer, head, n_positions):
     """Correct: einsum, mask built with tril, in float64."""
     queries = (model.W_pos[:n_positions] @ model.W_Q[layer, head] + model.b_Q[layer, head]).double()
@@ -241,6 +295,14 @@ def positional_by_einsum(model, layer, head, n_positions):
     scores = torch.einsum("qd,kd->qk", queries, keys) / model.cfg.d_head**0.5
     allowed = torch.tril(torch.ones(n_positions, n_positions, dtype=torch.bool))
     return scores.masked_fill(~allowed, float("-inf")).softmax(-1).float()
+
+
+def positional_without_the_documented_checks(model, layer, head, n_positions):  # computes on any model, no ValueError
+    return positional_by_einsum.__wrapped__(model, layer, head, n_positions)
+
+
+def agreement_without_the_documented_checks(predicted, actual, first_query):  # nan when no query counts
+    return (predicted.argmax(-1)[:, first_query:] == actual.argmax(-1)[:, first_query:]).float().mean().item()
 
 
 # ---- previous_position_score ------------------------------------------------------------------------------------------
@@ -312,6 +374,7 @@ def sources_from_the_residual_stream(model, cache, layer):
     return torch.stack([cache["resid_pre", layer], cache["pos_embed"]])
 
 
+@_raising_as_documented("decompose_attention_input")
 def sources_head_by_head(model, cache, layer):
     """Correct: a loop over heads, position embeddings from W_pos."""
     embed = cache["embed"]
@@ -325,6 +388,7 @@ def sources_head_by_head(model, cache, layer):
     return torch.stack(parts)
 
 
+@_raising_as_documented("decompose_attention_input")
 def sources_with_the_bias_by_subtraction(model, cache, layer):
     """Correct: the bias term as whatever the residual stream holds beyond the embedding and the heads."""
     embed = cache["embed"]
@@ -613,6 +677,7 @@ def prediction_for_L0H0_into_L1H0_always(model, tokens, prev_layer, prev_head, l
     return _prediction(model, tokens, 0, 0, 1, 0)
 
 
+@_raising_as_documented("predicted_induction_pattern")
 def prediction_from_a_token_table(model, tokens, prev_layer, prev_head, layer, head):
     """Correct: the K-composition circuit as a [token, token] table, gathered and mixed by the positional pattern."""
     table = (model.W_E @ model.W_Q[layer, head]) @ (
@@ -623,6 +688,7 @@ def prediction_from_a_token_table(model, tokens, prev_layer, prev_head, layer, h
     return _causal(scores).softmax(-1)
 
 
+@_raising_as_documented("predicted_induction_pattern")
 def prediction_with_one_hot_tokens(model, tokens, prev_layer, prev_head, layer, head):
     """Correct: embeddings as one-hot @ W_E, moves computed with torch.where, in float64."""
     seq = tokens.shape[1]
@@ -663,6 +729,7 @@ def agreement_in_percent(predicted, actual, first_query):
     return 100 * (predicted[:, first_query:].argmax(-1) == actual[:, first_query:].argmax(-1)).float().mean().item()
 
 
+@_raising_as_documented("argmax_agreement")
 def agreement_in_a_loop(predicted, actual, first_query):
     """Correct: count matches sequence by sequence, query by query."""
     matches = total = 0
@@ -673,6 +740,7 @@ def agreement_in_a_loop(predicted, actual, first_query):
     return matches / total
 
 
+@_raising_as_documented("argmax_agreement")
 def agreement_by_max_indices(predicted, actual, first_query):
     """Correct: torch.max's indices, summed then divided."""
     same = predicted.max(dim=-1).indices[:, first_query:] == actual.max(dim=-1).indices[:, first_query:]
@@ -749,6 +817,8 @@ WRONG_IMPLEMENTATIONS = [
     ("argmax_agreement", agreement_one_query_late, "first_query.. only"),
     ("argmax_agreement", agreement_as_a_count, "expected a float"),
     ("argmax_agreement", agreement_in_percent, "constant factor"),
+    ("argmax_agreement", agreement_without_the_documented_checks, "says it raises ValueError"),
+    ("positional_attention", positional_without_the_documented_checks, "says it raises ValueError"),
 ]
 
 CORRECT_ALTERNATIVES = [
@@ -789,7 +859,7 @@ CORRECT_ALTERNATIVES = [
 def test_grading_rejects_wrong_implementation(exercise, wrong, phrase):
     outcome = grade(wrong, name=exercise, device="cpu")
     assert outcome.status == "failed", f"{wrong.__name__} was graded {outcome.status!r}: {outcome.message}"
-    text = f"{outcome.message}\n{outcome.hint}"
+    text = f"{outcome.message}\n{all_hints(outcome)}"
     assert phrase in text, f"message does not point at the mistake ({phrase!r}):\n{text}"
     margin = case_margin(wrong, exercise, outcome.case, device="cpu")  # the case that rejected it
     assert is_clear_rejection(margin), (

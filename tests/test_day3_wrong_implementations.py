@@ -18,14 +18,14 @@ import torch
 import torch.nn.functional as F
 from transformer_lens.hook_points import HookPoint
 
-from margins import CORRECT_MARGIN, WRONG_MARGIN, case_margin, grade, margins
+from margins import CORRECT_MARGIN, WRONG_MARGIN, all_hints, case_margin, grade, margins
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 
 def _explained(outcome) -> str:
     """Everything grading said: the case that failed, the diagnosis and the course's hint."""
-    return f"{outcome.case}\n{outcome.message}\n{outcome.hint}"
+    return f"{outcome.case}\n{outcome.message}\n{all_hints(outcome)}"
 
 
 def _loss(logits, targets):
@@ -131,6 +131,10 @@ def one_generator_shared_by_the_groups(group_of, group_seeds, n):
     generator = torch.Generator().manual_seed(sum(group_seeds.values()))
     permutations = {group: torch.randperm(n, generator=generator) for group in group_seeds}
     return {variable: permutations[group] for variable, group in group_of.items()}
+
+
+def permutations_always_the_identity(group_of, group_seeds, n):
+    return {variable: torch.arange(n) for variable in group_of}
 
 
 def sampling_with_replacement(group_of, group_seeds, n):
@@ -353,6 +357,11 @@ def _prev_path(model, head, tokens, other_tokens, pattern_from="other", previous
     return z @ model.W_O[0, head]
 
 
+def prev_path_clamping_position_0(model, head, tokens, other_tokens):  # key p - 1 clamped to 0: position 0 reads its own
+    out = _prev_path(model, head, tokens, other_tokens)
+    return torch.cat([_prev_path(model, head, tokens, other_tokens, offset=0)[:, :1], out[:, 1:]], dim=1)
+
+
 def prev_path_with_the_original_pattern(model, head, tokens, other_tokens):
     return _prev_path(model, head, tokens, other_tokens, pattern_from="orig")
 
@@ -390,10 +399,21 @@ def matched_always_the_first_of_the_block(feature, generator):
     return _matched(feature, torch.zeros(feature.shape[0]), torch.argsort(feature, stable=True))
 
 
-def matched_with_u_in_sorted_order(feature, generator):
+def matched_never_the_last_of_the_block(feature, generator):  # floor(u * (count - 1)): the last match is unreachable
     u = torch.rand(feature.shape[0], generator=generator)
     order = torch.argsort(feature, stable=True)
-    return _matched(feature, u[order.argsort()], order)
+    values, counts = torch.unique_consecutive(feature[order], return_counts=True)
+    return _matched(feature, u * (counts[torch.searchsorted(values, feature)] - 1) / counts[
+        torch.searchsorted(values, feature)], order)
+
+
+def matched_with_the_global_rng(feature, generator):
+    return _matched(feature, torch.rand(feature.shape[0]), torch.argsort(feature, stable=True))
+
+
+def matched_as_int32(feature, generator):
+    u = torch.rand(feature.shape[0], generator=generator)
+    return _matched(feature, u, torch.argsort(feature, stable=True)).int()
 
 
 def matched_returning_positions_in_the_block(feature, generator):
@@ -437,13 +457,14 @@ WRONG_IMPLEMENTATIONS = [
     ("per_position_loss", log_probs_not_negated, "sign flipped"),
     ("per_position_loss", loss_with_softmax_not_log, "log_softmax"),
     ("loss_on_candidates", mean_of_per_sequence_means, "not the mean of per-sequence means"),
-    ("loss_on_candidates", mean_over_all_positions, "constant factor"),
+    ("loss_on_candidates", mean_over_all_positions, "below the reference"),
     ("loss_on_candidates", mean_over_the_non_candidates, "losses[mask].mean()"),
     ("loss_on_candidates", sum_instead_of_mean, "constant factor"),
-    ("sample_groups", one_generator_for_every_variable, "same permutation"),
-    ("sample_groups", the_same_permutation_for_independent_groups, "independent groups"),
-    ("sample_groups", one_generator_shared_by_the_groups, "One fresh torch.Generator"),
-    ("sample_groups", sampling_with_replacement, "torch.randperm(n)"),
+    ("sample_groups", one_generator_for_every_variable, "resampled together"),
+    ("sample_groups", the_same_permutation_for_independent_groups, "must be independent"),
+    ("sample_groups", one_generator_shared_by_the_groups, "its own seed alone"),
+    ("sample_groups", sampling_with_replacement, "not a permutation"),
+    ("sample_groups", permutations_always_the_identity, "not uniform"),
     ("scrub_all_inputs_loss", scrub_the_labels_too, "the labels are not scrubbed"),
     ("scrub_all_inputs_loss", mask_from_the_other_input, "candidate mask of the original"),
     ("scrub_all_inputs_loss", scrub_positions_instead_of_sequences, "whole resampled sequences"),
@@ -475,10 +496,13 @@ WRONG_IMPLEMENTATIONS = [
     ("prev_value_path_output", prev_path_keeping_every_value, "every other value from other_tokens"),
     ("prev_value_path_output", prev_path_forgetting_b_v, "+ b_V"),
     ("prev_value_path_output", prev_path_forgetting_the_positions, "embedding + positions"),
-    ("matched_resample", matched_ignoring_the_feature, "inside the block of its own feature"),
-    ("matched_resample", matched_always_the_first_of_the_block, "floor(u[i] * count)"),
-    ("matched_resample", matched_with_u_in_sorted_order, "in the original order, with u[i]"),
-    ("matched_resample", matched_returning_positions_in_the_block, "picks order[start"),
+    ("prev_value_path_output", prev_path_clamping_position_0, "every difference is at position 0"),
+    ("matched_resample", matched_ignoring_the_feature, "among the elements with its own feature value"),
+    ("matched_resample", matched_always_the_first_of_the_block, "not uniform"),
+    ("matched_resample", matched_never_the_last_of_the_block, "not uniform"),
+    ("matched_resample", matched_returning_positions_in_the_block, "cross feature values"),
+    ("matched_resample", matched_with_the_global_rng, "global random number generator"),
+    ("matched_resample", matched_as_int32, "promises int64"),
     ("mean_and_standard_error", standard_error_with_the_population_std, "unbiased"),
     ("mean_and_standard_error", standard_deviation_instead_of_error, "divided by sqrt(n)"),
     ("mean_and_standard_error", statistics_over_hypotheses, "wrong shape"),
@@ -710,6 +734,23 @@ def prev_value_path_with_the_cached_pattern(model, head, tokens, other_tokens):
     return torch.einsum("bqk,bqkd,dm->bqm", pattern, values, model.W_O[0, head])
 
 
+def matched_resample_with_u_in_sorted_order(feature, generator):  # another order of the same uniform draws
+    u = torch.rand(feature.shape[0], generator=generator)
+    order = torch.argsort(feature, stable=True)
+    return _matched(feature, u[order.argsort()], order)
+
+
+def matched_resample_by_multinomial(feature, generator):  # no recipe at all: one categorical draw per element
+    same = (feature[:, None] == feature[None, :]).double()
+    return torch.multinomial(same, 1, generator=generator)[:, 0]
+
+
+def sample_groups_by_argsort_of_uniforms(group_of, group_seeds, n):
+    drawn = {group: torch.rand(n, generator=torch.Generator().manual_seed(seed)).argsort()
+             for group, seed in group_seeds.items()}
+    return {variable: drawn[group] for variable, group in group_of.items()}
+
+
 def matched_resample_with_a_loop(feature, generator):
     u = torch.rand(feature.shape[0], generator=generator)
     order = torch.argsort(feature, stable=True).tolist()
@@ -753,6 +794,7 @@ CORRECT_ALTERNATIVES = [
     ("loss_on_candidates", loss_on_candidates_with_masked_select),
     ("sample_groups", sample_groups_drawing_per_variable),
     ("sample_groups", sample_groups_grouping_the_variables_first),
+    ("sample_groups", sample_groups_by_argsort_of_uniforms),
     ("scrub_all_inputs_loss", scrub_all_inputs_self_contained),
     ("scrub_all_inputs_loss", scrub_all_inputs_one_sequence_at_a_time),
     ("percent_loss_recovered", recovered_as_one_minus_the_fraction_lost),
@@ -771,6 +813,8 @@ CORRECT_ALTERNATIVES = [
     ("prev_value_path_output", prev_value_path_with_the_cached_pattern),
     ("matched_resample", matched_resample_with_a_loop),
     ("matched_resample", matched_resample_by_counting),
+    ("matched_resample", matched_resample_with_u_in_sorted_order),
+    ("matched_resample", matched_resample_by_multinomial),
     ("mean_and_standard_error", mean_and_standard_error_by_hand),
     ("mean_and_standard_error", mean_and_standard_error_with_std_mean),
 ]

@@ -15,7 +15,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from margins import CORRECT_MARGIN, case_margin, grade, is_clear_rejection, margins
+from margins import CORRECT_MARGIN, all_hints, case_margin, grade, is_clear_rejection, margins
 from solutions import day5_circuit_discovery as solution
 
 DIFFER = "differ"  # "... elements differ" (tensors) or "differ beyond the tolerance"
@@ -102,16 +102,37 @@ def abc_at_s1(tokens, positions, name_tokens, generator):
     return _abc(tokens, positions, name_tokens, generator, slot=1)
 
 
-def abc_in_sorted_name_order(tokens, positions, name_tokens, generator):
-    return _abc(tokens, positions, name_tokens.sort().values, generator)
-
-
 def abc_removing_only_s(tokens, positions, name_tokens, generator):
     return _abc(tokens, positions, name_tokens, generator, exclude_io=False)
 
 
 def abc_at_io(tokens, positions, name_tokens, generator):
     return _abc(tokens, positions, name_tokens, generator, slot=0)
+
+
+def abc_always_the_first_other_name(tokens, positions, name_tokens, generator):  # valid, but never random
+    corrupted = tokens.clone()
+    for b in range(tokens.shape[0]):
+        io, s = tokens[b, positions[b, 0]], tokens[b, positions[b, 2]]
+        corrupted[b, positions[b, 2]] = name_tokens[(name_tokens != io) & (name_tokens != s)][0]
+    return corrupted
+
+
+def abc_with_the_global_rng(tokens, positions, name_tokens, generator):
+    return _abc(tokens, positions, name_tokens, torch.default_generator)
+
+
+def abc_in_sorted_name_order(tokens, positions, name_tokens, generator):  # correct: another order, still uniform
+    return _abc(tokens, positions, name_tokens.sort().values, generator)
+
+
+def abc_by_randperm(tokens, positions, name_tokens, generator):  # correct: the first other name of a shuffle
+    corrupted = tokens.clone()
+    for b in range(tokens.shape[0]):
+        io, s = tokens[b, positions[b, 0]], tokens[b, positions[b, 2]]
+        shuffled = name_tokens[torch.randperm(len(name_tokens), generator=generator)]
+        corrupted[b, positions[b, 2]] = shuffled[(shuffled != io) & (shuffled != s)][0]
+    return corrupted
 
 
 def abc_with_python_lists(tokens, positions, name_tokens, generator):  # correct: plain Python, S read at S1
@@ -197,6 +218,10 @@ def read_values(model, tokens, names):
 
 def read_batch_first(model, tokens, names):
     return _read(model, tokens, names, transpose=True)
+
+
+def read_once_per_node(model, tokens, names):  # the right values, one forward pass per node
+    return torch.cat([_read(model, tokens, [name]) for name in names])
 
 
 def _replace(model, tokens, replacements, every_position=False, add=False, shift=0, hook="z"):
@@ -368,7 +393,7 @@ def patching_every_head_at_once(model, clean_tokens, corrupted_tokens, correct_t
 
 
 def patching_one_pass_per_patch(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions):
-    """A correct alternative: transformer_lens's own loop, normalised."""
+    """The right values from transformer_lens's own loop, normalised, but one forward pass per patch."""
     from transformer_lens import patching
 
     _, clean_cache = model.run_with_cache(clean_tokens)
@@ -376,6 +401,35 @@ def patching_one_pass_per_patch(model, clean_tokens, corrupted_tokens, correct_t
     raw = patching.get_act_patch_attn_head_out_by_pos(model, corrupted_tokens, clean_cache, metric)
     ld_clean, ld_corrupted = metric(model(clean_tokens)), metric(model(corrupted_tokens))
     return (raw - ld_corrupted) / (ld_clean - ld_corrupted)
+
+
+def patching_batched_per_layer(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions):
+    """A correct alternative: one forward pass per layer, every (position, head) patch of the layer in its batch."""
+    _, clean_cache = model.run_with_cache(clean_tokens, names_filter=lambda name: name.endswith("hook_z"))
+    ld_clean = _mean_ld(model(clean_tokens), correct_tokens, wrong_tokens, end_positions)
+    ld_corrupted = _mean_ld(model(corrupted_tokens), correct_tokens, wrong_tokens, end_positions)
+    batch, seq, n_heads = clean_tokens.shape[0], clean_tokens.shape[1], model.cfg.n_heads
+    patches = [(position, head) for position in range(seq) for head in range(n_heads)]
+    result = torch.zeros(model.cfg.n_layers, seq, n_heads)
+    for layer in range(model.cfg.n_layers):
+        def fn(z, hook, layer=layer):
+            z = z.clone()
+            for k, (position, head) in enumerate(patches):
+                z[k * batch:(k + 1) * batch, position, head] = clean_cache["z", layer][:, position, head]
+            return z
+
+        logits = model.run_with_hooks(corrupted_tokens.repeat(len(patches), 1),
+                                      fwd_hooks=[(f"blocks.{layer}.attn.hook_z", fn)])
+        ld = solution.logit_diff(logits, correct_tokens.repeat(len(patches)), wrong_tokens.repeat(len(patches)),
+                                 end_positions.repeat(len(patches))).view(len(patches), batch).mean(1)
+        result[layer] = ((ld - ld_corrupted) / (ld_clean - ld_corrupted)).view(seq, n_heads)
+    return result
+
+
+def prune_batched_with_less_speculation(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes,
+                                        threshold, speculation):  # correct: fewer candidates per pass, still batched
+    return solution.greedy_prune_batched(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes,
+                                         threshold, max(2, speculation - 1))
 
 
 # ---- path patching ----------------------------------------------------------------------------------------------------
@@ -700,7 +754,7 @@ def prune_batched_ignoring_failures(model, tokens, means, correct_tokens, wrong_
 
 
 def prune_batched_by_the_sequential_loop(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes,
-                                         threshold, speculation):  # correct (but not batched)
+                                         threshold, speculation):  # the right nodes, but one forward pass per node
     return _greedy(model, tokens, means, correct_tokens, wrong_tokens, end_positions, nodes, threshold)
 
 
@@ -824,11 +878,12 @@ WRONG_IMPLEMENTATIONS = [
     (positions_from_the_abba_template, "ioi_positions", DIFFER),
     (positions_s2_is_the_first_s, "ioi_positions", DIFFER),
     (positions_end_counted_with_bos, "ioi_positions", DIFFER),
-    (abc_any_name, "abc_corruption", DIFFER),
-    (abc_at_s1, "abc_corruption", DIFFER),
-    (abc_in_sorted_name_order, "abc_corruption", DIFFER),
-    (abc_removing_only_s, "abc_corruption", DIFFER),
-    (abc_at_io, "abc_corruption", DIFFER),
+    (abc_any_name, "abc_corruption", "must be neither the prompt's IO nor its S"),
+    (abc_at_s1, "abc_corruption", "only S2"),
+    (abc_always_the_first_other_name, "abc_corruption", "not uniform"),
+    (abc_removing_only_s, "abc_corruption", "must be neither the prompt's IO nor its S"),
+    (abc_at_io, "abc_corruption", "only S2"),
+    (abc_with_the_global_rng, "abc_corruption", "global random number generator"),
     (logit_diff_at_last_position, "logit_diff", DIFFER),
     (logit_diff_wrong_minus_correct, "logit_diff", "sign"),
     (logit_diff_averaged, "logit_diff", "shape"),
@@ -854,6 +909,9 @@ WRONG_IMPLEMENTATIONS = [
     (patching_normalised_clean_corrupted_swapped, "head_patching_by_position", DIFFER),
     (patching_corrupted_into_clean, "head_patching_by_position", DIFFER),
     (patching_every_head_at_once, "head_patching_by_position", DIFFER),
+    (patching_one_pass_per_patch, "head_patching_by_position", "forward passes of the model, and this exercise allows"),
+    (prune_batched_by_the_sequential_loop, "greedy_prune_batched", "forward passes of the model, and this exercise"),
+    (read_once_per_node, "read_nodes", "and this exercise allows one forward pass"),
     (path_without_freezing, "path_patching_to_logits", DIFFER),
     (path_in_the_corrupted_run, "path_patching_to_logits", DIFFER),
     (path_normalised_from_corrupted, "path_patching_to_logits", DIFFER),
@@ -904,15 +962,17 @@ CORRECT_ALTERNATIVES = [
     (means_in_float64, "reference_means"),
     (faithfulness_of_sums, "faithfulness"),
     (path_one_sender_at_a_time, "path_patching_to_logits"),
-    (patching_one_pass_per_patch, "head_patching_by_position"),
     (abc_with_python_lists, "abc_corruption"),
+    (abc_in_sorted_name_order, "abc_corruption"),
+    (abc_by_randperm, "abc_corruption"),
     (read_with_recording_hooks, "read_nodes"),
+    (patching_batched_per_layer, "head_patching_by_position"),
+    (prune_batched_with_less_speculation, "greedy_prune_batched"),
     (replace_with_one_hook_per_node, "run_with_nodes_replaced"),
     (effects_per_prompt_in_float64, "direct_effects"),
     (receivers_one_sender_at_a_time, "path_patching_to_receivers"),
     (ablation_by_boolean_indexing, "mean_ablated_logits"),
     (minimality_in_one_batched_pass, "minimality"),
-    (prune_batched_by_the_sequential_loop, "greedy_prune_batched"),
     (prune_sequential_by_the_batched_loop, "greedy_prune_sequential"),
     (answers_from_the_first_step, "number_answer_tokens"),
     (corruption_with_index_put, "repeat_last_corruption"),
@@ -934,7 +994,7 @@ def test_wrong_implementation_is_rejected_with_a_pointed_message(wrong, exercise
     with torch.no_grad():
         outcome = grade(wrong, name=exercise, device="cpu")
     assert outcome.status == "failed", f"{outcome.status}: {outcome.message}"
-    message = f"{outcome.message}\n{outcome.hint}".lower()
+    message = f"{outcome.message}\n{all_hints(outcome)}".lower()
     assert fragment.lower() in message, outcome.message
     assert outcome.hint, outcome.message
     with torch.no_grad():

@@ -38,6 +38,34 @@ class Hostile:
     expect: tuple[str, ...]
     all_fail: bool = False
     instructor: bool = False  # graded with `python -m checks grade` (reads of solutions/references forbidden)
+    absent: tuple[str, ...] = ()  # what the message must not hold
+
+
+# a thief below returns the right answer only when its attack worked: a pass is a false pass
+_RIGHT = "int((tokens[:, 1:] == tokens[:, :-1]).sum())"
+_READ_ANOTHER_PROCESS = """
+import os
+def _read_another_process():
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/maps") as maps:
+                start = int(maps.readline().split("-")[0], 16)
+            with open(f"/proc/{entry}/mem", "rb") as mem:
+                mem.seek(start)
+                if mem.read(16):
+                    return int(entry)
+        except (OSError, ValueError):
+            continue
+    return None
+"""
+_FORGE = """
+import gc, os
+def _channel():
+    return next(o for o in gc.get_objects() if type(o).__name__ == "Channel")
+"""
+_READ_ANOTHER_PROCESS, _FORGE = (textwrap.indent(code, " " * 8) for code in (_READ_ANOTHER_PROCESS, _FORGE))
 
 
 FORGED = {"days": {"1": {"score": {"total": 7, "passed": 7}}}, "exercises": []}
@@ -277,13 +305,92 @@ CASES: dict[str, Hostile] = {
         def count_repeats(tokens):
             return torch.load({references!r})["count_repeats"]["3 x 8 tokens below 12"]""",
                                     ("opened", "day1.pt", "stored reference outputs"), instructor=True),
+    # ---- second round: the supervisor's memory, native reads, the protocol
+    "reads_another_processs_memory": Hostile("count_repeats", _READ_ANOTHER_PROCESS + f"""
+        def count_repeats(tokens):
+            if _read_another_process() is None:
+                raise PermissionError("no other process's memory could be read")
+            return {_RIGHT}""", ("count_repeats raised PermissionError", "memory could be read")),
+    "reads_another_processs_memory_under_grade": Hostile("count_repeats", _READ_ANOTHER_PROCESS + f"""
+        def count_repeats(tokens):
+            if _read_another_process() is None:
+                raise PermissionError("no other process's memory could be read")
+            return {_RIGHT}""", ("count_repeats raised PermissionError",), instructor=True),
+    "reads_memory_from_a_module_level_assignment": Hostile("count_repeats", _READ_ANOTHER_PROCESS + f"""
+        _STOLEN = _read_another_process()
+        def count_repeats(tokens):
+            if _STOLEN is None:
+                raise PermissionError("no other process's memory could be read")
+            return {_RIGHT}""", ("count_repeats raised PermissionError",), instructor=True),
+    "native_read_of_the_references": Hostile("count_repeats", f"""
+        import ctypes, os
+        def count_repeats(tokens):
+            fd = ctypes.CDLL(None).open({{references!r}}.encode(), os.O_RDONLY)
+            if fd < 0:
+                raise PermissionError("the references could not be opened")
+            return {_RIGHT}""", ("could not be opened",), instructor=True),
+    "relative_open_of_the_solutions": Hostile("count_repeats", f"""
+        import os
+        def count_repeats(tokens):
+            folder = os.open({{root!r}}, os.O_RDONLY)
+            os.close(os.open("solutions/day1_toy.py", os.O_RDONLY, dir_fd=folder))
+            return {_RIGHT}""", ("count_repeats raised PermissionError",), instructor=True),
+    "forged_phases_restart_the_time_limit": Hostile("slow_sum", _FORGE + """
+        import time
+        def slow_sum(tokens):
+            end = time.monotonic() + 2.5
+            while time.monotonic() < end:
+                _channel().send(kind="phase", phase="call", case="seed")
+                _channel().send(kind="phase", phase="import")
+                time.sleep(0.2)
+            return int(tokens.sum())""", (TIME_LIMIT,)),
+    "forged_status_course_error": Hostile("count_repeats", _FORGE + """
+        def count_repeats(tokens):
+            _channel().send(kind="rejection", case="", status="error", message="forged: a course bug", hint="")
+            os._exit(0)""", ("forged: a course bug",)),
+    "forged_status_not_started": Hostile("count_repeats", _FORGE + """
+        def count_repeats(tokens):
+            _channel().send(kind="rejection", case="", status="not started", message="forged: not started", hint="")
+            os._exit(0)""", ("forged: not started",)),
+    "forged_result_with_an_unhashable_case": Hostile("count_repeats", _FORGE + """
+        def count_repeats(tokens):
+            _channel().send(kind="result", case=["x"], output=0, complaint=None, complaint_status="failed",
+                            raised=None, raised_message=None)
+            return -1""", ("expected",)),
+    "escape_sequences_in_a_message": Hostile("describe_shape", """
+        def describe_shape(tokens):
+            raise ValueError("\\r\\x1b[2K\\x1b[32mPASSED\\x1b[0m")""", ("describe_shape raised ValueError", "PASSED"),
+                                                absent=("\r", "\x1b")),
+    "a_100_MB_exception_message": Hostile("distinct_tokens", """
+        def distinct_tokens(tokens):
+            raise ValueError("x" * 100_000_000)""", ("distinct_tokens raised ValueError", "cut")),
+    "fchmod_of_the_references": Hostile("count_repeats", f"""
+        import os
+        def count_repeats(tokens):
+            fd = os.open({{references!r}}, os.O_RDONLY)
+            os.fchmod(fd, 0)
+            return {_RIGHT}""", ("count_repeats raised PermissionError",)),
+    "capabilities_of_a_worker_started_as_root": Hostile("count_repeats", f"""
+        def count_repeats(tokens):
+            status = open("/proc/self/status").read()
+            if int(status.split("CapEff:")[1].split()[0], 16) == 0:
+                raise PermissionError("this process holds no capability")
+            return {_RIGHT}""", ("count_repeats raised PermissionError", "no capability")),
+    "memfd_beyond_the_memory_limit": Hostile("distinct_tokens", """
+        import os
+        def distinct_tokens(tokens):
+            fd = os.memfd_create("hoard")
+            block = b"x" * 2**20
+            for _ in range(1200):  # 1.2 GiB, beyond the 1 GiB limit, which RLIMIT_AS does not count
+                os.write(fd, block)
+            return sorted(set(tokens.flatten().tolist()))""", ("distinct_tokens raised PermissionError",)),
 }
 
 
 def _course_files(course) -> dict[str, str]:
     """Hash of every file of the course and of this repository's references and zoo."""
     roots = [course.root, REPO_ROOT / "checks" / "references", REPO_ROOT / "curriculum" / "models"]
-    return {str(path): hashlib.sha256(path.read_bytes()).hexdigest() for root in roots
+    return {str(path): (hashlib.sha256(path.read_bytes()).hexdigest(), path.stat().st_mode) for root in roots
             for path in sorted(root.rglob("*")) if path.is_file() and "__pycache__" not in path.parts}
 
 
@@ -291,7 +398,7 @@ def _learner(tmp: Path, course, case: Hostile, report: Path) -> Path:
     code = textwrap.dedent(case.code)
     values = {"references": str(course.days[1].reference_paths[0]), "zoo": str(course.root / "models.py"),
               "scratch": str(tmp / "scratch.py"), "report": str(report), "forged": FORGED,
-              "weights": str(REPO_ROOT / "curriculum" / "models" / "induction-2l" / "model.safetensors")}
+              "root": str(course.root), "weights": str(REPO_ROOT / "curriculum" / "models" / "induction-2l" / "model.safetensors")}
     for key, value in values.items():
         code = code.replace(f"{{{key}!r}}", repr(value))
     path = tmp / "hostile_day1.py"
@@ -349,5 +456,36 @@ def test_a_hostile_exercise_fails_alone_and_says_why(name, pytester, built_cours
     messages = {entry["exercise"]: entry["message"] for entry in graded["exercises"]}
     for fragment in case.expect:
         assert fragment in messages[failing[0]], (failing[0], messages[failing[0]])
+    for fragment in case.absent:
+        assert fragment not in messages[failing[0]], (failing[0], messages[failing[0]])
+    assert all(len(message) < 50_000 for message in messages.values())
     for exercise in failing[1:]:  # an import that fails is explained once, at the day's first exercise
         assert messages[exercise] == f"not graded: day 1's file cannot be graded (the reason is given at {failing[0]})"
+
+
+def test_a_worker_holds_none_of_pytests_files(tmp_path, built_course):
+    """pytest keeps the terminal's stdout and its capture files open under other numbers: a worker that inherited
+    them could print a forged "PASSED" line on the terminal."""
+    import os
+    import subprocess
+    import sys
+
+    learner = tmp_path / "hostile_day1.py"
+    learner.write_text(built_course.days[1].solution_path.read_text() + textwrap.dedent("""
+
+        import os
+        def describe_shape(tokens):
+            for fd in range(3, 1024):
+                try:
+                    os.write(fd, b"\\nFORGED day1::slow_sum PASSED\\n")
+                except OSError:
+                    pass
+            return f"batch={tokens.shape[0]}, pos={tokens.shape[1]}"
+        """))
+    (tmp_path / "pytest.ini").write_text(f"[pytest]\ncourse_root = {built_course.root}\n"
+                                         f"course_models = {built_course.model_loader}\ncourse_limits = {LIMITS}\n")
+    env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}  # this checkout's grader, whatever is installed
+    run = subprocess.run([sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "--day", "1", "--learner",
+                          str(learner)], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert "day 1:" in run.stdout, run.stdout[-2000:] + run.stderr[-2000:]
+    assert "FORGED" not in run.stdout + run.stderr

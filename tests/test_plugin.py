@@ -211,12 +211,20 @@ def test_learner_notebook_is_graded_without_its_exploration_cells(pytester, buil
     assert set(statuses.values()) == {"passed"}
     entry = next(e for e in report["exercises"] if e["exercise"] == "attention_pattern")
     assert "dims 2 and 3 swapped (transposed)" in entry["message"]
-    assert entry["hint"].startswith("Scale the scores")
-    # hints in tiers: the diagnosis and how to ask for the hint; the hint itself with --course-hints
-    assert "Hint from the course" not in result.stdout.str()
+    assert entry["hint"].startswith("What turns query-key")
+    assert entry["hints"] == []
+    # hints in tiers: the diagnosis and how to ask for the hints; tiers 1..N with --course-hints N
+    assert "from the course" not in result.stdout.str()
     assert "Stuck? `pytest --day 1 --course-hints`" in result.stdout.str()
     hinted, _ = _run(pytester, built_course, "--day", "1", "--learner", str(notebook), "--course-hints")
-    assert "Hint from the course: Scale the scores" in hinted.stdout.str()
+    assert "Hint 1 of 3 from the course: What turns query-key" in hinted.stdout.str()
+    assert "Hint 2 of 3" not in hinted.stdout.str()
+    two, report = _run(pytester, built_course, "--day", "1", "--learner", str(notebook), "--course-hints", "2")
+    assert "Hint 2 of 3 from the course: Scale, mask the future" in two.stdout.str()
+    assert "Hint 3 of 3" not in two.stdout.str()
+    entry = next(e for e in report["exercises"] if e["exercise"] == "attention_pattern")
+    assert entry["hints"] == ["What turns query-key dot products into probabilities?",
+                              "Scale, mask the future, normalise over keys."]
 
 
 def test_learner_folder_grades_several_days(pytester, built_course):
@@ -333,11 +341,16 @@ def test_check_shows_the_verdict_once_and_the_hint_only_when_asked(built_course,
     printed = capsys.readouterr().out
     assert printed.startswith("attention_pattern: FAILED (")
     assert "dims 2 and 3 swapped (transposed)" in printed
-    course_hint = built_course.days[1].check("attention_pattern").hint
-    assert course_hint not in printed
-    assert "check(attention_pattern, hint=True) adds the course's hint" in printed
+    nudge, approach, recipe = built_course.days[1].check("attention_pattern").hints
+    assert nudge not in printed
+    assert "check(attention_pattern, hint=1) adds the course's first hint (up to hint=3)" in printed
     check(attention_pattern, hint=True, course=built_course, device="cpu")
-    assert f"Hint from the course: {course_hint}" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert f"Hint 1 of 3 from the course: {nudge}" in printed and approach not in printed
+    check(attention_pattern, hint=3, course=built_course, device="cpu")
+    printed = capsys.readouterr().out
+    assert all(f"Hint {i} of 3 from the course: {tier}" in printed
+               for i, tier in enumerate((nudge, approach, recipe), 1))
     check(solutions.attention_pattern, course=built_course, device="cpu")
     assert capsys.readouterr().out.startswith("attention_pattern: PASSED")
 

@@ -137,8 +137,13 @@ CHECKS = [
             "array-2l1h (1 head, d_head 128, d_vocab 52)": _model_inputs("array-2l1h"),
         },
         exact_types=True,
-        hint="Read the dimensions from model.cfg (n_heads is per layer); attention_params counts W_Q, W_K, W_V, W_O "
-        "and the biases b_Q, b_K, b_V, b_O of every layer.",
+        hints=(
+            "Which object of a HookedTransformer holds its sizes, and which weight matrices and biases make up one "
+            "attention layer?",
+            "Read every dimension from the model's config; count the parameters of the query, key, value and output "
+            "weights and their four biases, in every layer.",
+            "Read the dimensions from model.cfg (n_heads is per layer); attention_params counts W_Q, W_K, W_V, W_O "
+            "and the biases b_Q, b_K, b_V, b_O of every layer."),
     ),
     Check(
         name="tokenize",
@@ -147,7 +152,11 @@ CHECKS = [
             "toy-gpt, 11 words": _tokenize_inputs(OTHER, 11, 201),
             "array-2l1h (BOS id 50), 9 tokens": _tokenize_inputs("array-2l1h", 9, 301),
         },
-        hint="Use model.to_tokens and model.to_str_tokens, which both prepend the BOS token.",
+        hints=(
+            "What does the model put in front of every text before its first word, and does your count include it?",
+            "Use the model's own tokenizing helpers for both the ids and the strings, so both start with the same "
+            "beginning-of-sequence token.",
+            "Use model.to_tokens and model.to_str_tokens, which both prepend the BOS token."),
     ),
     Check(
         name="next_token_accuracy",
@@ -158,8 +167,13 @@ CHECKS = [
         exact_types=True,
         atol=1e-9,
         rtol=1e-6,
-        hint="The logits at position i predict the token at position i + 1: compare logits[:, :-1].argmax(-1) "
-        "with tokens[:, 1:].",
+        hints=(
+            "Which token does the prediction made at a position try to guess: the token at that position, or the next"
+            " one?",
+            "Take the most likely token at every position but the last, and compare it with the tokens one position "
+            "later; average the matches.",
+            "The logits at position i predict the token at position i + 1: compare logits[:, :-1].argmax(-1) with "
+            "tokens[:, 1:]."),
     ),
     Check(
         name="attention_pattern_from_qk",
@@ -170,8 +184,12 @@ CHECKS = [
         },
         atol=1e-5,
         rtol=1e-4,
-        hint="Divide the scores by sqrt(d_head), set scores of keys after the query to -inf, then softmax over the "
-        "key dimension (the last one).",
+        hints=(
+            "Which three things turn raw query-key dot products into attention probabilities, and in which order?",
+            "Scale the scores by the square root of the head dimension, forbid every key after its query, then "
+            "normalise over the keys.",
+            "Divide the scores by sqrt(d_head), set scores of keys after the query to -inf, then softmax over the key"
+            " dimension (the last one)."),
     ),
     Check(
         name="current_token_scores",
@@ -181,8 +199,13 @@ CHECKS = [
         },
         atol=1e-6,
         rtol=1e-4,
-        hint="Take the main diagonal of cache['pattern', layer] (query == key), skip query position 0, and average "
-        "over the batch and the remaining positions.",
+        hints=(
+            "Where in an attention pattern does a query attend to its own position, and which position has no choice "
+            "at all?",
+            "Read the entries where query and key positions are equal, leave out the first query (it can only attend "
+            "to itself), and average the rest over batch and positions.",
+            "Take the main diagonal of cache['pattern', layer] (query == key), skip query position 0, and average "
+            "over the batch and the remaining positions."),
     ),
     Check(
         name="previous_token_scores",
@@ -192,8 +215,12 @@ CHECKS = [
         },
         atol=1e-6,
         rtol=1e-4,
-        hint="The previous-token entries (query q, key q - 1) lie on the diagonal below the main one: "
-        "diagonal(offset=-1, dim1=-2, dim2=-1); average over the batch and those positions.",
+        hints=(
+            "Where in an attention pattern does each query look one position back?",
+            "Read the diagonal just below the main one (key one before the query) and average it over the batch and "
+            "those query positions.",
+            "The previous-token entries (query q, key q - 1) lie on the diagonal below the main one: "
+            "diagonal(offset=-1, dim1=-2, dim2=-1); average over the batch and those positions."),
     ),
     Check(
         name="first_token_scores",
@@ -203,8 +230,12 @@ CHECKS = [
         },
         atol=1e-6,
         rtol=1e-4,
-        hint="Average the attention to key position 0 (pattern[:, :, 1:, 0]) over the batch and query positions "
-        "1..seq-1.",
+        hints=(
+            "How much does each query attend to the very first position, and which query has no other choice?",
+            "Read the attention to key position 0 for every query except the first one, and average over batch and "
+            "queries.",
+            "Average the attention to key position 0 (pattern[:, :, 1:, 0]) over the batch and query positions "
+            "1..seq-1."),
     ),
     Check(
         name="generate_repeated_tokens",
@@ -214,8 +245,12 @@ CHECKS = [
             "toy-gpt (d_vocab 296), half_len 9, batch 2, first_token 100": _generation_inputs(OTHER, 9, 2, 305, 100),
         },
         exact_types=True,
-        hint="Call torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), generator=generator) once, then "
-        "concatenate a BOS column (model.tokenizer.bos_token_id), that half, and the same half again along dim 1.",
+        hints=(
+            "What makes a sequence one that only an induction head can predict, and where does the sequence start?",
+            "Draw one random half from the generator in a single draw, then build beginning token, that half, and the"
+            " same half again, side by side along the sequence.",
+            "Call torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), generator=generator) once, then "
+            "concatenate a BOS column (model.tokenizer.bos_token_id), that half, and the same half again along dim 1."),
     ),
     Check(
         name="per_token_loss",
@@ -225,8 +260,13 @@ CHECKS = [
         },
         atol=1e-5,
         rtol=1e-4,
-        hint="Take log_softmax of logits[:, :-1] over the vocabulary, pick the entries of tokens[:, 1:] with gather, "
-        "and negate.",
+        hints=(
+            "Which logits are scored against which token, and what is the loss of one prediction in terms of "
+            "probabilities?",
+            "Turn the logits of every position but the last into log-probabilities, pick the log-probability of the "
+            "token that follows each position, and negate it.",
+            "Take log_softmax of logits[:, :-1] over the vocabulary, pick the entries of tokens[:, 1:] with gather, "
+            "and negate."),
     ),
     Check(
         name="induction_scores",
@@ -238,8 +278,13 @@ CHECKS = [
         validate=_no_cache_built,
         atol=1e-6,
         rtol=1e-4,
-        hint="Query position q of the second copy (q = half_len+1 .. 2*half_len) should attend to key q - half_len + "
-        "1, the token after the first occurrence: the diagonal with offset -(half_len - 1), last half_len entries.",
+        hints=(
+            "In the second copy of a repeated sequence, which earlier position should an induction head attend to?",
+            "For each query in the second half, read the attention to the position just after the same token's first "
+            "occurrence: one diagonal of the pattern, averaged.",
+            "Query position q of the second copy (q = half_len+1 .. 2*half_len) should attend to key q - half_len + "
+            "1, the token after the first occurrence: the diagonal with offset -(half_len - 1), last half_len "
+            "entries."),
     ),
     Check(
         name="direct_logit_attribution",
@@ -249,8 +294,12 @@ CHECKS = [
         },
         atol=1e-4,
         rtol=1e-4,
-        hint="Position i is scored on the logit of tokens[i + 1] (model.W_U[:, tokens[1:]]); each head's output is "
-        "z @ W_O[layer, head]; components are [embed, L0H0, L0H1, ..., L1H0, ...].",
+        hints=(
+            "How does a single component's output reach the logit of the next token without any later layer?",
+            "Project the embedding and every head's output (its z through its output weights) on the unembedding "
+            "direction of the token that comes next, position by position.",
+            "Position i is scored on the logit of tokens[i + 1] (model.W_U[:, tokens[1:]]); each head's output is z @"
+            " W_O[layer, head]; components are [embed, L0H0, L0H1, ..., L1H0, ...]."),
     ),
     Check(
         name="zero_ablation_loss_change",
@@ -260,8 +309,12 @@ CHECKS = [
         },
         atol=1e-4,
         rtol=1e-4,
-        hint="Zero only z[:, :, head] of one layer per forward pass, and return ablated loss minus clean loss "
-        "(positive when the head helps).",
+        hints=(
+            "If a head stopped writing anything, how would you measure how much the model misses it?",
+            "Run the model with one head's z set to zero by a hook, one head at a time, and subtract the clean loss "
+            "from each ablated loss.",
+            "Zero only z[:, :, head] of one layer per forward pass, and return ablated loss minus clean loss "
+            "(positive when the head helps)."),
     ),
     Check(
         name="mean_ablation_loss_change",
@@ -271,7 +324,12 @@ CHECKS = [
         },
         atol=1e-4,
         rtol=1e-4,
-        hint="Replace z[:, :, head] by its mean over the batch (dim 0, keepdim) at each position, not over positions; "
-        "return ablated loss minus clean loss.",
+        hints=(
+            "What is a head's typical output at a given position, and how does replacing its output by that differ "
+            "from zeroing it?",
+            "Replace one head's z by its average over the batch, kept separate per position, and report ablated minus"
+            " clean loss for every head.",
+            "Replace z[:, :, head] by its mean over the batch (dim 0, keepdim) at each position, not over positions; "
+            "return ablated loss minus clean loss."),
     ),
 ]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import torch
 
-from checks.spec import Check, GradingEnv
+from checks.spec import Check, GradingEnv, Raises
 from curriculum.data.array_indexing import array_indexing_batch
 from curriculum.data.induction_corpus import FIRST_WORD_TOKEN, stories
 from curriculum.data.repeated_tokens import repeated_tokens
@@ -268,6 +268,29 @@ def _array_agreement_case(env: GradingEnv) -> dict[str, Any]:
             "first_query": 3}
 
 
+# ---- cases on which a docstring promises a ValueError ----------------------------------------------------------------
+def _random_tokens(model_name: str, batch: int, length: int, seed: int) -> Callable[[GradingEnv], torch.Tensor]:
+    def tokens(env: GradingEnv) -> torch.Tensor:
+        d_vocab = env.model(model_name).cfg.d_vocab
+        return torch.randint(0, d_vocab, (batch, length), generator=env.generator(seed)).to(env.device)
+
+    return tokens
+
+
+def _non_square_circuit(env: GradingEnv) -> dict[str, Any]:
+    return {"circuits": _randn(env, (3, 5, 7), 230), "k": 2}
+
+
+def _patterns_of_other_shapes(env: GradingEnv) -> dict[str, Any]:
+    return {"predicted": _randn(env, (2, 6, 6), 231).softmax(-1), "actual": _randn(env, (2, 7, 7), 232).softmax(-1),
+            "first_query": 1}
+
+
+def _no_query_after_first_query(env: GradingEnv) -> dict[str, Any]:
+    patterns = _randn(env, (2, 6, 6), 233).softmax(-1)
+    return {"predicted": patterns, "actual": patterns.flip(-1).softmax(-1), "first_query": 6}
+
+
 CHECKS = [
     Check(
         "circuit_summary",
@@ -276,11 +299,18 @@ CHECKS = [
             "QK circuits of induction-2l layer 0, batched over heads, k 5": _summary_case(
                 INDUCTION, lambda m: (m.W_Q[0], m.W_K[0].transpose(-1, -2)), 5),
             "embedding x unembedding of array-2l1h (52 x 50), k 4": _summary_case(ARRAY, lambda m: (m.W_E, m.W_U), 4),
+            "k 0 (ValueError)": Raises(ValueError, _summary_case(INDUCTION, lambda m: (m.W_V[1, 0], m.W_O[1, 0]), 0)),
+            "k 51 > rdim 50 (ValueError)": Raises(ValueError, _summary_case(ARRAY, lambda m: (m.W_E, m.W_U), 51)),
         },
         validate=_not_materialised,
-        hint="The Frobenius norm is circuit.norm() (sqrt of the sum of squared singular values, over the last dim "
-        "only); circuit.S[..., :k] are the k largest singular values; the corner is circuit.A[..., :k, :] @ "
-        "circuit.B[..., :, :k] (rows of A, columns of B).",
+        hints=(
+            "A factored matrix never builds its product: which of its properties give a norm, singular values and a "
+            "corner without it?",
+            "Use the factored matrix's own norm and singular values, and multiply only the first k rows of its left "
+            "factor by the first k columns of its right factor.",
+            "The Frobenius norm is circuit.norm() (sqrt of the sum of squared singular values, over the last dim "
+            "only); circuit.S[..., :k] are the k largest singular values; the corner is circuit.A[..., :k, :] @ "
+            "circuit.B[..., :, :k] (rows of A, columns of B)."),
     ),
     Check(
         "head_full_ov_circuit",
@@ -289,8 +319,13 @@ CHECKS = [
             "induction-2l L0H3": _head_case(INDUCTION, 0, 3),
             "array-2l1h L1H0 (52 tokens in, 50 out)": _head_case(ARRAY, 1, 0),
         },
-        hint="Multiply in this order: W_E @ W_V[layer, head] @ W_O[layer, head] @ W_U, giving [d_vocab, d_vocab_out] "
-        "(row: attended token, column: output logit); no biases.",
+        hints=(
+            "Follow a token from the embedding through one head's value and output weights to the logits: which "
+            "matrices does it pass?",
+            "Multiply the embedding, the head's value and output weights and the unembedding, in that order, without "
+            "biases.",
+            "Multiply in this order: W_E @ W_V[layer, head] @ W_O[layer, head] @ W_U, giving [d_vocab, d_vocab_out] "
+            "(row: attended token, column: output logit); no biases."),
     ),
     Check(
         "top_k_copying_accuracy",
@@ -298,18 +333,32 @@ CHECKS = [
             "all 8 heads of induction-2l, k 1": _copying_case(INDUCTION, None, 1),
             "layer 2 of toy-gpt (296 tokens), k 5": _copying_case(TOY_GPT, 2, 5),
             "one random 60 x 60 matrix, no batch dims, k 10": _random_copying_case,
+            "3 matrices of 5 x 7 (ValueError)": Raises(ValueError, _non_square_circuit),
+            "k 0 (ValueError)": Raises(ValueError, _copying_case(INDUCTION, 1, 0)),
+            "k 194 > 193 tokens (ValueError)": Raises(ValueError, _copying_case(INDUCTION, 1, 194)),
         },
-        hint="For each row t, take topk(k, dim=-1) over the columns (output tokens) and test whether t is among the "
-        "indices; average over rows (dim -1 after the test), keeping every leading batch dimension.",
+        hints=(
+            "When does a matrix copy token t: what must be true of row t's diagonal entry?",
+            "For every row, find its k largest columns and test whether the row's own token is among them; average "
+            "that test over rows, per matrix.",
+            "For each row t, take topk(k, dim=-1) over the columns (output tokens) and test whether t is among the "
+            "indices; average over rows (dim -1 after the test), keeping every leading batch dimension."),
     ),
     Check(
         "eigenvalue_copying_scores",
         {
             "induction-2l (2 layers x 4 heads, 193 tokens)": _model_case(INDUCTION),
             "toy-gpt (4 layers x 4 heads, 296 tokens)": _model_case(TOY_GPT),
+            "array-2l1h: 52 tokens in, 50 out (ValueError)": Raises(ValueError, _model_case(ARRAY)),
         },
-        hint="FactoredMatrix(W_E @ W_V, W_O @ W_U) holds every head's full OV circuit ([layer, head, d_vocab, "
-        "d_vocab]); with ev = its .eigenvalues, return ev.sum(-1).real / ev.abs().sum(-1), shape [n_layers, n_heads].",
+        hints=(
+            "What do positive eigenvalues of an OV circuit say about copying, and how can you get them without a "
+            "vocabulary-sized matrix?",
+            "Build every head's full OV circuit as one factored matrix, take its eigenvalues, and divide the real "
+            "part of their sum by the sum of their magnitudes.",
+            "FactoredMatrix(W_E @ W_V, W_O @ W_U) holds every head's full OV circuit ([layer, head, d_vocab, "
+            "d_vocab]); with ev = its .eigenvalues, return ev.sum(-1).real / ev.abs().sum(-1), shape [n_layers, "
+            "n_heads]."),
     ),
     Check(
         "positional_attention",
@@ -317,9 +366,17 @@ CHECKS = [
             "induction-2l L0H0, 30 positions": _head_case(INDUCTION, 0, 0, n_positions=30),
             "induction-2l L1H3, 17 positions": _head_case(INDUCTION, 1, 3, n_positions=17),
             "array-2l1h L1H0, all 11 positions": _head_case(ARRAY, 1, 0, n_positions=11),
+            "toy-gpt, standard positions (ValueError)": Raises(ValueError, _head_case(TOY_GPT, 0, 0, n_positions=5)),
+            "array-2l1h, 12 positions > n_ctx 11 (ValueError)": Raises(ValueError, _head_case(ARRAY, 0, 0,
+                                                                                                   n_positions=12)),
+            "induction-2l, 0 positions (ValueError)": Raises(ValueError, _head_case(INDUCTION, 0, 0, n_positions=0)),
         },
-        hint="queries = W_pos[:n] @ W_Q[layer, head] + b_Q[layer, head] (keys likewise with W_K, b_K); scores = "
-        "queries @ keys.T / sqrt(d_head); mask keys after the query with -inf; softmax over keys (the last dim).",
+        hints=(
+            "If the residual stream held only the position embedding, what would a head's queries and keys be?",
+            "Turn the first n position embeddings into queries and keys with the head's weights and biases, score "
+            "every pair, mask the future and normalise over keys.",
+            "queries = W_pos[:n] @ W_Q[layer, head] + b_Q[layer, head] (keys likewise with W_K, b_K); scores = "
+            "queries @ keys.T / sqrt(d_head); mask keys after the query with -inf; softmax over keys (the last dim)."),
     ),
     Check(
         "previous_position_score",
@@ -331,8 +388,12 @@ CHECKS = [
             "one pattern, no batch dims (induction-2l L1H2)": _pattern_case(
                 INDUCTION, lambda env: _repeated(env, 1, 9, 204), 1, select=lambda pattern: pattern[0, 2]),
         },
-        hint="The previous-position entries [q, q - 1] are diagonal(offset=-1, dim1=-2, dim2=-1); it has n - 1 "
-        "entries (queries 1..n-1): take their mean, keeping the leading dims.",
+        hints=(
+            "Which entries of a pattern say 'attend to the previous position', and how many are there?",
+            "Average the diagonal just below the main one over its query positions, keeping every leading batch "
+            "dimension.",
+            "The previous-position entries [q, q - 1] are diagonal(offset=-1, dim1=-2, dim2=-1); it has n - 1 entries"
+            " (queries 1..n-1): take their mean, keeping the leading dims."),
     ),
     Check(
         "decompose_attention_input",
@@ -342,9 +403,15 @@ CHECKS = [
             "array-2l1h layer 1, 4 examples": _decomposition_case(ARRAY, lambda env: _arrays(env, 4, 215), 1),
             "induction-2l layer 0, 2 stories of 15": _decomposition_case(
                 INDUCTION, lambda env: _stories(env, 2, 15, 216), 0),
+            "toy-gpt: MLPs, LayerNorm, standard positions (ValueError)": Raises(ValueError, _decomposition_case(
+                TOY_GPT, _random_tokens(TOY_GPT, 2, 8, 240), 1)),
         },
-        hint="Order: [embed, L0H0, L0H1, ..., (every head of every earlier layer, z @ W_O), the sum of b_O over the "
-        "earlier layers (zeros for layer 0), pos_embed]; their sum must equal resid_pre[layer] + pos_embed.",
+        hints=(
+            "What writes into the residual stream before a given layer, and what does the layer read besides it?",
+            "List the embedding, every earlier head's output, the summed output biases and the position embedding, in"
+            " that order; they must add up to the layer's input.",
+            "Order: [embed, L0H0, L0H1, ..., (every head of every earlier layer, z @ W_O), the sum of b_O over the "
+            "earlier layers (zeros for layer 0), pos_embed]; their sum must equal resid_pre[layer] + pos_embed."),
     ),
     Check(
         "decompose_queries_keys",
@@ -353,8 +420,13 @@ CHECKS = [
             "induction-2l L0H2, 4 random sources": _random_sources(INDUCTION, 4, 2, 9, 0, 2, 207),
             "array-2l1h L1H0 (d_head 128), 3 random sources": _random_sources(ARRAY, 3, 5, 11, 1, 0, 217),
         },
-        hint="Term i is sources[i] @ W_Q[layer, head] (no bias), and one extra last term holds b_Q[layer, head] at "
-        "every position, so that the terms sum to the real queries; the same for keys with W_K and b_K.",
+        hints=(
+            "A query is linear in its input: how does a sum of sources become a sum of query terms, and where does "
+            "the bias go?",
+            "Push every source through the head's query weights (and key weights), then add one last term holding the"
+            " bias alone.",
+            "Term i is sources[i] @ W_Q[layer, head] (no bias), and one extra last term holds b_Q[layer, head] at "
+            "every position, so that the terms sum to the real queries; the same for keys with W_K and b_K."),
     ),
     Check(
         "decompose_attention_scores",
@@ -363,8 +435,12 @@ CHECKS = [
             "5 query terms x 3 key terms, d_head 32": _random_terms(5, 3, 2, 13, 32, 209),
             "4 x 4 terms, batch 3, d_head 128": _random_terms(4, 4, 3, 8, 128, 219),
         },
-        hint="Use one einsum 'ibqd,jbkd->ijbqk' (query term i, key term j, batch, query pos, key pos) divided by "
-        "sqrt(d_head), with no causal mask.",
+        hints=(
+            "If queries and keys are sums of terms, what is their dot product a sum of?",
+            "Score every query term against every key term in one product, scaled like real attention scores, with no"
+            " mask.",
+            "Use one einsum 'ibqd,jbkd->ijbqk' (query term i, key term j, batch, query pos, key pos) divided by "
+            "sqrt(d_head), with no causal mask."),
     ),
     Check(
         "k_composition_circuit",
@@ -374,8 +450,13 @@ CHECKS = [
             "array-2l1h L0H0 -> L1H0": _k_composition_case(ARRAY, 0, 0, 1, 0),
             "toy-gpt L1H2 -> L3H1 (296 tokens)": _k_composition_case(TOY_GPT, 1, 2, 3, 1),
         },
-        hint="Rows are query tokens: (W_E @ W_Q[layer, head]) @ (W_E @ W_V[prev] @ W_O[prev] @ W_K[layer, head]).T "
-        "/ sqrt(d_head); the earlier head's OV circuit sits on the key side.",
+        hints=(
+            "In K-composition, which side of the attention score does the earlier head's output feed: queries or "
+            "keys?",
+            "Put the plain token embedding on the query side, and on the key side the token moved through the earlier"
+            " head's OV circuit, then score every pair.",
+            "Rows are query tokens: (W_E @ W_Q[layer, head]) @ (W_E @ W_V[prev] @ W_O[prev] @ W_K[layer, head]).T / "
+            "sqrt(d_head); the earlier head's OV circuit sits on the key side."),
     ),
     Check(
         "composition_scores",
@@ -383,8 +464,12 @@ CHECKS = [
             "induction-2l layer-0 OV x layer-1 QK.T": _model_composition_case,
             "3 x 5 random 24 x 24 matrices": _random_composition_case(3, 5, 24, 210),
         },
-        hint="Multiply left[i] @ right[j] (left first) for every pair with einsum 'iab,jbc->ijac', take the Frobenius "
-        "norm over the last two dims, and divide by the product of the two matrices' own Frobenius norms.",
+        hints=(
+            "How do you measure how much one matrix's output lands in another's input, independent of their sizes?",
+            "For every pair, take the norm of the product, left matrix first, and divide by the product of the two "
+            "matrices' own norms, all pairs at once.",
+            "Multiply left[i] @ right[j] (left first) for every pair with einsum 'iab,jbc->ijac', take the Frobenius "
+            "norm over the last two dims, and divide by the product of the two matrices' own Frobenius norms."),
     ),
     Check(
         "random_composition_baseline",
@@ -396,8 +481,12 @@ CHECKS = [
         # A mean of random scores is close for any draws: only the exact draws of `generator` are within these.
         atol=1e-7,
         rtol=1e-5,
-        hint="Draw A1, A2, B1, B2 in that order with torch.randn(shape, generator=generator) (A1 [n, d_model, d_head], "
-        "A2 [n, d_head, d_model], ...); score the pairs (A1[i] @ A2[i], B1[i] @ B2[i]) only, and average.",
+        exact_types=True, hints=(
+            "What score would two unrelated heads get by chance, and what does a fair random draw of such heads need?",
+            "Draw four random low-rank factors from the generator in the documented order, form pairs of products and"
+            " score only matching pairs; average the scores.",
+            "Draw A1, A2, B1, B2 in that order with torch.randn(shape, generator=generator) (A1 [n, d_model, d_head],"
+            " A2 [n, d_head, d_model], ...); score the pairs (A1[i] @ A2[i], B1[i] @ B2[i]) only, and average."),
     ),
     Check(
         "predicted_induction_pattern",
@@ -409,18 +498,33 @@ CHECKS = [
             "array-2l1h L0H0 -> L1H0, 4 examples": _prediction_case(ARRAY, lambda env: _arrays(env, 4, 224), 0, 0, 1, 0),
             "induction-2l L1H3 -> L1H1 (any pair of heads), 2 sequences of 11": _prediction_case(
                 INDUCTION, lambda env: _repeated(env, 2, 5, 225), 1, 3, 1, 1),
+            "toy-gpt, standard positions (ValueError)": Raises(ValueError, _prediction_case(
+                TOY_GPT, _random_tokens(TOY_GPT, 2, 8, 241), 0, 0, 1, 0)),
+            "array-2l1h, 12 tokens > n_ctx 11 (ValueError)": Raises(ValueError, _prediction_case(
+                ARRAY, _random_tokens(ARRAY, 2, 12, 242), 0, 0, 1, 0)),
         },
-        hint="moved = positional pattern of the earlier head [key, source] applied to W_E[tokens] (einsum "
-        "'kj,bjm->bkm'); keys = moved @ W_V[prev] @ W_O[prev] @ W_K[layer, head]; queries = W_E[tokens] @ "
-        "W_Q[layer, head]; scale by 1/sqrt(d_head), mask the future, softmax over keys.",
+        hints=(
+            "Combine a previous-token head's positional pattern with an induction head's weights: which token does "
+            "each key end up carrying?",
+            "Move the token embeddings by the earlier head's positional pattern, send them through its OV and the "
+            "induction head's keys, score against plain token queries, mask and normalise.",
+            "moved = positional pattern of the earlier head [key, source] applied to W_E[tokens] (einsum "
+            "'kj,bjm->bkm'); keys = moved @ W_V[prev] @ W_O[prev] @ W_K[layer, head]; queries = W_E[tokens] @ "
+            "W_Q[layer, head]; scale by 1/sqrt(d_head), mask the future, softmax over keys."),
     ),
     Check(
         "argmax_agreement",
         {
             "L1H0 of induction-2l vs a noisy copy, from query 11": _agreement_case,
             "array-2l1h layer 0 vs layer 1, from query 3": _array_agreement_case,
+            "patterns of 6 and 7 positions (ValueError)": Raises(ValueError, _patterns_of_other_shapes),
+            "first_query 6 of 6 positions (ValueError)": Raises(ValueError, _no_query_after_first_query),
         },
-        hint="Take argmax over keys (the last dim) of both patterns, keep queries first_query.. only (dim 1), and "
-        "average the matches over batch and queries into a Python float.",
+        exact_types=True, hints=(
+            "How do you tell whether two attention patterns pick the same key, and which queries count?",
+            "Find the most attended key of each query in both patterns, keep queries from the first counted one on, "
+            "and average the agreements into a plain number.",
+            "Take argmax over keys (the last dim) of both patterns, keep queries first_query.. only (dim 1), and "
+            "average the matches over batch and queries into a Python float."),
     ),
 ]

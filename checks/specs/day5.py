@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
+from checks.contracts import Choice, Contract, uniform_choice_test, with_fresh_generators, with_seeded_generators
 from checks.spec import Check, GradingEnv
 from curriculum.data.ioi import END_POSITION, S2_POSITION, ioi_prompts
 from curriculum.data.number_sequences import number_sequences
@@ -30,6 +31,14 @@ MODULE = "day5_circuit_discovery"
 MODEL = "toy-gpt"
 NAME_TOKENS = [TOKEN_ID[name] for name in NAMES]
 Case = Callable[[GradingEnv], dict[str, Any]]
+
+
+# Budgets of forward passes (checks.budgets) for the exercises whose point is batching. head_patching_by_position's
+# solution runs 7 and 6 passes, a loop over positions about 18, a loop over every (layer, position, head) 256 and 72;
+# greedy_prune_batched's solution runs 14, 22 and 5 where the sequential loop runs 17, 81 and 7. The budgets leave
+# room for other ways of batching; the loops fail.
+PATCHING_PASSES = 24
+PRUNING_PASSES = 44
 
 
 def _check(name: str, cases: dict[str, Case], **options: Any) -> Check:
@@ -174,6 +183,66 @@ def _abc_case(n: int, seed: int, order: str, permute: bool) -> Case:
     return inputs
 
 
+# abc_corruption is judged by its contract (checks.contracts), not by one dictated torch.randint call: the tokens
+# unchanged except at each prompt's S2, where C is a name of name_tokens other than the prompt's IO and S; reproducible
+# from the generator; over ABC_TRIALS seeds, C uniform among those names for every prompt.
+ABC_TRIALS = 600
+ABC_DISTRIBUTION_CASE = "3 prompts, 8 names: third names over 600 seeds"
+
+
+def _abc_distribution_case(env: GradingEnv) -> dict[str, Any]:
+    """Three prompts and only 8 names (theirs and a few others), so that 600 draws test every option."""
+    inputs = _abc_case(3, 505, "mixed", False)(env)
+    tokens, positions = inputs["tokens"], inputs["positions"]
+    used = {int(tokens[b, positions[b, i]]) for b in range(3) for i in (0, 2)}
+    names = sorted(used) + [t for t in NAME_TOKENS if t not in used][: 8 - len(used)]
+    return {**inputs, "name_tokens": torch.tensor(names).to(env.device)}
+
+
+def _abc_facts(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {key: inputs[key].cpu() for key in ("tokens", "positions", "name_tokens")}
+
+
+def _abc_valid(output: Any, facts: dict[str, Any]) -> str | None:
+    tokens, positions, names = facts["tokens"], facts["positions"], facts["name_tokens"]
+    if not isinstance(output, torch.Tensor) or output.shape != tokens.shape:
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        return f"abc_corruption should return a tensor of the tokens' shape {tuple(tokens.shape)}, got {shape}"
+    if output.dtype != torch.int64:
+        return f"the output has dtype {output.dtype}; the docstring promises int64 tokens"
+    rows = torch.arange(tokens.shape[0])
+    s2 = positions[:, 2]
+    changed = output != tokens
+    changed[rows, s2] = False
+    if changed.any():
+        b, p = (int(i) for i in changed.nonzero()[0])
+        return (f"prompt {b} changed at position {p} ({int(changed.sum())} positions in all), but only S2 (position "
+                f"{int(s2[b])}, positions[:, 2]) may change")
+    io, s, c = tokens[rows, positions[:, 0]], tokens[rows, s2], output[rows, s2]
+    for b in range(tokens.shape[0]):
+        if int(c[b]) not in names.tolist():
+            return f"prompt {b}'s S2 holds token {int(c[b])}, which is not one of name_tokens"
+        if int(c[b]) in (int(io[b]), int(s[b])):
+            which = "IO" if int(c[b]) == int(io[b]) else "S"
+            return (f"prompt {b}'s third name C is its {which} name (token {int(c[b])}): C must be neither the "
+                    "prompt's IO nor its S")
+    return None
+
+
+def _abc_distribution(trials: list[Any], facts: dict[str, Any], alpha: float) -> str | None:
+    tokens, positions, names = facts["tokens"], facts["positions"], facts["name_tokens"].tolist()
+    rows = torch.arange(tokens.shape[0])
+    io, s = tokens[rows, positions[:, 0]].tolist(), tokens[rows, positions[:, 2]].tolist()
+    choices = [Choice(f"prompt {b}'s third name", tuple(t for t in names if t not in (io[b], s[b])))
+               for b in range(len(io))]
+    return uniform_choice_test(choices, [trial[rows, positions[:, 2]].tolist() for trial in trials], alpha)
+
+
+ABC_CONTRACT = Contract(valid=_abc_valid, facts=_abc_facts, fresh=with_fresh_generators,
+                        reseed=with_seeded_generators, distribution=_abc_distribution, trials=ABC_TRIALS,
+                        distribution_cases=(ABC_DISTRIBUTION_CASE,))
+
+
 def _logit_diff_ioi(env: GradingEnv) -> dict[str, Any]:
     data = _ioi(env, 10, 511)
     with torch.no_grad():
@@ -270,7 +339,7 @@ def _pruning_case(kind: str, seed: int, batch: int, granularity: str, threshold:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         model, data = _task(env, kind, seed, batch)
         seq = data["tokens"].shape[1]
-        if granularity == "heads":  # the seed's order: last layer first
+        if granularity == "heads":  # the number-sequence study's order: last layer first
             nodes = _head_nodes(model, seq, list(range(model.cfg.n_layers - 1, -1, -1)))
         else:  # (head, position) nodes at every position, first layer first
             nodes = _position_nodes(model, seq, list(range(model.cfg.n_layers)), list(range(seq)))
@@ -305,87 +374,157 @@ CHECKS = [
     _check("ioi_positions", {
         "12 mixed prompts": _positions_case(12, 501, "mixed", 0),
         "9 BABA prompts, right-padded to 19 tokens, every other one a word shorter": _positions_case(9, 502, "BABA", 3),
-    }, hint="IO, S1 = first S, S2 = second S, end = last non-zero token; ABBA and BABA swap IO and S1."),
+    }, exact_types=True, hints=(
+        "In an IOI prompt, which name appears once, which twice, and where does the prompt end?",
+        "Find the indirect object and the subject by their tokens: the subject's first and second occurrence, and the"
+        " last real token as the end.",
+        "IO, S1 = first S, S2 = second S, end = last non-zero token; ABBA and BABA swap IO and S1.")),
     _check("abc_corruption", {
         "10 mixed prompts, names in vocabulary order": _abc_case(10, 503, "mixed", False),
         "7 ABBA prompts, names shuffled": _abc_case(7, 504, "ABBA", True),
-    }, hint="One randint call for the batch; index the names left after removing IO and S, in the given order; "
-            "write at positions[:, 2] (S2) only."),
+        ABC_DISTRIBUTION_CASE: _abc_distribution_case,
+    }, contract=ABC_CONTRACT, hints=(
+        "What must the third name be different from, and where in the prompt does it go?",
+        "For each prompt draw, from the generator, one of the names that are neither its indirect object nor its "
+        "subject, uniformly, and write it at the second subject position only.",
+        "One draw for the whole batch, torch.randint(0, len(name_tokens) - 2, (batch,), generator=generator); draw d "
+        "picks the d-th of the names left once the prompt's IO and S are removed (in the given order); write at "
+        "positions[:, 2] (S2) only.")),
     _check("logit_diff", {
         "toy-gpt, 10 IOI prompts": _logit_diff_ioi,
         "random logits, 7 prompts, varied end positions": _logit_diff_random,
-    }, atol=1e-5, hint="Read each prompt's logits at its own end position: correct minus wrong, one value per prompt."),
+    }, atol=1e-5, exact_types=True, hints=(
+        "Where in each prompt is the answer predicted, and which two logits does the measure compare?",
+        "At each prompt's own end position, subtract the wrong name's logit from the correct name's.",
+        "Read each prompt's logits at its own end position: correct minus wrong, one value per prompt.")),
     _check("usual_range", {
         "50 values, coverage 0.9": _range_case(50, 513, 0.9),
         "23 values, coverage 0.5": _range_case(23, 514, 0.5),
-    }, atol=1e-5, hint="torch.quantile at (1 - coverage) / 2 and (1 + coverage) / 2."),
+    }, atol=1e-5, hints=(
+        "Which two quantiles bound the central share of a distribution?",
+        "Take the quantiles half of the left-out share from each end.",
+        "torch.quantile at (1 - coverage) / 2 and (1 + coverage) / 2.")),
     _check("read_nodes", {
         "toy-gpt, 6 IOI prompts, 3 nodes": _read_case("ioi", 515, 6, ["a0.h1.t12", "a3.h2.t15", "a2.h0.t3"]),
         "random 3x2 model, 5 prompts, 2 nodes": _read_case("random", 516, 5, ["a2.h1.t4", "a1.h0.t9"]),
-    }, hint="a{L}.h{H}.t{p} is blocks.L.attn.hook_z[:, p, H]; stack the nodes in the order given."),
+    }, forward_passes=1, hints=(
+        "What is a node here, and which single activation holds every node's value?",
+        "Run the model once with a cache of the attention z of the layers you need, and read each node's head and "
+        "position in the given order.",
+        "a{L}.h{H}.t{p} is blocks.L.attn.hook_z[:, p, H]; stack the nodes in the order given.")),
     _check("run_with_nodes_replaced", {
         "toy-gpt, 5 IOI prompts, 2 nodes": _replace_case("ioi", 517, 5, ["a1.h3.t11", "a2.h2.t15"]),
         "random 3x2 model, 4 prompts, 3 nodes": _replace_case("random", 518, 4, ["a0.h1.t2", "a2.h0.t8", "a0.h0.t2"]),
-    }, atol=1e-4, hint="Replace hook_z[:, p, H] of layer L for each named node, nothing else, and return all logits."),
+    }, atol=1e-4, hints=(
+        "Which hook carries one head's output at one position, and what must stay untouched?",
+        "Hook the attention z of each named node's layer and overwrite that node's position and head with the given "
+        "value, nothing else.",
+        "Replace hook_z[:, p, H] of layer L for each named node, nothing else, and return all logits.")),
     _check("direct_effects", {
         "toy-gpt, 8 IOI prompts": _effects_case("ioi", 519, 8),
         "random 3x2 model, 6 prompts, varied end positions": _effects_case("random", 520, 6),
-    }, atol=1e-3, rtol=1e-3, hint="Centre each part, divide by ln_final.hook_scale at the end position, multiply by "
-                                  "ln_final.w, project on W_U[:, correct] - W_U[:, wrong]; rows: embed, pos_embed, "
-                                  "then per layer heads, b_O, MLP."),
+    }, atol=1e-3, rtol=1e-3, hints=(
+        "What does the final LayerNorm do to a component's contribution, and which part of it is linear once the "
+        "scale is frozen?",
+        "Centre each component, divide by the final LayerNorm's scale at the end position, apply its weight and "
+        "project on the difference of the two answer directions.",
+        "Centre each part, divide by ln_final.hook_scale at the end position, multiply by ln_final.w, project on "
+        "W_U[:, correct] - W_U[:, wrong]; rows: embed, pos_embed, then per layer heads, b_O, MLP.")),
     _check("head_patching_by_position", {
         "toy-gpt, 4 IOI prompts, ABC corruption": _patching_case("ioi", 521, 4),
         "random 3x2 model, 5 prompts, second half corrupted": _patching_case("random", 522, 5),
-    }, **PATCHING_TOLERANCE, timeout_s=120.0,
-        hint="Patch the CLEAN hook_z of one (layer, position, head) into the CORRUPTED run; 0 = corrupted, 1 = clean."),
+    }, **PATCHING_TOLERANCE, timeout_s=120.0, forward_passes=PATCHING_PASSES,
+        axes=("layer", "position", "head"),
+        hints=(
+            "Which run is patched into which, and how can you patch every head and position without a forward pass "
+            "each?",
+            "Patch clean head outputs into corrupted runs, many patches per batched forward pass, and normalise so "
+            "that 0 is the corrupted and 1 the clean logit difference.",
+            "Patch the CLEAN hook_z of one (layer, position, head) into the CORRUPTED run; 0 = corrupted, 1 = clean.")),
     _check("path_patching_to_logits", {
         "toy-gpt, 6 IOI prompts": _patching_case("ioi", 523, 6),
         "random 3x2 model, 5 prompts": _patching_case("random", 524, 5),
-    }, **PATCHING_TOLERANCE, hint="Corrupt the sender's hook_z only, freeze every other head's hook_z at its clean "
-                                  "value, let MLPs recompute; (LD - LD_clean) / (LD_clean - LD_corrupted)."),
+    }, **PATCHING_TOLERANCE, axes=("layer", "head"), hints=(
+        "How do you let a head's effect reach the logits only directly, not through the heads after it?",
+        "Corrupt the sender only, keep every other head's output at its clean value, let the MLPs recompute, and "
+        "normalise the logit difference.",
+        "Corrupt the sender's hook_z only, freeze every other head's hook_z at its clean value, let MLPs recompute; "
+        "(LD - LD_clean) / (LD_clean - LD_corrupted).")),
     _check("path_patching_to_receivers", {
         "toy-gpt, 6 IOI prompts, values of L3H0 and L3H2": _receivers_case("ioi", 525, 6, [(3, 0), (3, 2)], "v"),
         "toy-gpt, 5 number prompts, queries of L2H1 and L3H3": _receivers_case("numbers", 526, 5, [(2, 1), (3, 3)], "q"),
         "random 3x2 model, 4 prompts, keys of L1H1": _receivers_case("random", 527, 4, [(1, 1)], "k"),
-    }, **PATCHING_TOLERANCE, hint="Run 1 freezes all heads but the sender and records hook_q/k/v of the receivers; "
-                                  "run 2 is a free clean run with only those receivers' q/k/v patched."),
+    }, **PATCHING_TOLERANCE, axes=("layer", "head"), hints=(
+        "How can a sender's effect be restricted to what it writes into some receivers' queries, keys or values?",
+        "First record the receivers' inputs in a run with the sender corrupted and every other head frozen; then "
+        "patch only those inputs into a clean run.",
+        "Run 1 freezes all heads but the sender and records hook_q/k/v of the receivers; run 2 is a free clean run "
+        "with only those receivers' q/k/v patched.")),
     _check("reference_means", {
         "toy-gpt, 20 ABC prompts": _means_case("ioi", 528, 20),
         "random 3x2 model, 9 prompts": _means_case("random", 529, 9),
-    }, atol=1e-5, hint="Average hook_z over the prompts (dim 0), separately at every position."),
+    }, atol=1e-5, hints=(
+        "Over what do you average to get a head's typical output at each position?",
+        "Average each layer's attention z over the prompts, keeping positions apart.",
+        "Average hook_z over the prompts (dim 0), separately at every position.")),
     _check("mean_ablated_logits", {
         "toy-gpt, 6 IOI prompts, 60% kept": _ablation_case("ioi", 530, 6, 0.6),
         "random 3x2 model, 5 prompts, 30% kept": _ablation_case("random", 531, 5, 0.3),
-    }, atol=1e-4, hint="Where keep is False, hook_z becomes means[layer] at that position and head; where True it "
-                       "stays."),
+    }, atol=1e-4, hints=(
+        "What does ablating a node mean here, and what replaces its output?",
+        "Hook each layer's attention z and, where a node is not kept, put in the reference mean for that position and"
+        " head.",
+        "Where keep is False, hook_z becomes means[layer] at that position and head; where True it stays.")),
     _check("faithfulness", {
         "toy-gpt, 8 IOI prompts, 70% kept": _faithfulness_case("ioi", 532, 8, 0.7),
         "toy-gpt, 7 number prompts, 40% kept": _faithfulness_case("numbers", 533, 7, 0.4),
-    }, atol=1e-2, rtol=1e-3, hint="100 * mean LD of the ablated run / mean LD of the full model, as a float."),
+    }, atol=1e-2, rtol=1e-3, exact_types=True, hints=(
+        "How do you express how much of the model's behaviour a circuit keeps, as a percentage?",
+        "Compare the mean logit difference of the ablated run with the full model's, as a percentage, returned as a "
+        "plain number.",
+        "100 * mean LD of the ablated run / mean LD of the full model, as a float.")),
     _check("greedy_prune_sequential", {
         "toy-gpt, 8 IOI prompts, 16 heads, T = 3": _pruning_case("ioi", 534, 8, "heads", 3.0),
         "toy-gpt, 6 prompts of 4 numbers, 80 (head, position) nodes, T = 10": _pruning_case("short numbers", 535, 6, "nodes", 10.0),
         "random 3x2 model, 5 prompts, 6 heads, T = 20": _pruning_case("random", 536, 5, "heads", 20.0),
-    }, hint="Go through the nodes in the given order; remove node i when 100 - faithfulness without it < T."),
+    }, hints=(
+        "When is it safe to remove a node, and why does the order of removals matter?",
+        "Visit the nodes in the given order and remove each one whose removal keeps the faithfulness loss under the "
+        "threshold, given the removals so far.",
+        "Go through the nodes in the given order; remove node i when 100 - faithfulness without it < T.")),
     _check("greedy_prune_batched", {
         "toy-gpt, 8 IOI prompts, 16 heads, T = 3, speculation 4": _pruning_case("ioi", 534, 8, "heads", 3.0, 4),
         "toy-gpt, 6 prompts of 4 numbers, 80 nodes, T = 10, speculation 5": _pruning_case("short numbers", 535, 6, "nodes", 10.0,
                                                                                     5),
         "random 3x2 model, 5 prompts, 6 heads, T = 20, speculation 3": _pruning_case("random", 536, 5, "heads", 20.0,
                                                                                      3),
-    }, hint="Candidate j of a pass assumes the earlier candidates were removed; stop at the first failure, keep that "
-            "node, and start the next pass right after it: the result must equal the sequential loop's."),
+    }, forward_passes=PRUNING_PASSES, hints=(
+        "How can several removal decisions share one forward pass and still give the sequential loop's answer?",
+        "Batch the candidates after the last decision, each assuming the earlier ones removed; accept up to the first"
+        " failure, keep that node and start the next batch after it.",
+        "Candidate j of a pass assumes the earlier candidates were removed; stop at the first failure, keep that "
+        "node, and start the next pass right after it: the result must equal the sequential loop's.")),
     _check("minimality", {
         "toy-gpt, 8 IOI prompts, head circuit": _minimality_case("ioi", 537, 8, 0.6),
         "toy-gpt, 6 number prompts, head circuit": _minimality_case("numbers", 538, 6, 0.7),
-    }, atol=2e-2, rtol=1e-3, hint="For each KEPT node: faithfulness of the circuit minus faithfulness without that "
-                                  "node (percentage points); 0 for nodes not kept."),
+    }, atol=2e-2, rtol=1e-3, exact_types=True, hints=(
+        "How much does each kept node matter once the rest of the circuit is in place?",
+        "For every kept node, compare the circuit's faithfulness with and without it; nodes not kept get zero.",
+        "For each KEPT node: faithfulness of the circuit minus faithfulness without that node (percentage points); 0 "
+        "for nodes not kept.")),
     _check("number_answer_tokens", {
         "10 prompts of 5 numbers": _number_case(10, 5, 539),
         "6 prompts of 8 numbers": _number_case(6, 8, 540),
-    }, hint="The step is last - previous; next = last + step; the repeat is the last token itself."),
+    }, hints=(
+        "In a counting sequence, what comes next, and what would repeating the last number look like?",
+        "Take the step between the last two numbers, add it to the last one, and use the last token itself as the "
+        "repeat.",
+        "The step is last - previous; next = last + step; the repeat is the last token itself.")),
     _check("repeat_last_corruption", {
         "10 prompts of 5 numbers": _number_case(10, 5, 541),
         "6 prompts of 8 numbers": _number_case(6, 8, 542),
-    }, hint="Only the last position changes: it takes the value at the position before it."),
+    }, hints=(
+        "Which single position changes to make the prompt ask for a repeat, and what does it take?",
+        "Copy the prompt and replace only its last position by the token before it.",
+        "Only the last position changes: it takes the value at the position before it.")),
 ]
