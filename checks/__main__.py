@@ -7,6 +7,12 @@
     python -m checks autograder --day 1 --platform gradescope --out DIR   a Gradescope or PrairieLearn autograder
 
 `--root` and `--models` point at another course folder and zoo loader (the project's tests use a fixture course).
+
+Exit codes of `grade`, for scripts: 0 every submission was graded and no exercise failed (passed or not started);
+1 at least one exercise failed, or a submission could not be graded (its exercises count as failed); 3 an exercise
+hit a course error (a stale reference: rebuild the references, grade again); with 0, 1 and 3 the reports and
+summary.csv are written. 2: nothing was graded (a usage error: a missing file, a file neither .py nor .ipynb, an
+unknown day; or the course fails its manifest).
 """
 
 from __future__ import annotations
@@ -30,7 +36,9 @@ def main(argv: list[str] | None = None) -> int:
     refs.add_argument("--device", choices=("cpu", "cuda"), default="cpu", help="device to run the solutions on")
     manifest = commands.add_parser("manifest", help="rewrite checks/references/manifest.json (reference and zoo "
                                    "file hashes, verified before grading)")
-    grade = commands.add_parser("grade", help="grade many submissions, each by its own supervisor and workers")
+    grade = commands.add_parser("grade", help="grade many submissions, each by its own supervisor and workers",
+                                epilog="exit 0: no exercise failed; 1: one failed; 3: a course error; 2: nothing "
+                                "graded (usage error, or the course fails its manifest)")
     grade.add_argument("submissions", nargs="+", type=Path, help=".py or .ipynb files, or folders of day files")
     grade.add_argument("--day", required=True, help="a day number, a comma-separated list, or 'all'")
     grade.add_argument("--out", type=Path, default=Path("grades"),
@@ -87,17 +95,24 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "grade":
         return _grade(args, course)
     for day in days:
+        before = path_bytes(day.reference_paths)
         path = build_references(course, day.number, args.device)
-        print(f"day {day.number}: wrote {path} and {path.with_suffix('.json').name} "
+        unchanged = path_bytes(day.reference_paths) == before
+        done = "unchanged (every output as stored, up to float rounding):" if unchanged else "wrote"
+        print(f"day {day.number}: {done} {path} and {path.with_suffix('.json').name} "
               f"({path.stat().st_size / 1024:.0f} KiB, {len(day.checks)} exercises, device {args.device})")
     print(f"wrote {write_manifest(course)}")
     return 0
 
 
+def path_bytes(paths: tuple[Path, ...]) -> list[bytes | None]:
+    return [path.read_bytes() if path.is_file() else None for path in paths]
+
+
 def _grade(args: argparse.Namespace, course: Course) -> int:
     from checks.course import CourseError
     from checks.limits import GiB, Limits
-    from checks.submissions import SUMMARY_FILE, format_scores, grade_submissions
+    from checks.submissions import SUMMARY_FILE, exit_code, format_scores, grade_submissions
 
     out = args.out.resolve()
     limits = Limits(submission_s=args.timeout, memory_bytes=int(args.memory_gb * GiB))
@@ -112,7 +127,7 @@ def _grade(args: argparse.Namespace, course: Course) -> int:
         return 2
     print(format_scores(scores))
     print(f"\nwrote {out / SUMMARY_FILE} and a report and log per submission in {out}")
-    return 0
+    return exit_code(scores)
 
 
 def _autograder(args: argparse.Namespace, course: Course) -> int:

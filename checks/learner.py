@@ -85,6 +85,10 @@ def explain_name_error(module: ModuleType, message: str) -> str:
     """`message` with a line of explanation when it reports a NameError for a name of the learner's file that only
     exploration code defines (which grading never runs)."""
     found = re.findall(r"NameError: name '(\w+)' is not defined", message)
+    broken = getattr(module, "__course_broken__", None)
+    in_broken_cells = [name for name in dict.fromkeys(found) if isinstance(broken, dict) and name in broken]
+    if in_broken_cells:
+        return f"{message}\n`{in_broken_cells[0]}` is not defined because {broken[in_broken_cells[0]]}"
     try:
         names = exploration_names(*module.__dict__["__course_tree__"]) if found else set()
     except Exception:  # not set by load_module, or replaced by the learner's file
@@ -169,11 +173,12 @@ def load_module(path: Path) -> ModuleType:
     path = Path(path).resolve()
     source = read_source(path)
     filename = str(path)
+    broken: dict[str, str] = {}
     try:
         tree = ast.parse(source, filename=filename)
     except SyntaxError as error:
-        line = f"\n    {error.text.strip()}" if error.text and error.text.strip() else ""
-        raise LearnerModuleError(f"{path} has a syntax error on line {error.lineno}: {error.msg}{line}") from error
+        source, broken = _without_broken_cells(path, source, error)
+        tree = ast.parse(source, filename=filename)
     if path.suffix == ".ipynb":
         linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
     name = f"_course_learner_{path.stem}_{hashlib.sha1(filename.encode()).hexdigest()[:8]}"
@@ -183,12 +188,70 @@ def load_module(path: Path) -> ModuleType:
     kept = definitions_only(tree, source)
     code = compile(kept, filename, "exec")
     module.__course_tree__ = (tree, kept)  # type: ignore[attr-defined]  (for explain_name_error)
+    module.__course_broken__ = broken  # type: ignore[attr-defined]  (for missing_function_message)
     try:
         exec(code, module.__dict__)
     except Exception as error:
         del sys.modules[name]
         raise LearnerModuleError(f"importing {path} failed: {type(error).__name__}: {error}") from error
     return module
+
+
+_CELL_MARKER = re.compile(r"^# %%")
+_DEFINED_FUNCTION = re.compile(r"^(?:async\s+)?def\s+(\w+)", re.MULTILINE)
+
+
+def _without_broken_cells(path: Path, source: str, error: SyntaxError) -> tuple[str, dict[str, str]]:
+    """`source` with every cell (`# %%` block of a notebook or percent-format module) that does not parse blanked
+    out, line numbers kept; and, per function those cells define, the message that says where the error is. Raises
+    LearnerModuleError when the file has no cells, or the error is not within one cell."""
+    lines = source.splitlines(keepends=True)
+    starts = [index for index, line in enumerate(lines) if _CELL_MARKER.match(line)]
+    broken: dict[str, str] = {}
+    blanked = 0
+    kept = list(lines)
+    for number, (start, end) in enumerate(zip(starts, starts[1:] + [len(lines)]), start=1):
+        cell = "".join(lines[start + 1:end])
+        try:
+            ast.parse(cell)
+        except SyntaxError as cell_error:
+            names = _DEFINED_FUNCTION.findall(cell)
+            where = _syntax_error_text(cell_error, cell)
+            defines = f" (it defines {', '.join(names)})" if names else ""
+            line = "" if path.suffix == ".ipynb" else f", line {start + 1 + (cell_error.lineno or 1)} of the file"
+            message = (f"{path}: cell {number}{defines} has a syntax error on line {cell_error.lineno} of the "
+                       f"cell{line}: {cell_error.msg}{where}")
+            for name in names:
+                broken[name] = message
+            blanked += 1
+            kept[start + 1:end] = ["\n"] * (end - start - 1)
+    repaired = "".join(kept)
+    try:
+        if not blanked:
+            raise SyntaxError
+        ast.parse(repaired)
+    except SyntaxError:
+        where = _syntax_error_text(error, source)
+        raise LearnerModuleError(f"{path} has a syntax error on line {error.lineno}: {error.msg}{where}") from error
+    return repaired, broken
+
+
+def _syntax_error_text(error: SyntaxError, source: str) -> str:
+    """The offending line, from `source` (the error's own `text` may come from the file on disk: for a notebook,
+    a line of its JSON)."""
+    lines = source.splitlines()
+    if error.lineno is None or not 1 <= error.lineno <= len(lines) or not lines[error.lineno - 1].strip():
+        return ""
+    return f"\n    {lines[error.lineno - 1].strip()}"
+
+
+def missing_function_message(module: ModuleType, name: str) -> str:
+    """Why the learner's module has no function `name`: a cell of it that does not parse, or it is not there."""
+    broken = getattr(module, "__course_broken__", None)
+    if isinstance(broken, dict) and isinstance(broken.get(name), str):
+        return (f"{broken[name]}\nThis exercise is not graded until that cell parses; the other cells' exercises are "
+                "graded.")
+    return f"{module.__file__} has no function {name!r}: did you rename or delete it?"
 
 
 def _kept(node: ast.stmt, is_first: bool = False) -> bool:

@@ -43,6 +43,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("day") is None:
         _entry_module().refuse_options_without_day(config)
         return
+    refuse_distributed_runs(config)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from checks.course import Course, CourseError
     from checks.session import GradingSession, parse_days
@@ -69,6 +70,17 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(error)) from None
     config.stash[_SESSION] = grading
     _freeze_garbage_collector(config)
+
+
+def refuse_distributed_runs(config: pytest.Config) -> None:
+    """pytest-xdist (`-n N`) runs the items in worker processes: each would grade the whole day, and the process that
+    writes the table and `--grade-json` would have graded nothing. Grading already runs exercises side by side, so
+    `--day` with xdist is a usage error rather than an empty report."""
+    numprocesses = getattr(config.option, "numprocesses", None)
+    distributed = getattr(config.option, "dist", "no") not in (None, "no")
+    if numprocesses or distributed or hasattr(config, "workerinput"):
+        raise pytest.UsageError("--day does not run under pytest-xdist (-n/--dist): grading already runs two "
+                                "exercises side by side on two cores; run `pytest --day N` without -n")
 
 
 @contextlib.contextmanager
@@ -134,6 +146,21 @@ def pytest_collection(session: pytest.Session) -> bool | None:
     session.testscollected = len(items)
     hook.pytest_collection_finish(session=session)
     return True
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) -> Any:
+    """An exercise's reported duration is its grading time, as the table shows it (grading may have run ahead of
+    pytest's loop, while the item itself only waited); the setup that fetched the outcome and the teardown take none
+    of it, so JUnit's time, their sum, is the table's."""
+    report = yield
+    outcome = getattr(item, "outcome", None)
+    if isinstance(item, ExerciseItem) and outcome is not None:
+        if call.when == "teardown" or (call.when == "setup" and report.passed):
+            report.duration = 0.0
+        elif call.when in ("setup", "call"):
+            report.duration = outcome.duration_s
+    return report
 
 
 def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> None:

@@ -20,12 +20,14 @@ from typing import Any
 
 from checks.course import Course, CourseError, Day
 from checks.grading import Grader, default_device
-from checks.learner import LearnerModuleError, explain_name_error, load_module, written_exercises
+from checks.learner import (LearnerModuleError, explain_name_error, load_module, missing_function_message,
+                             written_exercises)
 from checks.limits import Limits
 from checks.outcome import Outcome, Status
 from curriculum.workspace import learner_copies, workspace_dir
 
 IN_PROCESS_VARIABLE = "COURSE_GRADING_IN_PROCESS"
+LEARNER_SUFFIXES = (".py", ".ipynb")
 
 
 def parse_days(text: str, course: Course) -> list[Day]:
@@ -136,6 +138,9 @@ class GradingSession:
             raise CourseError("--solutions and --learner are exclusive: grade the solutions or a learner's file")
         if self.learner is not None and not self.learner.exists():
             raise CourseError(f"--learner: no such file or folder: {self.learner}")
+        if self.learner is not None and self.learner.is_file() and self.learner.suffix not in LEARNER_SUFFIXES:
+            raise CourseError(f"--learner: {self.learner} is neither a .py module nor a .ipynb notebook (nor a folder "
+                              "of day files)")
         if self.learner is not None and self.learner.is_file() and len(self.days) > 1:
             raise CourseError("--learner FILE grades one day; to grade several days give a folder of day files")
         self.grader = Grader(self.course, self.device)  # also judges "missing" exercises without a worker
@@ -184,7 +189,7 @@ class GradingSession:
             outcome = self.grader.grade(None, day, check, missing=reason)
         else:
             function = getattr(module, name, None)
-            missing = f"{module.__file__} has no function {name!r}: did you rename or delete it?"
+            missing = missing_function_message(module, name)
             outcome = self.grader.grade(function if callable(function) else None, day, check, missing=missing)
             if outcome.status is Status.FAILED:
                 outcome = dataclasses.replace(outcome, message=explain_name_error(module, outcome.message))
@@ -250,7 +255,7 @@ class GradingSession:
         for day in self.days:
             source = self.source(day)
             days[str(day.number)] = {"module": day.module, "source": str(source) if source else None,
-                                     "score": self.scores().get(day.number, {"total": 0})}
+                                     "score": self.scores().get(day.number, {"total": 0}), "note": self.note(day)}
         return {"device": str(self.grader.env.device), "isolated": self.supervisor is not None, "days": days,
                 "exercises": [self._record(outcome) for outcome in self.outcomes]}
 
@@ -263,6 +268,19 @@ class GradingSession:
             day = next(day for day in self.days if day.number == outcome.day)
             record["hints"] = shown_hints(day.check(outcome.exercise).hints, self.hint_tiers)
         return record
+
+    def note(self, day: Day) -> str:
+        """Why `day`'s file could not be graded at all (no such file, it cannot be imported), or ""."""
+        try:
+            path = learner_file(day, solutions=self.solutions, learner=self.learner)
+        except LearnerModuleError as error:
+            return str(error)
+        if self.supervisor is None:
+            module = self._modules.get(day.number)
+            return str(module).splitlines()[0] if isinstance(module, LearnerModuleError) else ""
+        first = getattr(self.supervisor, "_unimportable", {}).get((day.number, str(path)))
+        said = next((o.message for o in self.outcomes if o.day == day.number and o.exercise == first), "")
+        return f"{path.name} cannot be graded: {said.splitlines()[0]}" if said else ""
 
     def write_json(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)

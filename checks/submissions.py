@@ -6,7 +6,11 @@ workers (`checks.supervisor`), with reads of the solutions and stored references
 learner code and writes every file: it verifies the manifest once, hands each supervisor that in-memory copy (so
 a submission that tampers with the course cannot change what the next one is graded against), receives each
 report over a pipe, and, once every worker is gone, writes per submission `<name>.json` (the report) beside
-`<name>.log` (what the learner's code printed) and `summary.csv` with one row per submission and day.
+`<name>.log` (each exercise's outcome as it was graded, with its message, and whatever the learner's code printed;
+capped at `LOG_LIMIT` bytes) and `summary.csv` with one row per submission and day.
+
+`exit_code(scores)` is what `python -m checks grade` exits with: 0 when no exercise failed, 1 when one failed (or
+a submission could not be graded), 3 when an exercise hit a course error (a stale reference: rebuild, grade again).
 """
 
 from __future__ import annotations
@@ -29,6 +33,9 @@ from checks.manifest import restore_changed
 from checks.outcome import Status
 
 SUMMARY_FILE = "summary.csv"
+LOG_LIMIT = 1 << 20  # bytes of a submission's log kept (its first ones)
+_LOG_MESSAGE_LIMIT = 2000  # characters of one exercise's message in the log
+_PROGRESS = b"."  # sent on the report pipe per exercise graded, before the report
 SUMMARY_COLUMNS = ("submission", "day", "passed", "failed", "not_started", "course_errors", "total", "note", "path")
 _REPORT_GRACE_S = 120.0
 
@@ -77,6 +84,11 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     missing = [str(path) for path in submissions if not path.exists()]
     if missing:
         raise FileNotFoundError(f"no such submission: {', '.join(missing)}")
+    from checks.session import LEARNER_SUFFIXES
+
+    other = [str(path) for path in submissions if path.is_file() and path.suffix not in LEARNER_SUFFIXES]
+    if other:
+        raise ValueError(f"neither a .py module nor a .ipynb notebook (nor a folder of day files): {', '.join(other)}")
     course = course or Course.default()
     chosen = parse_days(days, course)
     manifest = verify_manifest(course)  # once, before any learner code: every submission is held to this copy
@@ -88,7 +100,9 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     jobs = max(1, jobs or os.cpu_count() or 1)
     batch = _Batch(course, chosen, out, device or default_device(), manifest, limits)
     batch.contents = file_contents(course)
-    reports = batch.run([(name, path.resolve()) for name, path in zip(names, submissions)], jobs, progress)
+    exercises = sum(len(day.checks) for day in chosen)
+    reports = batch.run([(name, path.resolve()) for name, path in zip(names, submissions)], jobs, progress,
+                        exercises)
     scores: list[DayScore] = []
     for name, path in zip(names, submissions):
         report, note = reports[name]
@@ -115,14 +129,17 @@ class _Batch:
         self.manifest, self.limits = manifest, limits
         self.contents: dict[str, bytes] = {}  # the verified bytes of the course files, to restore tampered ones
 
-    def run(self, queue: list[tuple[str, Path]], jobs: int, progress: bool) -> dict[str, tuple[dict, str]]:
+    def run(self, queue: list[tuple[str, Path]], jobs: int, progress: bool,
+            exercises: int) -> dict[str, tuple[dict, str]]:
+        """Grade every submission of `queue` (`exercises` each); a progress bar counts the exercises graded."""
         from tqdm import tqdm
 
         tqdm.monitor_interval = 0  # no monitor thread: this process forks
         reports: dict[str, tuple[dict, str]] = {}
         running: dict[int, tuple[str, Path, int, bytearray, float]] = {}  # pipe -> name, path, pid, data, start
         pending = list(queue)
-        with tqdm(total=len(queue), desc="grading submissions", unit="submission", disable=not progress) as bar:
+        with tqdm(total=len(queue) * exercises, desc=f"grading {len(queue)} submission(s)", unit="exercise",
+                  disable=not progress) as bar:
             while pending or running:
                 while pending and len(running) < jobs:
                     name, path = pending.pop(0)
@@ -135,6 +152,8 @@ class _Batch:
                     overdue = now - start > self.limits.submission_s + _REPORT_GRACE_S
                     if pipe in readable:
                         chunk = os.read(pipe, 1 << 20)
+                        if not data.lstrip(_PROGRESS):  # the report has not begun: count the exercises graded
+                            bar.update(len(chunk) - len(chunk.lstrip(_PROGRESS)))
                         data += chunk
                         if chunk:
                             continue
@@ -145,7 +164,9 @@ class _Batch:
                     os.close(pipe)
                     _, status = os.waitpid(pid, 0)
                     del running[pipe]
-                    report, note = self._report(name, path, bytes(data), status, overdue)
+                    graded = len(data) - len(data.lstrip(_PROGRESS))
+                    report, note = self._report(name, path, bytes(data.lstrip(_PROGRESS)), status, overdue)
+                    _cap_log(self.out / f"{name}.log")
                     restored = restore_changed(self.course, self.manifest, self.contents)
                     if restored:  # native code got past the worker's guard: undo it before the next submission
                         warning = (f"course files changed while this submission was graded, restored: "
@@ -153,7 +174,7 @@ class _Batch:
                         note = f"{note}; {warning}" if note else warning
                         report["course_files_restored"] = restored
                     reports[name] = (report, note)
-                    bar.update(1)
+                    bar.update(exercises - min(graded, exercises))
         return reports
 
     def _fork(self, name: str, path: Path, others: list[int]) -> tuple[int, int]:
@@ -186,7 +207,9 @@ class _Batch:
         try:
             for day in self.days:
                 for check in day.checks:
-                    session.grade(day, check.name)
+                    outcome = session.grade(day, check.name)
+                    _log_outcome(log, outcome)
+                    os.write(pipe, _PROGRESS)
         finally:
             session.close()  # every worker is gone before the report leaves this process
         report = session.to_json()
@@ -215,6 +238,32 @@ class _Batch:
                                   "score": {"total": len(day.checks), Status.FAILED.value: len(day.checks)}}
                 for day in self.days}
         return {"device": self.device, "isolated": True, "days": days, "exercises": exercises}
+
+
+def _log_outcome(log: Path, outcome: Any) -> None:
+    """Append one exercise's outcome to the submission's log (the learner's printed output lands there too)."""
+    message = outcome.message if len(outcome.message) <= _LOG_MESSAGE_LIMIT else (
+        outcome.message[:_LOG_MESSAGE_LIMIT] + f" [... {len(outcome.message) - _LOG_MESSAGE_LIMIT} more characters]")
+    text = f"== day {outcome.day} {outcome.exercise}: {outcome.status} ({outcome.duration_s:.2f} s)\n"
+    if message:
+        text += "".join(f"   {line}\n" for line in message.splitlines())
+    with open(log, "a") as handle:
+        handle.write(text)
+
+
+def _cap_log(log: Path) -> None:
+    """Keep at most LOG_LIMIT bytes of a submission's log, its beginning and a line saying it was cut (a learner's
+    code may print without end)."""
+    try:
+        size = log.stat().st_size
+        if size > LOG_LIMIT:
+            marker = f"\n[log cut to {LOG_LIMIT} bytes; it had {size}]\n".encode()
+            with open(log, "r+b") as handle:
+                handle.truncate(LOG_LIMIT - len(marker))
+                handle.seek(LOG_LIMIT - len(marker))
+                handle.write(marker)
+    except OSError:
+        pass
 
 
 def _identical_to_solution(days: list[Day], path: Path) -> list[str]:
@@ -249,8 +298,15 @@ def _scores(name: str, path: Path, report: dict, note: str) -> list[DayScore]:
                                not_started=counts.get(Status.NOT_STARTED.value, 0),
                                course_errors=counts.get(Status.STALE_REFERENCE.value, 0)
                                + counts.get(Status.ERROR.value, 0),
-                               total=counts["total"], note=note))
+                               total=counts["total"], note="; ".join(filter(None, [note, day.get("note", "")]))))
     return scores
+
+
+def exit_code(scores: list[DayScore]) -> int:
+    """3 when an exercise hit a course error, else 1 when one failed, else 0 (see the module docstring)."""
+    if any(score.course_errors for score in scores):
+        return 3
+    return 1 if any(score.failed for score in scores) else 0
 
 
 def format_scores(scores: list[DayScore]) -> str:

@@ -551,7 +551,7 @@ class Child:
         from checks.budgets import ForwardPasses
         from checks.grading import call_learner
         from checks.judge import Raised, Rejection, case_facts, diagnose, graded_callable
-        from checks.learner import LearnerModuleError, explain_name_error, load_module
+        from checks.learner import LearnerModuleError, explain_name_error, load_module, missing_function_message
         from checks.session import wrong_day_error
 
         config, zygote = self.zygote.config, self.zygote
@@ -598,8 +598,7 @@ class Child:
         function = module.__dict__.get(check.name)
         if not callable(function):
             self.channel.send(kind="rejection", case="", status="failed", hint="",
-                              message=f"{module.__file__} has no function {check.name!r}: did you rename or delete "
-                              "it?")
+                              message=missing_function_message(module, check.name))
             return
         for case, (inputs, _) in built.items():
             self.channel.send(kind="phase", phase="call", case=case)

@@ -40,17 +40,17 @@ def main(argv: list[str] | None = None) -> int:
               f"Open the notebook in JupyterLab (`jupyter lab {notebook}`) or edit the module; both are the same "
               f"document (JupyterLab with jupytext saves both). Grade it with `pytest --day {args.day}`.")
         return 0
-    from curriculum.progress import format_progress, grade_progress, last_progress
+    from curriculum.progress import format_progress, grade_progress, last_graded, last_progress
 
     if args.last:
         report = last_progress(args.workspace)
         if report is None:
             print("no grading yet: run `python -m curriculum progress`", file=sys.stderr)
             return 1
+        print(f"{last_graded(args.workspace)}; `python -m curriculum progress` grades afresh")
     else:
-        print("grading every day ...", file=sys.stderr)
         try:
-            report = grade_progress(args.workspace)
+            report = grade_progress(args.workspace, progress=True)
         except RuntimeError as error:
             print(f"python -m curriculum progress: {error}", file=sys.stderr)
             return 1

@@ -7,8 +7,10 @@ the learner's workspace copies, or the pristine stubs of days not started, and k
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,14 +22,22 @@ REPORT = Path(".progress") / "last.json"
 STATUS_ORDER = ("passed", "failed", "not started", "stale reference", "error")
 
 
+_COLLECTED = re.compile(r"collected (\d+) items?")
+_GRADED = re.compile(r"^day\d+::\w+ ")
+
+
 def grade_progress(workspace: Path | str | None = None, *, course_root: Path | None = None,
-                   course_models: str | None = None, device: str | None = None) -> dict[str, Any]:
-    """Grade every day on the learner's files; returns the JSON report (also written to `<workspace>/REPORT`)."""
+                   course_models: str | None = None, device: str | None = None,
+                   progress: bool = False) -> dict[str, Any]:
+    """Grade every day on the learner's files; returns the JSON report (also written to `<workspace>/REPORT`).
+    progress: show a progress bar (on stderr) that counts the exercises graded."""
+    from tqdm import tqdm
+
     base = workspace_dir(workspace)
     report = base / REPORT
     report.parent.mkdir(parents=True, exist_ok=True)
     report.unlink(missing_ok=True)
-    command = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--day", "all",
+    command = [sys.executable, "-m", "pytest", "-v", "-p", "no:cacheprovider", "--day", "all",
                "--grade-json", str(report)]
     if device:
         command += ["--course-device", device]
@@ -37,10 +47,23 @@ def grade_progress(workspace: Path | str | None = None, *, course_root: Path | N
         command += ["-o", f"course_models={course_models}"]
     python_path = os.pathsep.join(filter(None, [str(COURSE_ROOT), os.environ.get("PYTHONPATH")]))
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": python_path, "MECHINTERP_WORKSPACE": str(base)}
-    result = subprocess.run(command, capture_output=True, text=True, cwd=base, env=env)
+    lines: list[str] = []
+    with tqdm(desc="grading every day", unit="exercise", disable=not progress) as bar:
+        with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, cwd=base,
+                              env=env) as process:
+            assert process.stdout is not None
+            for line in process.stdout:  # pytest -v: "collected N items", then a line per exercise graded
+                lines.append(line)
+                collected = _COLLECTED.search(line)
+                if collected and bar.total is None:
+                    bar.total = int(collected.group(1))
+                    bar.refresh()
+                elif _GRADED.match(line):
+                    bar.update(1)
     if not report.is_file():
-        tail = "\n".join((result.stdout + result.stderr).strip().splitlines()[-5:])
-        raise RuntimeError(f"grading stopped before writing its report (exit {result.returncode}):\n{tail}")
+        tail = "".join(lines).strip().splitlines()[-5:]
+        raise RuntimeError(f"grading stopped before writing its report (exit {process.returncode}):\n"
+                           + "\n".join(tail))
     return json.loads(report.read_text())
 
 
@@ -48,6 +71,20 @@ def last_progress(workspace: Path | str | None = None) -> dict[str, Any] | None:
     """The report of the last `grade_progress`, or None if there was none."""
     report = workspace_dir(workspace) / REPORT
     return json.loads(report.read_text()) if report.is_file() else None
+
+
+def last_graded(workspace: Path | str | None = None, now: datetime.datetime | None = None) -> str:
+    """When the last `grade_progress` ran, e.g. "graded 2026-12-04 11:52 (3 hours ago)", or "" if it never did."""
+    report = workspace_dir(workspace) / REPORT
+    if not report.is_file():
+        return ""
+    when = datetime.datetime.fromtimestamp(report.stat().st_mtime).astimezone()
+    seconds = max(0, int(((now or datetime.datetime.now().astimezone()) - when).total_seconds()))
+    for unit, size in (("day", 86400), ("hour", 3600), ("minute", 60)):
+        if seconds >= size:
+            count = seconds // size
+            return f"graded {when:%Y-%m-%d %H:%M} ({count} {unit}{'s' if count > 1 else ''} ago)"
+    return f"graded {when:%Y-%m-%d %H:%M} (just now)"
 
 
 def format_progress(report: dict[str, Any]) -> str:

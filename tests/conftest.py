@@ -4,15 +4,13 @@ from __future__ import annotations
 
 import os
 import shutil
-import tempfile
 import warnings
 from pathlib import Path
+from typing import Iterator
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
-# the project's tests never see (nor write) the learner's own workspace
-os.environ["MECHINTERP_WORKSPACE"] = tempfile.mkdtemp(prefix="course-tests-workspace-")
 pytest_plugins = ["pytester"]
 
 FIXTURE_COURSE = Path(__file__).parent / "fixtures" / "course"
@@ -39,6 +37,17 @@ def make_fixture_course(destination: Path):
         files.curriculum.parent.mkdir(parents=True, exist_ok=True)
         files.curriculum.write_text(curriculum_text(files.solution))
     return course
+
+
+@pytest.fixture(scope="session", autouse=True)
+def isolated_workspace(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """The project's tests never see (nor write) the learner's own workspace: a fresh one under pytest's temporary
+    folder while they run. A fixture, not an import-time setting, so that `pytest --day N` run inside the checkout
+    (which loads this file but runs no test of it) grades the learner's workspace."""
+    workspace = tmp_path_factory.mktemp("workspace")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("MECHINTERP_WORKSPACE", str(workspace))
+        yield workspace
 
 
 @pytest.fixture(scope="session")

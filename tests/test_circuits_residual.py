@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import warnings
 
 import pytest
@@ -38,7 +39,39 @@ def hooked_logits(model: HookedTransformer, tokens: torch.Tensor, name: str, pos
     return model.run_with_hooks(tokens, fwd_hooks=[(name, patch)])
 
 
+FLOAT32_EPS = torch.finfo(torch.float32).eps
+
+
+def assert_float32_close(got: torch.Tensor, plain32: torch.Tensor, plain64: torch.Tensor, what: str) -> None:
+    """`got` (a float32 computation) equals the float64 result `plain64` up to float32 rounding at this computation:
+    the error of the plain float32 run `plain32` against float64 (which grows with the depth and the magnitudes
+    inside the model, not only the outputs') times 8, plus 64 float32 ulps of the largest output. A wrong patch is
+    off by the size of the logits, far beyond it; the message gives the sizes."""
+    assert got.shape == plain64.shape, f"{what}: shape {tuple(got.shape)}, expected {tuple(plain64.shape)}"
+    scale = plain64.abs().max().item()
+    own_error = (plain32.double() - plain64).abs().max().item()
+    tolerance = 8 * own_error + 64 * FLOAT32_EPS * scale
+    error = (got.double() - plain64).abs()
+    worst = error.max().item()
+    assert worst <= tolerance, (
+        f"{what}: max abs error {worst:.3g} against float64 at index {largest_index(error)}, "
+        f"over the tolerance {tolerance:.3g} (the plain float32 run is off by {own_error:.3g}; outputs up to "
+        f"{scale:.3g})")
+
+
+def largest_index(values: torch.Tensor) -> tuple[int, ...]:
+    """The index of the largest element of `values`."""
+    return tuple(int(i) for i in torch.unravel_index(values.argmax(), values.shape))
+
+
+def float64_copy(model: HookedTransformer) -> HookedTransformer:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return copy.deepcopy(model).to(torch.float64)
+
+
 def assert_matches_hooked_runs(model: HookedTransformer, seq: int, read_positions: list[int], seed: int) -> None:
+    model64 = float64_copy(model)
     generator = torch.Generator().manual_seed(seed)
     clean = torch.randint(model.cfg.d_vocab, (5, seq), generator=generator)
     source = torch.randint(model.cfg.d_vocab, (5, seq), generator=generator)
@@ -50,9 +83,10 @@ def assert_matches_hooked_runs(model: HookedTransformer, seq: int, read_position
         for position in range(seq):
             resid = source_cache[name][:, position]
             expected = hooked_logits(model, clean, name, position, resid)[:, read_positions]
+            expected64 = hooked_logits(model64, clean, name, position, resid.double())[:, read_positions]
             got = circuits.logits_with_residual_patch(model, clean_cache, point, position, resid, read_positions)
-            assert got.shape == expected.shape
-            torch.testing.assert_close(got, expected, atol=1e-4, rtol=1e-4, msg=f"{name}, position {position}")
+            assert got.dtype == expected.dtype
+            assert_float32_close(got, expected, expected64, f"{name}, position {position}")
             if position in read_positions:  # the patched position's own logits move (the patch is not a no-op)
                 column = read_positions.index(position)
                 assert not torch.allclose(got[:, column], clean_logits[:, position], atol=1e-3)
@@ -86,9 +120,10 @@ def test_patching_the_clean_residual_stream_changes_nothing() -> None:
     model = load_model("array-2l1h")
     tokens = torch.randint(model.cfg.d_vocab, (4, model.cfg.n_ctx), generator=torch.Generator().manual_seed(3))
     logits, cache = circuits.run_for_residual_patching(model, tokens)
+    logits64 = float64_copy(model)(tokens)
     for point, name in enumerate(circuits.residual_patching_names(model)[: model.cfg.n_layers + 1]):
         got = circuits.logits_with_residual_patch(model, cache, point, 2, cache[name][:, 2], [7, 8, 9])
-        torch.testing.assert_close(got, logits[:, [7, 8, 9]], atol=1e-5, rtol=1e-5)
+        assert_float32_close(got, logits[:, [7, 8, 9]], logits64[:, [7, 8, 9]], f"{name}, position 2")
 
 
 def test_unsupported_models_raise() -> None:

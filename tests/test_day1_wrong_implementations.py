@@ -14,8 +14,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from checks import grade
-from margins import CORRECT_MARGIN, WRONG_MARGIN, all_hints, case_margin, margins
+from margins import CORRECT_MARGIN, WRONG_MARGIN, all_hints, case_margin, grade, margins
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

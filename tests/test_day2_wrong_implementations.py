@@ -17,8 +17,7 @@ import pytest
 import torch
 from transformer_lens import FactoredMatrix
 
-from checks import grade
-from margins import CORRECT_MARGIN, all_hints, case_margin, is_clear_rejection, margins
+from margins import CORRECT_MARGIN, all_hints, case_margin, grade, is_clear_rejection, margins
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -18,8 +18,7 @@ import torch
 import torch.nn.functional as F
 from transformer_lens.hook_points import HookPoint
 
-from checks import grade
-from margins import CORRECT_MARGIN, WRONG_MARGIN, all_hints, case_margin, margins
+from margins import CORRECT_MARGIN, WRONG_MARGIN, all_hints, case_margin, grade, margins
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -15,8 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from checks import grade
-from margins import CORRECT_MARGIN, WRONG_MARGIN, case_margin, margins
+from margins import CORRECT_MARGIN, WRONG_MARGIN, case_margin, grade, margins
 from curriculum.data.array_indexing import (
     ANSWER_POSITIONS,
     BOS_TOKEN,

@@ -15,8 +15,7 @@ import pytest
 import torch
 from torch import Tensor
 
-from checks import grade
-from margins import CORRECT_MARGIN, all_hints, case_margin, is_clear_rejection, margins
+from margins import CORRECT_MARGIN, all_hints, case_margin, grade, is_clear_rejection, margins
 from solutions import day5_circuit_discovery as solution
 
 DIFFER = "differ"  # "... elements differ" (tensors) or "differ beyond the tolerance"

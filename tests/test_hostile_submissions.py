@@ -443,7 +443,7 @@ def test_a_hostile_exercise_fails_alone_and_says_why(name, pytester, built_cours
     before = _course_files(built_course)
     if case.instructor:
         graded, statuses, code = _grade_as_instructor(pytester.path, built_course, learner)
-        assert code == 0  # the batch itself succeeded; the failure is in the submission's report
+        assert code == 1  # graded, and an exercise failed (its report says which and why)
     else:
         graded, statuses, code = _grade_with_pytest(pytester, built_course, learner, report)
         assert code == pytest.ExitCode.TESTS_FAILED

@@ -80,13 +80,13 @@ def test_side_by_side_gives_the_outcomes_of_one_at_a_time(built_course, tmp_path
 
 
 def test_a_file_that_cannot_be_imported_is_explained_once_side_by_side(built_course, tmp_path):
-    learner = _learner(tmp_path, built_course, "def half_written(:")
+    learner = _learner(tmp_path, built_course, "@undefined_decorator\ndef half_written():\n    pass")
     with _session(built_course, learner, parallel=1) as (session, day):
         alone = _grade_all(session, day)
     for _ in range(3):  # the exercise that says why is the first, every time
         with _session(built_course, learner, parallel=2) as (session, day):
             assert _grade_all(session, day) == alone
-    assert "syntax error" in alone[0][2]
+    assert "NameError: name 'undefined_decorator' is not defined" in alone[0][2]
     assert all(message.startswith("not graded") and alone[0][0] in message for _, _, message in alone[1:])
 
 

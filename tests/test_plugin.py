@@ -128,6 +128,18 @@ def test_solutions_pass_every_day_with_table_and_json(pytester, built_course):
     result.stdout.fnmatch_lines(["day 1: 7/7 passed", "day 2: 2/2 passed"])
 
 
+def test_junit_times_each_exercise_as_the_table_does(pytester, built_course):
+    import xml.etree.ElementTree as ElementTree
+
+    junit = pytester.path / "junit.xml"
+    result, report = _run(pytester, built_course, "--day", "1", "--solutions", f"--junitxml={junit}")
+    table = {entry["exercise"]: entry["duration_s"] for entry in report["exercises"]}
+    times = {case.get("name"): float(case.get("time")) for case in ElementTree.parse(junit).iter("testcase")}
+    assert times.keys() == table.keys()
+    assert all(abs(times[name] - table[name]) <= 6e-4 for name in table), (times, table)  # JUnit rounds to 1 ms
+    assert all(time > 0 for time in times.values()), times
+
+
 def test_fresh_curriculum_is_not_started_and_exits_zero(pytester, built_course):
     result, report = _run(pytester, built_course, "--day", "1,2", "--course-device", "cpu")
     assert result.ret == pytest.ExitCode.OK
@@ -168,6 +180,21 @@ def test_bad_options_are_usage_errors(pytester, built_course, mixed_learner, arg
     result = pytester.runpytest_inprocess(*args)
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     assert message in result.stderr.str()
+
+
+def test_a_learner_file_of_another_kind_is_a_usage_error(pytester, built_course):
+    notes = pytester.makefile(".txt", notes="my notes on day 1\n")
+    _ini(pytester, built_course)
+    result = pytester.runpytest_inprocess("--day", "1", "--learner", str(notes))
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    assert "is neither a .py module nor a .ipynb notebook" in result.stderr.str()
+
+
+def test_grading_under_pytest_xdist_is_a_usage_error_not_an_empty_report(pytester, built_course):
+    pytest.importorskip("xdist")
+    result, report = _run(pytester, built_course, "--day", "1", "--solutions", "-p", "xdist", "-n", "2")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR and report == {}
+    assert "--day does not run under pytest-xdist" in result.stderr.str()
 
 
 def test_learner_notebook_is_graded_without_its_exploration_cells(pytester, built_course):
@@ -215,6 +242,32 @@ def test_broken_learner_file_fails_its_day_with_the_reason(pytester, built_cours
     result, report = _run(pytester, built_course, "--day", "1", "--learner", str(broken))
     assert set(_statuses(report).values()) == {"failed"}
     assert "syntax error on line 1" in report["exercises"][0]["message"]
+
+
+def test_a_syntax_error_in_one_notebook_cell_fails_that_cells_exercises_only(pytester, built_course):
+    """Reported at the cell, the line within it and the exercises it defines (not at a line of the notebook's
+    JSON); the exercises of the intact cells are graded."""
+    import jupytext
+
+    source = built_course.days[1].solution_path.read_text()
+    broken_line = "    scores = torch.einsum(\"bqhd,bkhd->bhqk\", q, k / q.shape[-1] ** 0.5"
+    source = source.replace('    scores = torch.einsum("bqhd,bkhd->bhqk", q, k) / q.shape[-1] ** 0.5', broken_line)
+    notebook = jupytext.reads(source, fmt="py:percent")
+    number, cell = next((n, c) for n, c in enumerate(notebook.cells, start=1) if broken_line in c.source)
+    line = cell.source.splitlines().index(broken_line) + 1
+    path = pytester.path / "my_day1.ipynb"
+    jupytext.write(notebook, path)
+    result, report = _run(pytester, built_course, "--day", "1", "--learner", str(path))
+    statuses = _statuses(report)
+    assert statuses.pop("attention_pattern") == statuses.pop("mean_logit") == "failed"
+    assert statuses.pop("head_summary") == "failed"  # it calls attention_pattern
+    assert set(statuses.values()) == {"passed"}, statuses
+    message = next(e["message"] for e in report["exercises"] if e["exercise"] == "mean_logit")
+    assert message.startswith(f"{path}: cell {number} (it defines attention_pattern, mean_logit) has a syntax error "
+                              f"on line {line} of the cell: "), message
+    assert broken_line.strip() in message
+    calling = next(e["message"] for e in report["exercises"] if e["exercise"] == "head_summary")
+    assert f"`attention_pattern` is not defined because {path}: cell {number}" in calling, calling
 
 
 def test_stale_and_missing_references_are_errors_with_the_rebuild_command(pytester, fresh_course):

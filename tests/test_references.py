@@ -184,3 +184,37 @@ def test_every_input_case_is_graded_and_a_failure_names_its_case(built_course):
     assert outcome.message.startswith("On input case '2 x 11 tokens below 5':")
     record = json.loads(day.reference_paths[1].read_text())
     assert set(record["exercises"]["count_repeats"]["cases"]) == set(check.cases)
+
+
+def test_rebuilding_an_unchanged_course_changes_no_file_and_a_changed_solution_is_rebuilt(fresh_course):
+    """`python -m checks references` is reproducible: references that differ from today's outputs by float rounding
+    only (built on another CPU or thread count) are kept byte for byte, with their record and the manifest; a
+    changed solution's output is written."""
+    import time
+
+    from checks.__main__ import main
+    from checks.manifest import manifest_path, write_manifest
+
+    day = fresh_course.days[1]
+    outputs_path, fingerprint_path = day.reference_paths
+    outputs = torch.load(outputs_path, weights_only=True)
+    case = next(iter(outputs["attention_pattern"]))
+    pattern = outputs["attention_pattern"][case]
+    outputs["attention_pattern"][case] = torch.nextafter(pattern, torch.full_like(pattern, 2.0))  # one ulp off
+    torch.save(outputs, outputs_path)
+    write_manifest(fresh_course)
+    files = [outputs_path, fingerprint_path, manifest_path(fresh_course)]
+    before = {path: path.read_bytes() for path in files}
+    command = ["references", "--day", "1", "--root", str(fresh_course.root), "--models", fresh_course.model_loader]
+    time.sleep(1.1)  # a rebuild in another second than the build
+    assert main(command) == 0
+    assert {path: path.read_bytes() for path in files} == before
+
+    solution = day.solution_path
+    solution.write_text(solution.read_text().replace("return model(tokens).mean().item()",
+                                                     "return 2 * model(tokens).mean().item()"))
+    assert main(command) == 0
+    rebuilt = torch.load(outputs_path, weights_only=True)
+    assert all(rebuilt["mean_logit"][name] == 2 * outputs["mean_logit"][name] for name in outputs["mean_logit"])
+    assert torch.equal(rebuilt["attention_pattern"][case], outputs["attention_pattern"][case])  # kept as stored
+    assert manifest_path(fresh_course).read_bytes() != before[manifest_path(fresh_course)]

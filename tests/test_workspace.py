@@ -118,6 +118,31 @@ def test_pytest_day_grades_the_workspace_copy_and_prints_it(pytester, built_cour
     result.stdout.fnmatch_lines([f"day 1: grading your copy {module}", "*day 1: 1/7 passed, 6 not started"])
 
 
+def test_pytest_day_inside_the_checkout_grades_the_workspace_and_tests_leave_no_temporary_files(
+        built_course, tmp_path, monkeypatch):
+    """From the course's own folder, pytest loads tests/conftest.py even for `--day`: it must not replace the
+    learner's workspace. Neither a grading run nor a run of the project's tests leaves anything in the temporary
+    folder besides pytest's own (pytest-of-<user>, which pytest prunes)."""
+    workspace = tmp_path / "ws"
+    notebook, module = _started_course(built_course, workspace, monkeypatch)
+    _fill(module, "count_repeats", "return int((tokens[:, 1:] == tokens[:, :-1]).sum())")
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    env = {**os.environ, "TMPDIR": str(scratch), "MECHINTERP_WORKSPACE": str(workspace)}
+    command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"]
+    graded = subprocess.run([*command, "--day", "1", "-k", "count_repeats", "-o", f"course_root={built_course.root}",
+                             "-o", f"course_models={built_course.model_loader}"],
+                            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
+    assert f"day 1: grading your copy {module}" in graded.stdout, graded.stdout + graded.stderr
+    assert graded.returncode == 0 and "1 passed" in graded.stdout, graded.stdout + graded.stderr
+    assert sorted(path.name for path in scratch.iterdir()) == []
+    tests = subprocess.run([*command, "-q", "tests/test_compare.py::test_tolerance_is_atol_plus_rtol_times_expected"],
+                           capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
+    assert tests.returncode == 0, tests.stdout + tests.stderr
+    left = sorted(path.name for path in scratch.iterdir())
+    assert all(name.startswith("pytest-of-") for name in left), left
+
+
 # ---- notebook and terminal agree -------------------------------------------------------------------------------------
 AGREEING_LEARNER = '''
 # %%
@@ -236,7 +261,8 @@ def test_run_all_goes_past_unwritten_exercises(capsys):
     shell = InteractiveShell.instance()
     try:
         shell.run_cell("MAIN = True", store_history=False)
-        assert keep_going_past_stubs()
+        assert keep_going_past_stubs() is None  # the notebook's cell calling it shows nothing
+        assert any(type(t).__name__ == "_GuardExplorations" for t in shell.ast_transformers)
         cells = [
             'def induction_scores(x):\n    """Doc."""\n    raise NotImplementedError("write induction_scores, then run '
             'check(induction_scores)")',
@@ -265,6 +291,37 @@ def test_run_all_goes_past_unwritten_exercises(capsys):
     finally:
         shell.ast_transformers.clear()
         InteractiveShell.clear_instance()
+
+
+def test_a_skipped_cell_names_the_exercises_it_needs_not_every_earlier_one(capsys):
+    from IPython.core.interactiveshell import InteractiveShell
+
+    from curriculum import run_all
+    from curriculum.run_all import keep_going_past_stubs
+
+    shell = InteractiveShell.instance()
+    try:
+        shell.run_cell("MAIN = True", store_history=False)
+        keep_going_past_stubs()
+        for name in ("tokenize", "induction_scores"):
+            shell.run_cell(f'def {name}(x):\n    raise NotImplementedError("write {name}, then run check({name})")',
+                           store_history=False)
+        cells = ["if MAIN:\n    tokens = tokenize(1)",
+                 "if MAIN:\n    scores = induction_scores(2)",
+                 "if MAIN:\n    top = sorted(scores)",           # needs scores: induction_scores only
+                 "if MAIN:\n    print(top, tokens)"]             # needs top, left undefined by the cell above
+        assert all(shell.run_cell(cell, store_history=False).success for cell in cells)
+        printed = capsys.readouterr().out.splitlines()
+        assert printed[2:] == [
+            "[skipped the rest of this cell] it needs scores, which an earlier cell did not get to define: write "
+            "induction_scores first",
+            "[skipped the rest of this cell] it needs top, which an earlier cell did not get to define: write "
+            "induction_scores first"]
+    finally:
+        shell.ast_transformers.clear()
+        InteractiveShell.clear_instance()
+        run_all._stopped.clear()
+        run_all._left_undefined.clear()
 
 
 # ---- a plugin that never breaks unrelated pytest runs ----------------------------------------------------------------
@@ -308,19 +365,26 @@ def test_a_users_checks_module_and_device_option_do_not_break_their_pytest(tmp_p
 
 
 # ---- progress --------------------------------------------------------------------------------------------------------
-def test_progress_shows_every_day_its_exercises_and_the_score(built_course, tmp_path, monkeypatch):
+def test_progress_shows_every_day_its_exercises_and_the_score(built_course, tmp_path, monkeypatch, capsys):
     from curriculum.progress import format_progress, grade_progress, last_progress
 
     notebook, module = _started_course(built_course, tmp_path / "ws", monkeypatch)
     _fill(module, "count_repeats", "return int((tokens[:, 1:] == tokens[:, :-1]).sum())")
     _fill(module, "describe_shape", 'return "wrong"')
-    report = grade_progress(course_root=built_course.root, course_models=built_course.model_loader, device="cpu")
+    report = grade_progress(course_root=built_course.root, course_models=built_course.model_loader, device="cpu",
+                            progress=True)
+    assert "9/9" in capsys.readouterr().err  # the progress bar counted every exercise of both days
     assert last_progress() == report
     text = format_progress(report)
     assert "day 1 (day1_toy): 1/7 passed, 1 failed, 5 not started" in text
     assert f"  graded {module}" in text
     assert "    passed       count_repeats" in text and "    failed       describe_shape" in text
     assert "day 2 (day2_toy): 0/2 passed, 2 not started" in text
+    from curriculum.__main__ import main
+
+    assert main(["progress", "--last"]) == 0  # says when, without grading
+    shown = capsys.readouterr().out
+    assert shown.startswith("graded ") and "(just now)" in shown.splitlines()[0] and text in shown
 
 
 # ---- the whole loop, and the browser ---------------------------------------------------------------------------------
