@@ -504,3 +504,17 @@ def test_the_grading_process_never_imports_transformer_lens():
     root = Path(__file__).resolve().parent.parent
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=600)
     assert result.stdout.strip() == "False", result.stderr[-3000:]
+
+
+def test_a_stub_defined_after_a_written_function_leaves_it_not_started(tmp_path):
+    """The supervisor lets a worker say "not started" only for a stub it sees in the file; as when the file runs, a
+    later `def` of the same name is the one that counts."""
+    from checks.learner import written_exercises
+
+    stub = 'def f(x):\n    """Doc."""\n    raise NotImplementedError("write f")\n'
+    written = "def f(x):\n    return x\n"
+    path = tmp_path / "day.py"
+    path.write_text(written + "\n" + stub)
+    assert written_exercises(path, ["f"]) == set()
+    path.write_text(stub + "\n" + written)
+    assert written_exercises(path, ["f"]) == {"f"}
