@@ -85,17 +85,18 @@ if MAIN:
 # ## 1. The data, the loss, the labels
 #
 # The model was trained on batches in which every example draws its own list, its own `idx` and its own `elt`,
-# independently and uniformly. Write the sampler. Its output is graded exactly, so its docstring also fixes which
-# random draws it makes and in which order (the same generator state must give the course's batch).
+# independently and uniformly. Write the sampler. Any correct way of drawing passes: it is graded by its contract
+# (a valid batch, the same batch from the same generator state, and uniform draws over many seeds), not against one
+# particular sequence of draws.
 
 # %% tags=["exercise"]
 def sample_array_indexing_batch(batch_size: int, generator: torch.Generator) -> Int[Tensor, "batch seq"]:
     """`batch_size` sequences `BOS a0 a1 a2 NL idx elt NL b0 b1 b2` (int64, [batch_size, 2 * LIST_LEN + 5]) where b
-    is a after the assignment a[idx] = elt, every example drawing its own a, idx and elt, uniformly.
+    is a after the assignment a[idx] = elt. Every example draws its own a (each entry uniform in [0, MAX_NUM)), idx
+    (uniform in [0, LIST_LEN)) and elt (uniform in [0, MAX_NUM)), independently of each other and of other examples.
 
-    Reproducibility contract: exactly three draws from `generator`, each one `torch.randint` of a whole tensor, in
-    this order: the lists a, [batch_size, LIST_LEN] in [0, MAX_NUM); then idx, [batch_size] in [0, LIST_LEN); then
-    elt, [batch_size] in [0, MAX_NUM). Raises ValueError if batch_size < 1.
+    All randomness comes from `generator`: the same generator state gives the same batch, and torch's global RNG is
+    left untouched. Raises ValueError if batch_size < 1.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be positive, got {batch_size}")

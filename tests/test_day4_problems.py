@@ -20,8 +20,8 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 # What code looks like in prose: a call, an operator between matrices, indexing or slicing, a tensor method.
 CODE = re.compile(r"\w\(|@|\[:|\[\d+:|\.(argmax|gather|mean|sum|softmax|log_softmax|clone|expand|where)\b|torch\."
                   r"|(?<![=<>!])=(?!=)")
-# The sampler is graded on an exact reference, so its contract must name the random draws it makes (see its check).
-CONTRACTS_THAT_NAME_CALLS = {"sample_array_indexing_batch": ("torch.randint", "a[idx] = elt")}
+# The sampler's contract defines b by the assignment it describes (what b is, not how to compute it).
+CONTRACTS_THAT_NAME_CALLS = {"sample_array_indexing_batch": ("a[idx] = elt",)}
 
 
 @pytest.mark.parametrize("check", CHECKS, ids=[check.name for check in CHECKS])

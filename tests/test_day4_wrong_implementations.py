@@ -42,13 +42,6 @@ def _assemble(lists: Tensor, idx: Tensor, elt: Tensor, update: bool = True) -> T
     return torch.cat([bos, lists, nl, idx[:, None], elt[:, None], nl, answers], dim=1)
 
 
-def sample_idx_first(batch_size, generator):
-    idx = torch.randint(0, LIST_LEN, (batch_size,), generator=generator)
-    lists = torch.randint(0, MAX_NUM, (batch_size, LIST_LEN), generator=generator)
-    elt = torch.randint(0, MAX_NUM, (batch_size,), generator=generator)
-    return _assemble(lists, idx, elt)
-
-
 def sample_without_update(batch_size, generator):
     lists = torch.randint(0, MAX_NUM, (batch_size, LIST_LEN), generator=generator)
     idx = torch.randint(0, LIST_LEN, (batch_size,), generator=generator)
@@ -57,6 +50,8 @@ def sample_without_update(batch_size, generator):
 
 
 def sample_one_idx_per_batch(batch_size, generator):
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
     lists = torch.randint(0, MAX_NUM, (batch_size, LIST_LEN), generator=generator)
     idx = torch.randint(0, LIST_LEN, (1,), generator=generator).expand(batch_size)
     elt = torch.randint(0, MAX_NUM, (1,), generator=generator).expand(batch_size)
@@ -448,6 +443,15 @@ def predict_without_checking_the_layer(model, tokens, layer):
 
 
 # ---- correct alternatives -----------------------------------------------------------------------------------------------
+def sample_idx_first(batch_size, generator):
+    if batch_size < 1:
+        raise ValueError("batch_size must be positive")
+    idx = torch.randint(0, LIST_LEN, (batch_size,), generator=generator)
+    lists = torch.randint(0, MAX_NUM, (batch_size, LIST_LEN), generator=generator)
+    elt = torch.randint(0, MAX_NUM, (batch_size,), generator=generator)
+    return _assemble(lists, idx, elt)
+
+
 def sample_with_scatter(batch_size, generator):
     if batch_size < 1:
         raise ValueError("batch_size must be at least 1")
@@ -910,10 +914,9 @@ DIFFER = "differ beyond the tolerance"
 SLIP, HARD_CODED, CONTRACT, AXIS = "numeric slip", "hard-coded value", "broken contract", "wrong axis or position"
 RAISES = "says it raises ValueError"
 WRONG_IMPLEMENTATIONS = [
-    (sample_idx_first, "sample_array_indexing_batch", SLIP, "first at index [0, 1]"),  # the list itself is wrong
-    (sample_without_update, "sample_array_indexing_batch", SLIP, "first at index [0, 8]"),  # only the answers
-    (sample_one_idx_per_batch, "sample_array_indexing_batch", AXIS, "differ"),
-    (sample_a_batch_of_64, "sample_array_indexing_batch", HARD_CODED, "expected (5, 11), got (64, 11)"),
+    (sample_without_update, "sample_array_indexing_batch", SLIP, "but a with a[idx] = elt has"),  # only the answers
+    (sample_one_idx_per_batch, "sample_array_indexing_batch", AXIS, "not uniform"),
+    (sample_a_batch_of_64, "sample_array_indexing_batch", HARD_CODED, "got (64, 11)"),
     (sample_without_checking_the_batch_size, "sample_array_indexing_batch", CONTRACT, RAISES),
     (sample_as_int32, "sample_array_indexing_batch", CONTRACT, "dtype torch.int32"),
     (loss_at_label_positions, "answer_loss", AXIS, "the logits one position late"),
@@ -997,6 +1000,7 @@ WRONG_IMPLEMENTATIONS = [
 
 CORRECT_ALTERNATIVES = [
     (sample_with_scatter, "sample_array_indexing_batch"),
+    (sample_idx_first, "sample_array_indexing_batch"),  # another order of draws: the contract does not fix one
     (sample_with_a_loop, "sample_array_indexing_batch"),
     (loss_with_cross_entropy, "answer_loss"),
     (loss_with_logsumexp, "answer_loss"),

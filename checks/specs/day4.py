@@ -1,12 +1,13 @@
 """Checks of day 4 (interpreting the array-indexing model `array-2l1h`).
 
 Inputs come from the zoo model and the course's canonical data generator, seeded by `env.generator`; corrupted
-sequences for patching are built here with plain torch. `predicted_read_positions` (the learner's own mechanism) is
-graded on how often it names the position layer 1 attends to most (its reference is the model's behaviour, not the
-solution's output). Checks declare
-the mistakes they can name (`Mistake`): reading the logits one position late, returning positions for tokens. Every exercise is graded on at least two cases that differ
-in what it reads (batch sizes, layers, list lengths, matrix sizes, seeds), and where its docstring promises a
-`ValueError`, on a case that must raise it.
+sequences for patching are built here with plain torch. `sample_array_indexing_batch` is judged by its contract for
+random draws (validity, reproducibility, uniform draws over many seeds), never against one sequence of draws.
+`predicted_read_positions` (the learner's own mechanism) is graded on how often it names the position layer 1 attends
+to most (its reference is the model's behaviour, not the solution's output). Checks declare the mistakes they can name
+(`Mistake`): reading the logits one position late, returning positions for tokens. Every exercise is graded on at
+least two cases that differ in what it reads (batch sizes, layers, list lengths, matrix sizes, seeds), and where its
+docstring promises a `ValueError`, on a case that must raise it.
 """
 
 from __future__ import annotations
@@ -16,14 +17,17 @@ from typing import Any, Callable
 
 import torch
 
+from checks.contracts import Choice, Contract, uniform_choice_test, with_fresh_generators, with_seeded_generators
 from checks.spec import Check, GradingEnv, Mistake, Raises
 from curriculum.data.array_indexing import (
     ANSWER_POSITIONS,
+    BOS_TOKEN,
     ELT_POSITION,
     IDX_POSITION,
     LABEL_POSITIONS,
     LIST_LEN,
     MAX_NUM,
+    NL_TOKEN,
     array_indexing_batch,
 )
 
@@ -196,6 +200,66 @@ def _layer1_top_positions(inputs: dict[str, Any]) -> torch.Tensor:
     return cache["pattern", 1][:, 0, list(ANSWER_POSITIONS)].argmax(-1)
 
 
+
+# sample_array_indexing_batch is judged by its contract (checks.contracts), not by one dictated order of draws: a valid
+# batch (layout, ranges, b = a with a[idx] = elt), reproducible from the generator, and over SAMPLE_TRIALS seeds each
+# example's a_j, elt, and the pair of the two examples' idx, uniform (the pair catches one idx shared by a batch).
+SAMPLE_TRIALS = 1000
+SAMPLE_DISTRIBUTION_CASE = "batch 2: a, idx and elt over 1000 seeds"
+SEQ_LEN = 2 * LIST_LEN + 5
+
+
+def _sample_facts(inputs: dict[str, Any]) -> dict[str, Any]:
+    return {"batch_size": inputs["batch_size"]}
+
+
+def _sample_valid(output: Any, facts: dict[str, Any]) -> str | None:
+    batch = facts["batch_size"]
+    if not isinstance(output, torch.Tensor) or tuple(output.shape) != (batch, SEQ_LEN):
+        shape = tuple(output.shape) if isinstance(output, torch.Tensor) else type(output).__name__
+        return f"expected a tensor of shape ({batch}, {SEQ_LEN}) (batch_size, 2 * LIST_LEN + 5), got {shape}"
+    if output.dtype != torch.int64:
+        return f"the output has dtype {output.dtype}; the docstring promises int64 tokens"
+    tokens = output.cpu()
+    for column, token, name in ((0, BOS_TOKEN, "BOS"), (LIST_LEN + 1, NL_TOKEN, "NL"), (LIST_LEN + 4, NL_TOKEN, "NL")):
+        if not (tokens[:, column] == token).all():
+            return f"position {column} must hold {name} (token {token}) in every example"
+    lists, idx, elt = tokens[:, 1:LIST_LEN + 1], tokens[:, IDX_POSITION], tokens[:, ELT_POSITION]
+    for what, values, high in (("a list entry", lists, MAX_NUM), ("idx", idx, LIST_LEN), ("elt", elt, MAX_NUM)):
+        if ((values < 0) | (values >= high)).any():
+            return f"{what} outside [0, {high}): {int(values[(values < 0) | (values >= high)][0])}"
+    expected = lists.clone()
+    expected[torch.arange(batch), idx] = elt
+    wrong = (tokens[:, LIST_LEN + 5:] != expected).nonzero()
+    if len(wrong):
+        b, j = (int(i) for i in wrong[0])
+        return (f"example {b}: b{j} is {int(tokens[b, LIST_LEN + 5 + j])}, but a with a[idx] = elt has "
+                f"{int(expected[b, j])} there (a = {lists[b].tolist()}, idx = {int(idx[b])}, elt = {int(elt[b])})")
+    return None
+
+
+def _sample_distribution(trials: list[Any], facts: dict[str, Any], alpha: float) -> str | None:
+    numbers = tuple(range(MAX_NUM))
+    choices, draws = [], [[] for _ in trials]
+    for b in range(facts["batch_size"]):
+        for j in range(LIST_LEN):
+            choices.append(Choice(f"example {b}'s a{j}", numbers))
+        choices.append(Choice(f"example {b}'s elt", numbers))
+    choices.append(Choice("the pair (idx of example 0, idx of example 1)",
+                          tuple((i, k) for i in range(LIST_LEN) for k in range(LIST_LEN))))
+    for k, trial in enumerate(trials):
+        tokens = trial.cpu()
+        for b in range(facts["batch_size"]):
+            draws[k] += [int(t) for t in tokens[b, 1:LIST_LEN + 1]] + [int(tokens[b, ELT_POSITION])]
+        draws[k].append((int(tokens[0, IDX_POSITION]), int(tokens[1, IDX_POSITION])))
+    return uniform_choice_test(choices, draws, alpha)
+
+
+SAMPLE_CONTRACT = Contract(valid=_sample_valid, facts=_sample_facts, fresh=with_fresh_generators,
+                           reseed=with_seeded_generators, distribution=_sample_distribution, trials=SAMPLE_TRIALS,
+                           distribution_cases=(SAMPLE_DISTRIBUTION_CASE,))
+
+
 CHECKS = [
     Check(
         name="sample_array_indexing_batch",
@@ -203,12 +267,14 @@ CHECKS = [
             "batch 64": _sample_inputs(64, 400),
             "batch 5, another seed": _sample_inputs(5, 1400),
             "batch_size 0 (raises ValueError)": Raises(ValueError, _sample_inputs(0, 2400)),
+            SAMPLE_DISTRIBUTION_CASE: _sample_inputs(2, 3400),
         },
         exact_types=True,
+        contract=SAMPLE_CONTRACT,
         hints=(
             "Which parts of a sequence are random, and which follow from the others? Only a, idx and elt are drawn.",
-            "Draw the three random parts, whole tensors at a time, in the docstring's order; build b as a copy of a "
-            "with one entry per example overwritten; then put BOS, a, NL, idx, elt, NL, b side by side.",
+            "Draw the three random parts from the generator, whole tensors at a time, each example its own; build b "
+            "as a copy of a with one entry per example overwritten; then put BOS, a, NL, idx, elt, NL, b side by side.",
             "lists = randint(0, MAX_NUM, (batch, LIST_LEN)), idx = randint(0, LIST_LEN, (batch,)), "
             "elt = randint(0, MAX_NUM, (batch,)), all with generator=generator; answers = lists.clone(); "
             "answers[arange(batch), idx] = elt; torch.cat the columns along dim 1.",
