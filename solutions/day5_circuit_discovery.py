@@ -341,7 +341,7 @@ def direct_effects(
 
     Components, in order: the token embedding, the position embedding, then for each layer its heads 0 to
     n_heads - 1 (each head's output after W_O), the layer's attention bias b_O, and its MLP output: 2 + n_layers *
-    (n_heads + 2) rows, float32 [component, batch]. A component's effect is linear in it: centred over d_model, divided
+    (n_heads + 2) rows, [component, batch]. A component's effect is linear in it: centred over d_model, divided
     by the frozen scale, multiplied by the LayerNorm weight and projected on the difference of the two tokens'
     unembedding columns. The effects plus the constant terms (LayerNorm bias and unembedding bias) add up to the
     logit difference.
@@ -410,7 +410,7 @@ def head_patching_by_position(
     """Normalised effect of patching the clean hook_z of one (layer, position, head) into the corrupted run.
 
     Normalised so that 0 is the corrupted run's mean logit difference and 1 the clean run's (means over the batch);
-    float32 [layer, seq, head]. Patches are run in batches, not one forward pass each: grading allows at most 24
+    [layer, seq, head]. Patches are run in batches, not one forward pass each: grading allows at most 24
     forward passes of the model per call.
     """
     _, clean_cache = model.run_with_cache(clean_tokens, names_filter=lambda name: name.endswith("hook_z"))
@@ -515,7 +515,7 @@ def path_patching_to_logits(
     """Effect of each sender head's corrupted output on the clean logit difference, other heads frozen clean.
 
     The change in the mean logit difference from the clean run, divided by the gap between the clean and corrupted
-    runs: 0 no effect, -1 as bad as the corrupted run; float32 [layer, head].
+    runs: 0 no effect, -1 as bad as the corrupted run; [layer, head].
     """
     _, clean_cache = model.run_with_cache(clean_tokens, names_filter=lambda name: name.endswith("hook_z"))
     _, corrupted_cache = model.run_with_cache(corrupted_tokens, names_filter=lambda name: name.endswith("hook_z"))
@@ -1047,7 +1047,7 @@ def name_direct_effects(
     """Direct effect of each component on the IO logit (column 0) and on the S logit (column 1), each relative to the
     average name: the direction of a name t is its unembedding minus the mean unembedding of `name_tokens`.
 
-    Components and the frozen final LayerNorm exactly as in `direct_effects` (same rows, same order); float32.
+    Components and the frozen final LayerNorm exactly as in `direct_effects` (same rows, same order).
     Column 0 minus column 1 is `direct_effects` with IO as the correct token and S as the wrong one.
     """
     _, cache = model.run_with_cache(tokens)
