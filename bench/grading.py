@@ -5,7 +5,7 @@
 
 Each run is a fresh `pytest --day N --solutions` process. Per day and device it times two ways of grading,
 interleaved run by run so that both see the same machine load: "isolated" (the default: a supervisor, and a forked
-worker per exercise, see `checks.supervisor`) and "in-process" (the old path, learner code in the pytest process,
+worker per exercise, see `checks.isolation.supervisor`) and "in-process" (the old path, learner code in the pytest process,
 selected with COURSE_GRADING_IN_PROCESS=1). Prints the medians, their spread and the ratio isolated / in-process
 (timings on a shared machine are noisy: compare ratios measured side by side, not absolute numbers).
 """

@@ -50,7 +50,7 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--memory-gb", type=float, default=4.0,
                        help="memory each worker may allocate beyond the warm parent's, in GiB (default 4)")
     autograder = commands.add_parser("autograder", help="build a Gradescope or PrairieLearn autograder of a day "
-                                     "(see checks.autograder)")
+                                     "(see checks.frontends.autograder)")
     autograder.add_argument("--day", required=True, type=int, help="the day it grades")
     autograder.add_argument("--platform", required=True, choices=("gradescope", "prairielearn"))
     autograder.add_argument("--out", required=True, type=Path, help="folder to write it into")
@@ -70,8 +70,8 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     from checks.course import DEFAULT_MODEL_LOADER, Course, CourseError
-    from checks.references import build_references
-    from checks.session import parse_days
+    from checks.store.references import build_references
+    from checks.frontends.session import parse_days
 
     course = Course(args.root.resolve(), args.models or DEFAULT_MODEL_LOADER) if args.root else Course.default()
     if args.models and not args.root:
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
 
         if not torch.cuda.is_available():
             parser.error("--device cuda: no CUDA device is available here")
-    from checks.manifest import write_manifest
+    from checks.store.manifest import write_manifest
 
     if args.command == "manifest":
         print(f"wrote {write_manifest(course)}")
@@ -111,8 +111,8 @@ def path_bytes(paths: tuple[Path, ...]) -> list[bytes | None]:
 
 def _grade(args: argparse.Namespace, course: Course) -> int:
     from checks.course import CourseError
-    from checks.limits import GiB, Limits
-    from checks.submissions import SUMMARY_FILE, exit_code, format_scores, grade_submissions
+    from checks.isolation.limits import GiB, Limits
+    from checks.frontends.batch import SUMMARY_FILE, exit_code, format_scores, grade_submissions
 
     out = args.out.resolve()
     limits = Limits(submission_s=args.timeout, memory_bytes=int(args.memory_gb * GiB))
@@ -131,7 +131,7 @@ def _grade(args: argparse.Namespace, course: Course) -> int:
 
 
 def _autograder(args: argparse.Namespace, course: Course) -> int:
-    from checks.autograder import AutograderSettings, build_autograder
+    from checks.frontends.autograder import AutograderSettings, build_autograder
     from checks.course import CourseError
 
     try:

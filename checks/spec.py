@@ -21,14 +21,14 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import torch
 
-if TYPE_CHECKING:  # the grading supervisor never imports transformer_lens (only its workers do): see checks.worker
+if TYPE_CHECKING:  # the grading supervisor never imports transformer_lens (only its workers do): see checks.isolation.worker
     from transformer_lens import HookedTransformer
 
-    from checks.contracts import Contract
+    from checks.judging.contracts import Contract
 
 
 class GradingEnv(Protocol):
-    """What an inputs builder may use. The grader provides it (see `checks.env`)."""
+    """What an inputs builder may use. The grader provides it (see `checks.pipeline.env`)."""
 
     device: torch.device
 
@@ -92,7 +92,7 @@ class Check:
     expected_from: where more than one output is right (a learner's own predictor of a model's behaviour), the
         reference is what this computes from a case's inputs (e.g. the model's behaviour), not the solution's output;
         the solution must pass against it like any learner. Use with `min_agreement`.
-    min_agreement: judge integer outputs by agreement (`checks.compare.agreement`): at least this fraction of the
+    min_agreement: judge integer outputs by agreement (`checks.judging.compare.agreement`): at least this fraction of the
         elements equal the reference's in every column of the last dimension. Judged in the supervisor, on plain
         data, as every comparison is.
     mistakes: known mistakes (`Mistake`) whose message is added when a failing output matches one of them.
@@ -102,9 +102,9 @@ class Check:
     timeout_s: wall-clock budget for one call of the learner's function.
     contract: for an exercise that draws at random, judge each case by properties (validity, reproducibility, and a
         statistical test of the draws over many generator seeds) instead of the solution's exact draw: see
-        `checks.contracts`. Raises cases are still judged by their exception.
+        `checks.judging.contracts`. Raises cases are still judged by their exception.
     forward_passes: the most forward passes of a model one call may run (counted on `HookedTransformer.forward`,
-        outside the learner's code: see `checks.budgets`), for exercises whose point is batching; None: no bound.
+        outside the learner's code: see `checks.pipeline.budgets`), for exercises whose point is batching; None: no bound.
     axes: names of a tensor output's dimensions, for messages (e.g. ("layer", "position", "head")): an index
         [3, 13, 3] then also reads "(head a3.h3 at position 13)".
     """

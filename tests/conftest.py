@@ -21,8 +21,8 @@ def make_fixture_course(destination: Path):
     """A copy of the fixture course (tests/fixtures/course) under `destination`, with references and curriculum
     built, as a `checks.course.Course`."""
     from checks.course import Course
-    from checks.manifest import write_manifest
-    from checks.references import build_references
+    from checks.store.manifest import write_manifest
+    from checks.store.references import build_references
     from notebooks.builder import curriculum_text, find_days
 
     root = destination / "course"

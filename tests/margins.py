@@ -1,6 +1,6 @@
 """Test support: the margin (error over tolerance) of a function's output on each input case of a check.
 
-A margin is `checks.compare.Verdict.margin`: 0 for an exact match, at most 1 on a pass, inf for a mismatch no
+A margin is `checks.judging.compare.Verdict.margin`: 0 for an exact match, at most 1 on a pass, inf for a mismatch no
 tolerance covers (type, shape, exact values, a broken contract). The grader's accuracy tests ask that every wrong
 implementation fails its case by a margin of at least 10 and every correct alternative passes every case by at most
 0.1, so that neither verdict hangs on rounding.
@@ -14,13 +14,14 @@ from functools import lru_cache
 from typing import Any, Callable
 
 import checks
-from checks.compare import agreement, compare
+from checks.judging.compare import agreement, compare
 from checks.course import Course
-from checks.env import Env
-from checks.contracts import contract_verdict
-from checks.judge import Raised, case_facts, expected_raise, graded_callable, snapshot, type_mismatch
-from checks.outcome import Outcome
-from checks.references import ReferenceStore, fingerprint_inputs
+from checks.pipeline.env import Env
+from checks.judging.contracts import contract_verdict
+from checks.judging.judge import Raised, case_facts, expected_raise, graded_callable, snapshot, type_mismatch
+from checks.pipeline.outcome import Outcome
+from checks.pipeline.inputs import build_inputs
+from checks.store.references import ReferenceStore
 from checks.spec import expected_exception
 
 WRONG_MARGIN = 10.0
@@ -47,10 +48,8 @@ def built_inputs(exercise: str, case: str, device: str = "cpu") -> tuple[dict[st
     """The inputs of one case, and its stored reference output."""
     day, check = _course().find(exercise)
     env = _env(device)
-    env.prepare()
-    inputs = check.cases[case](env)
-    fingerprint = fingerprint_inputs(inputs, {name: env.model_hashes[name] for name in env.models_used})
-    return inputs, _store(day.number).expected(exercise, case, fingerprint)
+    built = build_inputs(env, check, case)
+    return built.inputs, _store(day.number).expected(exercise, case, built.fingerprint)
 
 
 def output_margin(actual: Any, expected: Any, exercise: str) -> float:
@@ -77,7 +76,7 @@ def grade(function: Callable[..., Any], *, name: str | None = None, device: str 
     `case_margin` and `margins` judge those outputs instead of building the inputs and calling it again. A check with
     a random-draw contract calls the function several times per case: nothing is kept, its margins are recomputed."""
     global _graded
-    from checks.grading import default_device
+    from checks.pipeline.grading import default_device
 
     exercise = name or function.__name__
     _, check = _course().find(exercise)

@@ -1,4 +1,4 @@
-"""The Gradescope and PrairieLearn autograders (`python -m checks autograder`, `checks.autograder`): what they are built
+"""The Gradescope and PrairieLearn autograders (`python -m checks autograder`, `checks.frontends.autograder`): what they are built
 of, and the results.json they write for honest, partial, hostile and ungradable submissions, on fake platform roots
 graded against the fixture course (the same supervisor/worker path as `python -m checks grade`)."""
 
@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from checks.__main__ import main as checks_main
-from checks.autograder import AutograderSettings, SubmissionError, feedback, find_submission, run, torch_version
+from checks.frontends.autograder import AutograderSettings, SubmissionError, feedback, find_submission, run, torch_version
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ def _platform_root(tmp_path: Path, platform: str, files: dict[str, str]) -> Path
 
 def _grade(course, platform: str, root: Path, *extra: str, script: Path | None = None) -> dict:
     """Grade the submission under the fake platform `root` and return the results.json written there: with `script`,
-    by running that built script in a process of its own, as the platform does; else by `checks.autograder.run`."""
+    by running that built script in a process of its own, as the platform does; else by `checks.frontends.autograder.run`."""
     variable = "AUTOGRADER_ROOT" if platform == "gradescope" else "GRADE_ROOT"
     if script is None:
         os.environ[variable] = str(root)  # the hostile submission looks for it, as it would on the platform

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from checks.compare import compare
+from checks.judging.compare import compare
 
 
 @pytest.fixture

@@ -9,11 +9,11 @@ import textwrap
 import pytest
 import torch
 
-from checks.audits import cache_complaint, config_changes, watch_caching
+from checks.pipeline.audits import cache_complaint, config_changes, watch_caching
 from checks.course import Course, CourseError
-from checks.env import Env
-from checks.judge import Raised, Rejection, catching, first_difference, judge, snapshot, type_mismatch
-from checks.outcome import Status
+from checks.pipeline.env import Env
+from checks.judging.judge import Raised, Rejection, catching, first_difference, judge, snapshot, type_mismatch
+from checks.pipeline.outcome import Status
 from checks.spec import Check, Raises, expected_exception
 from conftest import FIXTURE_COURSE, FIXTURE_MODELS
 
@@ -187,7 +187,7 @@ def test_a_progress_bars_monitor_thread_is_not_a_leftover_thread():
 
     from tqdm import tqdm
 
-    from checks.env import global_state, global_state_changes
+    from checks.pipeline.env import global_state, global_state_changes
 
     before = global_state()
     with tqdm(total=1, mininterval=0, disable=False) as bar:

@@ -16,8 +16,8 @@ from curriculum.data.array_indexing import (
     LABEL_POSITIONS,
     LIST_LEN,
     MAX_NUM,
-    array_indexing_batch,
 )
+from curriculum.models.recipes.array_indexing_data import array_indexing_batch
 from curriculum.models import load_model
 from solutions import day4_array_indexing as day4
 

@@ -11,7 +11,7 @@ import textwrap
 import pytest
 
 from checks.course import Course
-from checks.session import GradingSession
+from checks.frontends.session import GradingSession
 from checks.specs.day4 import CHECKS
 from solutions import day4_array_indexing as solution
 
@@ -64,10 +64,10 @@ def test_the_declared_mistakes_are_named_through_the_supervisor(tmp_path):
         """))
     session = GradingSession(course, [day], device="cpu", learner=learner, in_process=False)
     try:
-        loss = session.grade(day, "answer_loss")
-        positions = session.grade(day, "predict_from_attention")
-        right = session.grade(day, "answer_accuracy")
-        rule = session.grade(day, "predicted_read_positions")
+        loss = session.grade_exercise(day, "answer_loss")
+        positions = session.grade_exercise(day, "predict_from_attention")
+        right = session.grade_exercise(day, "answer_accuracy")
+        rule = session.grade_exercise(day, "predicted_read_positions")
     finally:
         session.close()
     assert loss.status == "failed" and "the logits one position late" in loss.message, loss.message
@@ -80,7 +80,7 @@ def test_the_declared_mistakes_are_named_through_the_supervisor(tmp_path):
 def test_agreement_judges_each_column_and_says_where_it_misses():
     import torch
 
-    from checks.compare import agreement
+    from checks.judging.compare import agreement
 
     expected = torch.tensor([[1, 2, 3]] * 10)
     mostly = expected.clone()

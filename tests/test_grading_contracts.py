@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from checks.course import Course
-from checks.hints import MIN_TIERS, code_in, shown_hints, tiered_message, tiers_asked
-from checks.outcome import Outcome, Status
+from checks.judging.hints import MIN_TIERS, code_in, shown_hints, tiered_message, tiers_asked
+from checks.pipeline.outcome import Outcome, Status
 
 COURSE = Course.default()
 DAYS = sorted(COURSE.days)
@@ -62,7 +62,7 @@ def test_tiers_asked_and_shown():
 import torch  # noqa: E402
 
 from checks import grade  # noqa: E402
-from checks.contracts import Choice, hoeffding_radius, uniform_choice_test  # noqa: E402
+from checks.judging.contracts import Choice, hoeffding_radius, uniform_choice_test  # noqa: E402
 
 
 def matched_by_multinomial(feature, generator):  # correct, drawing differently from the solution
@@ -243,7 +243,7 @@ def test_every_type_a_docstring_names_is_enforced(day):
 
 
 # ---- budgets of forward passes -----------------------------------------------------------------------------------------
-from checks.budgets import STOP_FACTOR, BudgetExceeded, ForwardPasses  # noqa: E402
+from checks.pipeline.budgets import STOP_FACTOR, BudgetExceeded, ForwardPasses  # noqa: E402
 
 
 def _tiny_model():

@@ -181,7 +181,7 @@ def test_a_re_permissioned_course_file_is_given_back_its_mode_and_restoring_neve
     raise in the supervisor or the batch process."""
     import stat
 
-    from checks import manifest
+    from checks.store import manifest
 
     expected = manifest.verify_manifest(fresh_course)
     contents, stats = manifest.file_contents(fresh_course), manifest.file_stats(fresh_course)

@@ -1,4 +1,4 @@
-"""Grading exercises side by side (`Limits.parallel`, `checks.lookahead`): the outcomes are those of grading one
+"""Grading exercises side by side (`Limits.parallel`, `checks.isolation.lookahead`): the outcomes are those of grading one
 at a time, in order; an incident beside another exercise (a course file restored, the worker's parent lost) gets
 both exercises graded again alone, and grading stays one at a time after it."""
 
@@ -14,10 +14,10 @@ from pathlib import Path
 
 import pytest
 
-import checks.supervisor as supervisor_module
-from checks.limits import Limits
-from checks.worker import _children
-from checks.session import GradingSession
+import checks.isolation.supervisor as supervisor_module
+from checks.isolation.limits import Limits
+from checks.isolation.worker import _children
+from checks.frontends.session import GradingSession
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -35,7 +35,7 @@ def _session(course, learner: Path | None, parallel: int):
 
 
 def _grade_all(session: GradingSession, day) -> list[tuple[str, str, str]]:
-    return [(o.exercise, str(o.status), o.message) for o in (session.grade(day, c.name) for c in day.checks)]
+    return [(o.exercise, str(o.status), o.message) for o in (session.grade_exercise(day, c.name) for c in day.checks)]
 
 
 @pytest.fixture
@@ -159,7 +159,7 @@ def test_closing_with_exercises_still_ahead_stops_everything(built_course, tmp_p
         def slow_sum(tokens):
             time.sleep(600)""")
     with _session(built_course, learner, parallel=2) as (session, day):
-        assert session.grade(day, day.checks[0].name).status == "passed"
+        assert session.grade_exercise(day, day.checks[0].name).status == "passed"
         zygote = session.supervisor._zygote.pid
         while not _children(zygote):  # something is running ahead
             time.sleep(0.02)
@@ -169,7 +169,7 @@ def test_closing_with_exercises_still_ahead_stops_everything(built_course, tmp_p
 
 
 def test_lookahead_grades_two_at_a_time_the_first_of_a_group_first_and_hands_over_errors():
-    from checks.lookahead import Lookahead
+    from checks.isolation.lookahead import Lookahead
 
     events, lock, running, most = [], threading.Lock(), [], []
 

@@ -12,8 +12,8 @@ import torch
 
 from checks import grade
 from checks.course import Course, CourseError
-from checks.learner import definitions_only, load_module
-from checks.manifest import write_manifest
+from checks.pipeline.learner import definitions_only, load_module
+from checks.store.manifest import write_manifest
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -109,7 +109,7 @@ def test_mixed_learner_each_exercise_fails_or_passes_on_its_own(pytester, built_
     # the learner's traceback, with their own lines and without the grader's frames
     assert "IndexError" in messages["distinct_tokens"]
     assert "return values[len(values)]" in messages["distinct_tokens"]
-    assert "checks/grading.py" not in messages["distinct_tokens"]
+    assert "checks/pipeline/grading.py" not in messages["distinct_tokens"]
     assert report["days"]["1"]["score"] == {"total": 7, "passed": 2, "failed": 4, "not started": 1}
     result.stdout.fnmatch_lines(["*course grades*", "day 1: 2/7 passed, 1 not started, 4 failed"])
     result.stdout.fnmatch_lines(["*1    describe_shape*not started*"])
@@ -469,33 +469,33 @@ def test_a_worker_parent_that_died_between_exercises_is_replaced(built_course):
     import os
     import signal
 
-    from checks.session import GradingSession
+    from checks.frontends.session import GradingSession
 
     day = built_course.days[1]
     session = GradingSession(built_course, [day], device="cpu", solutions=True, in_process=False)
     try:
-        assert session.grade(day, "attention_pattern").status == "passed"
+        assert session.grade_exercise(day, "attention_pattern").status == "passed"
         os.kill(session.supervisor._zygote.pid, signal.SIGKILL)  # e.g. the kernel's OOM killer
-        assert session.grade(day, "mean_logit").status == "passed"  # graded by a fresh worker, not blamed
+        assert session.grade_exercise(day, "mean_logit").status == "passed"  # graded by a fresh worker, not blamed
     finally:
         session.close()
 
 
 def test_the_grading_process_never_imports_transformer_lens():
     """Only the workers import transformer_lens (5 s): the supervisor, which judges plain data, starts them at once
-    and its own start-up and end stay short (see `checks.env.transformer_lens_type`)."""
+    and its own start-up and end stay short (see `checks.pipeline.env.transformer_lens_type`)."""
     import subprocess
     import sys
 
     code = textwrap.dedent("""
         import sys
         from checks.course import Course
-        from checks.session import GradingSession, parse_days
+        from checks.frontends.session import GradingSession, parse_days
         course = Course.default()
         session = GradingSession(course, parse_days("all", course), device="cpu", solutions=True)
         try:
             for day in session.days:
-                outcome = session.grade(day, day.checks[0].name)
+                outcome = session.grade_exercise(day, day.checks[0].name)
                 assert outcome.status == "passed", outcome.message
         finally:
             session.close()
@@ -509,7 +509,7 @@ def test_the_grading_process_never_imports_transformer_lens():
 def test_a_stub_defined_after_a_written_function_leaves_it_not_started(tmp_path):
     """The supervisor lets a worker say "not started" only for a stub it sees in the file; as when the file runs, a
     later `def` of the same name is the one that counts."""
-    from checks.learner import written_exercises
+    from checks.pipeline.learner import written_exercises
 
     stub = 'def f(x):\n    """Doc."""\n    raise NotImplementedError("write f")\n'
     written = "def f(x):\n    return x\n"

@@ -1,4 +1,4 @@
-"""The worker's frames (checks/protocol.py): plain data round-trips exactly; anything else, and anything beyond the
+"""The worker's frames (checks/isolation/protocol.py): plain data round-trips exactly; anything else, and anything beyond the
 bounds, is refused before it costs the supervisor memory or time."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ import struct
 import pytest
 import torch
 
-from checks.protocol import MAX_DEPTH, MAX_FRAME, MAX_HEADER, FrameError, clean, decode, encode
+from checks.isolation.protocol import MAX_DEPTH, MAX_FRAME, MAX_HEADER, FrameError, clean, decode, encode
 
 
 def _body(frame: bytes) -> bytes:

@@ -19,7 +19,7 @@ import torch
 from transformer_lens import ActivationCache, HookedTransformer
 
 from checks.course import Course
-from checks.learner import load_module
+from checks.pipeline.learner import load_module
 from checks.spec import expected_exception
 from margins import CORRECT_MARGIN, _env, built_inputs, output_margin
 

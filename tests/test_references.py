@@ -10,9 +10,10 @@ import pytest
 import torch
 
 from checks.course import Course
-from checks.grading import Grader
-from checks.learner import load_module
-from checks.references import inputs_hash, rebuild_command, solution_hash
+from checks.pipeline.grading import Grader
+from checks.pipeline.learner import load_module
+from checks.pipeline.inputs import inputs_hash
+from checks.store.references import rebuild_command, solution_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -98,7 +99,7 @@ def test_references_built_on_another_device_stay_fresh(fresh_course):
     solutions = load_module(fresh_course.days[2].solution_path)
     grader = Grader(fresh_course, "cpu")
     for check in fresh_course.days[2].checks:
-        assert grader.grade(getattr(solutions, check.name), fresh_course.days[2], check).status == "passed"
+        assert grader.grade_function(getattr(solutions, check.name), fresh_course.days[2], check).status == "passed"
 
 
 def test_changed_inputs_make_a_reference_stale(fresh_course):
@@ -110,7 +111,7 @@ def test_changed_inputs_make_a_reference_stale(fresh_course):
     course = Course(fresh_course.root, fresh_course.model_loader)
     day = course.days[2]
     solutions = load_module(day.solution_path)
-    outcome = Grader(course, "cpu").grade(solutions.token_total, day, day.check("token_total"))
+    outcome = Grader(course, "cpu").grade_function(solutions.token_total, day, day.check("token_total"))
     assert outcome.status == "stale reference"
     assert "the inputs of 'token_total' (case 'arange 10') changed" in outcome.message
 
@@ -121,7 +122,7 @@ def test_changed_model_weights_make_references_stale(fresh_course):
     models.write_text(models.read_text().replace("* 0.5", "* 0.4"))
     day = changed.days[2]
     solutions = load_module(day.solution_path)
-    outcome = Grader(changed, "cpu").grade(solutions.final_logits, day, day.check("final_logits"))
+    outcome = Grader(changed, "cpu").grade_function(solutions.final_logits, day, day.check("final_logits"))
     assert outcome.status == "stale reference"
 
 
@@ -130,7 +131,7 @@ def test_a_misbehaving_solution_cannot_become_a_reference(fresh_course):
     solution.write_text(solution.read_text().replace(
         "    return model(tokens)[:, -1]",
         "    model.blocks[0].attn.W_K.data.zero_()\n    return model(tokens)[:, -1]"))
-    from checks.references import build_references
+    from checks.store.references import build_references
 
     with pytest.raises(RuntimeError, match="changed the weights"):
         build_references(fresh_course, 2)
@@ -151,7 +152,7 @@ def test_references_command_line(fresh_course, capsys):
 
 
 def test_float_inputs_tolerate_device_noise_but_not_other_data():
-    from checks.references import float_summary, floats_match
+    from checks.pipeline.inputs import float_summary, floats_match
 
     generator = torch.Generator().manual_seed(0)
     activations = torch.randn(4, 16, 8, generator=generator)
@@ -177,8 +178,8 @@ def test_every_input_case_is_graded_and_a_failure_names_its_case(built_course):
     def hard_coded(tokens):
         return expected_first
 
-    assert grader.grade(solutions.count_repeats, day, check).status == "passed"
-    outcome = grader.grade(hard_coded, day, check)
+    assert grader.grade_function(solutions.count_repeats, day, check).status == "passed"
+    outcome = grader.grade_function(hard_coded, day, check)
     assert outcome.status == "failed"
     assert outcome.case == "2 x 11 tokens below 5"
     assert outcome.message.startswith("On input case '2 x 11 tokens below 5':")
@@ -193,7 +194,7 @@ def test_rebuilding_an_unchanged_course_changes_no_file_and_a_changed_solution_i
     import time
 
     from checks.__main__ import main
-    from checks.manifest import manifest_path, write_manifest
+    from checks.store.manifest import manifest_path, write_manifest
 
     day = fresh_course.days[1]
     outputs_path, fingerprint_path = day.reference_paths

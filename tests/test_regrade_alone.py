@@ -7,8 +7,8 @@ import threading
 from pathlib import Path
 
 from checks.course import Course
-from checks.outcome import Outcome, Status
-from checks.supervisor import Supervisor, _Gate
+from checks.pipeline.outcome import Outcome, Status
+from checks.isolation.supervisor import Supervisor, _Gate
 from conftest import FIXTURE_COURSE, FIXTURE_MODELS
 
 
@@ -31,7 +31,7 @@ def test_a_time_out_beside_another_exercise_is_graded_again_alone():
     supervisor._run = run
     outcomes = {}
     threads = [threading.Thread(target=lambda name=name: outcomes.__setitem__(
-        name, supervisor.grade(day, day.check(name), learner))) for name in ("count_repeats", "slow_sum")]
+        name, supervisor.grade_file(day, day.check(name), learner))) for name in ("count_repeats", "slow_sum")]
     for thread in threads:
         thread.start()
     for thread in threads:

@@ -9,7 +9,7 @@ import textwrap
 import pytest
 
 from checks.__main__ import main
-from checks.submissions import SUMMARY_FILE, submission_names
+from checks.frontends.batch import SUMMARY_FILE, submission_names
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -142,7 +142,7 @@ def test_an_empty_folder_fails_every_exercise_with_a_note_and_a_nonzero_exit(bui
 
 
 def test_a_submission_log_is_cut_at_the_limit(tmp_path):
-    from checks.submissions import LOG_LIMIT, _cap_log
+    from checks.frontends.batch import LOG_LIMIT, _cap_log
 
     log = tmp_path / "flood.log"
     log.write_bytes(b"x" * (LOG_LIMIT + 5000))

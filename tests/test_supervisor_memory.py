@@ -17,12 +17,12 @@ SUPERVISE = """
 import json, resource, sys
 from pathlib import Path
 from checks.course import Course
-from checks.limits import Limits
-from checks.supervisor import Supervisor
+from checks.isolation.limits import Limits
+from checks.isolation.supervisor import Supervisor
 course = Course(Path(sys.argv[1]), sys.argv[2])
 day = course.day(1)
 with Supervisor(course, [day], "cpu", limits=Limits(import_s=20, audit_s=20, memory_bytes=2 * 2**30)) as supervisor:
-    outcome = supervisor.grade(day, day.check("distinct_tokens"), Path(sys.argv[3]))
+    outcome = supervisor.grade_file(day, day.check("distinct_tokens"), Path(sys.argv[3]))
 print(json.dumps({"status": outcome.status.value, "message": outcome.message[:300],
                   "length": len(outcome.message), "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """

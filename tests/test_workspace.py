@@ -20,7 +20,7 @@ import nbformat
 import pytest
 
 from checks import grade
-from checks.session import graded_file_report, learner_file
+from checks.frontends.session import graded_file_report, learner_file
 from curriculum.workspace import WorkspaceError, learner_copies, start_day, workspace_dir
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")

@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 import torch
 
-from checks.contracts import Choice, Contract, uniform_choice_test, with_fresh_generators, with_seeded_generators
+from checks.judging.contracts import Choice, Contract, uniform_choice_test, with_fresh_generators, with_seeded_generators
 from checks.spec import Check, GradingEnv, Mistake, Raises
 from curriculum.data.array_indexing import (
     ANSWER_POSITIONS,
@@ -28,8 +28,8 @@ from curriculum.data.array_indexing import (
     LIST_LEN,
     MAX_NUM,
     NL_TOKEN,
-    array_indexing_batch,
 )
+from curriculum.models.recipes.array_indexing_data import array_indexing_batch
 
 DAY = 4
 
@@ -201,7 +201,7 @@ def _layer1_top_positions(inputs: dict[str, Any]) -> torch.Tensor:
 
 
 
-# sample_array_indexing_batch is judged by its contract (checks.contracts), not by one dictated order of draws: a valid
+# sample_array_indexing_batch is judged by its contract (checks.judging.contracts), not by one dictated order of draws: a valid
 # batch (layout, ranges, b = a with a[idx] = elt), reproducible from the generator, and over SAMPLE_TRIALS seeds each
 # example's a_j, elt, and the pair of the two examples' idx, uniform (the pair catches one idx shared by a batch).
 # With 1000 trials over 409 cells the test catches gross bias (an idx or value drawn far too often or never among

@@ -96,7 +96,7 @@ def verify_manifest(course: Course, expected: dict[str, str] | None = None) -> d
 
 
 def _command(course: Course) -> str:
-    from checks.references import rebuild_command
+    from checks.store.references import rebuild_command
 
     days = list(course.days.values())
     if not days:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Sequence
 
-from checks.outcome import Outcome, Status
+from checks.pipeline.outcome import Outcome, Status
 
 MIN_TIERS = 3
 

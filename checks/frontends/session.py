@@ -1,9 +1,9 @@
 """A grading session: which days, whose code, on which device; the outcomes so far and their report.
 
-Plain Python, no pytest: `checks.plugin` turns options into a `GradingSession`, makes one test item per exercise that
-calls `grade(day, name)`, and prints `table()` / writes `to_json()` at the end.
+Plain Python, no pytest: `checks.frontends.plugin` turns options into a `GradingSession`, makes one test item per exercise that
+calls `grade_exercise(day, name)`, and prints `table()` / writes `to_json()` at the end.
 
-Learner code runs in worker processes under a `checks.supervisor.Supervisor`; this process only judges and reports.
+Learner code runs in worker processes under a `checks.isolation.supervisor.Supervisor`; this process only judges and reports.
 `COURSE_GRADING_IN_PROCESS=1` grades in this process instead (the old path, kept for `bench/grading.py` to compare
 against; `python -m checks grade` never uses it).
 """
@@ -19,11 +19,11 @@ from types import ModuleType
 from typing import Any
 
 from checks.course import Course, CourseError, Day
-from checks.grading import Grader, default_device
-from checks.learner import (LearnerModuleError, explain_name_error, load_module, missing_function_message,
-                             written_exercises)
-from checks.limits import Limits
-from checks.outcome import Outcome, Status
+from checks.pipeline.grading import Grader, default_device
+from checks.pipeline.learner import (LearnerModuleError, explain_name_error, load_module, missing_function_message,
+                                     written_exercises, wrong_day_error)
+from checks.isolation.limits import Limits
+from checks.pipeline.outcome import Outcome, Status
 from curriculum.workspace import learner_copies, workspace_dir
 
 IN_PROCESS_VARIABLE = "COURSE_GRADING_IN_PROCESS"
@@ -72,20 +72,6 @@ def learner_file(day: Day, *, solutions: bool = False, learner: Path | None = No
         raise LearnerModuleError(f"{learner} holds no file for day {day.number} (expected {day.module}.py or .ipynb)")
     names = ", ".join(p.name for p in matches)
     raise LearnerModuleError(f"{learner} holds several files for day {day.number}: {names}")
-
-
-def wrong_day_error(module: ModuleType, day: Day, course: Course) -> LearnerModuleError | None:
-    """An error when the learner's module defines none of `day`'s exercises but some of another day's."""
-    if any(callable(getattr(module, check.name, None)) for check in day.checks):
-        return None
-    for other in course.days.values():
-        found = [check.name for check in other.checks if callable(getattr(module, check.name, None))]
-        if other.number != day.number and found:
-            return LearnerModuleError(
-                f"{module.__file__}: this file looks like day {other.number}'s file (it defines {', '.join(found[:3])}), "
-                f"not day {day.number}'s, which has {', '.join(check.name for check in day.checks[:3])}, ...: grade "
-                f"it with --day {other.number}, or give day {day.number}'s file")
-    return None
 
 
 def graded_file_report(day: Day, *, solutions: bool = False, learner: Path | None = None,
@@ -146,13 +132,13 @@ class GradingSession:
         self.grader = Grader(self.course, self.device)  # also judges "missing" exercises without a worker
         self.supervisor = None
         if not self.in_process:
-            from checks.supervisor import Supervisor
+            from checks.isolation.supervisor import Supervisor
 
             self.supervisor = Supervisor(self.course, self.days, self.device, limits=self.limits,
                                          forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
                                          worker_log=self.worker_log, worker_closes=self.worker_closes)
         self._modules: dict[int, ModuleType | LearnerModuleError] = {}
-        self._lookahead: Any = None  # a checks.lookahead.Lookahead once `plan` was called
+        self._lookahead: Any = None  # a checks.isolation.lookahead.Lookahead once `plan` was called
 
     def source(self, day: Day) -> Path | None:
         """The file graded for `day`, or None when it cannot be determined."""
@@ -171,7 +157,7 @@ class GradingSession:
                 self._modules[day.number] = error
         return self._modules[day.number]
 
-    def grade(self, day: Day, name: str) -> Outcome:
+    def grade_exercise(self, day: Day, name: str) -> Outcome:
         """Grade exercise `name` of `day` and record the outcome."""
         check = day.check(name)
         if self.supervisor is not None:
@@ -186,22 +172,22 @@ class GradingSession:
             first = next((o.exercise for o in self.outcomes if o.day == day.number), None)
             reason = str(module) if first is None else (  # the reason is said once per day, at its first exercise
                 f"not graded: day {day.number}'s file cannot be graded (the reason is given at {first})")
-            outcome = self.grader.grade(None, day, check, missing=reason)
+            outcome = self.grader.grade_function(None, day, check, missing=reason)
         else:
             function = getattr(module, name, None)
             missing = missing_function_message(module, name)
-            outcome = self.grader.grade(function if callable(function) else None, day, check, missing=missing)
+            outcome = self.grader.grade_function(function if callable(function) else None, day, check, missing=missing)
             if outcome.status is Status.FAILED:
                 outcome = dataclasses.replace(outcome, message=explain_name_error(module, outcome.message))
         self.outcomes.append(outcome)
         return outcome
 
     def plan(self, exercises: list[tuple[Day, str]]) -> None:
-        """Start grading `exercises` (in the order `grade` will ask for them) in the background, as many at a time as
-        the limits allow (`checks.lookahead`). Without a plan, `grade` grades one exercise when asked."""
+        """Start grading `exercises` (in the order `grade_exercise` will ask for them) in the background, as many at a time as
+        the limits allow (`checks.isolation.lookahead`). Without a plan, `grade_exercise` grades one exercise when asked."""
         if self.supervisor is None or self._lookahead is not None or not exercises:
             return
-        from checks.lookahead import Lookahead
+        from checks.isolation.lookahead import Lookahead
 
         days = {day.number: day for day, _ in exercises}
         self._lookahead = Lookahead([(day.number, name) for day, name in exercises],
@@ -214,8 +200,8 @@ class GradingSession:
         try:
             path = learner_file(day, solutions=self.solutions, learner=self.learner)
         except LearnerModuleError as error:
-            return self.grader.grade(None, day, check, missing=str(error))
-        return self.supervisor.grade(day, check, path)
+            return self.grader.grade_function(None, day, check, missing=str(error))
+        return self.supervisor.grade_file(day, check, path)
 
     def close(self) -> None:
         """Stop the grading workers."""
@@ -261,7 +247,7 @@ class GradingSession:
 
     def _record(self, outcome: Outcome) -> dict[str, Any]:
         """An outcome as JSON; a failed one lists the course's hints shown (tiers 1..--course-hints)."""
-        from checks.hints import shown_hints
+        from checks.judging.hints import shown_hints
 
         record = outcome.to_dict()
         if outcome.status is Status.FAILED:

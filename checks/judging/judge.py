@@ -19,9 +19,9 @@ from typing import Any, Callable
 
 import torch
 
-from checks.compare import agreement, compare
-from checks.env import transformer_lens_type
-from checks.outcome import Status
+from checks.judging.compare import agreement, compare
+from checks.pipeline.env import transformer_lens_type
+from checks.pipeline.outcome import Status
 from checks.spec import Check, InputsBuilder, expected_exception
 
 RAISED_KEY = "raised"
@@ -62,9 +62,9 @@ def catching(function: Callable[..., Any], case: InputsBuilder) -> Callable[...,
 
 def graded_callable(function: Callable[..., Any], check: Check, case: str) -> Callable[..., Any]:
     """What grading calls on one case: `function` itself; on a case that expects an exception, `catching` it; for a
-    check with a contract (`checks.contracts`), the contract's runner (the call, the same call again, the trials)."""
+    check with a contract (`checks.judging.contracts`), the contract's runner (the call, the same call again, the trials)."""
     if check.contract is not None and expected_exception(check.cases[case]) is None:
-        from checks.contracts import contract_runner
+        from checks.judging.contracts import contract_runner
 
         return contract_runner(function, check.contract, case)
     return catching(function, check.cases[case])
@@ -110,7 +110,7 @@ def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any], diag
                         f"but it {did}: check the arguments as the docstring says and `raise {exception}(...)` "
                         "when they are invalid.", check.hint)
     if check.contract is not None:
-        from checks.contracts import contract_verdict
+        from checks.judging.contracts import contract_verdict
 
         try:
             complaint = contract_verdict(check.contract, actual, facts, case, check.name)

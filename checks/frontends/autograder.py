@@ -1,12 +1,12 @@
 """Autograders for the platforms courses already grade on: Gradescope and PrairieLearn's external grader.
 
     python -m checks autograder --day 1 --platform gradescope --out DIR     build (see `build_autograder`)
-    python -m checks.autograder gradescope --day 1                          grade one submission (run_autograder)
-    python -m checks.autograder prairielearn --day 1                        grade one submission (run_grader)
+    python -m checks.frontends.autograder gradescope --day 1                          grade one submission (run_autograder)
+    python -m checks.frontends.autograder prairielearn --day 1                        grade one submission (run_grader)
 
 Both platforms run one fresh container per submission. The container holds the course installed from a wheel built
 from this course (so the references, the manifest and the zoo are the ones the instructor built), and grades with the
-same path as `python -m checks grade`: `checks.submissions.grade_submissions`, a supervisor process that verifies the
+same path as `python -m checks grade`: `checks.frontends.batch.grade_submissions`, a supervisor process that verifies the
 manifest and judges, workers that run the learner's code under the seccomp filter and limits, reads of the solutions
 and stored references forbidden. This module only finds the submitted file and turns the report into the platform's
 results.json:
@@ -40,8 +40,8 @@ from pathlib import Path
 from typing import Any
 
 from checks.course import Course, CourseError, Day
-from checks.limits import Limits
-from checks.outcome import Status
+from checks.isolation.limits import Limits
+from checks.pipeline.outcome import Status
 
 PLATFORMS = ("gradescope", "prairielearn")
 VISIBILITIES = ("visible", "hidden", "after_due_date", "after_published")
@@ -109,7 +109,7 @@ class AutograderSettings:
             object.__setattr__(self, "timeout_s", DEFAULT_TIMEOUT_S[self.platform])
 
     def grade_arguments(self) -> list[str]:
-        """The arguments of `python -m checks.autograder` that grade with these settings."""
+        """The arguments of `python -m checks.frontends.autograder` that grade with these settings."""
         arguments = [self.platform, "--day", str(self.day), "--hints", str(self.hints), "--timeout",
                      f"{self.timeout_s:g}", "--memory-gb", f"{self.memory_gb:g}"]
         if self.platform == "gradescope":
@@ -188,7 +188,7 @@ _GRADESCOPE_RUN = """\
 # Gradescope runs this for every submission: it grades the .py or .ipynb in $AUTOGRADER_ROOT/submission (default
 # /autograder) in isolated workers and writes $AUTOGRADER_ROOT/results/results.json. Offline: no hub, no network.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec "${{COURSE_PYTHON:-/autograder/venv/bin/python}}" -m checks.autograder {command} "$@"
+exec "${{COURSE_PYTHON:-/autograder/venv/bin/python}}" -m checks.frontends.autograder {command} "$@"
 """
 
 _PRAIRIELEARN_RUN = """\
@@ -196,7 +196,7 @@ _PRAIRIELEARN_RUN = """\
 # PrairieLearn's entrypoint: grades the .py or .ipynb in $GRADE_ROOT/student (default /grade) in isolated workers and
 # writes $GRADE_ROOT/results/results.json. Offline: no hub, no network.
 export HF_HUB_OFFLINE=1 TRANSFORMERS_OFFLINE=1
-exec "${{COURSE_PYTHON:-/opt/course/venv/bin/python}}" -m checks.autograder {command} "$@"
+exec "${{COURSE_PYTHON:-/opt/course/venv/bin/python}}" -m checks.frontends.autograder {command} "$@"
 """
 
 _PRAIRIELEARN_DOCKERFILE = """\
@@ -273,7 +273,7 @@ def find_submission(folder: Path, day: Day) -> Path:
 
 def syntax_error(path: Path) -> str | None:
     """Why the learner's file cannot be compiled, or None. Parsing only: no learner code runs here."""
-    from checks.learner import LearnerModuleError, read_source
+    from checks.pipeline.learner import LearnerModuleError, read_source
 
     try:
         source = read_source(path)
@@ -302,7 +302,7 @@ class Graded:
 def grade_file(path: Path, day: Day, course: Course, limits: Limits) -> Graded:
     """Grade `path` on `day` the way `python -m checks grade` does (a supervisor process, isolated workers, reads of
     the solutions forbidden, the manifest verified first). Raises CourseError when the course itself is broken."""
-    from checks.submissions import grade_submissions
+    from checks.frontends.batch import grade_submissions
 
     start = time.monotonic()
     with tempfile.TemporaryDirectory(prefix="course-autograder-") as scratch:
@@ -409,7 +409,7 @@ def run(settings: AutograderSettings, root: Path, course: Course | None = None) 
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m checks.autograder",
+    parser = argparse.ArgumentParser(prog="python -m checks.frontends.autograder",
                                      description="Grade one submission on Gradescope or PrairieLearn (the command "
                                                  "run_autograder and run_grader call).")
     parser.add_argument("platform", choices=PLATFORMS)

@@ -30,6 +30,10 @@ import symtable
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from checks.course import Course, Day
 
 _HARMLESS_CALLS = {"device", "is_available", "TypeVar", "NewType", "Path"}
 
@@ -315,3 +319,17 @@ def _raises_not_implemented(stmt: ast.stmt) -> bool:
         return False
     exc = stmt.exc.func if isinstance(stmt.exc, ast.Call) else stmt.exc
     return isinstance(exc, ast.Name) and exc.id == "NotImplementedError"
+
+
+def wrong_day_error(module: ModuleType, day: "Day", course: "Course") -> LearnerModuleError | None:
+    """An error when the learner's module defines none of `day`'s exercises but some of another day's."""
+    if any(callable(getattr(module, check.name, None)) for check in day.checks):
+        return None
+    for other in course.days.values():
+        found = [check.name for check in other.checks if callable(getattr(module, check.name, None))]
+        if other.number != day.number and found:
+            return LearnerModuleError(
+                f"{module.__file__}: this file looks like day {other.number}'s file (it defines {', '.join(found[:3])}), "
+                f"not day {day.number}'s, which has {', '.join(check.name for check in day.checks[:3])}, ...: grade "
+                f"it with --day {other.number}, or give day {day.number}'s file")
+    return None

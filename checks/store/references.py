@@ -3,7 +3,7 @@
 `python -m checks references --day N [--device cpu|cuda]` runs every solution of day N on its check's inputs and
 writes `checks/references/dayN.pt` (the outputs, CPU tensors, loadable with `weights_only=True`) and `dayN.json`
 (the fingerprint). Outputs are stored per exercise and input case (`outputs[exercise][case]`); on a case that expects
-an exception (`checks.spec.Raises`) the stored output is `{"raised": "ValueError"}` (see `checks.judge`), after
+an exception (`checks.spec.Raises`) the stored output is `{"raised": "ValueError"}` (see `checks.judging.judge`), after
 checking that the solution does raise it. Per exercise the
 fingerprint records the solution hash and, per case, the inputs' fingerprint:
 - `inputs_hash`: the inputs' structure (names, types, shapes, dtypes), the exact values of everything but
@@ -30,19 +30,19 @@ import datetime
 import hashlib
 import importlib.metadata
 import json
-import math
 import platform
 import re
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 
-from checks.course import DEFAULT_MODEL_LOADER, REPO_ROOT, Course, Day
-from checks.env import Env, tensor_bytes, transformer_lens_type, weights_hash
-from checks.judge import Raised, Rejection, catching, judge
+from checks.course import DEFAULT_MODEL_LOADER, Course, Day
+from checks.pipeline.env import Env
+from checks.pipeline.inputs import InputsFingerprint, build_inputs, floats_match
+from checks.judging.judge import Raised, Rejection, catching, judge
 from checks.spec import expected_exception
+from curriculum.paths import COURSE_ROOT
 
 FORMAT_VERSION = 2  # 2: outputs and inputs fingerprints per input case
 
@@ -51,122 +51,22 @@ class StaleReference(Exception):
     """A reference output is missing or out of date; the message says why and how to rebuild it."""
 
 
+def stale_reference_message(error: StaleReference, day: Day) -> str:
+    """What a stale reference is reported as (by the in-process pipeline and by the supervisor alike)."""
+    return (f"{error}. This is not your mistake: the course's stored answers need rebuilding with "
+            f"`{rebuild_command(day)}`.")
+
+
 def rebuild_command(day: Day, device: str | None = None) -> str:
     """The shell command that rebuilds `day`'s references."""
     parts = ["python -m checks references", f"--day {day.number}"]
     if device:
         parts.append(f"--device {device}")
-    if day.course.root.resolve() != REPO_ROOT:
+    if day.course.root.resolve() != COURSE_ROOT:
         parts.append(f"--root {day.course.root}")
     if day.course.model_loader != DEFAULT_MODEL_LOADER:
         parts.append(f"--models {day.course.model_loader}")
     return " ".join(parts)
-
-
-# ---- fingerprints ----------------------------------------------------------------------------------------------------
-_SAMPLES = 8
-_FLOAT_RTOL = 1e-3
-
-
-@dataclass(frozen=True)
-class InputsFingerprint:
-    """What identifies a check's inputs: an exact hash, and a summary of its floating-point tensors."""
-
-    hash: str
-    floats: list[list[float]]
-
-
-def fingerprint_inputs(inputs: dict[str, Any], model_hashes: dict[str, str]) -> InputsFingerprint:
-    return InputsFingerprint(inputs_hash(inputs, model_hashes), float_summary(inputs))
-
-
-def float_summary(inputs: Any) -> list[list[float]]:
-    """Per floating-point tensor in `inputs` (in a fixed order): [mean |x|, non-finite count, mean, samples...]."""
-    summary = []
-    for tensor in _float_tensors(inputs):
-        values = tensor.detach().to("cpu", torch.float64).reshape(-1)
-        finite = values[values.isfinite()]
-        index = torch.linspace(0, max(values.numel() - 1, 0), min(_SAMPLES, values.numel())).round().long()
-        numbers = [finite.abs().mean().item() if finite.numel() else 0.0, float(values.numel() - finite.numel()),
-                   finite.mean().item() if finite.numel() else 0.0, *values[index].tolist()]
-        summary.append([float(f"{x:.8g}") for x in numbers])  # 8 digits: ample for a 1e-3 comparison
-    return summary
-
-
-def floats_match(current: list[list[float]], stored: list[list[float]]) -> bool:
-    """Whether two float summaries agree within `_FLOAT_RTOL` of each tensor's scale (non-finite values exactly)."""
-    if len(current) != len(stored) or any(len(a) != len(b) for a, b in zip(current, stored)):
-        return False
-    for now, then in zip(current, stored):
-        scale = abs(then[0])
-        for a, b in zip(now, then):
-            if math.isfinite(a) and math.isfinite(b):
-                if abs(a - b) > _FLOAT_RTOL * max(scale, abs(b)) + 1e-12:
-                    return False
-            elif a != b and not (math.isnan(a) and math.isnan(b)):
-                return False
-    return True
-
-
-def _float_tensors(value: Any) -> Iterator[torch.Tensor]:
-    ActivationCache = transformer_lens_type("ActivationCache")  # noqa: N806
-
-    if isinstance(value, torch.Tensor):
-        if value.dtype.is_floating_point:
-            yield value
-    elif isinstance(value, ActivationCache):
-        yield from _float_tensors(dict(value.cache_dict))
-    elif isinstance(value, dict):
-        for key in sorted(value, key=repr):
-            yield from _float_tensors(value[key])
-    elif isinstance(value, (list, tuple)):
-        for item in value:
-            yield from _float_tensors(item)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        for f in dataclasses.fields(value):
-            yield from _float_tensors(getattr(value, f.name))
-
-
-def inputs_hash(inputs: dict[str, Any], model_hashes: dict[str, str]) -> str:
-    """Hash of a check's inputs, device-independent (see the module docstring). `model_hashes`: the weights hash of
-    each zoo model the inputs builder used."""
-    digest = hashlib.sha256()
-    _feed(digest, inputs)
-    digest.update(json.dumps(sorted(model_hashes.items())).encode())
-    return digest.hexdigest()[:16]
-
-
-def _feed(digest: "hashlib._Hash", value: Any) -> None:
-    ActivationCache = transformer_lens_type("ActivationCache")  # noqa: N806
-    HookedTransformer = transformer_lens_type("HookedTransformer")  # noqa: N806
-
-    if isinstance(value, torch.Tensor):
-        digest.update(f"tensor|{value.dtype}|{tuple(value.shape)}|".encode())
-        if not (value.dtype.is_floating_point or value.dtype.is_complex):
-            digest.update(tensor_bytes(value))
-    elif isinstance(value, torch.Generator):
-        digest.update(b"generator|" + tensor_bytes(value.get_state()))
-    elif isinstance(value, HookedTransformer):
-        digest.update(f"model|{weights_hash(value)}|".encode())
-    elif isinstance(value, ActivationCache):
-        digest.update(b"cache|")
-        _feed(digest, dict(value.cache_dict))
-    elif isinstance(value, dict):
-        digest.update(f"dict|{len(value)}|".encode())
-        for key in sorted(value, key=repr):
-            digest.update(f"{key!r}:".encode())
-            _feed(digest, value[key])
-    elif isinstance(value, (list, tuple)):
-        digest.update(f"{type(value).__name__}|{len(value)}|".encode())
-        for item in value:
-            _feed(digest, item)
-    elif dataclasses.is_dataclass(value) and not isinstance(value, type):
-        digest.update(f"dataclass|{type(value).__qualname__}|".encode())
-        _feed(digest, {f.name: getattr(value, f.name) for f in dataclasses.fields(value)})
-    elif value is None or isinstance(value, (bool, int, float, str, torch.dtype, torch.device)):
-        digest.update(f"{type(value).__name__}|{value!r}|".encode())
-    else:  # e.g. a tokenizer: its identity is its type (its repr may hold memory addresses)
-        digest.update(f"object|{type(value).__module__}.{type(value).__qualname__}|".encode())
 
 
 def solution_hash(solution_path: Path, name: str) -> str:
@@ -300,7 +200,7 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
     """
     from tqdm import tqdm
 
-    from checks.learner import load_module
+    from checks.pipeline.learner import load_module
 
     day = course.day(number)
     calls = [(check, case) for check in day.checks for case in check.cases]
@@ -317,9 +217,8 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
         function = getattr(module, check.name, None)
         if function is None:
             raise RuntimeError(f"{day.solution_path} has no function {check.name!r}")
-        env.prepare()
-        inputs = check.cases[case](env)
-        fingerprint = fingerprint_inputs(inputs, {name: env.model_hashes[name] for name in env.models_used})
+        built = build_inputs(env, check, case)
+        inputs, fingerprint = built.inputs, built.fingerprint
         env.prepare()
         output = catching(function, check.cases[case])(**inputs)
         problems = env.audit()
@@ -394,8 +293,8 @@ def _unchanged(stored: tuple[dict[str, Any], dict[str, Any]] | None, check: Any,
     """The stored (output, case record) of `case` when the rebuild reproduces it: the same solution and inputs, and
     an output that differs from the stored one by float rounding only (another CPU or thread count can change the
     last digits); else None."""
-    from checks.compare import compare
-    from checks.judge import type_mismatch
+    from checks.judging.compare import compare
+    from checks.judging.judge import type_mismatch
 
     if stored is None:
         return None

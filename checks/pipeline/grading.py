@@ -3,7 +3,7 @@
 One grading call runs every input case of the check, in order, and stops at the first that fails. Per case: build
 the inputs on pristine models; fetch the reference and check it is fresh for those inputs (stale or missing ->
 "stale reference"); call the learner's function under a timeout; then audit: weights or hooks changed, inputs
-mutated, and judge the output (`checks.judge`). Whatever the learner's function does, the models are restored
+mutated, and judge the output (`checks.judging.judge`). Whatever the learner's function does, the models are restored
 afterwards, so each exercise fails or passes on its own.
 """
 
@@ -14,21 +14,21 @@ import signal
 import threading
 import time
 import traceback
-from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import torch
 
-from checks.budgets import BudgetExceeded, ForwardPasses
+from checks.pipeline.budgets import BudgetExceeded, ForwardPasses
 from checks.course import Course, Day
-from checks.env import Env, global_state, global_state_changes
-from checks.judge import Rejection, case_facts, first_difference, graded_callable, judge, snapshot
-from checks.outcome import Outcome, Status
-from checks.references import (InputsFingerprint, ReferenceStore, StaleReference, fingerprint_inputs,
-                               rebuild_command)
+from checks.pipeline.env import Env, global_state, global_state_changes
+from checks.judging.judge import Rejection, case_facts, first_difference, graded_callable, judge, snapshot
+from checks.pipeline.outcome import Outcome, Status
+from checks.pipeline.inputs import CourseBug, InputsFingerprint, build_inputs
+from checks.store.references import ReferenceStore, StaleReference, stale_reference_message
 from checks.spec import Check
+from curriculum.paths import CHECKS_DIR
 
-_CHECKS_DIR = str(Path(__file__).resolve().parent)
+_CHECKS_DIR = str(CHECKS_DIR)
 
 
 class LearnerTimeout(Exception):
@@ -52,7 +52,7 @@ class Grader:
             self._stores[day.number] = ReferenceStore(day)
         return self._stores[day.number]
 
-    def grade(self, function: Callable[..., Any] | None, day: Day, check: Check, missing: str = "") -> Outcome:
+    def grade_function(self, function: Callable[..., Any] | None, day: Day, check: Check, missing: str = "") -> Outcome:
         """Grade `function` (the learner's) on every case of `check`. `function` None means it is missing;
         `missing` says why."""
         start = time.perf_counter()
@@ -70,8 +70,12 @@ class Grader:
         return Outcome(check.name, day.number, status, message, hint, case, round(time.perf_counter() - start, 4))
 
     def _grade_case(self, function: Callable[..., Any], day: Day, check: Check, case: str) -> None:
-        inputs, fingerprint = self._build_inputs(check, case)
-        expected = self._expected(day, check, case, fingerprint)
+        try:
+            built = build_inputs(self.env, check, case)
+        except CourseBug as bug:
+            raise Rejection(Status.ERROR, str(bug)) from None
+        inputs = built.inputs
+        expected = self._expected(day, check, case, built.fingerprint)
         facts = case_facts(check, inputs)
         passes = ForwardPasses(check.forward_passes)
         actual = call_learner(graded_callable(function, check, case), check, inputs, self.env, alarm=True,
@@ -81,23 +85,11 @@ class Grader:
         if over_budget:
             raise Rejection(Status.FAILED, over_budget, check.hint)
 
-    def _build_inputs(self, check: Check, case: str) -> tuple[dict[str, Any], InputsFingerprint]:
-        self.env.prepare()
-        try:
-            inputs = check.cases[case](self.env)
-            used = {name: self.env.model_hashes[name] for name in self.env.models_used}
-            return inputs, fingerprint_inputs(inputs, used)
-        except Exception:
-            self.env.audit()
-            raise Rejection(Status.ERROR, f"building the inputs of {check.name!r} (case {case!r}) failed; this is a "
-                            f"bug in the course, not in your code:\n{traceback.format_exc()}") from None
-
     def _expected(self, day: Day, check: Check, case: str, fingerprint: InputsFingerprint) -> Any:
         try:
             return self.store(day).expected(check.name, case, fingerprint)
         except StaleReference as error:
-            raise Rejection(Status.STALE_REFERENCE, f"{error}. This is not your mistake: the course's stored answers "
-                            f"need rebuilding with `{rebuild_command(day)}`.") from None
+            raise Rejection(Status.STALE_REFERENCE, stale_reference_message(error, day)) from None
 
 
 def call_learner(function: Callable[..., Any], check: Check, inputs: dict[str, Any], env: Env, *, alarm: bool,
@@ -107,7 +99,7 @@ def call_learner(function: Callable[..., Any], check: Check, inputs: dict[str, A
 
     alarm: also stop the call with SIGALRM after `check.timeout_s` (in-process only: code can disable it, so the
     worker relies on its supervisor's kill instead). after_call: told when the call is over and the audits begin.
-    passes: counts the call's forward passes against `check.forward_passes` (`checks.budgets`); the caller asks it
+    passes: counts the call's forward passes against `check.forward_passes` (`checks.pipeline.budgets`); the caller asks it
     for its complaint once the output is judged, so that a wrong answer is reported as wrong first.
     """
     saved = snapshot(inputs)
@@ -130,8 +122,7 @@ def call_learner(function: Callable[..., Any], check: Check, inputs: dict[str, A
     except BudgetExceeded:
         raise Rejection(Status.FAILED, passes.complaint(check.name) or "", check.hint) from None
     except LearnerTimeout:
-        raise Rejection(Status.FAILED, f"{check.name} did not return within {check.timeout_s:g} s and was "
-                        "stopped: an infinite loop, or a loop that should be a batched tensor operation?") from None
+        raise Rejection(Status.FAILED, call_timeout_message(check)) from None
     except SystemExit as error:
         raise Rejection(Status.FAILED, f"{check.name} tried to end the program (sys.exit({error.code!r}) or "
                         "raise SystemExit): an exercise must return its result, never exit.", check.hint) from None
@@ -155,6 +146,12 @@ def call_learner(function: Callable[..., Any], check: Check, inputs: dict[str, A
     if problems:
         raise Rejection(Status.FAILED, " ".join(problems))
     return actual
+
+
+def call_timeout_message(check: Check) -> str:
+    """What a call stopped by the exercise's time limit is reported as (in process and by the supervisor alike)."""
+    return (f"{check.name} did not return within {check.timeout_s:g} s (the exercise's time limit per input case) "
+            "and was stopped: an infinite loop, or a loop that should be a batched tensor operation?")
 
 
 # ---- timeouts --------------------------------------------------------------------------------------------------------

@@ -1,6 +1,6 @@
 """The grading worker: the only process that runs learner code.
 
-`python -m checks.worker` is started by a supervisor (`checks.supervisor`) with one end of a socket pair. It is a
+`python -m checks.isolation.worker` is started by a supervisor (`checks.isolation.supervisor`) with one end of a socket pair. It is a
 warm parent (a "zygote"): it imports torch and transformer_lens, limits torch to one thread, loads the course's
 specs, on CPU builds every input case of the graded days (loading the zoo models), and imports what the days' files
 import (plotting, jaxtyping), all before any learner code exists in it; it then freezes the garbage collector's view
@@ -24,8 +24,8 @@ torch 2.13), so the parent stays at one thread and only children raise it. CUDA 
 CUDA each child builds its own inputs. The parent is a child subreaper: after each exercise it kills every process
 the child left behind, even one that started its own session.
 
-Frames on the result pipe: see `checks.protocol` (plain data, bounded, read without running any code). Where the
-kernel allows (`checks.sandbox`), the zygote runs in its own user and network namespaces; each child makes a PID
+Frames on the result pipe: see `checks.isolation.protocol` (plain data, bounded, read without running any code). Where the
+kernel allows (`checks.isolation.sandbox`), the zygote runs in its own user and network namespaces; each child makes a PID
 namespace and forks the process that runs the learner's code into it (with its own /proc), so that every process
 the exercise started dies with it; and that process is confined by Landlock as well as by the seccomp filter. What
 children print reaches the log through the zygote, capped; the zygote holds none of the supervisor's descriptors.
@@ -46,8 +46,9 @@ import traceback
 from pathlib import Path
 from typing import Any, Callable
 
-from checks import sandbox
-from checks.protocol import MAX_FRAME, MAX_MESSAGE, FrameError, decode, encode  # noqa: F401  (see checks.protocol)
+from checks.isolation import sandbox
+from checks.isolation.protocol import MAX_FRAME, MAX_MESSAGE, FrameError, decode, encode  # noqa: F401  (see checks.isolation.protocol)
+from curriculum.paths import COURSE_ROOT
 
 
 # ---- plain data ------------------------------------------------------------------------------------------------------
@@ -272,7 +273,7 @@ class Zygote:
 
         torch.set_num_threads(1)  # see the module docstring: the parent's OpenMP pool must stay single-threaded
         from checks.course import Course
-        from checks.env import Env
+        from checks.pipeline.env import Env
 
         self.config = config
         self.control = control
@@ -288,7 +289,8 @@ class Zygote:
                 for check in day.checks:
                     for case in check.cases:
                         self.prebuilt[check.name, case] = build_case(self.env, check, case)
-        import checks.session  # noqa: F401  (used by every child)
+        import checks.pipeline.grading  # noqa: F401  (used by every child)
+        import checks.pipeline.learner  # noqa: F401
 
         for day in self.days.values():
             import_day_dependencies(day)
@@ -474,16 +476,13 @@ def import_day_dependencies(day: Any) -> None:
 
 def build_case(env: Any, check: Any, case: str) -> tuple[Any, Any] | str:
     """(inputs, fingerprint) of one input case, or the traceback of a builder that crashed (a course bug)."""
-    from checks.references import fingerprint_inputs
+    from checks.pipeline.inputs import CourseBug, build_inputs
 
-    env.prepare()
     try:
-        inputs = check.cases[case](env)
-        used = {name: env.model_hashes[name] for name in env.models_used}
-        return inputs, fingerprint_inputs(inputs, used)
-    except Exception:
-        env.audit()
-        return traceback.format_exc()
+        built = build_inputs(env, check, case)
+    except CourseBug as bug:
+        return bug.details
+    return built.inputs, built.fingerprint
 
 
 def _children(parent: int) -> list[int]:
@@ -548,11 +547,11 @@ class Child:
 
         import torch
 
-        from checks.budgets import ForwardPasses
-        from checks.grading import call_learner
-        from checks.judge import Raised, Rejection, case_facts, diagnose, graded_callable
-        from checks.learner import LearnerModuleError, explain_name_error, load_module, missing_function_message
-        from checks.session import wrong_day_error
+        from checks.pipeline.budgets import ForwardPasses
+        from checks.pipeline.grading import call_learner
+        from checks.judging.judge import Raised, Rejection, case_facts, diagnose, graded_callable
+        from checks.pipeline.learner import (LearnerModuleError, explain_name_error, load_module,
+                                             missing_function_message, wrong_day_error)
 
         config, zygote = self.zygote.config, self.zygote
         day = zygote.days[self.request["day"]]
@@ -661,7 +660,7 @@ def _private_folders(folders: list[Path]) -> list[Path]:
     """Of `folders` (the submission's own folder, the reports' folder), those that hold none of what grading
     reads (the interpreter, its libraries, the course): other learners' submissions and reports, hidden from this
     one's code."""
-    needed = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, Path(__file__).parent.parent)]
+    needed = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, COURSE_ROOT)]
     needed += [Path(module.__file__).resolve() for name, module in list(sys.modules.items())
                if "." not in name and isinstance(getattr(module, "__file__", None), str)
                and os.path.isabs(module.__file__)]
@@ -715,7 +714,7 @@ def zygote_main(config: dict[str, Any], control: socket.socket) -> None:
 
 
 def main() -> None:
-    """`python -m checks.worker FD`: a zygote started from a fresh interpreter, its config read from socket FD."""
+    """`python -m checks.isolation.worker FD`: a zygote started from a fresh interpreter, its config read from socket FD."""
     control = socket.socket(fileno=int(sys.argv[1]))
     zygote_main(json.loads(control.recv(1 << 20)), control)
 

@@ -2,7 +2,7 @@
 
 Each submission (a .py module, an .ipynb notebook, or a folder of day files) is graded by its own supervisor
 process, forked from this one, with up to `jobs` at a time; each supervisor runs the learner's code in its own
-workers (`checks.supervisor`), with reads of the solutions and stored references forbidden. This process runs no
+workers (`checks.isolation.supervisor`), with reads of the solutions and stored references forbidden. This process runs no
 learner code and writes every file: it verifies the manifest once, hands each supervisor that in-memory copy (so
 a submission that tampers with the course cannot change what the next one is graded against), receives each
 report over a pipe, and, once every worker is gone, writes per submission `<name>.json` (the report) beside
@@ -26,11 +26,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from checks import sandbox
+from checks.isolation import sandbox
 from checks.course import Course, Day
-from checks.limits import Limits, describe_end
-from checks.manifest import restore_changed
-from checks.outcome import Status
+from checks.isolation.limits import Limits, describe_end
+from checks.store.manifest import restore_changed
+from checks.pipeline.outcome import Status
 
 SUMMARY_FILE = "summary.csv"
 LOG_LIMIT = 1 << 20  # bytes of a submission's log kept (its first ones)
@@ -77,14 +77,14 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
                       limits: Limits | None = None, progress: bool = True) -> list[DayScore]:
     """Grade every submission on `days` ("1", "1,4" or "all"), write the reports under `out`, return the scores.
     Raises CourseError when the course itself is broken (e.g. a file does not match the manifest)."""
-    from checks.grading import default_device
-    from checks.manifest import file_contents, verify_manifest
-    from checks.session import parse_days
+    from checks.pipeline.grading import default_device
+    from checks.store.manifest import file_contents, verify_manifest
+    from checks.frontends.session import parse_days
 
     missing = [str(path) for path in submissions if not path.exists()]
     if missing:
         raise FileNotFoundError(f"no such submission: {', '.join(missing)}")
-    from checks.session import LEARNER_SUFFIXES
+    from checks.frontends.session import LEARNER_SUFFIXES
 
     other = [str(path) for path in submissions if path.is_file() and path.suffix not in LEARNER_SUFFIXES]
     if other:
@@ -195,7 +195,7 @@ class _Batch:
 
     def _grade_one(self, name: str, path: Path, pipe: int) -> int:
         """In the forked supervisor process: grade one submission, send its report as JSON on `pipe`."""
-        from checks.session import GradingSession
+        from checks.frontends.session import GradingSession
 
         os.setpgid(0, 0)
         self.contents.clear()  # the workers forked below must not inherit the course's files in memory
@@ -207,7 +207,7 @@ class _Batch:
         try:
             for day in self.days:
                 for check in day.checks:
-                    outcome = session.grade(day, check.name)
+                    outcome = session.grade_exercise(day, check.name)
                     _log_outcome(log, outcome)
                     os.write(pipe, _PROGRESS)
         finally:
@@ -267,10 +267,10 @@ def _cap_log(log: Path) -> None:
 
 
 def _identical_to_solution(days: list[Day], path: Path) -> list[str]:
-    """The exercises this submission writes exactly as the reference solution (`checks.similarity`)."""
-    from checks.learner import LearnerModuleError
-    from checks.session import learner_file
-    from checks.similarity import identical_to_solution
+    """The exercises this submission writes exactly as the reference solution (`checks.judging.similarity`)."""
+    from checks.pipeline.learner import LearnerModuleError
+    from checks.frontends.session import learner_file
+    from checks.judging.similarity import identical_to_solution
 
     found = []
     for day in days:

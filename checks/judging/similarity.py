@@ -49,7 +49,7 @@ def _functions(source: str) -> dict[str, ast.FunctionDef | ast.AsyncFunctionDef]
 def identical_to_solution(day: Day, learner: Path) -> list[str]:
     """The exercises of `day` that `learner` (a .py or .ipynb file) writes exactly as the reference solution does
     (empty when either file cannot be read)."""
-    from checks.learner import LearnerModuleError, read_source
+    from checks.pipeline.learner import LearnerModuleError, read_source
 
     try:
         mine = _functions(read_source(learner))

@@ -8,7 +8,7 @@ Without `--day` the plugin does nothing and pytest runs the project's own tests.
 replaced: one item per exercise (`day1::induction_scores`), nothing from `tests/`. Outcomes map to pytest's:
 passed -> passed; failed -> failed (the message says why); not started -> skipped (not a failure, exit code 0);
 stale reference and course errors -> error (the course's fault, never the learner's: the message gives the command
-that rebuilds the references). The logic lives in `checks.session` and `checks.grading`; hooks stay thin.
+that rebuilds the references). The logic lives in `checks.frontends.session` and `checks.pipeline.grading`; hooks stay thin.
 """
 
 from __future__ import annotations
@@ -20,13 +20,13 @@ from typing import Any, Iterator
 
 import pytest
 
-from checks.outcome import Status
+from checks.pipeline.outcome import Status
 
 _SESSION = pytest.StashKey["Any"]()
 
 
 def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    """Declares the options only where the environment was installed when `checks.plugin` was the entry point (the
+    """Declares the options only where the environment was installed when `checks.frontends.plugin` was the entry point (the
     entry module declares them otherwise; `pip install -e .` again makes this a no-op)."""
     if not pluginmanager.has_plugin("mechinterp_course_pytest"):
         _entry_module().pytest_addoption(parser)
@@ -46,7 +46,7 @@ def pytest_configure(config: pytest.Config) -> None:
     refuse_distributed_runs(config)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from checks.course import Course, CourseError
-    from checks.session import GradingSession, parse_days
+    from checks.frontends.session import GradingSession, parse_days
 
     device = config.getoption("course_device")
     if device == "cuda":
@@ -57,7 +57,7 @@ def pytest_configure(config: pytest.Config) -> None:
     root = config.getini("course_root")
     base = config.inipath.parent if config.inipath else config.rootpath
     course = Course((base / root).resolve(), config.getini("course_models")) if root else Course.default()
-    from checks.limits import Limits
+    from checks.isolation.limits import Limits
 
     try:
         with _collector_paused():
@@ -121,7 +121,7 @@ def _ini(config: pytest.Config, name: str) -> str:
 
 
 def _default_device() -> str:
-    from checks.grading import default_device
+    from checks.pipeline.grading import default_device
 
     return default_device()
 
@@ -167,7 +167,7 @@ def pytest_terminal_summary(terminalreporter: Any, config: pytest.Config) -> Non
     grading = config.stash.get(_SESSION, None)
     if grading is None or not grading.outcomes:
         return
-    from checks.session import graded_file_report
+    from checks.frontends.session import graded_file_report
 
     terminalreporter.section("course grades")
     for day in grading.days:  # which file was graded, and why (the learner's workspace copy, or the pristine stub)
@@ -217,7 +217,7 @@ class ExerciseItem(pytest.Item):
 
     def setup(self) -> None:
         grading = self.config.stash[_SESSION]
-        self.outcome = grading.grade(self.parent.day, self.name)
+        self.outcome = grading.grade_exercise(self.parent.day, self.name)
         if self.outcome.status.is_course_problem:
             raise CourseProblem(f"[{self.outcome.status}] {self.outcome.message}")
 
@@ -228,8 +228,8 @@ class ExerciseItem(pytest.Item):
             raise ExerciseFailed(self._shown_message())
 
     def _shown_message(self) -> str:
-        """The diagnosis; the course's hints 1..N only with --course-hints N (see `checks.hints`)."""
-        from checks.hints import tiered_message
+        """The diagnosis; the course's hints 1..N only with --course-hints N (see `checks.judging.hints`)."""
+        from checks.judging.hints import tiered_message
 
         number, hints = self.parent.day.number, self.parent.day.check(self.name).hints
         return tiered_message(self.outcome, hint=self.config.getoption("course_hints"), hints=hints,

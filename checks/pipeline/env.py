@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Callable
 
 import torch
 
-from checks.audits import config_changes
+from checks.pipeline.audits import config_changes
 
 if TYPE_CHECKING:
     from transformer_lens import HookedTransformer

@@ -1,23 +1,23 @@
-"""The supervisor: grades exercises by running them in a worker (`checks.worker`), and never runs learner code.
+"""The supervisor: grades exercises by running them in a worker (`checks.isolation.worker`), and never runs learner code.
 
 Before any learner code runs it forks the worker's warm parent (the zygote), verifies the manifest of the course's
-reference and zoo files (`checks.manifest`), keeps their verified bytes and loads the stored references into its
+reference and zoo files (`checks.store.manifest`), keeps their verified bytes and loads the stored references into its
 own memory (the zygote is forked first, so no reference ever sits in a worker's memory). After every exercise it
 checks those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote
 for a fresh child (on a channel of that exercise's own, on which the zygote says when the child starts and ends),
-reads what the child reports on a private pipe, applies the time limits (`checks.limits`) and kills the child's
+reads what the child reports on a private pipe, applies the time limits (`checks.isolation.limits`) and kills the child's
 process group when one passes, then judges the plain data it got back against the reference with the course's
-comparison engine (`checks.judge`). A death, a kill or garbage on the pipe fails that exercise with what happened;
+comparison engine (`checks.judging.judge`). A death, a kill or garbage on the pipe fails that exercise with what happened;
 if the zygote itself dies, a fresh one is started from a new interpreter for the exercises that remain. Several
-exercises may be graded side by side, from several threads: see `Supervisor.grade` for the rules that keep each
+exercises may be graded side by side, from several threads: see `Supervisor.grade_file` for the rules that keep each
 outcome the one it gets alone.
 
 Trusted: the fingerprints of the inputs (sent before the learner's module is imported) and the learner's output
 as data. Not trusted beyond "it failed": everything the child says after the learner's code ran (audit results,
 the validator's verdict): a learner who forges them can hide a changed model or a cache, never a wrong answer. So
-the supervisor alone decides phases and limits (see `_Run._handle`), reads frames under `checks.protocol`'s bounds,
+the supervisor alone decides phases and limits (see `_Run._handle`), reads frames under `checks.isolation.protocol`'s bounds,
 accepts from the child only "failed" (or "not started" for a stub it sees in the learner's file), and cleans every
-message of control characters before a report sees it. It makes itself non-dumpable (`checks.sandbox`).
+message of control characters before a report sees it. It makes itself non-dumpable (`checks.isolation.sandbox`).
 """
 
 from __future__ import annotations
@@ -37,17 +37,19 @@ import time
 from pathlib import Path
 from typing import Any, Callable, Iterator
 
-from checks import sandbox
+from checks.isolation import sandbox
 from checks.course import Course, CourseError, Day
-from checks.judge import Raised, Rejection, judge
-from checks.limits import Limits, describe_end
-from checks.manifest import file_contents, file_stats, restore_changed, verify_manifest
-from checks.outcome import Outcome, Status
-from checks.protocol import MAX_FRAME, clean, decode
-from checks.references import InputsFingerprint, ReferenceStore, StaleReference, rebuild_command
+from checks.judging.judge import Raised, Rejection, judge
+from checks.isolation.limits import Limits, describe_end
+from checks.store.manifest import file_contents, file_stats, restore_changed, verify_manifest
+from checks.pipeline.outcome import Outcome, Status
+from checks.isolation.protocol import MAX_FRAME, clean, decode
+from checks.pipeline.grading import call_timeout_message
+from checks.pipeline.inputs import InputsFingerprint, course_bug_message
+from checks.store.references import ReferenceStore, StaleReference, stale_reference_message
 from checks.spec import Check
+from curriculum.paths import COURSE_ROOT
 
-PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _EXIT_GRACE_S = 15.0
 
 
@@ -67,7 +69,7 @@ class Supervisor:
         self._zygote_lock = threading.RLock()  # exercises graded side by side share one zygote
         self._files_lock = threading.Lock()
         self._gate = _Gate()
-        self._parallel = self.limits.parallel  # drops to 1 after an incident (see `grade`)
+        self._parallel = self.limits.parallel  # drops to 1 after an incident (see `grade_file`)
         self._incidents = 0  # course files restored, or the zygote lost, during an exercise
         self._closed = False
         self._unimportable: dict[tuple[int, str], str] = {}  # (day, file) -> the exercise that said why
@@ -99,7 +101,7 @@ class Supervisor:
                 "days": [day.number for day in self.days], "device": str(self.device),
                 "prebuild": not str(self.device).startswith("cuda"), "threads": self.limits.threads,
                 "memory_bytes": self.limits.memory_bytes, "forbid_reads": self.forbid_reads,
-                "protect": [str(PACKAGE_ROOT)] + ([str(self.worker_log.parent)] if self.worker_log else []),
+                "protect": [str(COURSE_ROOT)] + ([str(self.worker_log.parent)] if self.worker_log else []),
                 "log": str(self.worker_log) if self.worker_log else None, "close": self.worker_closes,
                 "log_bytes": self.limits.log_bytes}
 
@@ -113,15 +115,15 @@ class Supervisor:
             if pid == 0:
                 try:
                     mine.close()
-                    from checks import worker
+                    from checks.isolation import worker
 
                     worker.zygote_main(config, theirs)
                 finally:
                     os._exit(0)
             process: subprocess.Popen | None = None
         else:
-            python_path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
-            process = subprocess.Popen([sys.executable, "-m", "checks.worker", str(theirs.fileno())],
+            python_path = os.pathsep.join(filter(None, [str(COURSE_ROOT), os.environ.get("PYTHONPATH")]))
+            process = subprocess.Popen([sys.executable, "-m", "checks.isolation.worker", str(theirs.fileno())],
                                        pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                        env={**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1"})
@@ -157,7 +159,7 @@ class Supervisor:
                 self._zygote = None
 
     def _lost_zygote(self, zygote: "_Zygote") -> None:
-        """`zygote` died under a running exercise: an incident (see `grade`)."""
+        """`zygote` died under a running exercise: an incident (see `grade_file`)."""
         self._incidents += 1
         self._stop_zygote(zygote)
 
@@ -177,7 +179,7 @@ class Supervisor:
         self.close()
 
     # ---- grading ---------------------------------------------------------------------------------------------------
-    def grade(self, day: Day, check: Check, learner: Path) -> Outcome:
+    def grade_file(self, day: Day, check: Check, learner: Path) -> Outcome:
         """Grade exercise `check` of `day` from the learner's file `learner` in a fresh worker.
 
         Exercises may be graded side by side, from several threads (`parallel` at a time). What one exercise does
@@ -362,7 +364,7 @@ class _Run:
         self.status: int | None = None
         self.zygote_died = False
         self.expected: dict[str, Any] = {}
-        self.facts: dict[str, Any] = {}  # per case, what a random-draw contract's judge needs (see checks.contracts)
+        self.facts: dict[str, Any] = {}  # per case, what a random-draw contract's judge needs (see checks.judging.contracts)
         self.lost_before_start = False
         self.frames = 0
         self.called: set[str] = set()
@@ -467,7 +469,7 @@ class _Run:
 
     def _frames(self, buffer: bytearray) -> bool:
         """Handle every complete frame in `buffer` (consumed); False when the data cannot be frames (too large,
-        too many, or not what `checks.protocol` allows)."""
+        too many, or not what `checks.isolation.protocol` allows)."""
         while len(buffer) >= 8:
             size = int.from_bytes(buffer[:8], "big")
             if size > MAX_FRAME:
@@ -537,18 +539,15 @@ class _Run:
             if not isinstance(entry, dict) or "error" in entry:
                 error = entry.get("error") if isinstance(entry, dict) else "no fingerprint"
                 self.course_problem = Outcome(self.check.name, self.day.number, Status.ERROR,
-                                              f"building the inputs of {self.check.name!r} (case {case!r}) failed; "
-                                              f"this is a bug in the course, not in your code:\n{error}", case=case)
+                                              course_bug_message(self.check.name, case, str(error)), case=case)
                 break
             try:
                 fingerprint = InputsFingerprint(str(entry["hash"]), [list(map(float, row)) for row in entry["floats"]])
                 self.expected[case] = store.expected(self.check.name, case, fingerprint)
                 self.facts[case] = entry.get("facts")
             except StaleReference as error:
-                self.course_problem = Outcome(
-                    self.check.name, self.day.number, Status.STALE_REFERENCE,
-                    f"{error}. This is not your mistake: the course's stored answers need rebuilding with "
-                    f"`{rebuild_command(self.day)}`.", case=case)
+                self.course_problem = Outcome(self.check.name, self.day.number, Status.STALE_REFERENCE,
+                                              stale_reference_message(error, self.day), case=case)
                 break
         if self.course_problem is not None:
             self._stop("")
@@ -563,8 +562,7 @@ class _Run:
                     "and was stopped: code that runs at import (a decorator, a default argument, a class body, a "
                     "module-level assignment) never returns?")
         if self.phase == "call":
-            return (f"{name} did not return within {check.timeout_s:g} s (the exercise's time limit per input case) "
-                    "and was stopped: an infinite loop, or a loop that should be a batched tensor operation?")
+            return call_timeout_message(check)
         if self.phase == "audit":
             return (f"{name} returned, but the checks that follow (model and input audits, reading the output) did "
                     f"not finish within {limits.audit_s:g} s and were stopped: something your code left behind (a "
@@ -600,7 +598,7 @@ class _Run:
     def _not_written(self) -> bool:
         """Whether the learner's file (read, never run) leaves this exercise, or a function it calls, as the stub:
         the only case where the worker may say "not started"."""
-        from checks.learner import written_exercises
+        from checks.pipeline.learner import written_exercises
 
         names = [self.check.name] + [other.name for other in self.day.checks if other.name != self.check.name]
         written = written_exercises(self.learner, names)
