@@ -18,7 +18,7 @@ import pytest
 
 COURSE_PACKAGES = ("checks", "curriculum", "notebooks", "solutions")
 _HOME = Path(__file__).resolve().parent
-_ONLY_WITH_DAY = ("solutions", "learner", "grade_json", "course_device", "course_hints")
+_ONLY_WITH_DAY = ("solutions", "learner", "grade_json", "course_device", "course_limits", "course_hints")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,6 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "files); default: your workspace copy of the day, else the pristine stub")
     group.addoption("--course-device", choices=("cpu", "cuda"),
                     help="(course) device to grade on (default: cuda if available)")
+    group.addoption("--course-limits", metavar="LIMITS",
+                    help="(course) grading limits, as the ini option course_limits (which it overrides), e.g. "
+                         "'import_s=60 audit_s=60 submission_s=1800 memory_gb=4'")
     group.addoption("--course-hints", nargs="?", type=int, const=1, default=0, metavar="N",
                     help="(course) add the course's hints 1..N to each failed exercise (1: a nudge, 2: the approach, "
                          "3: the recipe; bare --course-hints: 1)")

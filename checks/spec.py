@@ -125,7 +125,6 @@ class Check:
     contract: "Contract | None" = field(default=None, hash=False)
     forward_passes: int | None = None
     axes: tuple[str, ...] = ()
-    tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if not isinstance(self.cases, Mapping) or not self.cases:

@@ -62,7 +62,7 @@ def test_the_declared_mistakes_are_named_through_the_supervisor(tmp_path):
         def predicted_read_positions(tokens):
             return (1 + torch.arange(LIST_LEN)).expand(tokens.shape[0], -1).contiguous()  # idx ignored
         """))
-    session = GradingSession(course, [day], device="cpu", learner=learner, in_process=False)
+    session = GradingSession(course, [day], device="cpu", learner=learner)
     try:
         loss = session.grade_exercise(day, "answer_loss")
         positions = session.grade_exercise(day, "predict_from_attention")

@@ -26,7 +26,7 @@ pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 def _session(course, learner: Path | None, parallel: int):
     day = course.days[1]
     session = GradingSession(course, [day], device="cpu", solutions=learner is None, learner=learner,
-                             limits=Limits(parallel=parallel), in_process=False)
+                             limits=Limits(parallel=parallel))
     try:
         session.plan([(day, check.name) for check in day.checks])
         yield session, day

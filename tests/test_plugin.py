@@ -472,7 +472,7 @@ def test_a_worker_parent_that_died_between_exercises_is_replaced(built_course):
     from checks.frontends.session import GradingSession
 
     day = built_course.days[1]
-    session = GradingSession(built_course, [day], device="cpu", solutions=True, in_process=False)
+    session = GradingSession(built_course, [day], device="cpu", solutions=True)
     try:
         assert session.grade_exercise(day, "attention_pattern").status == "passed"
         os.kill(session.supervisor._zygote.pid, signal.SIGKILL)  # e.g. the kernel's OOM killer

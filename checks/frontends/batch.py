@@ -202,7 +202,7 @@ class _Batch:
         log = self.out / f"{name}.log"
         log.write_text("")
         session = GradingSession(self.course, self.days, device=self.device, learner=path, limits=self.limits,
-                                 forbid_reads=True, expected_manifest=self.manifest, worker_log=log, in_process=False,
+                                 forbid_reads=True, expected_manifest=self.manifest, worker_log=log,
                                  worker_closes=[pipe])
         try:
             for day in self.days:

@@ -1,8 +1,9 @@
 """The course's pytest plugin: `pytest --day N` grades day N.
 
 pytest loads the entry module `mechinterp_course_pytest` (pytest11), which declares the options (`--day N | 1,2 |
-all`, `--solutions`, `--learner PATH`, `--course-device cpu|cuda`, `--course-hints`, `--grade-json PATH`; ini options
-`course_root` and `course_models`) and registers this module only when `--day` is given.
+all`, `--solutions`, `--learner PATH`, `--course-device cpu|cuda`, `--course-limits`, `--course-hints`, `--grade-json
+PATH`; ini options `course_root`, `course_models` and `course_limits`) and registers this module only when `--day` is
+given; `checks.frontends.options` resolves and checks them.
 
 Without `--day` the plugin does nothing and pytest runs the project's own tests. With `--day`, collection is
 replaced: one item per exercise (`day1::induction_scores`), nothing from `tests/`. Outcomes map to pytest's:
@@ -25,47 +26,26 @@ from checks.pipeline.outcome import Status
 _SESSION = pytest.StashKey["Any"]()
 
 
-def pytest_addoption(parser: pytest.Parser, pluginmanager: pytest.PytestPluginManager) -> None:
-    """Declares the options only where the environment was installed when `checks.frontends.plugin` was the entry point (the
-    entry module declares them otherwise; `pip install -e .` again makes this a no-op)."""
-    if not pluginmanager.has_plugin("mechinterp_course_pytest"):
-        _entry_module().pytest_addoption(parser)
-
-
-def _entry_module() -> Any:
-    from checks.course import import_path
-
-    return import_path(Path(__file__).resolve().parent.parent / "mechinterp_course_pytest.py",
-                       "mechinterp_course_pytest")
-
-
 def pytest_configure(config: pytest.Config) -> None:
-    if config.getoption("day") is None:
-        _entry_module().refuse_options_without_day(config)
+    if config.getoption("day") is None:  # registered by hand (`-p`) rather than by the entry module
         return
     refuse_distributed_runs(config)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     from checks.course import Course, CourseError
+    from checks.frontends.options import GradingOptions
     from checks.frontends.session import GradingSession, parse_days
 
-    device = config.getoption("course_device")
-    if device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise pytest.UsageError("--course-device cuda: no CUDA device is available here; use --course-device cpu")
     root = config.getini("course_root")
     base = config.inipath.parent if config.inipath else config.rootpath
     course = Course((base / root).resolve(), config.getini("course_models")) if root else Course.default()
-    from checks.isolation.limits import Limits
-
     try:
+        options = GradingOptions.resolve(device=config.getoption("course_device"), device_flag="--course-device",
+                                         limits=config.getoption("course_limits") or config.getini("course_limits"),
+                                         hints=config.getoption("course_hints"))
         with _collector_paused():
-            grading = GradingSession(course, parse_days(config.getoption("day"), course),
-                                     device=device or _default_device(),
-                                     limits=Limits.parse(_ini(config, "course_limits")),
-                                     solutions=config.getoption("solutions"), learner=config.getoption("learner"),
-                                     hint_tiers=config.getoption("course_hints"))
+            grading = GradingSession(course, parse_days(config.getoption("day"), course), device=options.device,
+                                     limits=options.limits, hint_tiers=options.hints,
+                                     solutions=config.getoption("solutions"), learner=config.getoption("learner"))
     except (CourseError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[_SESSION] = grading
@@ -111,19 +91,6 @@ def _freeze_garbage_collector(config: pytest.Config) -> None:
     config.add_cleanup(gc.unfreeze)
     atexit.unregister(gc.freeze)
     atexit.register(gc.freeze)  # and as the interpreter exits
-
-
-def _ini(config: pytest.Config, name: str) -> str:
-    try:
-        return config.getini(name)
-    except ValueError:  # an entry module from before the option existed
-        return ""
-
-
-def _default_device() -> str:
-    from checks.pipeline.grading import default_device
-
-    return default_device()
 
 
 @pytest.hookimpl(tryfirst=True)

@@ -3,30 +3,27 @@
 Plain Python, no pytest: `checks.frontends.plugin` turns options into a `GradingSession`, makes one test item per exercise that
 calls `grade_exercise(day, name)`, and prints `table()` / writes `to_json()` at the end.
 
-Learner code runs in worker processes under a `checks.isolation.supervisor.Supervisor`; this process only judges and reports.
-`COURSE_GRADING_IN_PROCESS=1` grades in this process instead (the old path, kept for `bench/grading.py` to compare
-against; `python -m checks grade` never uses it).
+Learner code runs in worker processes under a `checks.isolation.supervisor.Supervisor`; this process only judges and
+reports.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import json
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
+import torch
+
 from checks.course import Course, CourseError, Day
-from checks.pipeline.grading import Grader, default_device
-from checks.pipeline.learner import (LearnerModuleError, explain_name_error, load_module, missing_function_message,
-                                     written_exercises, wrong_day_error)
 from checks.isolation.limits import Limits
+from checks.isolation.supervisor import Supervisor
+from checks.pipeline.grading import default_device
+from checks.pipeline.learner import LearnerModuleError, written_exercises
 from checks.pipeline.outcome import Outcome, Status
 from curriculum.workspace import learner_copies, workspace_dir
 
-IN_PROCESS_VARIABLE = "COURSE_GRADING_IN_PROCESS"
 LEARNER_SUFFIXES = (".py", ".ipynb")
 
 
@@ -116,7 +113,6 @@ class GradingSession:
     expected_manifest: dict[str, str] | None = None
     worker_log: Path | None = None
     worker_closes: list[int] = field(default_factory=list)  # descriptors of this process the workers must not hold
-    in_process: bool = field(default_factory=lambda: os.environ.get(IN_PROCESS_VARIABLE) == "1")
     hint_tiers: int = 0  # --course-hints N: the tiers of the course's hints shown (and listed in the JSON report)
 
     def __post_init__(self) -> None:
@@ -129,15 +125,9 @@ class GradingSession:
                               "of day files)")
         if self.learner is not None and self.learner.is_file() and len(self.days) > 1:
             raise CourseError("--learner FILE grades one day; to grade several days give a folder of day files")
-        self.grader = Grader(self.course, self.device)  # also judges "missing" exercises without a worker
-        self.supervisor = None
-        if not self.in_process:
-            from checks.isolation.supervisor import Supervisor
-
-            self.supervisor = Supervisor(self.course, self.days, self.device, limits=self.limits,
-                                         forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
-                                         worker_log=self.worker_log, worker_closes=self.worker_closes)
-        self._modules: dict[int, ModuleType | LearnerModuleError] = {}
+        self.supervisor = Supervisor(self.course, self.days, self.device, limits=self.limits,
+                                     forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
+                                     worker_log=self.worker_log, worker_closes=self.worker_closes)
         self._lookahead: Any = None  # a checks.isolation.lookahead.Lookahead once `plan` was called
 
     def source(self, day: Day) -> Path | None:
@@ -147,45 +137,19 @@ class GradingSession:
         except LearnerModuleError:
             return None
 
-    def module(self, day: Day) -> ModuleType | LearnerModuleError:
-        """The graded module of `day` (imported once), or the error that prevented importing it. In-process only."""
-        if day.number not in self._modules:
-            try:
-                module = load_module(learner_file(day, solutions=self.solutions, learner=self.learner))
-                self._modules[day.number] = wrong_day_error(module, day, self.course) or module
-            except LearnerModuleError as error:
-                self._modules[day.number] = error
-        return self._modules[day.number]
-
     def grade_exercise(self, day: Day, name: str) -> Outcome:
-        """Grade exercise `name` of `day` and record the outcome."""
-        check = day.check(name)
-        if self.supervisor is not None:
-            if self._lookahead is not None and (day.number, name) in self._lookahead:
-                outcome = self._lookahead.outcome((day.number, name))
-            else:
-                outcome = self._grade_isolated(day, name)
-            self.outcomes.append(outcome)
-            return outcome
-        module = self.module(day)
-        if isinstance(module, LearnerModuleError):
-            first = next((o.exercise for o in self.outcomes if o.day == day.number), None)
-            reason = str(module) if first is None else (  # the reason is said once per day, at its first exercise
-                f"not graded: day {day.number}'s file cannot be graded (the reason is given at {first})")
-            outcome = self.grader.grade_function(None, day, check, missing=reason)
+        """Grade exercise `name` of `day` (or fetch it, graded ahead: see `plan`) and record the outcome."""
+        if self._lookahead is not None and (day.number, name) in self._lookahead:
+            outcome = self._lookahead.outcome((day.number, name))
         else:
-            function = getattr(module, name, None)
-            missing = missing_function_message(module, name)
-            outcome = self.grader.grade_function(function if callable(function) else None, day, check, missing=missing)
-            if outcome.status is Status.FAILED:
-                outcome = dataclasses.replace(outcome, message=explain_name_error(module, outcome.message))
+            outcome = self._grade_isolated(day, name)
         self.outcomes.append(outcome)
         return outcome
 
     def plan(self, exercises: list[tuple[Day, str]]) -> None:
         """Start grading `exercises` (in the order `grade_exercise` will ask for them) in the background, as many at a time as
         the limits allow (`checks.isolation.lookahead`). Without a plan, `grade_exercise` grades one exercise when asked."""
-        if self.supervisor is None or self._lookahead is not None or not exercises:
+        if self._lookahead is not None or not exercises:
             return
         from checks.isolation.lookahead import Lookahead
 
@@ -195,20 +159,18 @@ class GradingSession:
                                     group=lambda key: key[0])
 
     def _grade_isolated(self, day: Day, name: str) -> Outcome:
-        assert self.supervisor is not None
         check = day.check(name)
         try:
             path = learner_file(day, solutions=self.solutions, learner=self.learner)
         except LearnerModuleError as error:
-            return self.grader.grade_function(None, day, check, missing=str(error))
+            return Outcome(check.name, day.number, Status.FAILED, str(error))
         return self.supervisor.grade_file(day, check, path)
 
     def close(self) -> None:
         """Stop the grading workers."""
         if self._lookahead is not None:
             self._lookahead.stop()
-        if self.supervisor is not None:
-            self.supervisor.close()
+        self.supervisor.close()
         if self._lookahead is not None:
             self._lookahead.join()
 
@@ -242,7 +204,7 @@ class GradingSession:
             source = self.source(day)
             days[str(day.number)] = {"module": day.module, "source": str(source) if source else None,
                                      "score": self.scores().get(day.number, {"total": 0}), "note": self.note(day)}
-        return {"device": str(self.grader.env.device), "isolated": self.supervisor is not None, "days": days,
+        return {"device": str(torch.device(self.device)), "isolated": True, "days": days,
                 "exercises": [self._record(outcome) for outcome in self.outcomes]}
 
     def _record(self, outcome: Outcome) -> dict[str, Any]:
@@ -261,10 +223,7 @@ class GradingSession:
             path = learner_file(day, solutions=self.solutions, learner=self.learner)
         except LearnerModuleError as error:
             return str(error)
-        if self.supervisor is None:
-            module = self._modules.get(day.number)
-            return str(module).splitlines()[0] if isinstance(module, LearnerModuleError) else ""
-        first = getattr(self.supervisor, "_unimportable", {}).get((day.number, str(path)))
+        first = self.supervisor._unimportable.get((day.number, str(path)))
         said = next((o.message for o in self.outcomes if o.day == day.number and o.exercise == first), "")
         return f"{path.name} cannot be graded: {said.splitlines()[0]}" if said else ""
 
