@@ -12,6 +12,12 @@ exercise raises an exception: there the exception is the expected outcome, and r
 
 A check never calls the solution itself: the reference output is computed once by
 `python -m checks references --day N` and stored under `checks/references/`; grading runs only the learner's function.
+
+This module is the day specs' whole vocabulary (with `checks.specs.common`, the models and shared batches): a spec
+imports from here and nowhere else in `checks`, so the grader's own layout can change without touching the specs.
+Besides what is defined here: random-draw contracts (`Contract`, `Choice`, `uniform_choice_test`,
+`with_fresh_generators`, `with_seeded_generators`, from `checks.judging.contracts`) and the cache audit
+(`watch_caching`, `cache_complaint`, from `checks.pipeline.audits`).
 """
 
 from __future__ import annotations
@@ -21,10 +27,16 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import torch
 
+from checks.judging.contracts import (Choice, Contract, uniform_choice_test, with_fresh_generators,
+                                      with_seeded_generators)
+from checks.pipeline.audits import cache_complaint, watch_caching
+
+__all__ = ["Check", "Choice", "Contract", "GradingEnv", "InputsBuilder", "Mistake", "Raises", "Validator",
+           "cache_complaint", "expected_exception", "uniform_choice_test", "watch_caching", "with_fresh_generators",
+           "with_seeded_generators"]
+
 if TYPE_CHECKING:  # the grading supervisor never imports transformer_lens (only its workers do): see checks.isolation.worker
     from transformer_lens import HookedTransformer
-
-    from checks.judging.contracts import Contract
 
 
 class GradingEnv(Protocol):

@@ -13,8 +13,7 @@ from typing import Any, Callable
 
 import torch
 
-from checks.pipeline.audits import cache_complaint, watch_caching
-from checks.spec import Check, GradingEnv
+from checks.spec import Check, GradingEnv, cache_complaint, watch_caching
 from curriculum.data import toy_vocab
 from curriculum.data.array_indexing import VOCAB as ARRAY_VOCAB
 from curriculum.models.recipes.array_indexing_data import array_indexing_batch

@@ -11,8 +11,8 @@ from typing import Any, Callable
 
 import torch
 
-from checks.judging.contracts import Choice, Contract, uniform_choice_test, with_fresh_generators, with_seeded_generators
-from checks.spec import Check, GradingEnv
+from checks.spec import (Check, Choice, Contract, GradingEnv, uniform_choice_test, with_fresh_generators,
+                         with_seeded_generators)
 from curriculum.data.induction_corpus import FIRST_NAME_TOKEN, INDUCTION_CANDIDATES, stories
 
 DAY = 3

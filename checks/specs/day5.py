@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from checks.judging.contracts import Choice, Contract, uniform_choice_test, with_fresh_generators, with_seeded_generators
-from checks.spec import Check, GradingEnv
+from checks.spec import (Check, Choice, Contract, GradingEnv, uniform_choice_test, with_fresh_generators,
+                         with_seeded_generators)
 from curriculum.data.ioi import END_POSITION, S2_POSITION, ioi_prompts
 from curriculum.data.number_sequences import number_sequences
 from curriculum.data.toy_vocab import NAMES, TOKEN_ID

@@ -9,7 +9,7 @@ from pathlib import Path
 from checks.course import Course
 from checks.pipeline.outcome import Outcome, Status
 from checks.isolation.supervisor import Supervisor, _Gate
-from conftest import FIXTURE_COURSE, FIXTURE_MODELS
+from support import FIXTURE_COURSE, FIXTURE_MODELS
 
 
 def test_a_time_out_beside_another_exercise_is_graded_again_alone():

@@ -6,9 +6,8 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import subprocess
-from pathlib import Path
+from curriculum.paths import COURSE_ROOT as REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 BINDER = REPO_ROOT / "binder"
 
 

@@ -14,6 +14,7 @@ from checks import grade
 from checks.course import Course, CourseError
 from checks.pipeline.learner import definitions_only, load_module
 from checks.store.manifest import write_manifest
+from curriculum.paths import COURSE_ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -501,7 +502,7 @@ def test_the_grading_process_never_imports_transformer_lens():
             session.close()
         print("transformer_lens" in sys.modules)
     """)
-    root = Path(__file__).resolve().parent.parent
+    root = COURSE_ROOT
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=root, timeout=600)
     assert result.stdout.strip() == "False", result.stderr[-3000:]
 

@@ -249,7 +249,7 @@ from checks.pipeline.budgets import STOP_FACTOR, BudgetExceeded, ForwardPasses  
 def _tiny_model():
     import importlib.util
 
-    from conftest import FIXTURE_COURSE
+    from support import FIXTURE_COURSE
 
     spec = importlib.util.spec_from_file_location("_fixture_models", FIXTURE_COURSE / "models.py")
     module = importlib.util.module_from_spec(spec)

@@ -4,15 +4,14 @@ figure with the network off is proven in a browser by bench/handout_proof.py.)""
 from __future__ import annotations
 
 import re
-from pathlib import Path
 
 import nbformat
 import pytest
 
 from notebooks.__main__ import main
 from notebooks.handouts import PLOTLY_MIMETYPE, external_references, plotly_figures, render_notebook
+from curriculum.paths import COURSE_ROOT as REPO_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_a_days_handout_holds_its_figures_math_and_plotly_once(tmp_path, capsys):

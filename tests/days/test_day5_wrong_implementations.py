@@ -1,5 +1,5 @@
 """Grading rejects plausible wrong implementations of every day 5 exercise, with a message that points at the mistake
-and wrong values missing by a margin (error over tolerance, see tests/margins.py) of at least 10, and accepts correct
+and wrong values missing by a margin (error over tolerance, see tests/days/margins.py) of at least 10, and accepts correct
 alternatives written differently from the solutions, each on every case with a margin of at most 0.1.
 
 Each wrong implementation is a mistake a learner is likely to make: a wrong position, clean and corrupted swapped,

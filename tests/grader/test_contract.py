@@ -15,7 +15,7 @@ from checks.pipeline.env import Env
 from checks.judging.judge import Raised, Rejection, catching, first_difference, judge, snapshot, type_mismatch
 from checks.pipeline.outcome import Status
 from checks.spec import Check, Raises, expected_exception
-from conftest import FIXTURE_COURSE, FIXTURE_MODELS
+from support import FIXTURE_COURSE, FIXTURE_MODELS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

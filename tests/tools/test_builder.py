@@ -15,11 +15,12 @@ import pytest
 from notebooks.builder import (BuildError, DayFiles, build_day, curriculum_text, find_days,
                                learner_edited, make_reproducible, not_written_by_builder, stale_files, stub_exercises,
                                written_by_builder)
+from curriculum.paths import COURSE_ROOT as REPO_ROOT
 from notebooks.exercises import exercise_names
+from support import FIXTURE_COURSE
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 PLOTLY_MIMETYPE = "application/vnd.plotly.v1+json"
-FIXTURE_DAY2 = Path(__file__).parent / "fixtures" / "course" / "solutions" / "day2_toy.py"
+FIXTURE_DAY2 = FIXTURE_COURSE / "solutions" / "day2_toy.py"
 
 SOURCE = textwrap.dedent('''
     # %% [markdown]

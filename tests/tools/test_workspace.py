@@ -22,9 +22,9 @@ import pytest
 from checks import grade
 from checks.frontends.session import graded_file_report, learner_file
 from curriculum.workspace import WorkspaceError, learner_copies, start_day, workspace_dir
+from curriculum.paths import COURSE_ROOT as REPO_ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _run(pytester: pytest.Pytester, course, *args: str) -> tuple[pytest.RunResult, dict]:
@@ -136,7 +136,7 @@ def test_pytest_day_inside_the_checkout_grades_the_workspace_and_tests_leave_no_
     assert f"day 1: grading your copy {module}" in graded.stdout, graded.stdout + graded.stderr
     assert graded.returncode == 0 and "1 passed" in graded.stdout, graded.stdout + graded.stderr
     assert sorted(path.name for path in scratch.iterdir()) == []
-    tests = subprocess.run([*command, "-q", "tests/test_compare.py::test_tolerance_is_atol_plus_rtol_times_expected"],
+    tests = subprocess.run([*command, "-q", "tests/grader/test_compare.py::test_tolerance_is_atol_plus_rtol_times_expected"],
                            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
     assert tests.returncode == 0, tests.stdout + tests.stderr
     left = sorted(path.name for path in scratch.iterdir())

@@ -11,6 +11,8 @@ from pathlib import Path
 
 import pytest
 
+from curriculum.paths import COURSE_ROOT
+
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 SUPERVISE = """
@@ -56,7 +58,7 @@ HOSTILE = {  # the frame first: it is the one that costs a supervisor without bo
 
 def _supervise(course, learner: Path) -> dict:
     run = subprocess.run([sys.executable, "-c", SUPERVISE, str(course.root), course.model_loader, str(learner)],
-                         capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent.parent)
+                         capture_output=True, text=True, timeout=600, cwd=COURSE_ROOT)
     assert run.returncode == 0, run.stderr[-3000:]
     return json.loads(run.stdout.strip().splitlines()[-1])
 

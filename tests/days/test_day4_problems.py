@@ -43,7 +43,7 @@ def test_no_exercise_docstring_spells_out_code(check):
 def test_the_declared_mistakes_are_named_through_the_supervisor(tmp_path):
     """`pytest --day 4` judges in a supervisor that never sees the inputs: the worker finds the mistake and the
     supervisor adds its message to the verdict (the learner's kernel does the same in process: see
-    tests/test_day4_wrong_implementations.py)."""
+    tests/days/test_day4_wrong_implementations.py)."""
     course = Course.default()
     day = course.day(4)
     learner = tmp_path / "day4_array_indexing.py"
