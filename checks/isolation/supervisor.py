@@ -42,7 +42,7 @@ from checks.course import Course, CourseError, Day
 from checks.judging.judge import Raised, Rejection, judge
 from checks.isolation.limits import Limits, describe_end
 from checks.store.manifest import file_contents, file_stats, restore_changed, verify_manifest
-from checks.pipeline.outcome import Outcome, Status
+from checks.pipeline.outcome import Outcome, Status, on_case
 from checks.isolation.protocol import MAX_FRAME, clean, decode
 from checks.pipeline.grading import call_timeout_message
 from checks.pipeline.inputs import InputsFingerprint, course_bug_message
@@ -634,8 +634,7 @@ class _Run:
 
 def _outcome(day: Day, check: Check, case: str, status: Status, message: str, hint: str = "") -> Outcome:
     message, hint = clean(message), clean(hint)  # much of it comes from the worker: fit for terminal, JSON, JUnit
-    if case and len(check.cases) > 1 and status is not Status.NOT_STARTED and not message.startswith("On input"):
-        message = f"On input case {case!r}: {message}"
+    message = on_case(message, case, len(check.cases), status)
     return Outcome(check.name, day.number, status, message, hint, case)
 
 

@@ -549,7 +549,7 @@ class Child:
 
         from checks.pipeline.budgets import ForwardPasses
         from checks.pipeline.grading import call_learner
-        from checks.judging.judge import Raised, Rejection, case_facts, diagnose, graded_callable
+        from checks.judging.judge import Raised, Rejection, case_facts, diagnose, graded_callable, validation_complaint
         from checks.pipeline.learner import (LearnerModuleError, explain_name_error, load_module,
                                              missing_function_message, wrong_day_error)
 
@@ -622,12 +622,9 @@ class Child:
                 self.channel.send(kind="rejection", case=case, status="failed", message=str(error), hint=check.hint)
                 return
             complaint, status = passes.complaint(check.name), "failed"  # said once the output is judged right
-            if check.validate is not None and raised is None and complaint is None:
-                try:
-                    complaint = check.validate(output, inputs)
-                except Exception:
-                    complaint, status = (f"the validator of {check.name!r} crashed; this is a bug in the course:\n"
-                                         f"{traceback.format_exc()}"), "error"
+            if raised is None and complaint is None:
+                complaint, judged = validation_complaint(check, output, inputs)
+                status = judged.value
             diagnosis = diagnose(check, output, inputs) if check.mistakes and raised is None else ""
             try:
                 self.channel.send(kind="result", case=case, output=output, diagnosis=_short(diagnosis),

@@ -135,14 +135,22 @@ def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any], diag
         broken = type_mismatch(actual, expected)
         if broken:
             raise Rejection(Status.FAILED, f"the values are right, but {broken}", check.hint)
-    if check.validate is not None:
-        try:
-            complaint = check.validate(actual, inputs)
-        except Exception:
-            raise Rejection(Status.ERROR, f"the validator of {check.name!r} crashed; this is a bug in the course:\n"
-                            f"{traceback.format_exc()}") from None
-        if complaint:
-            raise Rejection(Status.FAILED, complaint, check.hint)
+    complaint, status = validation_complaint(check, actual, inputs)
+    if complaint:
+        raise Rejection(status, complaint, check.hint if status is Status.FAILED else "")
+
+
+def validation_complaint(check: Check, actual: Any, inputs: dict[str, Any]) -> tuple[str | None, Status]:
+    """What the check's validator says of `actual` (None: nothing, or no validator), and whose fault it is: FAILED,
+    or ERROR when the validator itself crashed (a bug in the course). Run where the inputs are: in process, or in
+    the worker, which sends the complaint to its supervisor."""
+    if check.validate is None:
+        return None, Status.FAILED
+    try:
+        return check.validate(actual, inputs), Status.FAILED
+    except Exception:
+        return (f"the validator of {check.name!r} crashed; this is a bug in the course:\n{traceback.format_exc()}",
+                Status.ERROR)
 
 
 def diagnose(check: Check, actual: Any, inputs: dict[str, Any]) -> str:

@@ -22,7 +22,7 @@ from checks.pipeline.budgets import BudgetExceeded, ForwardPasses
 from checks.course import Course, Day
 from checks.pipeline.env import Env, global_state, global_state_changes
 from checks.judging.judge import Rejection, case_facts, first_difference, graded_callable, judge, snapshot
-from checks.pipeline.outcome import Outcome, Status
+from checks.pipeline.outcome import Outcome, Status, on_case
 from checks.pipeline.inputs import CourseBug, InputsFingerprint, build_inputs
 from checks.store.references import ReferenceStore, StaleReference, stale_reference_message
 from checks.spec import Check
@@ -65,8 +65,7 @@ class Grader:
             status, message, hint, case = Status.PASSED, "", "", ""
         except Rejection as rejection:
             status, message, hint = rejection.status, rejection.message, rejection.hint
-            if case and len(check.cases) > 1 and status is not Status.NOT_STARTED:
-                message = f"On input case {case!r}: {message}"
+            message = on_case(message, case, len(check.cases), status)
         return Outcome(check.name, day.number, status, message, hint, case, round(time.perf_counter() - start, 4))
 
     def _grade_case(self, function: Callable[..., Any], day: Day, check: Check, case: str) -> None:

@@ -56,3 +56,11 @@ class Outcome:
         record = dataclasses.asdict(self)
         record["status"] = self.status.value
         return record
+
+
+def on_case(message: str, case: str, cases: int, status: Status) -> str:
+    """A failure's message, prefixed with the input case that decided it when the check has several (a stub's "not
+    started" names no case): the one wording of the in-process pipeline and of the supervisor."""
+    if case and cases > 1 and status is not Status.NOT_STARTED and not message.startswith("On input"):
+        return f"On input case {case!r}: {message}"
+    return message
