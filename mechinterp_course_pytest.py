@@ -2,9 +2,9 @@
 
 pytest loads this module in every run of every project of the environment, so it stays harmless there: a unique
 module name, options of the course's own (`--day` is the learner's interface; the others say `course` or name the
-course's own things), and no import of the course until `--day` is given. Then it registers `checks.frontends.plugin`, which
-does the grading, imported from the folder this file lies in, so that a `checks.py`, `notebooks/` or `solutions/` of
-the user's own in the working directory is never taken for the course's.
+course's own things), and no import of the course until `--day` is given. Then it registers
+`checks.frontends.plugin`, which does the grading, imported from the folder this file lies in, so that a `checks.py`,
+`notebooks/` or `solutions/` of the user's own in the working directory is never taken for the course's.
 """
 
 from __future__ import annotations

@@ -53,7 +53,8 @@ def grade(fn: Callable[..., Any], *, name: str | None = None, device: str | None
 def check(fn: Callable[..., Any], *, hint: bool | int = False, name: str | None = None, device: str | None = None,
           course: "Course | None" = None) -> None:
     """Grade `fn` (see `grade`) and print the verdict: passed, or the diagnosis of what differs; with `hint=N`, also
-    the course's hints 1 to N (`hint=True` is 1: see `checks.judging.hints`). Returns None, so a notebook shows the verdict once (use `grade` for the Outcome)."""
+    the course's hints 1 to N (`hint=True` is 1: see `checks.judging.hints`). Returns None, so a notebook shows the
+    verdict once (use `grade` for the Outcome)."""
     from checks.judging.hints import tiered_message
 
     outcome = grade(fn, name=name, device=device, course=course)

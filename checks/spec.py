@@ -35,7 +35,7 @@ __all__ = ["Check", "Choice", "Contract", "GradingEnv", "InputsBuilder", "Mistak
            "cache_complaint", "expected_exception", "uniform_choice_test", "watch_caching", "with_fresh_generators",
            "with_seeded_generators"]
 
-if TYPE_CHECKING:  # the grading supervisor never imports transformer_lens (only its workers do): see checks.isolation.worker
+if TYPE_CHECKING:  # the grading supervisor never imports transformer_lens (only its workers do)
     from transformer_lens import HookedTransformer
 
 
@@ -104,8 +104,8 @@ class Check:
     expected_from: where more than one output is right (a learner's own predictor of a model's behaviour), the
         reference is what this computes from a case's inputs (e.g. the model's behaviour), not the solution's output;
         the solution must pass against it like any learner. Use with `min_agreement`.
-    min_agreement: judge integer outputs by agreement (`checks.judging.compare.agreement`): at least this fraction of the
-        elements equal the reference's in every column of the last dimension. Judged in the supervisor, on plain
+    min_agreement: judge integer outputs by agreement (`checks.judging.compare.agreement`): at least this fraction of
+        the elements equal the reference's in every column of the last dimension. Judged in the supervisor, on plain
         data, as every comparison is.
     mistakes: known mistakes (`Mistake`) whose message is added when a failing output matches one of them.
     exact_types: the output's types must be the reference's exactly, not only its values: a tensor's dtype (int64
@@ -116,7 +116,8 @@ class Check:
         statistical test of the draws over many generator seeds) instead of the solution's exact draw: see
         `checks.judging.contracts`. Raises cases are still judged by their exception.
     forward_passes: the most forward passes of a model one call may run (counted on `HookedTransformer.forward`,
-        outside the learner's code: see `checks.pipeline.budgets`), for exercises whose point is batching; None: no bound.
+        outside the learner's code: see `checks.pipeline.budgets`), for exercises whose point is batching; None: no
+        bound.
     axes: names of a tensor output's dimensions, for messages (e.g. ("layer", "position", "head")): an index
         [3, 13, 3] then also reads "(head a3.h3 at position 13)".
     """

@@ -1,13 +1,13 @@
 """Autograders for the platforms courses already grade on: Gradescope and PrairieLearn's external grader.
 
     python -m checks autograder --day 1 --platform gradescope --out DIR     build (see `build_autograder`)
-    python -m checks.frontends.autograder gradescope --day 1                          grade one submission (run_autograder)
-    python -m checks.frontends.autograder prairielearn --day 1                        grade one submission (run_grader)
+    python -m checks.frontends.autograder gradescope --day 1     grade one submission (run_autograder)
+    python -m checks.frontends.autograder prairielearn --day 1   grade one submission (run_grader)
 
 Both platforms run one fresh container per submission. The container holds the course installed from a wheel built
 from this course (so the references, the manifest and the zoo are the ones the instructor built), and grades with the
-same path as `python -m checks grade`: `checks.frontends.batch.grade_submissions`, a supervisor process that verifies the
-manifest and judges, workers that run the learner's code under the seccomp filter and limits, reads of the solutions
+same path as `python -m checks grade`: `checks.frontends.batch.grade_submissions`, a supervisor process that verifies
+the manifest and judges, workers that run the learner's code under the seccomp filter and limits, reads of the solutions
 and stored references forbidden. This module only finds the submitted file and turns the report into the platform's
 results.json:
 - Gradescope (`$AUTOGRADER_ROOT`, default /autograder): reads `submission/`, writes `results/results.json` with

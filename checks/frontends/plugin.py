@@ -9,7 +9,8 @@ Without `--day` the plugin does nothing and pytest runs the project's own tests.
 replaced: one item per exercise (`day1::induction_scores`), nothing from `tests/`. Outcomes map to pytest's:
 passed -> passed; failed -> failed (the message says why); not started -> skipped (not a failure, exit code 0);
 stale reference and course errors -> error (the course's fault, never the learner's: the message gives the command
-that rebuilds the references). The logic lives in `checks.frontends.session` and `checks.pipeline.grading`; hooks stay thin.
+that rebuilds the references). The logic lives in `checks.frontends.session` (and below it `checks.isolation`); hooks
+stay thin.
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """A grading session: which days, whose code, on which device; the outcomes so far and their report.
 
-Plain Python, no pytest: `checks.frontends.plugin` turns options into a `GradingSession`, makes one test item per exercise that
-calls `grade_exercise(day, name)`, and prints `table()` / writes `to_json()` at the end.
+Plain Python, no pytest: `checks.frontends.plugin` turns options into a `GradingSession`, makes one test item per
+exercise that calls `grade_exercise(day, name)`, and prints `table()` / writes `to_json()` at the end.
 
 Learner code runs in worker processes under a `checks.isolation.supervisor.Supervisor`; this process only judges and
 reports.
@@ -147,8 +147,9 @@ class GradingSession:
         return outcome
 
     def plan(self, exercises: list[tuple[Day, str]]) -> None:
-        """Start grading `exercises` (in the order `grade_exercise` will ask for them) in the background, as many at a time as
-        the limits allow (`checks.isolation.lookahead`). Without a plan, `grade_exercise` grades one exercise when asked."""
+        """Start grading `exercises` (in the order `grade_exercise` will ask for them) in the background, as many at a
+        time as the limits allow (`checks.isolation.lookahead`). Without a plan, `grade_exercise` grades one exercise
+        when asked."""
         if self._lookahead is not None or not exercises:
             return
         from checks.isolation.lookahead import Lookahead

@@ -3,8 +3,8 @@
 pytest runs its items one after another; the supervisor can grade `parallel` exercises side by side (each in its own
 worker, one core each). `Lookahead` grades the planned exercises in pytest's order with that many threads and hands
 each outcome over when pytest reaches it. Which exercises may run side by side, and what happens after an incident,
-is the supervisor's business (`checks.isolation.supervisor`); this module only schedules, with one rule of its own: the first
-exercise of each group (a day's file) ends before another of its group starts, so that if the file cannot be graded,
+is the supervisor's business (`checks.isolation.supervisor`); this module only schedules, with one rule of its own: the
+first exercise of each group (a day's file) ends before another of its group starts, so that if the file cannot be graded,
 it is always that exercise which says why.
 """
 

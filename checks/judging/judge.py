@@ -62,7 +62,8 @@ def catching(function: Callable[..., Any], case: InputsBuilder) -> Callable[...,
 
 def graded_callable(function: Callable[..., Any], check: Check, case: str) -> Callable[..., Any]:
     """What grading calls on one case: `function` itself; on a case that expects an exception, `catching` it; for a
-    check with a contract (`checks.judging.contracts`), the contract's runner (the call, the same call again, the trials)."""
+    check with a contract (`checks.judging.contracts`), the contract's runner (the call, the same call again, the
+    trials)."""
     if check.contract is not None and expected_exception(check.cases[case]) is None:
         from checks.judging.contracts import contract_runner
 

@@ -98,8 +98,8 @@ def call_learner(function: Callable[..., Any], check: Check, inputs: dict[str, A
 
     alarm: also stop the call with SIGALRM after `check.timeout_s` (in-process only: code can disable it, so the
     worker relies on its supervisor's kill instead). after_call: told when the call is over and the audits begin.
-    passes: counts the call's forward passes against `check.forward_passes` (`checks.pipeline.budgets`); the caller asks it
-    for its complaint once the output is judged, so that a wrong answer is reported as wrong first.
+    passes: counts the call's forward passes against `check.forward_passes` (`checks.pipeline.budgets`); the caller asks
+    it for its complaint once the output is judged, so that a wrong answer is reported as wrong first.
     """
     saved = snapshot(inputs)
     env.prepare()

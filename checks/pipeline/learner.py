@@ -329,7 +329,8 @@ def wrong_day_error(module: ModuleType, day: "Day", course: "Course") -> Learner
         found = [check.name for check in other.checks if callable(getattr(module, check.name, None))]
         if other.number != day.number and found:
             return LearnerModuleError(
-                f"{module.__file__}: this file looks like day {other.number}'s file (it defines {', '.join(found[:3])}), "
-                f"not day {day.number}'s, which has {', '.join(check.name for check in day.checks[:3])}, ...: grade "
-                f"it with --day {other.number}, or give day {day.number}'s file")
+                f"{module.__file__}: this file looks like day {other.number}'s file (it defines "
+                f"{', '.join(found[:3])}), not day {day.number}'s, which has "
+                f"{', '.join(check.name for check in day.checks[:3])}, ...: grade it with --day {other.number}, or "
+                f"give day {day.number}'s file")
     return None

@@ -93,7 +93,8 @@ def _copying_inputs(size: int, seed: int, columns: int | None = None) -> common.
     return inputs
 
 
-def _patching_inputs(batch: int, seed: int, corrupt: str = "idx", corrupted_batch: int | None = None) -> common.InputBuilder:
+def _patching_inputs(batch: int, seed: int, corrupt: str = "idx",
+                     corrupted_batch: int | None = None) -> common.InputBuilder:
     """Clean sequences and twins with another idx (or elt); `corrupted_batch` makes the shapes differ on purpose."""
     def inputs(env: GradingEnv) -> dict[str, Any]:
         clean = _tokens(env, batch, seed)
@@ -201,9 +202,10 @@ def _layer1_top_positions(inputs: dict[str, Any]) -> torch.Tensor:
 
 
 
-# sample_array_indexing_batch is judged by its contract (checks.judging.contracts), not by one dictated order of draws: a valid
-# batch (layout, ranges, b = a with a[idx] = elt), reproducible from the generator, and over SAMPLE_TRIALS seeds each
-# example's a_j, elt, and the pair of the two examples' idx, uniform (the pair catches one idx shared by a batch).
+# sample_array_indexing_batch is judged by its contract (checks.judging.contracts), not by one dictated order of
+# draws: a valid batch (layout, ranges, b = a with a[idx] = elt), reproducible from the generator, and over
+# SAMPLE_TRIALS seeds each example's a_j, elt, and the pair of the two examples' idx, uniform (the pair catches one idx
+# shared by a batch).
 # With 1000 trials over 409 cells the test catches gross bias (an idx or value drawn far too often or never among
 # few options), not one missing value among MAX_NUM.
 SAMPLE_TRIALS = 1000
