@@ -1,4 +1,7 @@
-"""Frames on a worker's result pipe, and the bounds the supervisor reads them under.
+"""Frames on a worker's result pipe, and the bounds the supervisor reads them under; what a frame may hold.
+
+The worker turns the learner's output into plain data (`to_plain`, which refuses anything else, subclasses
+included) and writes it on the pipe (`Channel`).
 
 A frame is an 8-byte big-endian length, then a 4-byte length of a JSON header, the header, and the raw bytes of the
 tensors it names. The header holds plain data only: None, bool, int, float, str, lists, tuples as
@@ -12,6 +15,7 @@ pickle memo: what is decoded is never larger than a small multiple of what was s
 from __future__ import annotations
 
 import json
+import os
 import re
 import struct
 from typing import Any
@@ -137,3 +141,75 @@ def clean(text: Any, limit: int = MAX_MESSAGE) -> str:
     if len(text) > limit:
         text = text[:limit] + f"\n... (cut at {limit} characters)"
     return text
+
+
+# ---- what a frame may hold: plain data -----------------------------------------------------------------------------
+class NotPlain(Exception):
+    """The learner's output holds something other than plain data; the message names it."""
+
+
+def to_plain(value: Any, path: str = "your output") -> Any:
+    """`value` as plain data: exact `torch.Tensor`s (detached, on CPU), bool/int/float/str/None, and lists, tuples
+    and dicts of these. Types are checked exactly (`type(x) is int`), so no subclass and none of its methods ever
+    reaches the grader; numpy scalars and `nn.Parameter` are converted. Raises NotPlain naming the type otherwise."""
+    import torch
+
+    kind = type(value)
+    if kind is torch.Tensor or kind is torch.nn.Parameter:
+        if value.layout is not torch.strided:
+            return torch.Tensor.to_dense(value).detach().to("cpu").clone()
+        return torch.Tensor.detach(value).to("cpu").clone()
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind in (list, tuple):
+        items = [to_plain(item, f"{path}[{i}]") for i, item in enumerate(value)]
+        return items if kind is list else tuple(items)
+    if kind is dict:
+        plain = {}
+        for key, item in value.items():
+            if type(key) not in (str, int, bool):
+                raise NotPlain(f"{path} has a key of type {_type_name(key)}; dict keys must be plain str or int")
+            plain[key] = to_plain(item, f"{path}[{key!r}]")
+        return plain
+    if kind.__module__ == "numpy" and hasattr(value, "item") and kind.__name__ in _NUMPY_SCALARS:
+        return value.item()
+    raise NotPlain(f"{path} is a {_type_name(value)}; grading accepts only plain torch.Tensor, int, float, bool, str, "
+                   "None, and lists, tuples and dicts of these (no subclasses)")
+
+
+_NUMPY_SCALARS = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
+                  "uint64", "bool_", "bool", "str_"}
+
+
+def _type_name(value: Any) -> str:
+    kind = type(value)
+    bases = [base for base in (int, float, str, bool, list, tuple, dict) if isinstance(value, base)]
+    try:
+        import torch
+
+        if isinstance(value, torch.Tensor):
+            bases.append(torch.Tensor)
+    except ImportError:
+        pass
+    module = kind.__module__
+    name = kind.__qualname__ if module in ("builtins", "__main__") or module.startswith("_course_learner_") \
+        else f"{module}.{kind.__qualname__}"
+    if bases and kind not in bases:
+        base = bases[0]
+        base_name = "torch.Tensor" if base.__name__ == "Tensor" else base.__name__
+        return f"{name} (a subclass of {base_name})"
+    return name
+
+
+class Channel:
+    """The write end of a child's result pipe."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+
+    def send(self, **message: Any) -> None:
+        data = encode(message)
+        view = memoryview(data)
+        while view:
+            written = os.write(self.fd, view)
+            view = view[written:]

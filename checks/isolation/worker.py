@@ -1,7 +1,7 @@
 """The grading worker: the only process that runs learner code.
 
-`python -m checks.isolation.worker` is started by a supervisor (`checks.isolation.supervisor`) with one end of a socket pair. It is a
-warm parent (a "zygote"): it imports torch and transformer_lens, limits torch to one thread, loads the course's
+`python -m checks.isolation.worker` is started by a supervisor (`checks.isolation.supervisor`) with one end of a
+socket pair. It is a warm parent (a "zygote"): it imports torch and transformer_lens, limits torch to one thread, loads the course's
 specs, on CPU builds every input case of the graded days (loading the zoo models), and imports what the days' files
 import (plotting, jaxtyping), all before any learner code exists in it; it then freezes the garbage collector's view
 of what it holds (children neither scan it nor copy its pages by touching it). Then, per exercise the supervisor
@@ -9,12 +9,12 @@ asks for (several may run at a time), it forks one child, which:
 
 1. leaves the parent's process group (the supervisor kills the whole group on a limit) and closes the parent's
    sockets (its own channel and the other children's);
-2. caps its address space (RLIMIT_AS), sets torch's threads, and installs an audit hook (`CourseFileGuard`) that
+2. caps its address space (RLIMIT_AS), sets torch's threads, and installs an audit hook (`checks.isolation.guard`) that
    no code can remove: no writes to the course's files, and in instructor grading no reads of the solutions or
    stored references;
 3. sends the fingerprints of its inputs (computed before any learner code ran), imports the learner's module,
    calls the exercise on every case, audits models and inputs, runs the check's validator, and sends back the output
-   as plain data (`to_plain`), each step announced so the supervisor can apply the right time limit;
+   as plain data (`checks.isolation.protocol.to_plain`), each step announced so the supervisor can apply the right time limit;
 4. ends with `os._exit`: no atexit hook, no finaliser of the learner's runs in it.
 
 Every exercise runs in a fresh fork of the untouched parent, so nothing one exercise does (hooks, patched
@@ -22,12 +22,13 @@ attributes, threads, torch's global state, config flags) reaches another. Torch'
 fork: a child that uses several threads hangs when its parent already ran a multi-threaded region (measured with
 torch 2.13), so the parent stays at one thread and only children raise it. CUDA does not survive fork either, so on
 CUDA each child builds its own inputs. The parent is a child subreaper: after each exercise it kills every process
-the child left behind, even one that started its own session.
+the child left behind, even one that started its own session (`checks.isolation.reaper`).
 
-Frames on the result pipe: see `checks.isolation.protocol` (plain data, bounded, read without running any code). Where the
-kernel allows (`checks.isolation.sandbox`), the zygote runs in its own user and network namespaces; each child makes a PID
-namespace and forks the process that runs the learner's code into it (with its own /proc), so that every process
-the exercise started dies with it; and that process is confined by Landlock as well as by the seccomp filter. What
+Frames on the result pipe: see `checks.isolation.protocol` (plain data, bounded, read without running any code).
+Where the kernel allows (`checks.isolation.sandbox`), the zygote runs in its own user and network namespaces; each
+child makes a PID namespace and forks the process that runs the learner's code into it (with its own /proc), so that
+every process the exercise started dies with it; and that process is confined by Landlock as well as by the seccomp
+filter (`checks.isolation.seccomp`). What
 children print reaches the log through the zygote, capped; the zygote holds none of the supervisor's descriptors.
 """
 
@@ -41,217 +42,16 @@ import select
 import signal
 import socket
 import sys
-import time
 import traceback
 from pathlib import Path
 from typing import Any, Callable
 
 from checks.isolation import sandbox
-from checks.isolation.protocol import MAX_FRAME, MAX_MESSAGE, FrameError, decode, encode  # noqa: F401  (see checks.isolation.protocol)
+from checks.isolation.guard import CourseFileGuard
+from checks.isolation.protocol import MAX_MESSAGE, Channel, FrameError, NotPlain, to_plain
+from checks.isolation.reaper import kill_leftovers
+from checks.isolation.seccomp import forbid_file_changes_and_signals
 from curriculum.paths import COURSE_ROOT
-
-
-# ---- plain data ------------------------------------------------------------------------------------------------------
-class NotPlain(Exception):
-    """The learner's output holds something other than plain data; the message names it."""
-
-
-def to_plain(value: Any, path: str = "your output") -> Any:
-    """`value` as plain data: exact `torch.Tensor`s (detached, on CPU), bool/int/float/str/None, and lists, tuples
-    and dicts of these. Types are checked exactly (`type(x) is int`), so no subclass and none of its methods ever
-    reaches the grader; numpy scalars and `nn.Parameter` are converted. Raises NotPlain naming the type otherwise."""
-    import torch
-
-    kind = type(value)
-    if kind is torch.Tensor or kind is torch.nn.Parameter:
-        if value.layout is not torch.strided:
-            return torch.Tensor.to_dense(value).detach().to("cpu").clone()
-        return torch.Tensor.detach(value).to("cpu").clone()
-    if value is None or kind in (bool, int, float, str):
-        return value
-    if kind in (list, tuple):
-        items = [to_plain(item, f"{path}[{i}]") for i, item in enumerate(value)]
-        return items if kind is list else tuple(items)
-    if kind is dict:
-        plain = {}
-        for key, item in value.items():
-            if type(key) not in (str, int, bool):
-                raise NotPlain(f"{path} has a key of type {_type_name(key)}; dict keys must be plain str or int")
-            plain[key] = to_plain(item, f"{path}[{key!r}]")
-        return plain
-    if kind.__module__ == "numpy" and hasattr(value, "item") and kind.__name__ in _NUMPY_SCALARS:
-        return value.item()
-    raise NotPlain(f"{path} is a {_type_name(value)}; grading accepts only plain torch.Tensor, int, float, bool, str, "
-                   "None, and lists, tuples and dicts of these (no subclasses)")
-
-
-_NUMPY_SCALARS = {"float16", "float32", "float64", "int8", "int16", "int32", "int64", "uint8", "uint16", "uint32",
-                  "uint64", "bool_", "bool", "str_"}
-
-
-def _type_name(value: Any) -> str:
-    kind = type(value)
-    bases = [base for base in (int, float, str, bool, list, tuple, dict) if isinstance(value, base)]
-    try:
-        import torch
-
-        if isinstance(value, torch.Tensor):
-            bases.append(torch.Tensor)
-    except ImportError:
-        pass
-    module = kind.__module__
-    name = kind.__qualname__ if module in ("builtins", "__main__") or module.startswith("_course_learner_") \
-        else f"{module}.{kind.__qualname__}"
-    if bases and kind not in bases:
-        base = bases[0]
-        base_name = "torch.Tensor" if base.__name__ == "Tensor" else base.__name__
-        return f"{name} (a subclass of {base_name})"
-    return name
-
-
-class Channel:
-    """The write end of a child's result pipe."""
-
-    def __init__(self, fd: int) -> None:
-        self.fd = fd
-
-    def send(self, **message: Any) -> None:
-        data = encode(message)
-        view = memoryview(data)
-        while view:
-            written = os.write(self.fd, view)
-            view = view[written:]
-
-
-# ---- the audit hook --------------------------------------------------------------------------------------------------
-_WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-_CHANGING_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.truncate", "os.chmod", "os.chown", "os.link",
-                    "os.symlink", "os.utime", "shutil.rmtree", "os.mkdir", "shutil.move", "shutil.copyfile"}
-
-
-class CourseFileGuard:
-    """An audit hook (PEP 578): refuses writes under `protected`, and with `forbidden` also reads under those
-    folders and imports of the `solutions` package, reporting each attempt on the channel. Python offers no way to
-    remove an audit hook; code that bypasses Python (ctypes, native extensions) is not seen, which is why the
-    supervisor also verifies the manifest."""
-
-    def __init__(self, protected: list[Path], forbidden: list[Path], channel: Channel | None) -> None:
-        self.protected = [str(p.resolve()) for p in protected]
-        self.forbidden = [str(p.resolve()) for p in forbidden]
-        self.channel = channel
-        self.busy = False
-
-    def install(self) -> None:
-        sys.addaudithook(self)
-
-    def __call__(self, event: str, args: tuple[Any, ...]) -> None:
-        if self.busy:
-            return
-        if event == "open":
-            path, mode, flags = (tuple(args) + (None, None, None))[:3]
-            writes = (isinstance(mode, str) and any(c in mode for c in "wax+")) or (
-                mode is None and isinstance(flags, int) and flags & _WRITE_FLAGS)
-            self._check(path, writes=bool(writes))
-        elif event in _CHANGING_EVENTS:
-            for path in args[:2]:
-                self._check(path, writes=True)
-        elif event == "import" and self.forbidden and args and isinstance(args[0], str):
-            if args[0] == "solutions" or args[0].startswith("solutions."):
-                self._refuse(f"imported the course's solutions (`import {args[0]}`)")
-
-    def _check(self, path: Any, writes: bool) -> None:
-        if not isinstance(path, (str, bytes, os.PathLike)):
-            return
-        self.busy = True
-        try:
-            resolved = os.path.realpath(os.fsdecode(path))
-        except Exception:
-            return
-        finally:
-            self.busy = False
-        if writes and _under(resolved, self.protected):
-            raise PermissionError(f"grading forbids changing the course's files: {resolved}")
-        if _under(resolved, self.forbidden):
-            self._refuse(f"opened {resolved}, one of the course's solutions or stored reference outputs")
-
-    def _refuse(self, what: str) -> None:
-        if self.channel is not None:
-            self.busy = True
-            try:
-                self.channel.send(kind="forbidden", what=what)
-            finally:
-                self.busy = False
-        raise PermissionError(f"instructor grading forbids this: your code {what}")
-
-
-def _under(path: str, folders: list[str]) -> bool:
-    return any(path == folder or path.startswith(folder + os.sep) for folder in folders)
-
-
-# ---- the seccomp filter ----------------------------------------------------------------------------------------------
-_X86_64_AUDIT_ARCH = 0xC000003E
-_DENIED_SYSCALLS = (  # x86-64 numbers: everything that creates, changes or removes a file, and ways out of the worker
-    85, 76, 82, 264, 316, 87, 263, 86, 265, 88, 266, 90, 268, 452, 83, 258, 84, 133, 259, 92, 94, 260, 132, 235, 280,
-    261, 188, 189, 197, 198, 437, 303, 304, 425, 101, 310, 311, 424, 129, 297,
-    91, 93, 190, 199, 272, 308, 165, 166, 155, 161, 319, 447, 29, 321, 298, 323, 428, 429, 430, 431, 432, 433, 442,
-    248, 249, 250)
-#  creat truncate rename renameat renameat2 unlink unlinkat link linkat symlink symlinkat chmod fchmodat fchmodat2
-#  mkdir mkdirat rmdir mknod mknodat chown lchown fchownat utime utimes utimensat futimesat setxattr lsetxattr
-#  removexattr lremovexattr openat2 name_to_handle_at open_by_handle_at io_uring_setup ptrace process_vm_readv
-#  process_vm_writev pidfd_send_signal rt_sigqueueinfo rt_tgsigqueueinfo
-#  fchmod fchown fsetxattr fremovexattr (a descriptor open for reading is enough to re-permission a course file)
-#  unshare setns mount umount2 pivot_root chroot (no way back to the supervisor's /proc or mounts)
-#  memfd_create memfd_secret shmget (memory that RLIMIT_AS does not count) bpf perf_event_open userfaultfd
-#  open_tree move_mount fsopen fsconfig fsmount fspick mount_setattr add_key request_key keyctl
-_OPEN, _OPENAT, _KILL, _TKILL, _TGKILL = 2, 257, 62, 200, 234
-
-
-def forbid_file_changes_and_signals() -> bool:
-    """Install a seccomp filter (x86-64 Linux; returns False where it cannot): from now on this process and its
-    children cannot open a file for writing, create, rename, delete or re-permission one, signal another process,
-    read or write another process's memory, change namespaces or mounts, or allocate memory outside RLIMIT_AS
-    (memfd, SysV shared memory); each such call fails with EPERM. Unlike the audit hook, this also
-    holds for native code (ctypes, C++ and Rust extensions). Descriptors already open (the result pipe, the log)
-    stay writable."""
-    import platform
-    import struct
-
-    if sys.platform != "linux" or platform.machine() != "x86_64":
-        return False
-    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    me = os.getpid()
-    program: list[tuple[int, Any, Any, int]] = [(0x20, 0, 0, 4), (0x15, 0, "ALLOW", _X86_64_AUDIT_ARCH),
-                                                (0x20, 0, 0, 0)]
-    program += [(0x15, "DENY", 0, number) for number in _DENIED_SYSCALLS]
-    program += [(0x15, "OPEN", 0, _OPEN), (0x15, "OPENAT", 0, _OPENAT), (0x15, "SELF", 0, _KILL),
-                (0x15, "SELF", 0, _TKILL), (0x15, "SELF", 0, _TGKILL), (0x06, 0, 0, allow)]
-    labels = {"OPEN": len(program)}
-    program += [(0x20, 0, 0, 16 + 8 * 1), (0x45, "DENY", 0, write_flags), (0x06, 0, 0, allow)]
-    labels["OPENAT"] = len(program)
-    program += [(0x20, 0, 0, 16 + 8 * 2), (0x45, "DENY", 0, write_flags), (0x06, 0, 0, allow)]
-    labels["SELF"] = len(program)
-    program += [(0x20, 0, 0, 16), (0x15, "ALLOW", 0, me)]
-    labels["DENY"] = len(program)
-    program += [(0x06, 0, 0, deny)]
-    labels["ALLOW"] = len(program)
-    program += [(0x06, 0, 0, allow)]
-    encoded = b""
-    for index, (code, jt, jf, k) in enumerate(program):
-        jt = labels[jt] - index - 1 if isinstance(jt, str) else jt
-        jf = labels[jf] - index - 1 if isinstance(jf, str) else jf
-        encoded += struct.pack("HBBI", code, jt, jf, k & 0xFFFFFFFF)
-    buffer = ctypes.create_string_buffer(encoded)
-
-    class SockFprog(ctypes.Structure):
-        _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
-
-    fprog = SockFprog(len(program), ctypes.addressof(buffer))
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
-    if libc.prctl(38, 1, None, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
-        return False
-    return libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
 
 
 # ---- the zygote ------------------------------------------------------------------------------------------------------
@@ -321,7 +121,7 @@ class Zygote:
                 else:
                     continue
                 del running[pid]
-                _kill_leftovers(pid, spare=set(running))
+                kill_leftovers(pid, spare=set(running))
                 while item.output is not None:  # what it printed last; its leftovers are dead, so this ends
                     self._relay(item)
                 try:
@@ -483,45 +283,6 @@ def build_case(env: Any, check: Any, case: str) -> tuple[Any, Any] | str:
     except CourseBug as bug:
         return bug.details
     return built.inputs, built.fingerprint
-
-
-def _children(parent: int) -> list[int]:
-    found = []
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        try:
-            stat = Path(f"/proc/{entry}/stat").read_text()
-        except OSError:
-            continue
-        fields = stat.rsplit(")", 1)[-1].split()
-        if len(fields) > 1 and fields[1] == str(parent):
-            found.append(int(entry))
-    return found
-
-
-def _kill_leftovers(pid: int, spare: set[int]) -> None:
-    """Kill the finished child's process group and every process left behind (reparented to us, the subreaper),
-    sparing the children in `spare` (still running their exercises)."""
-    try:
-        os.killpg(pid, signal.SIGKILL)
-    except OSError:
-        pass
-    for _ in range(200):
-        leftovers = [child for child in _children(os.getpid()) if child not in spare]
-        for child in leftovers:
-            try:
-                os.kill(child, signal.SIGKILL)
-            except OSError:
-                pass
-        for child in leftovers:
-            try:
-                os.waitpid(child, os.WNOHANG)
-            except ChildProcessError:
-                pass
-        if not leftovers:
-            return
-        time.sleep(0.01)
 
 
 # ---- the child -------------------------------------------------------------------------------------------------------

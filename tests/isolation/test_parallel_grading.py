@@ -16,7 +16,7 @@ import pytest
 
 import checks.isolation.supervisor as supervisor_module
 from checks.isolation.limits import Limits
-from checks.isolation.worker import _children
+from checks.isolation.reaper import children as _children
 from checks.frontends.session import GradingSession
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
