@@ -73,7 +73,7 @@ def submission_names(paths: list[Path]) -> list[str]:
 
 
 def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: Course | None = None,
-                      device: str | None = None, timeout_s: float = 1800, jobs: int | None = None,
+                      device: str | None = None, jobs: int | None = None,
                       limits: Limits | None = None, progress: bool = True) -> list[DayScore]:
     """Grade every submission on `days` ("1", "1,4" or "all"), write the reports under `out`, return the scores.
     Raises CourseError when the course itself is broken (e.g. a file does not match the manifest)."""
@@ -95,7 +95,7 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     sandbox.harden_supervisor()  # its report pipes are out of reach of any process without CAP_SYS_PTRACE
     out = out.resolve()
     out.mkdir(parents=True, exist_ok=True)
-    limits = limits or Limits(submission_s=timeout_s)
+    limits = limits or Limits()
     names = submission_names(submissions)
     jobs = max(1, jobs or os.cpu_count() or 1)
     batch = _Batch(course, chosen, out, device or default_device(), manifest, limits)

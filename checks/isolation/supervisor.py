@@ -172,12 +172,6 @@ class Supervisor:
         with self._zygote_lock:
             self._stop_zygote()
 
-    def __enter__(self) -> "Supervisor":
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        self.close()
-
     # ---- grading ---------------------------------------------------------------------------------------------------
     def grade_file(self, day: Day, check: Check, learner: Path) -> Outcome:
         """Grade exercise `check` of `day` from the learner's file `learner` in a fresh worker.

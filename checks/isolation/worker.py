@@ -137,7 +137,7 @@ class Zygote:
                 if not data:
                     return
                 request = json.loads(data)
-                if request["kind"] == "stop" or not fds:
+                if not fds:
                     return
                 channel = socket.socket(fileno=fds[0])
                 inherited = [self.control.fileno(), channel.fileno()]

@@ -23,8 +23,11 @@ from checks.isolation.limits import Limits
 from checks.isolation.supervisor import Supervisor
 course = Course(Path(sys.argv[1]), sys.argv[2])
 day = course.day(1)
-with Supervisor(course, [day], "cpu", limits=Limits(import_s=20, audit_s=20, memory_bytes=2 * 2**30)) as supervisor:
+supervisor = Supervisor(course, [day], "cpu", limits=Limits(import_s=20, audit_s=20, memory_bytes=2 * 2**30))
+try:
     outcome = supervisor.grade_file(day, day.check("distinct_tokens"), Path(sys.argv[3]))
+finally:
+    supervisor.close()
 print(json.dumps({"status": outcome.status.value, "message": outcome.message[:300],
                   "length": len(outcome.message), "peak_kib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss}))
 """
