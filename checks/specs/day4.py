@@ -30,7 +30,7 @@ from curriculum.data.array_indexing import (
     NL_TOKEN,
 )
 from checks.specs import common
-from curriculum.models.recipes.array_indexing_data import array_indexing_batch
+from checks.specs.common import array_indexing_batch
 
 DAY = 4
 MODULE = "day4_array_indexing"
