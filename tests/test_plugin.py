@@ -518,3 +518,23 @@ def test_a_stub_defined_after_a_written_function_leaves_it_not_started(tmp_path)
     assert written_exercises(path, ["f"]) == set()
     path.write_text(stub + "\n" + written)
     assert written_exercises(path, ["f"]) == {"f"}
+
+
+@pytest.mark.parametrize("where", ["notebook", "cell"])
+def test_jupytext_metadata_never_makes_a_markdown_cell_run(tmp_path, where):
+    """jupytext writes a markdown cell as a string instead of comments when the notebook's (or the cell's) metadata
+    says `cell_markers`/`cell_marker` '\"\"\"'; markdown that closes the string would then run as code."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    markdown = nbformat.v4.new_markdown_cell('"""\ndef count_repeats(tokens):\n    return 0\n"""\nSome prose.')
+    if where == "notebook":
+        notebook.metadata["jupytext"] = {"cell_markers": '"""'}
+    else:
+        markdown.metadata["cell_marker"] = '"""'
+    notebook.cells = [markdown, nbformat.v4.new_code_cell("def mean_logit(model, tokens):\n    return 0.0")]
+    path = tmp_path / "my_day1.ipynb"
+    nbformat.write(notebook, path)
+    module = load_module(path)
+    assert callable(module.mean_logit)
+    assert "count_repeats" not in vars(module)
