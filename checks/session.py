@@ -132,6 +132,7 @@ class GradingSession:
     worker_closes: list[int] = field(default_factory=list)  # descriptors of this process the workers must not hold
     in_process: bool = field(default_factory=lambda: os.environ.get(IN_PROCESS_VARIABLE) == "1")
     hint_tiers: int = 0  # --course-hints N: the tiers of the course's hints shown (and listed in the JSON report)
+    zygote: Any = None  # a warm worker parent shared across submissions (`checks.submissions`), else one of its own
 
     def __post_init__(self) -> None:
         if self.solutions and self.learner is not None:
@@ -150,7 +151,8 @@ class GradingSession:
 
             self.supervisor = Supervisor(self.course, self.days, self.device, limits=self.limits,
                                          forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
-                                         worker_log=self.worker_log, worker_closes=self.worker_closes)
+                                         worker_log=self.worker_log, worker_closes=self.worker_closes,
+                                         zygote=self.zygote)
         self._modules: dict[int, ModuleType | LearnerModuleError] = {}
         self._lookahead: Any = None  # a checks.lookahead.Lookahead once `plan` was called
 
@@ -256,8 +258,11 @@ class GradingSession:
             source = self.source(day)
             days[str(day.number)] = {"module": day.module, "source": str(source) if source else None,
                                      "score": self.scores().get(day.number, {"total": 0}), "note": self.note(day)}
-        return {"device": str(self.grader.env.device), "isolated": self.supervisor is not None, "days": days,
-                "exercises": [self._record(outcome) for outcome in self.outcomes]}
+        report = {"device": str(self.grader.env.device), "isolated": self.supervisor is not None, "days": days,
+                  "exercises": [self._record(outcome) for outcome in self.outcomes]}
+        if self.supervisor is not None:
+            report["sandbox"] = self.supervisor.state()  # which isolation features held on this machine
+        return report
 
     def _record(self, outcome: Outcome) -> dict[str, Any]:
         """An outcome as JSON; a failed one lists the course's hints shown (tiers 1..--course-hints)."""
