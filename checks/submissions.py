@@ -1,8 +1,9 @@
 """Grade many learners' submissions: the instructor's "grade" step (the builder is the "assign" step).
 
 Each submission (a .py module, an .ipynb notebook, or a folder of day files) is graded by its own supervisor
-process, forked from this one, with up to `jobs` at a time; each supervisor runs the learner's code in its own
-workers (`checks.supervisor`), with reads of the solutions and stored references forbidden. This process runs no
+process, forked from this one, with up to `jobs` at a time; each supervisor runs the learner's code in fresh workers
+(`checks.supervisor`), forked per exercise from the warm parent its job keeps for every submission it grades (see
+`_Batch`), with reads of the solutions and stored references forbidden. This process runs no
 learner code and writes every file: it verifies the manifest once, hands each supervisor that in-memory copy (so
 a submission that tampers with the course cannot change what the next one is graded against), receives each
 report over a pipe, and, once every worker is gone, writes per submission `<name>.json` (the report) beside

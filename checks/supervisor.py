@@ -1,6 +1,7 @@
 """The supervisor: grades exercises by running them in a worker (`checks.worker`), and never runs learner code.
 
-Before any learner code runs it forks the worker's warm parent (the zygote), verifies the manifest of the course's
+Before any learner code runs it forks the worker's warm parent (the zygote; or uses one shared with the supervisors
+of other submissions, see `checks.submissions`), verifies the manifest of the course's
 reference and zoo files (`checks.manifest`), keeps their verified bytes and loads the stored references into its
 own memory (the zygote is forked first, so no reference ever sits in a worker's memory). After every exercise it
 checks those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote

@@ -12,9 +12,10 @@ asks for (several may run at a time), it forks one child, which:
 2. caps its address space (RLIMIT_AS), sets torch's threads, and installs an audit hook (`CourseFileGuard`) that
    no code can remove: no writes to the course's files, and in instructor grading no reads of the solutions or
    stored references;
-3. sends the fingerprints of its inputs (computed before any learner code ran), imports the learner's module,
-   calls the exercise on every case, audits models and inputs, runs the check's validator, and sends back the output
-   as plain data (`to_plain`), each step announced so the supervisor can apply the right time limit;
+3. sends the fingerprints of its inputs (computed before any learner code ran) and which sandbox features held,
+   imports the learner's module, calls the exercise on every case, sends back each output as plain data
+   (`to_plain`) the moment the call returns (which ends the call's time limit), then audits models and inputs and
+   runs the check's validator, each step announced so the supervisor can apply the right time limit;
 4. ends with `os._exit`: no atexit hook, no finaliser of the learner's runs in it.
 
 Every exercise runs in a fresh fork of the untouched parent, so nothing one exercise does (hooks, patched

@@ -475,6 +475,8 @@ def test_a_hostile_exercise_fails_alone_and_says_why(name, pytester, built_cours
         assert code == pytest.ExitCode.TESTS_FAILED
     assert _course_files(built_course) == before, "a course file changed"
     assert graded["isolated"] is True
+    held = graded["sandbox"]  # which isolation features held on this machine, as `--grade-json` reports them
+    assert {"non_dumpable", "pid_namespace", "capabilities_dropped", "seccomp", "landlock_abi"} <= set(held)
     assert list(statuses) == list(EXERCISES)  # the total counts every exercise, in order
     assert graded["days"]["1"]["score"]["total"] == len(EXERCISES)
     failing = list(EXERCISES) if case.all_fail else [case.target]
