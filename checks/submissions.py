@@ -173,8 +173,9 @@ class _Batch:
 
         tqdm.monitor_interval = 0  # no monitor thread: this process forks
         reports: dict[str, tuple[dict, str]] = {}
-        running: dict[int, tuple[str, Path, int, bytearray, float, int]] = {}  # pipe -> name, path, pid, data,
-        pending = list(queue)  # start, job
+        # report pipe -> the submission's name and path, its supervisor's pid, what it sent, when it started, its job
+        running: dict[int, tuple[str, Path, int, bytearray, float, int]] = {}
+        pending = list(queue)
         with tqdm(total=len(queue) * exercises, desc=f"grading {len(queue)} submission(s)", unit="exercise",
                   disable=not progress) as bar:
             while pending or running:
