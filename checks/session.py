@@ -23,7 +23,7 @@ from checks.grading import Grader, default_device
 from checks.learner import (LearnerModuleError, explain_name_error, load_module, missing_function_message,
                              written_exercises)
 from checks.limits import Limits
-from checks.outcome import Outcome, Status
+from checks.outcome import Outcome, Status, reason_given_at
 from curriculum.workspace import learner_copies, workspace_dir
 
 IN_PROCESS_VARIABLE = "COURSE_GRADING_IN_PROCESS"
@@ -181,13 +181,15 @@ class GradingSession:
                 outcome = self._lookahead.outcome((day.number, name))
             else:
                 outcome = self._grade_isolated(day, name)
+            first = self.reason_given_at(day)
+            if first is not None and self.source(day) is None:  # no file to grade: said once, as for one that fails
+                outcome = dataclasses.replace(outcome, message=reason_given_at(day.number, first))
             self.outcomes.append(outcome)
             return outcome
         module = self.module(day)
         if isinstance(module, LearnerModuleError):
-            first = next((o.exercise for o in self.outcomes if o.day == day.number), None)
-            reason = str(module) if first is None else (  # the reason is said once per day, at its first exercise
-                f"not graded: day {day.number}'s file cannot be graded (the reason is given at {first})")
+            first = self.reason_given_at(day)
+            reason = str(module) if first is None else reason_given_at(day.number, first)
             outcome = self.grader.grade(None, day, check, missing=reason)
         else:
             function = getattr(module, name, None)
@@ -197,6 +199,18 @@ class GradingSession:
                 outcome = dataclasses.replace(outcome, message=explain_name_error(module, outcome.message))
         self.outcomes.append(outcome)
         return outcome
+
+    def reason_given_at(self, day: Day) -> str | None:
+        """When `day`'s file cannot be graded (there is none, or it cannot be imported), which fails every exercise
+        of the day for one reason: the exercise whose outcome gives that reason (the day's first graded), else None.
+        The others' messages only point there."""
+        path = self.source(day)
+        if path is not None:
+            if self.supervisor is not None:
+                return self.supervisor.unimportable(day.number, path)
+            if not isinstance(self._modules.get(day.number), LearnerModuleError):
+                return None
+        return next((o.exercise for o in self.outcomes if o.day == day.number), None)
 
     def plan(self, exercises: list[tuple[Day, str]]) -> None:
         """Start grading `exercises` (in the order `grade` will ask for them) in the background, as many at a time as
@@ -283,7 +297,7 @@ class GradingSession:
         if self.supervisor is None:
             module = self._modules.get(day.number)
             return str(module).splitlines()[0] if isinstance(module, LearnerModuleError) else ""
-        first = getattr(self.supervisor, "_unimportable", {}).get((day.number, str(path)))
+        first = self.supervisor.unimportable(day.number, path)
         said = next((o.message for o in self.outcomes if o.day == day.number and o.exercise == first), "")
         return f"{path.name} cannot be graded: {said.splitlines()[0]}" if said else ""
 

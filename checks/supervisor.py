@@ -43,7 +43,7 @@ from checks.course import Course, CourseError, Day
 from checks.judge import Raised, Rejection, judge
 from checks.limits import Limits, describe_end
 from checks.manifest import file_contents, file_stats, restore_changed, verify_manifest
-from checks.outcome import Outcome, Status
+from checks.outcome import Outcome, Status, reason_given_at
 from checks.protocol import MAX_FRAME, clean, decode
 from checks.references import InputsFingerprint, ReferenceStore, StaleReference, rebuild_command
 from checks.spec import Check
@@ -188,6 +188,10 @@ class Supervisor:
             outcome, _, _ = self._attempt(day, check, learner, alone=lambda: True)
         return outcome
 
+    def unimportable(self, day: int, learner: Path) -> str | None:
+        """The exercise that said why day `day`'s file `learner` cannot be imported, or None while none has."""
+        return self._unimportable.get((day, str(learner)))
+
     def _attempt(self, day: Day, check: Check, learner: Path,
                  alone: Callable[[], bool]) -> tuple[Outcome, bool, bool]:
         """(outcome with its duration, whether it must be graded again alone, whether for an incident)."""
@@ -207,8 +211,7 @@ class Supervisor:
                            "(every exercise together) ran out before this exercise"), False, False
         first = self._unimportable.get((day.number, str(learner)))
         if first is not None:  # the reason is said once per day, at its first exercise
-            return _failed(day, check, f"not graded: day {day.number}'s file cannot be graded (the reason is given "
-                           f"at {first})"), False, False
+            return _failed(day, check, reason_given_at(day.number, first)), False, False
         for attempt in range(2):  # a zygote found dead before this exercise started is replaced, not blamed
             zygote = self._ready_zygote(min(submission_deadline, time.monotonic() + limits.setup_s))
             if isinstance(zygote, str):
