@@ -9,6 +9,7 @@ reports.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,7 +22,7 @@ from checks.isolation.limits import Limits
 from checks.isolation.supervisor import Supervisor
 from checks.pipeline.grading import default_device
 from checks.pipeline.learner import LearnerModuleError, written_exercises
-from checks.pipeline.outcome import Outcome, Status
+from checks.pipeline.outcome import Outcome, Status, reason_given_at
 from curriculum.workspace import learner_copies, workspace_dir
 
 LEARNER_SUFFIXES = (".py", ".ipynb")
@@ -114,6 +115,7 @@ class GradingSession:
     worker_log: Path | None = None
     worker_closes: list[int] = field(default_factory=list)  # descriptors of this process the workers must not hold
     hint_tiers: int = 0  # --course-hints N: the tiers of the course's hints shown (and listed in the JSON report)
+    zygote: Any = None  # a warm worker parent shared across submissions (`checks.frontends.batch`), else one of its own
 
     def __post_init__(self) -> None:
         if self.solutions and self.learner is not None:
@@ -127,7 +129,7 @@ class GradingSession:
             raise CourseError("--learner FILE grades one day; to grade several days give a folder of day files")
         self.supervisor = Supervisor(self.course, self.days, self.device, limits=self.limits,
                                      forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
-                                     worker_log=self.worker_log, worker_closes=self.worker_closes)
+                                     worker_log=self.worker_log, worker_closes=self.worker_closes, zygote=self.zygote)
         self._lookahead: Any = None  # a checks.isolation.lookahead.Lookahead once `plan` was called
 
     def source(self, day: Day) -> Path | None:
@@ -143,8 +145,20 @@ class GradingSession:
             outcome = self._lookahead.outcome((day.number, name))
         else:
             outcome = self._grade_isolated(day, name)
+        first = self.reason_given_at(day)
+        if first is not None and self.source(day) is None:  # no file to grade: said once, as for one that fails
+            outcome = dataclasses.replace(outcome, message=reason_given_at(day.number, first))
         self.outcomes.append(outcome)
         return outcome
+
+    def reason_given_at(self, day: Day) -> str | None:
+        """When `day`'s file cannot be graded (there is none, or it cannot be imported), which fails every exercise
+        of the day for one reason: the exercise whose outcome gives that reason (the day's first graded), else None.
+        The others' messages only point there."""
+        path = self.source(day)
+        if path is not None:
+            return self.supervisor.unimportable(day.number, path)
+        return next((o.exercise for o in self.outcomes if o.day == day.number), None)
 
     def plan(self, exercises: list[tuple[Day, str]]) -> None:
         """Start grading `exercises` (in the order `grade_exercise` will ask for them) in the background, as many at a
@@ -205,8 +219,10 @@ class GradingSession:
             source = self.source(day)
             days[str(day.number)] = {"module": day.module, "source": str(source) if source else None,
                                      "score": self.scores().get(day.number, {"total": 0}), "note": self.note(day)}
-        return {"device": str(torch.device(self.device)), "isolated": True, "days": days,
-                "exercises": [self._record(outcome) for outcome in self.outcomes]}
+        report = {"device": str(torch.device(self.device)), "isolated": True, "days": days,
+                  "exercises": [self._record(outcome) for outcome in self.outcomes]}
+        report["sandbox"] = self.supervisor.state()  # which isolation features held on this machine
+        return report
 
     def _record(self, outcome: Outcome) -> dict[str, Any]:
         """An outcome as JSON; a failed one lists the course's hints shown (tiers 1..--course-hints)."""
@@ -224,7 +240,7 @@ class GradingSession:
             path = learner_file(day, solutions=self.solutions, learner=self.learner)
         except LearnerModuleError as error:
             return str(error)
-        first = self.supervisor._unimportable.get((day.number, str(path)))
+        first = self.supervisor.unimportable(day.number, path)
         said = next((o.message for o in self.outcomes if o.day == day.number and o.exercise == first), "")
         return f"{path.name} cannot be graded: {said.splitlines()[0]}" if said else ""
 

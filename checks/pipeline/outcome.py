@@ -64,3 +64,9 @@ def on_case(message: str, case: str, cases: int, status: Status) -> str:
     if case and cases > 1 and status is not Status.NOT_STARTED and not message.startswith("On input"):
         return f"On input case {case!r}: {message}"
     return message
+
+
+def reason_given_at(day: int, first: str) -> str:
+    """The message of an exercise that fails because its day's file cannot be graded, when exercise `first` of the
+    same day already gave the reason: the reason is said once per day."""
+    return f"not graded: day {day}'s file cannot be graded (the reason is given at {first})"
