@@ -40,10 +40,10 @@ def pytest_configure(config: pytest.Config) -> None:
     base = config.inipath.parent if config.inipath else config.rootpath
     course = Course((base / root).resolve(), config.getini("course_models")) if root else Course.default()
     try:
-        options = GradingOptions.resolve(device=config.getoption("course_device"), device_flag="--course-device",
-                                         limits=config.getoption("course_limits") or config.getini("course_limits"),
-                                         hints=config.getoption("course_hints"))
-        with _collector_paused():
+        with _collector_paused():  # resolving the device imports torch: with the collector paused too
+            options = GradingOptions.resolve(device=config.getoption("course_device"), device_flag="--course-device",
+                                             limits=config.getoption("course_limits") or config.getini("course_limits"),
+                                             hints=config.getoption("course_hints"))
             grading = GradingSession(course, parse_days(config.getoption("day"), course), device=options.device,
                                      limits=options.limits, hint_tiers=options.hints,
                                      solutions=config.getoption("solutions"), learner=config.getoption("learner"))
