@@ -328,7 +328,7 @@ def test_a_mixed_batch_graded_by_a_normal_user_grades_every_honest_one_truly(tmp
     import tempfile
 
     from checks.store.manifest import manifest_files
-    from conftest import make_fixture_course
+    from support import make_fixture_course
 
     prefix: list[str] = []
     if os.geteuid() == 0:
