@@ -781,4 +781,4 @@ if MAIN:
 # Notice what the two methods disagree on: direct logit attribution gives L0H0 no credit, yet ablating it hurts as
 # much as ablating L1H0. Its effect is *indirect*: it writes "my previous token was A" into each position, which
 # is what L1H0's keys look for. Tomorrow we open up the weights and show this composition directly, through the
-# QK and OV circuits of these two heads.
+# QK (query-key: where a head looks) and OV (output-value: what it moves) circuits of these two heads.

@@ -822,7 +822,7 @@ WRONG_IMPLEMENTATIONS = [
     ("k_composition_circuit", k_circuit_of_L0H0_into_L1H0_always, "Rows are query tokens"),
     ("k_composition_circuit", k_circuit_as_a_factored_matrix, "FactoredMatrix"),
     ("composition_scores", composition_right_first, "the other way round (right before left)"),
-    ("composition_scores", composition_normalised_by_the_left_only, "divide by the product"),
+    ("composition_scores", composition_normalised_by_the_left_only, "over the product of the two matrices' own norms"),
     ("composition_scores", composition_with_spectral_norms, "Frobenius"),
     ("composition_scores", composition_transposed, "transposed"),
     ("random_composition_baseline", baseline_drawn_in_another_order, "in that order"),
