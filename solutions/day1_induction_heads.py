@@ -768,8 +768,8 @@ if MAIN:
 #   0.5; on random tokens they fall below 0.2 and the heads park on BOS (first-token scores above 0.5). On random
 #   tokens L0H2 and L1H0 pass the first-token bar as well, and L0H1 sits within 0.05 of it.
 # - **The model copies.** Loss on the first copy of a random sequence is within 15% of uniform guessing; on the
-#   second copy of 30 tokens it is below 0.5 nats per token (0.32-0.38 on the seeds the tests try). Text written
-#   twice is predicted more accurately the second time. On 127-token sequences the second copy stays below 0.6 nats
+#   second copy of 30 tokens it is below 0.5 nats per token, on every seed the tests try. Text written twice is
+#   predicted more accurately the second time. On 127-token sequences the second copy stays below 0.6 nats
 #   per 16-position chunk up to position 111, and is above 1.5 in the last chunk.
 # - **L1H0 writes the answer.** On the second copy, L1H0's direct contribution to the correct logit is several
 #   logits, and every other component's is below 0.5 in size.
