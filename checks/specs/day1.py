@@ -13,12 +13,11 @@ from typing import Any
 
 import torch
 
-from checks.audits import cache_complaint, watch_caching
-from checks.spec import Check, GradingEnv, Mistake
-from checks.specs.common import ARRAY_2L1H, INDUCTION_2L, TOY_GPT, InputBuilder, repeated_batch, story_batch
+from checks.spec import Check, GradingEnv, Mistake, cache_complaint, watch_caching
+from checks.specs.common import (ARRAY_2L1H, INDUCTION_2L, TOY_GPT, InputBuilder, array_indexing_batch, repeated_batch,
+                                 story_batch)
 from curriculum.data import toy_vocab
 from curriculum.data.array_indexing import VOCAB as ARRAY_VOCAB
-from curriculum.data.array_indexing import array_indexing_batch
 from curriculum.data.induction_corpus import decode, stories
 from curriculum.data.toy_corpus import toy_gpt_batch
 

@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any, Callable
 import torch
 
 from checks.spec import Check, GradingEnv, Mistake, Raises
-from checks.specs.common import ARRAY_2L1H, INDUCTION_2L, TOY_GPT, InputBuilder, repeated_batch, story_batch
-from curriculum.data.array_indexing import array_indexing_batch
+from checks.specs.common import (ARRAY_2L1H, INDUCTION_2L, TOY_GPT, InputBuilder, array_indexing_batch, repeated_batch,
+                                 story_batch)
 
 if TYPE_CHECKING:  # imported where inputs are built: the grading supervisor never imports transformer_lens
     from transformer_lens import FactoredMatrix, HookedTransformer
