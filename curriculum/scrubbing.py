@@ -85,14 +85,6 @@ def sequence_source_from(permutation: Int[Tensor, "batch"], seq_len: int) -> Int
     return permutation[:, None] * seq_len + positions[None, :]
 
 
-def sequence_source(n_sequences: int, seq_len: int, seed: int, device: torch.device | str = "cpu"
-                    ) -> Int[Tensor, "batch seq"]:
-    """The same position in another sequence, by a seeded permutation of the sequences (`torch.randperm` from a
-    generator seeded with `seed`)."""
-    perm = torch.randperm(n_sequences, generator=torch.Generator().manual_seed(seed)).to(device)
-    return sequence_source_from(perm, seq_len)
-
-
 # ---- the fast scrubber ----------------------------------------------------------------------------------------------
 def layer0_heads(model: HookedTransformer, tokens: Int[Tensor, "batch seq"]
                  ) -> tuple[Float[Tensor, "head batch seq d_model"], Float[Tensor, "batch head query key"]]:

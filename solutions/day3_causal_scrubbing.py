@@ -199,7 +199,7 @@ if MAIN:
 def sample_groups(
     group_of: dict[str, str], group_seeds: dict[str, int], n: int
 ) -> dict[str, Int[Tensor, "n"]]:
-    """The permutation of range(n) each variable sees: variable -> int64 [n].
+    """The permutation of 0..n-1 each variable sees: variable -> int64 [n].
 
     group_of: variable name -> group name; group_seeds: group name -> seed. Every variable of a group gets the same
     permutation, drawn uniformly at random from a generator seeded with that group's seed alone: the same seed gives

@@ -19,7 +19,15 @@ from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
 from curriculum.scrubbing import (ORIG, Hypothesis, PrevValuePath, component_names, identity_source,
-                                  sequence_source)
+                                  sequence_source_from)
+
+
+def sequence_source(n_sequences: int, seq_len: int, seed: int, device: torch.device | str = "cpu"
+                    ) -> Int[Tensor, "batch seq"]:
+    """The same position in another sequence, by a seeded permutation of the sequences (`torch.randperm` from a
+    generator seeded with `seed`)."""
+    perm = torch.randperm(n_sequences, generator=torch.Generator().manual_seed(seed)).to(device)
+    return sequence_source_from(perm, seq_len)
 
 
 def matched_source(feature: Int[Tensor, "batch seq"], valid: Bool[Tensor, "batch seq"], seed: int

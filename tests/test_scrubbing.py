@@ -78,13 +78,13 @@ def test_layer0_heads_match_the_model(model, tokens):
 
 
 def test_sequence_source_moves_whole_sequences():
-    source = scrubbing.sequence_source(6, 5, seed=3)
+    source = scrubbing_table.sequence_source(6, 5, seed=3)
     sequences, positions = source // 5, source % 5
     assert torch.equal(positions, torch.arange(5).expand(6, 5))
     assert sorted(sequences[:, 0].tolist()) == list(range(6))
     assert (sequences == sequences[:, :1]).all()
-    assert torch.equal(source, scrubbing.sequence_source(6, 5, seed=3))
-    assert not torch.equal(source, scrubbing.sequence_source(6, 5, seed=4))
+    assert torch.equal(source, scrubbing_table.sequence_source(6, 5, seed=3))
+    assert not torch.equal(source, scrubbing_table.sequence_source(6, 5, seed=4))
 
 
 def test_matched_source_keeps_the_feature():

@@ -364,8 +364,8 @@ about 96% and 100% on the grading cases and in the notebook (tests/test_day3_pro
 REFUTED_CEILING = 0.50
 REFINED_FLOOR = 0.85
 NAIVE_CEILING = 0.25
-CAPSTONE_CASES = {"96 stories, 2 resamplings, seed 0": (96, 128, 2, 0, 441),
-                  "128 stories of 100 tokens, 3 resamplings, seed 10": (128, 100, 3, 10, 442)}
+CAPSTONE_CASES = {"40 stories, 2 resamplings, seed 0": (40, 128, 2, 0, 441),
+                  "64 stories of 80 tokens, 3 resamplings, seed 10": (64, 80, 3, 10, 442)}
 
 
 def _capstone_case(label: str) -> InputBuilder:
