@@ -776,19 +776,21 @@ if MAIN:
 # another story", a question about the inputs the head uses.
 #
 # For the query claim, zero ablation would have us reject it: the query would seem to need more than the embedding.
-# Resampling says the claim holds. The layer-0 heads' part of the query is not zero on any real input (it has a
-# large average, which sets the scale of L1H0's scores); zeroing it removes that average and breaks the head for a
-# reason unrelated to the claim. Mean ablation keeps the average and lands close to resampling here.
+# Resampling says the claim holds. The layer-0 heads' part of the query is never zero on a real input; zeroing it
+# moves the query off the inputs the head was trained on, and the head breaks for a reason unrelated to the claim.
+# Mean ablation keeps that part's average and lands close to resampling here: what the query needs from the layer-0
+# heads is mostly their average, not anything that varies from story to story.
 #
-# **What a percent recovered means, and what it does not.** It is the share of the baseline's excess loss, on this
-# dataset and these candidate positions, that survives when everything the hypothesis calls irrelevant is resampled
-# as the hypothesis says. Near 100% means the model's loss is *consistent* with the hypothesis: no resampling the
-# hypothesis allows hurts. It does not mean the hypothesis is the mechanism: a vaguer hypothesis (fewer claims)
-# recovers at least as easily, errors can cancel (one wrong claim making the loss lower, another higher), and only
-# the loss is tested, not every behaviour. It depends on the baseline (above: which one, and its sampling groups), on
-# the dataset and on the candidates. And a value above 100% or below 0% is possible: the scrubbed model can do better
-# than the clean one, or worse than the baseline. Chan et al. discuss these limits at length; the remedy is the one
-# you will practise next: make hypotheses *more specific* one step at a time, and write ones that should fail.
+# **What a percent recovered means, and what it does not.** Of the loss the baseline adds to the clean model, on this
+# dataset and these candidate positions, it is the share that does *not* come back when everything the hypothesis
+# calls irrelevant is resampled as the hypothesis says. Near 100% means the model's loss is *consistent* with the
+# hypothesis: no resampling the hypothesis allows hurts. It does not mean the hypothesis is the mechanism: a vaguer
+# hypothesis (fewer claims) usually recovers at least as much, errors can cancel (one wrong claim making the loss
+# lower, another higher), and only the loss is tested, not every behaviour. It depends on the baseline (above: which
+# one, and its sampling groups), on the dataset and on the candidates. And a value above 100% or below 0% is
+# possible: the scrubbed model can do better than the clean one, or worse than the baseline. Chan et al. discuss such
+# limits; the remedy is the one you will practise next: make hypotheses *more specific* one step at a time, and
+# write ones that should fail.
 #
 # ## 8. Your hypotheses: the capstone
 #
@@ -910,7 +912,8 @@ if MAIN:
     from curriculum.scrubbing import ladder_figure
 
     rungs = [name for name in mine if name.startswith("ladder")] + ["refined"]
-    plotting.show(ladder_figure(rungs, [mine[n]["recovered"] for n in rungs], [mine[n]["standard_error"] for n in rungs],
+    plotting.show(ladder_figure(rungs, [mine[n]["recovered"] for n in rungs],
+                                [mine[n]["standard_error"] for n in rungs],
                                 title="Your ladder and refined hypothesis: % of loss recovered ± 1 s.e."))
     everything = {**{n: (r["recovered"], r["standard_error"]) for n, r in mine.items()},
                   **{n: v for n, v in recovered(first_losses).items() if n in ("L1H0 scrubbed",

@@ -455,8 +455,8 @@ def variance_over_n(losses):
 _COMPONENTS = ["embed", "L0H0", "L0H1", "L0H2", "L0H3", "b_O0"]
 
 
-def _scrub(model, tokens, candidates, hypotheses, resamplings, *, unbiased=True, heads=(0,), row_length=None,
-           all_positions=False, two_passes=False, require_two=True):
+def _scrub(model, tokens, candidates, hypotheses, resamplings, *, unbiased=True, heads=(0,), all_positions=False,
+           two_passes=False, require_two=True):
     """scrub_hypotheses, with one mistake switched on by each keyword."""
     if require_two and len(resamplings) < 2:
         raise ValueError("at least two resamplings")
@@ -468,7 +468,6 @@ def _scrub(model, tokens, candidates, hypotheses, resamplings, *, unbiased=True,
     parts = torch.cat([embed[None], torch.einsum("bphd,hdm->hbpm", cache["z", 0], model.W_O[0]),
                        model.b_O[0].expand_as(embed)[None]])
     flat = parts.flatten(1, 2)
-    batch, pos = inputs.shape
     resid = cache["blocks.1.hook_resid_post"]
     for h in heads:
         resid = resid - cache["z", 1][:, :, h] @ model.W_O[1, h]
@@ -487,11 +486,7 @@ def _scrub(model, tokens, candidates, hypotheses, resamplings, *, unbiased=True,
                     if source == "orig":
                         total = total + parts[i]
                     else:
-                        index = sources[source]
-                        if row_length is not None:  # flat indices read as if rows had another length
-                            index = (index // pos) * row_length + index % pos
-                            index = index.clamp(max=flat.shape[1] - 1)
-                        total = total + flat[i][index]
+                        total = total + flat[i][sources[source]]
                 qkv.append(total)
             out = sum(_head(model, 1, h, *qkv) for h in heads)
             logits = (resid + out)[mask] @ model.W_U + model.b_U
@@ -507,10 +502,6 @@ def scrub_with_the_population_standard_error(model, tokens, candidates, hypothes
 
 def scrub_giving_every_layer1_head_the_inputs(model, tokens, candidates, hypotheses, resamplings):
     return _scrub(model, tokens, candidates, hypotheses, resamplings, heads=(0, 1, 2, 3))
-
-
-def scrub_reading_flat_indices_over_whole_sequences(model, tokens, candidates, hypotheses, resamplings):
-    return _scrub(model, tokens, candidates, hypotheses, resamplings, row_length=tokens.shape[1])
 
 
 def scrub_scoring_every_position(model, tokens, candidates, hypotheses, resamplings):
@@ -659,7 +650,6 @@ WRONG_IMPLEMENTATIONS = [
     ("head_output_from_inputs", head_reading_values_from_the_query_input, "values come from v_input"),
     ("scrub_hypotheses", scrub_with_the_population_standard_error, "mean_and_standard_error"),
     ("scrub_hypotheses", scrub_giving_every_layer1_head_the_inputs, "without L1H0's output"),
-    ("scrub_hypotheses", scrub_reading_flat_indices_over_whole_sequences, "flat indices"),
     ("scrub_hypotheses", scrub_scoring_every_position, "at the candidate positions"),
     ("scrub_hypotheses", scrub_with_an_extra_forward_pass, "forward passes"),
     ("scrub_hypotheses", scrub_accepting_one_resampling, "raises ValueError"),
@@ -986,7 +976,7 @@ def scrub_hypotheses_at_the_candidates_in_float64(model, tokens, candidates, hyp
             picked = logits.gather(-1, targets[mask][:, None])[:, 0]
             losses.append((logits.logsumexp(-1) - picked).mean())
         std, mean = torch.std_mean(torch.stack(losses))
-        results[name] = (float(mean), float(std / len(resamplings) ** 0.5))
+        results[name] = (mean.item(), (std / len(resamplings) ** 0.5).item())
     return results
 
 

@@ -6,10 +6,11 @@ parameter it reads (batch, length, seeds, layer, head, group structure, hypothes
 
 Three exercises are judged by contracts (`checks.contracts`) rather than one reference: `sample_groups` and
 `matched_resample` draw at random (validity, reproducibility, uniform draws over many seeds), and `capstone` (the
-learner's own hypotheses) by what its hypotheses recover, within bounds set from the course's answers. `scrub_hypotheses`
-gets a budget of one forward pass. Checks declare the mistakes they can name (`Mistake`): the mask of the targets, the
-mean of per-sequence means, labels resampled too, a percentage for a fraction, a head's query and key inputs swapped
-or its value read from the query input or given positions, and position 0 of the previous-value path.
+learner's own hypotheses) by what its hypotheses recover, within bounds set from the course's answers.
+`scrub_hypotheses` gets a budget of one forward pass. Checks declare the mistakes they can name (`MISTAKES`): the
+mask of the targets, the mean of per-sequence means, labels resampled too, a percentage for a fraction, a head's
+query and key inputs swapped, its values read from the query input or given positions, and position 0 of the
+previous-value path reading its own value.
 """
 
 from __future__ import annotations
@@ -43,7 +44,7 @@ def _resid_pre(env: GradingEnv, model: str, layer: int, tokens: torch.Tensor) ->
     return cache[name].clone()
 
 
-# ---- section 1: the dataset --------------------------------------------------------------------------------------------
+# ---- section 1: the dataset ------------------------------------------------------------------------------------------
 def _shift_case(batch: int, length: int, seed: int) -> InputBuilder:
     return lambda env: {"tokens": story_batch(env, batch, length, seed)}
 
@@ -446,10 +447,12 @@ def _capstone_valid(output: Any, facts: dict[str, Any]) -> str | None:
                     "the top of the ladder keeps at most one component of each input")
     for name in rungs:
         if recovered[name] < LADDER_FLOOR:
-            return (f"{name!r} recovers {recovered[name]:.1%} of the loss, below the {LADDER_FLOOR:.0%} every rung must "
-                    "reach: is a component it resamples one L1H0 needs, or is it resampled from the wrong kind of group?")
+            return (f"{name!r} recovers {recovered[name]:.1%} of the loss, below the {LADDER_FLOOR:.0%} every rung "
+                    "must reach: is a component it resamples one L1H0 needs, or is it resampled from the wrong kind "
+                    "of group?")
     if recovered["refuted"] >= REFUTED_CEILING:
-        return (f"'refuted' recovers {recovered['refuted']:.1%}, at least {REFUTED_CEILING:.0%}: the data do not refute it. "
+        return (f"'refuted' recovers {recovered['refuted']:.1%}, at least {REFUTED_CEILING:.0%}: the data do not "
+                "refute it. "
                 "Write a claim that contradicts the induction mechanism (what would L1H0 read if it were another kind "
                 "of head?)")
     naive, refined = hypotheses["naive"], hypotheses["refined"]
@@ -459,10 +462,12 @@ def _capstone_valid(output: Any, facts: dict[str, Any]) -> str | None:
         return ("'naive' must resample from groups of kind 'any position', 'refined' from groups that keep a feature "
                 f"({' or '.join(repr(kind) for kind in FEATURE_KINDS)})")
     if recovered["refined"] < REFINED_FLOOR:
-        return (f"'refined' recovers {recovered['refined']:.1%}, below {REFINED_FLOOR:.0%}: does its feature match what "
+        return (f"'refined' recovers {recovered['refined']:.1%}, below {REFINED_FLOOR:.0%}: does its feature match "
+                "what "
                 "that input really reads?")
     if recovered["naive"] > NAIVE_CEILING:
-        return (f"'naive' recovers {recovered['naive']:.1%}, above {NAIVE_CEILING:.0%}: resample an input L1H0 needs, so "
+        return (f"'naive' recovers {recovered['naive']:.1%}, above {NAIVE_CEILING:.0%}: resample an input L1H0 "
+                "needs, so "
                 "that keeping its feature makes the difference")
     return None
 
@@ -607,7 +612,8 @@ CHECKS = [
     ),
     Check(
         name="sample_groups",
-        cases={"q, k in group A; v in group B; n 50": _groups_case({"q": "A", "k": "A", "v": "B"}, {"A": 11, "B": 22}, 50),
+        cases={"q, k in group A; v in group B; n 50": _groups_case({"q": "A", "k": "A", "v": "B"}, {"A": 11, "B": 22},
+                                                                   50),
          "four variables in three groups; n 17": _groups_case(
              {"emb": "g2", "prev": "g0", "labels": "g1", "key": "g0"}, {"g0": 5, "g1": 6, "g2": 1234}, 17),
          "two groups, n 4: permutations over 1000 seeds": _groups_case({"q": "A", "k": "A", "v": "B"},
@@ -635,7 +641,8 @@ CHECKS = [
     ),
     Check(
         name="percent_loss_recovered",
-        cases={"5 hypotheses": _recovered_case(1.8, 6.1, (5,), 351), "a 3 x 4 table": _recovered_case(0.4, 2.5, (3, 4), 352)},
+        cases={"5 hypotheses": _recovered_case(1.8, 6.1, (5,), 351),
+               "a 3 x 4 table": _recovered_case(0.4, 2.5, (3, 4), 352)},
         hints=(
             "On a scale where the clean model scores 1 and the baseline 0, where does a scrubbed loss fall?",
             "Take how much loss the scrubbing removes from the baseline, relative to how much the clean model "
