@@ -125,6 +125,7 @@ def test_sampling_groups_change_the_baseline_and_not_the_top_rung(first):
         assert gap > 0.3 and gap > 10 * noise, (shared, gap, noise)  # one other story is the harsher baseline
     top = abs(first["top rung shared"][2] - first["top rung independent"][2])
     assert top < 0.005, top  # "changes nothing measurable"
+    assert first["top rung shared"][3] < 0.0005 and first["top rung independent"][3] < 0.0005  # printed "± 0.0%"
 
 
 def test_zero_ablation_refutes_what_resampling_confirms(model, dataset, first):
