@@ -111,3 +111,13 @@ def test_matched_source_is_uniform_within_a_feature_value():
 def test_only_two_layer_attention_only_shortformer_models():
     with pytest.raises(ValueError, match="shortformer"):
         scrubbing.ScrubbingRun(load_model("toy-gpt"), torch.zeros(2, 4, dtype=torch.long), [1])
+
+
+def test_the_ladder_figure_zooms_to_show_its_error_bars():
+    """A dot plot whose range fits the dots and bars: bars a tenth of a point wide stay visible near 100%."""
+    fig = scrubbing.ladder_figure(["a", "b", "c"], [1.0, 0.99, 0.965], [0.0, 0.0002, 0.001])
+    low, high = fig.layout.xaxis.range
+    assert low < 96.4 and high > 100.0 and high - low < 6, (low, high)
+    assert list(fig.data[0].error_x.array) == pytest.approx([0.0, 0.02, 0.1]) and fig.data[0].mode == "markers"
+    wide = scrubbing.ladder_figure(["x", "y"], [-0.4, 1.0], [0.005, 0.0]).layout.xaxis.range
+    assert wide[0] < -40.5 and wide[1] > 100.0
