@@ -692,7 +692,8 @@ CHECKS = [
             "inputs, and switch the split off again.",
             "With model.set_use_split_qkv_input(True), hook blocks.{layer}.hook_q_input, hook_k_input and "
             "hook_v_input and replace only [:, :, head] with qkv_inputs[0], [1], [2]; don't add positions (the model "
-            "adds them); turn split inputs off again afterwards."),
+            "adds them); turn split inputs off again in a finally block, so that a failing run leaves the model as it "
+            "was."),
         atol=1e-3,
     ),
     Check(
