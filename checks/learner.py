@@ -45,11 +45,20 @@ def read_source(path: Path) -> str:
     if path.suffix == ".ipynb":
         import jupytext
 
+        import nbformat
+
         try:
             notebook = jupytext.read(path)
         except Exception as error:  # nbformat/json errors come in many types
             raise LearnerModuleError(f"cannot read the notebook {path}: {error}") from error
-        return jupytext.writes(notebook, fmt="py:percent")
+        # only the cells' kinds and text: jupytext's metadata (the notebook's or a cell's) can make a markdown cell
+        # come out as code (e.g. `cell_markers: '"""'`), and markdown never runs
+        plain = nbformat.v4.new_notebook()
+        makers = {"code": nbformat.v4.new_code_cell, "markdown": nbformat.v4.new_markdown_cell,
+                  "raw": nbformat.v4.new_raw_cell}
+        plain.cells = [makers[cell.cell_type](str(cell.source)) for cell in notebook.cells
+                       if cell.cell_type in makers]
+        return jupytext.writes(plain, fmt="py:percent")
     if path.suffix != ".py":
         raise LearnerModuleError(f"expected a .py module or a .ipynb notebook, got {path}")
     return path.read_text(encoding="utf-8")

@@ -56,3 +56,9 @@ class Outcome:
         record = dataclasses.asdict(self)
         record["status"] = self.status.value
         return record
+
+
+def reason_given_at(day: int, first: str) -> str:
+    """The message of an exercise that fails because its day's file cannot be graded, when exercise `first` of the
+    same day already gave the reason: the reason is said once per day."""
+    return f"not graded: day {day}'s file cannot be graded (the reason is given at {first})"

@@ -160,6 +160,10 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
             report.duration = 0.0
         elif call.when in ("setup", "call"):
             report.duration = outcome.duration_s
+        if call.when == "call" and report.failed and item.reason_said_elsewhere:
+            # Counted as failed (pytest's summary, the table), but its block in FAILURES would only repeat that the
+            # day's file cannot be graded: pytest leaves out the blocks of reports marked as already shown.
+            report._pdbshown = True
     return report
 
 
@@ -215,6 +219,8 @@ class DayNode(pytest.Collector):
 class ExerciseItem(pytest.Item):
     """One exercise: graded in setup (so a course problem is an error), reported in the call phase."""
 
+    reason_said_elsewhere = False  # failed because the day's file cannot be graded, as another exercise's block says
+
     def setup(self) -> None:
         grading = self.config.stash[_SESSION]
         self.outcome = grading.grade(self.parent.day, self.name)
@@ -225,12 +231,21 @@ class ExerciseItem(pytest.Item):
         if self.outcome.status is Status.NOT_STARTED:
             pytest.skip(f"not started: {self.outcome.message}")
         if self.outcome.status is Status.FAILED:
-            raise ExerciseFailed(self._shown_message())
+            first = self.config.stash[_SESSION].reason_given_at(self.parent.day)
+            self.reason_said_elsewhere = first not in (None, self.name)
+            raise ExerciseFailed(self._shown_message(file_failed=first is not None))
 
-    def _shown_message(self) -> str:
-        """The diagnosis; the course's hints 1..N only with --course-hints N (see `checks.hints`)."""
+    def _shown_message(self, file_failed: bool) -> str:
+        """The diagnosis; the course's hints 1..N only with --course-hints N (see `checks.hints`). When the day's file
+        cannot be graded (`file_failed`), no exercise ran and no hint helps: the first exercise says why, and that
+        every exercise of the day fails for it."""
         from checks.hints import tiered_message
 
+        if file_failed:
+            if self.reason_said_elsewhere:
+                return self.outcome.message
+            return (f"{self.outcome.message}\nEvery exercise of day {self.parent.day.number} fails until its file can "
+                    "be graded: each counts as failed (see the table), and this reason is not repeated for each.")
         number, hints = self.parent.day.number, self.parent.day.check(self.name).hints
         return tiered_message(self.outcome, hint=self.config.getoption("course_hints"), hints=hints,
                               ask_for_hint=f"Stuck? `pytest --day {number} --course-hints` (or `check({self.name}, "

@@ -144,8 +144,7 @@ def restrict_files(forbidden: list[Path], allowed: list[Path]) -> bool:
     if ruleset < 0:
         return False
     try:
-        closed = [os.path.realpath(path) for path in forbidden]
-        for path, access in _read_rules(closed, [os.path.realpath(path) for path in allowed]):
+        for path, access in prepare_rules(forbidden, allowed):
             try:  # a symbolic link is skipped: its target is covered where it lies (a rule would follow it)
                 fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
             except OSError:
@@ -163,6 +162,19 @@ def restrict_files(forbidden: list[Path], allowed: list[Path]) -> bool:
         return libc.syscall(_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) == 0
     finally:
         os.close(ruleset)
+
+
+_RULES: dict[tuple[tuple[str, ...], tuple[str, ...]], list[tuple[str, int]]] = {}
+
+
+def prepare_rules(forbidden: list[Path], allowed: list[Path]) -> list[tuple[str, int]]:
+    """The (path, access) rules of `restrict_files(forbidden, allowed)`, kept for the processes this one forks
+    (a warm parent prepares them once; each child only applies them)."""
+    key = (tuple(os.path.realpath(path) for path in forbidden), tuple(os.path.realpath(path) for path in allowed))
+    if key not in _RULES:
+        _RULES.clear()
+        _RULES[key] = _read_rules(list(key[0]), list(key[1]))
+    return _RULES[key]
 
 
 def _read_rules(forbidden: list[str], allowed: list[str]) -> list[tuple[str, int]]:

@@ -23,7 +23,7 @@ from checks.grading import Grader, default_device
 from checks.learner import (LearnerModuleError, explain_name_error, load_module, missing_function_message,
                              written_exercises)
 from checks.limits import Limits
-from checks.outcome import Outcome, Status
+from checks.outcome import Outcome, Status, reason_given_at
 from curriculum.workspace import learner_copies, workspace_dir
 
 IN_PROCESS_VARIABLE = "COURSE_GRADING_IN_PROCESS"
@@ -132,6 +132,7 @@ class GradingSession:
     worker_closes: list[int] = field(default_factory=list)  # descriptors of this process the workers must not hold
     in_process: bool = field(default_factory=lambda: os.environ.get(IN_PROCESS_VARIABLE) == "1")
     hint_tiers: int = 0  # --course-hints N: the tiers of the course's hints shown (and listed in the JSON report)
+    zygote: Any = None  # a warm worker parent shared across submissions (`checks.submissions`), else one of its own
 
     def __post_init__(self) -> None:
         if self.solutions and self.learner is not None:
@@ -150,7 +151,8 @@ class GradingSession:
 
             self.supervisor = Supervisor(self.course, self.days, self.device, limits=self.limits,
                                          forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
-                                         worker_log=self.worker_log, worker_closes=self.worker_closes)
+                                         worker_log=self.worker_log, worker_closes=self.worker_closes,
+                                         zygote=self.zygote)
         self._modules: dict[int, ModuleType | LearnerModuleError] = {}
         self._lookahead: Any = None  # a checks.lookahead.Lookahead once `plan` was called
 
@@ -179,13 +181,15 @@ class GradingSession:
                 outcome = self._lookahead.outcome((day.number, name))
             else:
                 outcome = self._grade_isolated(day, name)
+            first = self.reason_given_at(day)
+            if first is not None and self.source(day) is None:  # no file to grade: said once, as for one that fails
+                outcome = dataclasses.replace(outcome, message=reason_given_at(day.number, first))
             self.outcomes.append(outcome)
             return outcome
         module = self.module(day)
         if isinstance(module, LearnerModuleError):
-            first = next((o.exercise for o in self.outcomes if o.day == day.number), None)
-            reason = str(module) if first is None else (  # the reason is said once per day, at its first exercise
-                f"not graded: day {day.number}'s file cannot be graded (the reason is given at {first})")
+            first = self.reason_given_at(day)
+            reason = str(module) if first is None else reason_given_at(day.number, first)
             outcome = self.grader.grade(None, day, check, missing=reason)
         else:
             function = getattr(module, name, None)
@@ -195,6 +199,18 @@ class GradingSession:
                 outcome = dataclasses.replace(outcome, message=explain_name_error(module, outcome.message))
         self.outcomes.append(outcome)
         return outcome
+
+    def reason_given_at(self, day: Day) -> str | None:
+        """When `day`'s file cannot be graded (there is none, or it cannot be imported), which fails every exercise
+        of the day for one reason: the exercise whose outcome gives that reason (the day's first graded), else None.
+        The others' messages only point there."""
+        path = self.source(day)
+        if path is not None:
+            if self.supervisor is not None:
+                return self.supervisor.unimportable(day.number, path)
+            if not isinstance(self._modules.get(day.number), LearnerModuleError):
+                return None
+        return next((o.exercise for o in self.outcomes if o.day == day.number), None)
 
     def plan(self, exercises: list[tuple[Day, str]]) -> None:
         """Start grading `exercises` (in the order `grade` will ask for them) in the background, as many at a time as
@@ -256,8 +272,11 @@ class GradingSession:
             source = self.source(day)
             days[str(day.number)] = {"module": day.module, "source": str(source) if source else None,
                                      "score": self.scores().get(day.number, {"total": 0}), "note": self.note(day)}
-        return {"device": str(self.grader.env.device), "isolated": self.supervisor is not None, "days": days,
-                "exercises": [self._record(outcome) for outcome in self.outcomes]}
+        report = {"device": str(self.grader.env.device), "isolated": self.supervisor is not None, "days": days,
+                  "exercises": [self._record(outcome) for outcome in self.outcomes]}
+        if self.supervisor is not None:
+            report["sandbox"] = self.supervisor.state()  # which isolation features held on this machine
+        return report
 
     def _record(self, outcome: Outcome) -> dict[str, Any]:
         """An outcome as JSON; a failed one lists the course's hints shown (tiers 1..--course-hints)."""
@@ -278,7 +297,7 @@ class GradingSession:
         if self.supervisor is None:
             module = self._modules.get(day.number)
             return str(module).splitlines()[0] if isinstance(module, LearnerModuleError) else ""
-        first = getattr(self.supervisor, "_unimportable", {}).get((day.number, str(path)))
+        first = self.supervisor.unimportable(day.number, path)
         said = next((o.message for o in self.outcomes if o.day == day.number and o.exercise == first), "")
         return f"{path.name} cannot be graded: {said.splitlines()[0]}" if said else ""
 

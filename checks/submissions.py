@@ -1,8 +1,9 @@
 """Grade many learners' submissions: the instructor's "grade" step (the builder is the "assign" step).
 
 Each submission (a .py module, an .ipynb notebook, or a folder of day files) is graded by its own supervisor
-process, forked from this one, with up to `jobs` at a time; each supervisor runs the learner's code in its own
-workers (`checks.supervisor`), with reads of the solutions and stored references forbidden. This process runs no
+process, forked from this one, with up to `jobs` at a time; each supervisor runs the learner's code in fresh workers
+(`checks.supervisor`), forked per exercise from the warm parent its job keeps for every submission it grades (see
+`_Batch`), with reads of the solutions and stored references forbidden. This process runs no
 learner code and writes every file: it verifies the manifest once, hands each supervisor that in-memory copy (so
 a submission that tampers with the course cannot change what the next one is graded against), receives each
 report over a pipe, and, once every worker is gone, writes per submission `<name>.json` (the report) beside
@@ -99,10 +100,15 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     names = submission_names(submissions)
     jobs = max(1, jobs or os.cpu_count() or 1)
     batch = _Batch(course, chosen, out, device or default_device(), manifest, limits)
-    batch.contents = file_contents(course)
-    exercises = sum(len(day.checks) for day in chosen)
-    reports = batch.run([(name, path.resolve()) for name, path in zip(names, submissions)], jobs, progress,
-                        exercises)
+    jobs = min(jobs, len(submissions))
+    batch.start_workers(jobs)  # forked before this process holds the course's files (the references) in memory
+    try:
+        batch.contents = file_contents(course)
+        exercises = sum(len(day.checks) for day in chosen)
+        reports = batch.run([(name, path.resolve()) for name, path in zip(names, submissions)], jobs, progress,
+                            exercises)
+    finally:
+        batch.stop_workers()
     scores: list[DayScore] = []
     for name, path in zip(names, submissions):
         report, note = reports[name]
@@ -121,13 +127,44 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
 
 
 class _Batch:
-    """Forks one supervisor process per submission, `jobs` at a time, and collects their reports."""
+    """Forks one supervisor process per submission, `jobs` at a time, and collects their reports. Each job keeps one
+    warm worker parent (a zygote, `checks.worker`) for the submissions it grades in turn: a supervisor forks no
+    zygote of its own but asks the job's for a fresh child per exercise, as always, so what one exercise does stays
+    in its own process (and PID namespace). A zygote that died, or served a submission whose grading did not end
+    normally (killed, overdue, no report), is replaced by one from a fresh interpreter before the next submission."""
 
     def __init__(self, course: Course, days: list[Day], out: Path, device: str, manifest: dict[str, str],
                  limits: Limits) -> None:
         self.course, self.days, self.out, self.device = course, days, out, device
         self.manifest, self.limits = manifest, limits
         self.contents: dict[str, bytes] = {}  # the verified bytes of the course files, to restore tampered ones
+        self.zygotes: list[Any] = []  # per job, its warm worker parent (`checks.supervisor._Zygote`)
+
+    def _zygote_config(self) -> dict[str, Any]:
+        from checks.supervisor import zygote_config
+
+        return zygote_config(self.course, self.days, self.device, self.limits, True, self.out, None)
+
+    def start_workers(self, jobs: int) -> None:
+        """Fork one zygote per job and wait until they are ready (they start side by side)."""
+        from checks.supervisor import start_zygote
+
+        self.zygotes = [start_zygote(self._zygote_config(), fork=True) for _ in range(jobs)]
+        for zygote in self.zygotes:
+            if zygote.wait_ready(self.limits.setup_s):  # it failed: replaced at its first use
+                zygote.send_kill()
+
+    def _replace_worker(self, job: int) -> None:
+        """A fresh zygote for `job`, from a new interpreter (this process now holds the course's files)."""
+        from checks.supervisor import start_zygote
+
+        self.zygotes[job].kill()
+        self.zygotes[job] = start_zygote(self._zygote_config(), fork=False)
+        self.zygotes[job].wait_ready(self.limits.setup_s)
+
+    def stop_workers(self) -> None:
+        for zygote in self.zygotes:
+            zygote.kill()
 
     def run(self, queue: list[tuple[str, Path]], jobs: int, progress: bool,
             exercises: int) -> dict[str, tuple[dict, str]]:
@@ -136,19 +173,23 @@ class _Batch:
 
         tqdm.monitor_interval = 0  # no monitor thread: this process forks
         reports: dict[str, tuple[dict, str]] = {}
-        running: dict[int, tuple[str, Path, int, bytearray, float]] = {}  # pipe -> name, path, pid, data, start
+        # report pipe -> the submission's name and path, its supervisor's pid, what it sent, when it started, its job
+        running: dict[int, tuple[str, Path, int, bytearray, float, int]] = {}
         pending = list(queue)
         with tqdm(total=len(queue) * exercises, desc=f"grading {len(queue)} submission(s)", unit="exercise",
                   disable=not progress) as bar:
             while pending or running:
                 while pending and len(running) < jobs:
                     name, path = pending.pop(0)
-                    pipe, pid = self._fork(name, path, list(running))
-                    running[pipe] = (name, path, pid, bytearray(), time.monotonic())
+                    job = min(set(range(jobs)) - {item[5] for item in running.values()})
+                    if not self.zygotes[job].alive():
+                        self._replace_worker(job)
+                    pipe, pid = self._fork(name, path, list(running), job)
+                    running[pipe] = (name, path, pid, bytearray(), time.monotonic(), job)
                 readable, _, _ = select.select(list(running), [], [], 1.0)
                 now = time.monotonic()
                 for pipe in list(running):
-                    name, path, pid, data, start = running[pipe]
+                    name, path, pid, data, start, job = running[pipe]
                     overdue = now - start > self.limits.submission_s + _REPORT_GRACE_S
                     if pipe in readable:
                         chunk = os.read(pipe, 1 << 20)
@@ -166,6 +207,8 @@ class _Batch:
                     del running[pipe]
                     graded = len(data) - len(data.lstrip(_PROGRESS))
                     report, note = self._report(name, path, bytes(data.lstrip(_PROGRESS)), status, overdue)
+                    if overdue or status != 0:  # its zygote may still run that submission's children
+                        self._replace_worker(job)
                     _cap_log(self.out / f"{name}.log")
                     restored = restore_changed(self.course, self.manifest, self.contents)
                     if restored:  # native code got past the worker's guard: undo it before the next submission
@@ -177,7 +220,7 @@ class _Batch:
                     bar.update(exercises - min(graded, exercises))
         return reports
 
-    def _fork(self, name: str, path: Path, others: list[int]) -> tuple[int, int]:
+    def _fork(self, name: str, path: Path, others: list[int], job: int) -> tuple[int, int]:
         read_end, write_end = os.pipe()
         pid = os.fork()
         if pid == 0:
@@ -185,7 +228,10 @@ class _Batch:
             try:
                 for fd in [read_end, *others]:  # the other submissions' reports are none of this one's business
                     os.close(fd)
-                code = self._grade_one(name, path, write_end)
+                for index, zygote in enumerate(self.zygotes):  # nor the other jobs' workers
+                    if index != job:
+                        zygote.control.close()
+                code = self._grade_one(name, path, write_end, self.zygotes[job])
             except BaseException:
                 traceback.print_exc()
             finally:
@@ -193,7 +239,7 @@ class _Batch:
         os.close(write_end)
         return read_end, pid
 
-    def _grade_one(self, name: str, path: Path, pipe: int) -> int:
+    def _grade_one(self, name: str, path: Path, pipe: int, zygote: Any) -> int:
         """In the forked supervisor process: grade one submission, send its report as JSON on `pipe`."""
         from checks.session import GradingSession
 
@@ -203,7 +249,7 @@ class _Batch:
         log.write_text("")
         session = GradingSession(self.course, self.days, device=self.device, learner=path, limits=self.limits,
                                  forbid_reads=True, expected_manifest=self.manifest, worker_log=log, in_process=False,
-                                 worker_closes=[pipe])
+                                 worker_closes=[pipe], zygote=zygote)
         try:
             for day in self.days:
                 for check in day.checks:

@@ -1,6 +1,7 @@
 """The supervisor: grades exercises by running them in a worker (`checks.worker`), and never runs learner code.
 
-Before any learner code runs it forks the worker's warm parent (the zygote), verifies the manifest of the course's
+Before any learner code runs it forks the worker's warm parent (the zygote; or uses one shared with the supervisors
+of other submissions, see `checks.submissions`), verifies the manifest of the course's
 reference and zoo files (`checks.manifest`), keeps their verified bytes and loads the stored references into its
 own memory (the zygote is forked first, so no reference ever sits in a worker's memory). After every exercise it
 checks those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote
@@ -42,13 +43,14 @@ from checks.course import Course, CourseError, Day
 from checks.judge import Raised, Rejection, judge
 from checks.limits import Limits, describe_end
 from checks.manifest import file_contents, file_stats, restore_changed, verify_manifest
-from checks.outcome import Outcome, Status
+from checks.outcome import Outcome, Status, reason_given_at
 from checks.protocol import MAX_FRAME, clean, decode
 from checks.references import InputsFingerprint, ReferenceStore, StaleReference, rebuild_command
 from checks.spec import Check
 
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 _EXIT_GRACE_S = 15.0
+_WORKER_FEATURES = ("pid_namespace", "own_proc", "capabilities_dropped", "seccomp", "landlock", "landlock_abi")
 
 
 class Supervisor:
@@ -56,7 +58,8 @@ class Supervisor:
 
     def __init__(self, course: Course, days: list[Day], device: str, *, limits: Limits | None = None,
                  forbid_reads: bool = False, expected_manifest: dict[str, str] | None = None,
-                 worker_log: Path | None = None, worker_closes: list[int] | None = None) -> None:
+                 worker_log: Path | None = None, worker_closes: list[int] | None = None,
+                 zygote: "_Zygote | None" = None) -> None:
         self.course, self.days, self.device = course, days, device
         self.limits = limits or Limits()
         self.forbid_reads = forbid_reads
@@ -72,9 +75,15 @@ class Supervisor:
         self._closed = False
         self._unimportable: dict[tuple[int, str], str] = {}  # (day, file) -> the exercise that said why
         self._importable: set[tuple[int, str]] = set()  # (day, file) once one exercise got past importing it
-        self._start_zygote(fork=True)  # first: the zygote must not inherit the references loaded below
-        sandbox.harden_supervisor()  # no process of this user without CAP_SYS_PTRACE reads this one's memory
-        try:
+        self.sandbox: dict[str, Any] = {}  # which isolation features held (see `state`)
+        self._shared = zygote  # a warm parent shared with other supervisors (`checks.submissions`): kept at close
+        if zygote is None:
+            self._start_zygote(fork=True)  # first: the zygote must not inherit the references loaded below
+        else:
+            self._zygote = zygote
+            zygote.use_log(worker_log)
+        self.sandbox["non_dumpable"] = sandbox.harden_supervisor()  # no process of this user without CAP_SYS_PTRACE
+        try:  # reads this one's memory
             self.manifest = verify_manifest(course, expected_manifest)
             self.stats = file_stats(course)
             self.contents = file_contents(course)  # verified bytes: restored after any exercise that changed them
@@ -95,40 +104,25 @@ class Supervisor:
 
     # ---- the zygote ------------------------------------------------------------------------------------------------
     def _config(self) -> dict[str, Any]:
-        return {"root": str(self.course.root), "loader": self.course.model_loader,
-                "days": [day.number for day in self.days], "device": str(self.device),
-                "prebuild": not str(self.device).startswith("cuda"), "threads": self.limits.threads,
-                "memory_bytes": self.limits.memory_bytes, "forbid_reads": self.forbid_reads,
-                "protect": [str(PACKAGE_ROOT)] + ([str(self.worker_log.parent)] if self.worker_log else []),
-                "log": str(self.worker_log) if self.worker_log else None, "close": self.worker_closes,
-                "log_bytes": self.limits.log_bytes}
+        return zygote_config(self.course, self.days, self.device, self.limits, self.forbid_reads,
+                             self.worker_log.parent if self.worker_log else None, self.worker_log)
 
     def _start_zygote(self, fork: bool) -> None:
         """Fork the zygote from this process (fast: torch is already imported), or, to replace one that died, start
         it from a fresh interpreter (this process then holds the references, which a fork would hand over)."""
-        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
-        config = self._config()
-        if fork:
-            pid = os.fork()
-            if pid == 0:
-                try:
-                    mine.close()
-                    from checks import worker
+        self._zygote = start_zygote(self._config(), fork)
 
-                    worker.zygote_main(config, theirs)
-                finally:
-                    os._exit(0)
-            process: subprocess.Popen | None = None
-        else:
-            python_path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
-            process = subprocess.Popen([sys.executable, "-m", "checks.worker", str(theirs.fileno())],
-                                       pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
-                                       stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-                                       env={**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1"})
-            pid = process.pid
-            mine.send(json.dumps(config).encode())
-        theirs.close()
-        self._zygote = _Zygote(pid, mine, process)
+    def state(self) -> dict[str, Any]:
+        """Which isolation features held on this machine, for the report: the supervisor non-dumpable; the warm
+        parent's user and network namespaces (`checks.sandbox.isolate_zygote`); and, as the last worker said before
+        any learner code ran in it, its PID namespace and own /proc, capabilities dropped, the seccomp filter, and
+        Landlock (with the kernel's ABI). A feature never tried (no exercise ran) is absent."""
+        return dict(self.sandbox)
+
+    def _note_zygote(self, zygote: "_Zygote") -> None:
+        if zygote.sandbox is not None:
+            self.sandbox.update({"user_namespace": "user namespace" in zygote.sandbox,
+                                 "network_namespace": "no network" in zygote.sandbox})
 
     def _ready_zygote(self, deadline: float) -> "_Zygote | str":
         """The running zygote, waiting for it to be ready; or why there is none."""
@@ -139,21 +133,20 @@ class Supervisor:
                 self._start_zygote(fork=False)
             zygote = self._zygote
             assert zygote is not None
-            if zygote.ready:
+            why = zygote.wait_ready(max(1.0, deadline - time.monotonic()))
+            if not why:
+                self._note_zygote(zygote)
                 return zygote
-            message = zygote.receive(max(1.0, deadline - time.monotonic()))
-            if message is not None and message.get("kind") == "ready":
-                zygote.ready = True
-                return zygote
-            why = message.get("message", "") if message else "it did not start in time, or died starting"
             self._stop_zygote(zygote)
             return f"the grading worker could not start: {why}"
 
-    def _stop_zygote(self, zygote: "_Zygote | None" = None) -> None:
-        """Stop the zygote (only if it is still `zygote`, when given: another exercise may have replaced it)."""
+    def _stop_zygote(self, zygote: "_Zygote | None" = None, closing: bool = False) -> None:
+        """Stop the zygote (only if it is still `zygote`, when given: another exercise may have replaced it). A
+        shared zygote is left running at close (its owner decides), and stopped when lost."""
         with self._zygote_lock:
             if self._zygote is not None and zygote in (None, self._zygote):
-                self._zygote.kill()
+                if not (closing and self._zygote is self._shared):
+                    self._zygote.kill()
                 self._zygote = None
 
     def _lost_zygote(self, zygote: "_Zygote") -> None:
@@ -165,10 +158,10 @@ class Supervisor:
         """Stop the zygote and everything under it; exercises still running end as failed."""
         self._closed = True
         zygote = self._zygote
-        if zygote is not None:
+        if zygote is not None and zygote is not self._shared:
             zygote.send_kill()  # first, without the lock: an exercise waiting for it to start gives up at once
         with self._zygote_lock:
-            self._stop_zygote()
+            self._stop_zygote(closing=True)
 
     def __enter__(self) -> "Supervisor":
         return self
@@ -195,6 +188,10 @@ class Supervisor:
             outcome, _, _ = self._attempt(day, check, learner, alone=lambda: True)
         return outcome
 
+    def unimportable(self, day: int, learner: Path) -> str | None:
+        """The exercise that said why day `day`'s file `learner` cannot be imported, or None while none has."""
+        return self._unimportable.get((day, str(learner)))
+
     def _attempt(self, day: Day, check: Check, learner: Path,
                  alone: Callable[[], bool]) -> tuple[Outcome, bool, bool]:
         """(outcome with its duration, whether it must be graded again alone, whether for an incident)."""
@@ -214,8 +211,7 @@ class Supervisor:
                            "(every exercise together) ran out before this exercise"), False, False
         first = self._unimportable.get((day.number, str(learner)))
         if first is not None:  # the reason is said once per day, at its first exercise
-            return _failed(day, check, f"not graded: day {day.number}'s file cannot be graded (the reason is given "
-                           f"at {first})"), False, False
+            return _failed(day, check, reason_given_at(day.number, first)), False, False
         for attempt in range(2):  # a zygote found dead before this exercise started is replaced, not blamed
             zygote = self._ready_zygote(min(submission_deadline, time.monotonic() + limits.setup_s))
             if isinstance(zygote, str):
@@ -288,6 +284,43 @@ class _Zygote:
     def __init__(self, pid: int, control: socket.socket, process: subprocess.Popen | None) -> None:
         self.pid, self.control, self.process = pid, control, process
         self.ready = False
+        self.reaped = False
+        self.sandbox: list[str] | None = None  # what `checks.sandbox.isolate_zygote` said, once ready
+
+    def set_ready(self, message: dict[str, Any]) -> None:
+        self.ready = True
+        self.sandbox = [str(item) for item in message.get("sandbox", [])]
+
+    def wait_ready(self, timeout: float) -> str:
+        """Wait for the zygote's "ready"; "" once ready, else why not."""
+        if self.ready:
+            return ""
+        message = self.receive(timeout)
+        if message is not None and message.get("kind") == "ready":
+            self.set_ready(message)
+            return ""
+        return message.get("message", "") if message else "it did not start in time, or died starting"
+
+    def use_log(self, log: Path | None) -> None:
+        """Send what the children print from now on to `log` (another submission's log), its cap counted afresh."""
+        fd = os.open(log or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            socket.send_fds(self.control, [json.dumps({"kind": "log"}).encode()], [fd])
+        except OSError:
+            pass  # a dead zygote: the first exercise finds out and replaces it
+        finally:
+            os.close(fd)
+
+    def alive(self) -> bool:
+        """Whether the zygote process still runs (it is this process's child)."""
+        if self.reaped:
+            return False
+        try:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        self.reaped = pid != 0
+        return not self.reaped
 
     def receive(self, timeout: float) -> dict[str, Any] | None:
         """The next control message, or None on timeout or death."""
@@ -314,12 +347,52 @@ class _Zygote:
                 pass
 
     def kill(self) -> None:
-        self.send_kill()
-        try:
-            os.waitpid(self.pid, 0)
-        except ChildProcessError:
-            pass
+        if not self.reaped:  # (a reaped pid may belong to another process by now)
+            self.send_kill()
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            self.reaped = True
         self.control.close()
+
+
+def zygote_config(course: Course, days: list[Day], device: str, limits: Limits, forbid_reads: bool,
+                  reports: Path | None, log: Path | None) -> dict[str, Any]:
+    """What a zygote needs to know: the days it grades and how (`reports`: the folder of the batch's reports,
+    protected and unreadable to learner code; `log`: where the children's prints go first)."""
+    return {"root": str(course.root), "loader": course.model_loader, "days": [day.number for day in days],
+            "device": str(device), "prebuild": not str(device).startswith("cuda"), "threads": limits.threads,
+            "memory_bytes": limits.memory_bytes, "forbid_reads": forbid_reads,
+            "protect": [str(PACKAGE_ROOT)] + ([str(reports)] if reports else []),
+            "log": str(log) if log else None, "log_bytes": limits.log_bytes}
+
+
+def start_zygote(config: dict[str, Any], fork: bool) -> _Zygote:
+    """Start a zygote: forked from this process (fast: torch is already imported; call before this process holds
+    anything a worker must not see, such as the references), or from a fresh interpreter."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if fork:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                mine.close()
+                from checks import worker
+
+                worker.zygote_main(config, theirs)
+            finally:
+                os._exit(0)
+        process: subprocess.Popen | None = None
+    else:
+        python_path = os.pathsep.join(filter(None, [str(PACKAGE_ROOT), os.environ.get("PYTHONPATH")]))
+        process = subprocess.Popen([sys.executable, "-m", "checks.worker", str(theirs.fileno())],
+                                   pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                   env={**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1"})
+        pid = process.pid
+        mine.send(json.dumps(config).encode())
+    theirs.close()
+    return _Zygote(pid, mine, process)
 
 
 def _receive(channel: socket.socket, timeout: float, fds: bool = False) -> dict[str, Any] | None:
@@ -352,6 +425,7 @@ class _Run:
         self.phase, self.case = "setup", ""
         self.fingerprints: dict[str, Any] | None = None
         self.results: dict[str, tuple[Any, str | None, str]] = {}
+        self.outputs: dict[str, Any] = {}  # case -> the output its call returned, fixed at the call's end
         self.diagnoses: dict[str, str] = {}  # case -> the check's mistakes its output matches (found by the worker)
         self.rejection: dict[str, Any] | None = None
         self.forbidden: list[str] = []
@@ -502,21 +576,36 @@ class _Run:
             self._check_references()
         elif kind == "phase" and message.get("phase") == "import" and self.phase == "setup" and self.fingerprints:
             self.phase, self.deadline = "import", now + limits.import_s
+            held = message.get("sandbox")  # sent before the learner's module is imported: trusted
+            if isinstance(held, dict):
+                self.supervisor.sandbox.update({key: held[key] for key in _WORKER_FEATURES
+                                                if type(held.get(key)) in (bool, int)})
         elif kind == "phase" and message.get("phase") == "call" and case and case == following \
                 and self.phase in ("import", "audit") and case not in self.called:
             self.phase, self.case, self.call_started = "call", case, now
             self.called.add(case)
             self.deadline = now + check.timeout_s
-        elif kind == "phase" and message.get("phase") == "audit" and self.phase == "call" and case == self.case:
+        elif kind in ("phase", "output") and (kind == "output" or message.get("phase") == "audit") \
+                and self.phase == "call" and case == self.case:
+            # the call's end: its output, if any, is fixed now (one per case, taken only while its call runs), so
+            # an early forged end gains no time: whatever the call computes after it is never graded
+            if kind == "output":
+                output, raised = message.get("output"), message.get("raised")
+                if isinstance(raised, list) and raised:  # the call raised on a case that expects an exception
+                    output = Raised(tuple(str(name) for name in raised), str(message.get("raised_message") or ""))
+                self.outputs[case] = output
             self.phase = "audit"
             self.deadline = min(now + limits.audit_s, self.call_started + check.timeout_s + limits.audit_s)
-        elif kind == "result" and case and case == self.case and case in self.called and case not in self.results:
+        elif kind == "result" and case and case == self.case and self.phase == "audit" and case not in self.results:
             complaint = message.get("complaint")
             status = "error" if message.get("complaint_status") == "error" else "failed"
-            output, raised = message.get("output"), message.get("raised")
-            if isinstance(raised, list) and raised:  # the call raised on a case that expects an exception
-                output = Raised(tuple(str(name) for name in raised), str(message.get("raised_message") or ""))
-            self.results[case] = (output, complaint if isinstance(complaint, str) else None, status)
+            if case not in self.outputs:  # the worker sends a result only after an output: this one is forged
+                if self.rejection is None:
+                    self.rejection = {"status": "failed", "case": case, "message": (
+                        f"{check.name}'s end was announced before it returned (a forged message): its output was "
+                        "not taken, and it is graded as not returning in time")}
+                return
+            self.results[case] = (self.outputs[case], complaint if isinstance(complaint, str) else None, status)
             diagnosis = message.get("diagnosis")
             self.diagnoses[case] = clean(diagnosis) if isinstance(diagnosis, str) else ""
         elif kind == "rejection" and self.rejection is None and self.phase != "setup":

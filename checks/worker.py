@@ -12,9 +12,10 @@ asks for (several may run at a time), it forks one child, which:
 2. caps its address space (RLIMIT_AS), sets torch's threads, and installs an audit hook (`CourseFileGuard`) that
    no code can remove: no writes to the course's files, and in instructor grading no reads of the solutions or
    stored references;
-3. sends the fingerprints of its inputs (computed before any learner code ran), imports the learner's module,
-   calls the exercise on every case, audits models and inputs, runs the check's validator, and sends back the output
-   as plain data (`to_plain`), each step announced so the supervisor can apply the right time limit;
+3. sends the fingerprints of its inputs (computed before any learner code ran) and which sandbox features held,
+   imports the learner's module, calls the exercise on every case, sends back each output as plain data
+   (`to_plain`) the moment the call returns (which ends the call's time limit), then audits models and inputs and
+   runs the check's validator, each step announced so the supervisor can apply the right time limit;
 4. ends with `os._exit`: no atexit hook, no finaliser of the learner's runs in it.
 
 Every exercise runs in a fresh fork of the untouched parent, so nothing one exercise does (hooks, patched
@@ -262,6 +263,7 @@ def _prctl(option: int, value: int) -> None:
 
 
 PR_SET_PDEATHSIG, PR_SET_CHILD_SUBREAPER = 1, 36
+_HELD: dict[str, bool | int] = {}  # in a child: which of `checks.sandbox`'s features held for it (see `Child._run`)
 
 
 class Zygote:
@@ -292,6 +294,23 @@ class Zygote:
 
         for day in self.days.values():
             import_day_dependencies(day)
+        self._needed = _needed_folders()
+        self._confinements: dict[str, tuple[list[Path], list[Path], list[Path]]] = {}
+
+    def confinement(self, learner: Path) -> tuple[list[Path], list[Path], list[Path]]:
+        """For an exercise of `learner`: (the folders no write may touch, the ones no read may touch in instructor
+        grading, the folders Landlock hides), worked out once per learner's file in the zygote, as are Landlock's
+        rules for them (`sandbox.prepare_rules`): a child only applies them."""
+        key = str(learner)
+        if key not in self._confinements:
+            config = self.config
+            roots = [self.course.root] + [Path(p) for p in config.get("protect", [])]
+            forbidden = [path for root in roots for path in (root / "solutions", root / "checks" / "references")]
+            unreadable = forbidden + [root / "notebooks" / "instructor" for root in roots] + _private_folders(
+                [learner.parent] + [Path(p) for p in config.get("protect", [])[1:]], self._needed)
+            self._confinements = {key: (roots, forbidden, unreadable)}  # one learner's file at a time
+            sandbox.prepare_rules(unreadable if config["forbid_reads"] else [], [learner])
+        return self._confinements[key]
 
     def serve(self) -> None:
         """Answer the supervisor's requests and report each child's end, several children at a time: each request
@@ -337,12 +356,24 @@ class Zygote:
                 request = json.loads(data)
                 if request["kind"] == "stop" or not fds:
                     return
+                if request["kind"] == "log":  # the next submission's log (sent between submissions)
+                    self._use_log(fds[0])
+                    continue
                 channel = socket.socket(fileno=fds[0])
                 inherited = [self.control.fileno(), channel.fileno()]
                 for other in running.values():
                     inherited += [other.channel.fileno()] + [fd for fd in (other.pidfd, other.output) if fd is not None]
                 item = self._start(request, channel, inherited)
                 running[item.pid] = item
+
+    def _use_log(self, fd: int) -> None:
+        """Print into `fd` from now on (what children print goes there), with a fresh `log_bytes` cap."""
+        sys.stdout.flush()
+        sys.stderr.flush()
+        for target in (1, 2):
+            os.dup2(fd, target)
+        os.close(fd)
+        self.log_left, self.log_cut = self.log_bytes, False
 
     def _relay(self, item: "_Running") -> None:
         try:
@@ -366,6 +397,8 @@ class Zygote:
         child may speak for the zygote, or for another child, on the supervisor's channels)."""
         if str(request.get("learner", "")).endswith(".ipynb"):
             _import_jupytext()  # once, here: a notebook is converted in every child (2-3 s of imports)
+        if request.get("learner"):
+            self.confinement(Path(request["learner"]))
         read_end, write_end = os.pipe()
         output_read, output_write = os.pipe()
         pid = os.fork()
@@ -378,7 +411,8 @@ class Zygote:
                 os.dup2(output_write, 1)
                 os.dup2(output_write, 2)
                 os.close(output_write)
-                if sandbox.start_pid_namespace([write_end]) is not None:
+                _HELD["pid_namespace"] = sandbox.start_pid_namespace([write_end]) is not None
+                if _HELD["pid_namespace"]:
                     _run_in_namespace(lambda: Child(self, request, Channel(write_end)).run(), write_end)
                 Child(self, request, Channel(write_end)).run()
             finally:
@@ -413,7 +447,7 @@ def _run_in_namespace(run: Callable[[], None], channel: int) -> None:
     if pid == 0:
         try:
             _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-            sandbox.mount_own_proc()
+            _HELD["own_proc"] = sandbox.mount_own_proc()
             run()
         finally:
             os._exit(0)
@@ -570,17 +604,15 @@ class Child:
         if any(isinstance(item, str) for item in built.values()):
             return
 
-        roots = [zygote.course.root] + [Path(p) for p in config.get("protect", [])]
-        forbidden = [path for root in roots for path in (root / "solutions", root / "checks" / "references")]
         learner = Path(self.request["learner"])
-        unreadable = forbidden + [root / "notebooks" / "instructor" for root in roots] + _private_folders(
-            [learner.parent] + [Path(p) for p in config.get("protect", [])[1:]])
+        roots, forbidden, unreadable = zygote.confinement(learner)
         CourseFileGuard(roots, forbidden if config["forbid_reads"] else [], self.channel).install()
-        sandbox.drop_capabilities()
-        forbid_file_changes_and_signals()
-        sandbox.restrict_files(unreadable if config["forbid_reads"] else [], [learner])
+        _HELD["capabilities_dropped"] = sandbox.drop_capabilities()
+        _HELD["seccomp"] = forbid_file_changes_and_signals()
+        _HELD["landlock"] = sandbox.restrict_files(unreadable if config["forbid_reads"] else [], [learner])
+        _HELD["landlock_abi"] = sandbox.landlock_abi()
 
-        self.channel.send(kind="phase", phase="import")
+        self.channel.send(kind="phase", phase="import", sandbox=_HELD)  # what held: said before any learner code
         try:
             module = load_module(Path(self.request["learner"]))
             wrong_day = wrong_day_error(module, day, zygote.course)
@@ -602,13 +634,41 @@ class Child:
             return
         for case, (inputs, _) in built.items():
             self.channel.send(kind="phase", phase="call", case=case)
+            returned: list[Any] = []
+            committed: dict[str, Any] = {}
+
+            def graded(_call: Callable[..., Any] = graded_callable(function, check, case), **arguments: Any) -> Any:
+                returned.append(_call(**arguments))
+                return returned[-1]
+
+            def commit(case: str = case) -> None:
+                """The call is over: its output goes to the supervisor now, before the audits, and ends the call's
+                phase (what the learner's code does after this cannot change the output graded)."""
+                if not returned:  # it raised: the rejection follows the audits
+                    self.channel.send(kind="phase", phase="audit", case=case)
+                    return
+                actual = returned[-1]
+                raised = actual if isinstance(actual, Raised) else None  # a documented exception, for the judge
+                try:
+                    committed["output"] = None if raised else to_plain(actual)
+                    self.channel.send(kind="output", case=case, output=committed["output"],
+                                      raised=list(raised.names) if raised else None,
+                                      raised_message=raised.message[:500] if raised else None)
+                except (NotPlain, FrameError) as error:
+                    committed["error"] = error
+                    self.channel.send(kind="phase", phase="audit", case=case)
+
             try:
                 passes = ForwardPasses(check.forward_passes)
-                actual = call_learner(graded_callable(function, check, case), check, inputs, zygote.env, alarm=False,
-                                      after_call=lambda: self.channel.send(kind="phase", phase="audit", case=case),
-                                      passes=passes)
-                raised = actual if isinstance(actual, Raised) else None  # a documented exception, for the judge
-                output = None if raised else to_plain(actual)
+                actual = call_learner(graded, check, inputs, zygote.env, alarm=False, after_call=commit, passes=passes)
+                raised = actual if isinstance(actual, Raised) else None
+                if isinstance(committed.get("error"), NotPlain):
+                    raise committed["error"]
+                if isinstance(committed.get("error"), FrameError):
+                    self.channel.send(kind="rejection", case=case, status="failed", hint=check.hint,
+                                      message=f"your output is too large to grade: {committed['error']}")
+                    return
+                output = committed.get("output")
             except Rejection as rejection:
                 message = _short(rejection.message)
                 if "MemoryError" in message or "can't allocate memory" in message:
@@ -630,15 +690,8 @@ class Child:
                     complaint, status = (f"the validator of {check.name!r} crashed; this is a bug in the course:\n"
                                          f"{traceback.format_exc()}"), "error"
             diagnosis = diagnose(check, output, inputs) if check.mistakes and raised is None else ""
-            try:
-                self.channel.send(kind="result", case=case, output=output, diagnosis=_short(diagnosis),
-                                  complaint=_short(complaint) if complaint else None, complaint_status=status,
-                                  raised=list(raised.names) if raised else None,
-                                  raised_message=raised.message[:500] if raised else None)
-            except FrameError as error:
-                self.channel.send(kind="rejection", case=case, status="failed", hint=check.hint,
-                                  message=f"your output is too large to grade: {error}")
-                return
+            self.channel.send(kind="result", case=case, diagnosis=_short(diagnosis),
+                              complaint=_short(complaint) if complaint else None, complaint_status=status)
         self.channel.send(kind="done")
 
 
@@ -657,14 +710,19 @@ def _short(text: Any) -> str:
     return text if len(text) <= 2 * MAX_MESSAGE else text[:2 * MAX_MESSAGE] + "\n... (cut)"
 
 
-def _private_folders(folders: list[Path]) -> list[Path]:
-    """Of `folders` (the submission's own folder, the reports' folder), those that hold none of what grading
-    reads (the interpreter, its libraries, the course): other learners' submissions and reports, hidden from this
-    one's code."""
+def _needed_folders() -> list[Path]:
+    """What grading reads: the interpreter, its libraries, the course, every top-level module imported so far."""
     needed = [Path(p).resolve() for p in (sys.prefix, sys.base_prefix, Path(__file__).parent.parent)]
     needed += [Path(module.__file__).resolve() for name, module in list(sys.modules.items())
                if "." not in name and isinstance(getattr(module, "__file__", None), str)
                and os.path.isabs(module.__file__)]
+    return needed
+
+
+def _private_folders(folders: list[Path], needed: list[Path]) -> list[Path]:
+    """Of `folders` (the submission's own folder, the reports' folder), those that hold none of what grading
+    reads (`needed`, see `_needed_folders`): other learners' submissions and reports, hidden from this one's
+    code."""
     hidden = []
     for folder in folders:
         folder = folder.resolve()

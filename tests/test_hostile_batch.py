@@ -8,6 +8,8 @@ from __future__ import annotations
 import csv
 import json
 import os
+import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -23,25 +25,32 @@ RIGHT = "int((tokens[:, 1:] == tokens[:, :-1]).sum())"
 
 # A process chain that tries to outlive its exercise (each link forks the next and exits, so a killer chasing
 # orphans keeps missing it) and to drain every pipe of the batch process: the reports of the submissions after it.
-DRAINER = f"""
+DRAIN_ONCE = """
 import ctypes, os, time
+def _drain_once(batch):
+    for fd in os.listdir(f"/proc/{batch}/fd"):
+        try:
+            if os.readlink(f"/proc/{batch}/fd/{fd}").startswith("pipe:"):
+                handle = os.open(f"/proc/{batch}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK)
+                try:
+                    os.read(handle, 1 << 20)
+                except OSError:
+                    pass
+                os.close(handle)
+        except OSError:
+            pass
+"""
+DRAINER = DRAIN_ONCE + f"""
 def _drain(batch):
     end = time.monotonic() + 60
     while time.monotonic() < end:
         if os.fork():
             os._exit(0)
         ctypes.CDLL(None).prctl(15, b"course-survivor", 0, 0, 0)  # PR_SET_NAME: how the test finds it
-        for fd in os.listdir(f"/proc/{{batch}}/fd"):
-            try:
-                if os.readlink(f"/proc/{{batch}}/fd/{{fd}}").startswith("pipe:"):
-                    handle = os.open(f"/proc/{{batch}}/fd/{{fd}}", os.O_RDONLY | os.O_NONBLOCK)
-                    try:
-                        os.read(handle, 1 << 20)
-                    except OSError:
-                        pass
-                    os.close(handle)
-            except OSError:
-                pass
+        try:
+            _drain_once(batch)
+        except OSError:
+            pass
         time.sleep(0.001)
 def count_repeats(tokens):
     if os.fork() == 0:
@@ -99,6 +108,45 @@ def describe_shape(tokens):
 """
 
 
+# Everything a submission might reach of what the submissions graded by one job share (its warm worker parent, the
+# models and inputs it holds, torch's global state, the log): each attempt made, then the right answer returned.
+TAMPERER = f"""
+import gc, os, signal, sys
+def _tamper(tokens):
+    import torch
+    for entry in os.listdir("/proc"):  # every process in sight, the warm parent first if it can be seen
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{{entry}}/mem", "r+b") as mem:
+                    mem.write(b"x")
+            except OSError:
+                pass
+            for number in (signal.SIGSTOP, signal.SIGKILL):
+                try:
+                    os.kill(int(entry), number)
+                except OSError:
+                    pass
+    for value in gc.get_objects():
+        if isinstance(value, torch.nn.Module):
+            for parameter in value.parameters():
+                parameter.data.zero_()
+        elif type(value) is torch.Tensor:
+            value.zero_()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(1)
+    for fd in range(3, 64):  # any channel it can still write to
+        try:
+            os.write(fd, b"\\x00" * 64)
+        except OSError:
+            pass
+    sys.stdout.write("z" * (17 << 20))  # past the log's cap: the next submission's log must start afresh
+def count_repeats(tokens):
+    answer = {RIGHT}
+    _tamper(tokens)
+    return answer
+"""
+
+
 def _write(folder: Path, name: str, course, hostile: str | None) -> Path:
     solution = course.days[1].solution_path.read_text()
     path = folder / f"{name}_day1.py"
@@ -134,6 +182,30 @@ def _survivors() -> list[str]:
 def _all_passed(statuses: dict, name: str) -> None:
     assert {exercise: status for exercise, (status, _) in statuses[name].items()} == dict.fromkeys(EXERCISES,
                                                                                                     "passed"), name
+
+
+def test_the_draining_chain_empties_the_pipes_of_a_process_it_can_reach(tmp_path):
+    """The attack of the test below, reproduced where nothing contains it: from an ordinary process of the same
+    user, the chain's code empties another process's pipes (there, the batch's report pipes) through /proc."""
+    victim = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import os, sys
+        read_end, write_end = os.pipe()
+        os.write(write_end, b"the report of the next submission")
+        print(os.getpid(), flush=True)
+        sys.stdin.readline()
+        os.set_blocking(read_end, False)
+        try:
+            print(os.read(read_end, 100).decode())
+        except BlockingIOError:
+            print("drained")
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(victim.stdout.readline())
+        subprocess.run([sys.executable, "-c", DRAIN_ONCE + f"\n_drain_once({pid})\n"], check=True, timeout=60)
+        output, _ = victim.communicate("go\n", timeout=60)
+    finally:
+        victim.kill()
+    assert output.strip() == "drained"
 
 
 def test_a_process_chain_cannot_drain_the_reports_of_the_submissions_after_it(pytester, built_course):
@@ -204,3 +276,97 @@ def test_a_re_permissioned_course_file_is_given_back_its_mode_and_restoring_neve
     target.chmod(0)
     assert manifest.restore_changed(fresh_course, expected, contents) == [key]  # the batch's call: no stats
     assert refused and stat.S_IMODE(target.stat().st_mode) & stat.S_IRUSR
+
+
+def test_a_submission_cannot_change_the_next_grade_through_the_worker_parent_they_share(pytester, built_course,
+                                                                                      monkeypatch):
+    """One job grades its submissions in turn with one warm worker parent: a submission that attacks it (and the
+    models, inputs and torch state it holds, and the log) leaves the next submission's grade as it is alone."""
+    from checks import supervisor
+
+    started = []
+    real_start = supervisor.start_zygote
+    monkeypatch.setattr(supervisor, "start_zygote", lambda *args, **kwargs: started.append(1) or real_start(*args,
+                                                                                                        **kwargs))
+    submissions = [_write(pytester.path, "tamperer", built_course, TAMPERER),
+                   _write(pytester.path, "ana", built_course, None)]
+    statuses, rows = _grade(pytester.path, built_course, submissions, jobs=1)
+    _all_passed(statuses, "ana_day1")
+    assert rows["ana_day1"]["passed"] == "7" and "restored" not in rows["ana_day1"]["note"]
+    report = json.loads((pytester.path / "grades" / "ana_day1.json").read_text())
+    log = (pytester.path / "grades" / "ana_day1.log").read_text()
+    assert "count_repeats: passed" in log and "z" * 100 not in log
+    # which isolation features held is in the report; where the worker runs in a PID namespace the tamperer could
+    # not even see its warm parent, which graded the next submission too (one start for the batch)
+    sandbox = report["sandbox"]
+    assert {"non_dumpable", "pid_namespace", "seccomp", "landlock", "landlock_abi"} <= set(sandbox)
+    assert all(type(value) in (bool, int) for value in sandbox.values())
+    if sandbox["pid_namespace"] and sandbox["own_proc"]:
+        assert len(started) == 1
+
+
+TAMPER_MODES = f"""
+import os
+def count_repeats(tokens):
+    for path in PATHS:  # the course's references and zoo: mode 0, so that restoring them fails for their owner
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            os.fchmod(fd, 0)
+        except OSError:
+            pass
+    return {RIGHT}
+"""
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def test_a_mixed_batch_graded_by_a_normal_user_grades_every_honest_one_truly(tmp_path_factory):
+    """As an instructor who owns the course's files (not root, unlike CI): an honest submission, a thief and one
+    that re-permissions the references and the zoo, graded side by side, give true grades, and restoring the
+    course never raises (exit 0 or 1, every report and summary.csv written)."""
+    import shutil
+    import tempfile
+
+    from checks.manifest import manifest_files
+    from conftest import make_fixture_course
+
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root, and setpriv (util-linux) is missing to become an unprivileged user")
+        probe = subprocess.run(NOBODY + [sys.executable, "-c", "import torch, checks"], cwd="/",
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.skip(f"uid 65534 cannot run this interpreter with torch and the course ({sys.executable}: its "
+                        f"files are not readable by other users): {probe.stderr.strip().splitlines()[-1:]}")
+        prefix = NOBODY
+    base = Path(tempfile.mkdtemp(prefix="course-as-a-user-"))
+    try:
+        base.chmod(0o755)
+        course = make_fixture_course(base)
+        folder = base / "submissions"
+        folder.mkdir()
+        targets = [str(path) for path in manifest_files(course)]
+        submissions = [_write(folder, "ana", course, None), _write(folder, "thief", course, THIEF),
+                       _write(folder, "tamperer", course, TAMPER_MODES.replace("PATHS", repr(targets))),
+                       _write(folder, "bea", course, None)]
+        if prefix:
+            subprocess.run(["chown", "-R", "65534:65534", str(base)], check=True)
+        out = base / "grades"
+        result = subprocess.run(prefix + [sys.executable, "-m", "checks", "grade", "--day", "1", "--root",
+                                          str(course.root), "--models", course.model_loader, "--out", str(out),
+                                          "--device", "cpu", "--jobs", "2", *map(str, submissions)],
+                                cwd=base, capture_output=True, text=True, timeout=900,
+                                env={**os.environ, "HOME": str(base), "HF_HUB_OFFLINE": "1"})
+        assert result.returncode in (0, 1), result.stderr[-3000:]
+        rows = {row["submission"]: row for row in csv.DictReader(open(out / "summary.csv"))}
+        statuses = {path.stem: {entry["exercise"]: entry["status"] for entry in
+                                json.loads((out / f"{path.stem}.json").read_text())["exercises"]}
+                    for path in submissions}
+        for honest in ("ana_day1", "bea_day1"):
+            assert statuses[honest] == dict.fromkeys(EXERCISES, "passed"), honest
+            assert rows[honest]["passed"] == "7"
+        assert statuses["thief_day1"]["count_repeats"] == "failed"
+        assert all(os.access(path, os.R_OK) for path in targets)  # every file readable again, as it was
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

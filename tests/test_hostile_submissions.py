@@ -344,6 +344,32 @@ CASES: dict[str, Hostile] = {
                 _channel().send(kind="phase", phase="import")
                 time.sleep(0.2)
             return int(tokens.sum())""", (TIME_LIMIT,)),
+    "forged_audit_stretches_the_time_limit": Hostile("slow_sum", _FORGE + """
+        import time
+        def slow_sum(tokens):
+            _channel().send(kind="phase", phase="audit", case="seed")  # the call's end, claimed at its start
+            time.sleep(2.5)  # past the 1 s limit, within the 4 s the audits get
+            return int(tokens.sum())""", ("slow_sum's end was announced before it returned",)),
+    # graded side by side (`pytest --day` plans 2 at a time), the burner starves the exercises beside it: slow_sum
+    # (0.1 s of CPU alone, 1 s allowed) times out beside it, is graded again alone and passes
+    "cpu_burner_starves_its_neighbour": Hostile("count_repeats", """
+        import os, time
+        def count_repeats(tokens):
+            end = time.monotonic() + 5
+            if os.fork() == 0:  # 32 processes burn CPU for 5 s, forked by a helper so that this one is not starved
+                for _ in range(31):
+                    if os.fork() == 0:
+                        break
+                while time.monotonic() < end:
+                    pass
+                os._exit(0)
+            time.sleep(6)
+            return -1
+        def slow_sum(tokens):
+            end = time.process_time() + 0.1
+            while time.process_time() < end:
+                pass
+            return int(tokens.sum())""", ("expected",)),
     "forged_status_course_error": Hostile("count_repeats", _FORGE + """
         def count_repeats(tokens):
             _channel().send(kind="rejection", case="", status="error", message="forged: a course bug", hint="")
@@ -449,6 +475,8 @@ def test_a_hostile_exercise_fails_alone_and_says_why(name, pytester, built_cours
         assert code == pytest.ExitCode.TESTS_FAILED
     assert _course_files(built_course) == before, "a course file changed"
     assert graded["isolated"] is True
+    held = graded["sandbox"]  # which isolation features held on this machine, as `--grade-json` reports them
+    assert {"non_dumpable", "pid_namespace", "capabilities_dropped", "seccomp", "landlock_abi"} <= set(held)
     assert list(statuses) == list(EXERCISES)  # the total counts every exercise, in order
     assert graded["days"]["1"]["score"]["total"] == len(EXERCISES)
     failing = list(EXERCISES) if case.all_fail else [case.target]

@@ -244,6 +244,28 @@ def test_broken_learner_file_fails_its_day_with_the_reason(pytester, built_cours
     assert "syntax error on line 1" in report["exercises"][0]["message"]
 
 
+def test_a_day_whose_file_cannot_be_graded_says_why_once_and_counts_every_exercise(pytester, built_course):
+    """A notebook that cannot be read, and a day with no file at all: each day's reason is printed in one block,
+    while every exercise still counts as failed, in pytest's summary as in the table and the JSON report."""
+    folder = pytester.mkdir("submission")
+    (folder / "day1_toy.ipynb").write_text("{not json\n")  # and no file for day 2
+    result, report = _run(pytester, built_course, "--day", "all", "--learner", str(folder))
+    output = result.stdout.str()
+    exercises = {number: [check.name for check in day.checks] for number, day in built_course.days.items()}
+    total = sum(map(len, exercises.values()))
+    assert set(_statuses(report).values()) == {"failed"} and len(report["exercises"]) == total
+    result.assert_outcomes(failed=total)
+    for number, names in exercises.items():
+        assert f"day {number}: 0/{len(names)} passed, {len(names)} failed" in output
+    failures = output[output.index("= FAILURES ="):output.index("= course grades =")]
+    blocks = [line for line in failures.splitlines() if line.startswith("_") and " day " in line]
+    assert blocks == [line for line in blocks if f"day 1: {exercises[1][0]} " in line or
+                      f"day 2: {exercises[2][0]} " in line] and len(blocks) == 2, blocks
+    assert failures.count("Notebook does not appear to be JSON") == failures.count("holds no file for day 2") == 1
+    assert "not graded" not in failures and "--course-hints" not in failures  # no exercise ran: no hint helps
+    assert failures.count("fails until its file can be graded") == 2
+
+
 def test_a_syntax_error_in_one_notebook_cell_fails_that_cells_exercises_only(pytester, built_course):
     """Reported at the cell, the line within it and the exercises it defines (not at a line of the notebook's
     JSON); the exercises of the intact cells are graded."""
@@ -518,3 +540,23 @@ def test_a_stub_defined_after_a_written_function_leaves_it_not_started(tmp_path)
     assert written_exercises(path, ["f"]) == set()
     path.write_text(stub + "\n" + written)
     assert written_exercises(path, ["f"]) == {"f"}
+
+
+@pytest.mark.parametrize("where", ["notebook", "cell"])
+def test_jupytext_metadata_never_makes_a_markdown_cell_run(tmp_path, where):
+    """jupytext writes a markdown cell as a string instead of comments when the notebook's (or the cell's) metadata
+    says `cell_markers`/`cell_marker` '\"\"\"'; markdown that closes the string would then run as code."""
+    import nbformat
+
+    notebook = nbformat.v4.new_notebook()
+    markdown = nbformat.v4.new_markdown_cell('"""\ndef count_repeats(tokens):\n    return 0\n"""\nSome prose.')
+    if where == "notebook":
+        notebook.metadata["jupytext"] = {"cell_markers": '"""'}
+    else:
+        markdown.metadata["cell_marker"] = '"""'
+    notebook.cells = [markdown, nbformat.v4.new_code_cell("def mean_logit(model, tokens):\n    return 0.0")]
+    path = tmp_path / "my_day1.ipynb"
+    nbformat.write(notebook, path)
+    module = load_module(path)
+    assert callable(module.mean_logit)
+    assert "count_repeats" not in vars(module)

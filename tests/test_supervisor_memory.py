@@ -54,23 +54,33 @@ HOSTILE = {  # the frame first: it is the one that costs a supervisor without bo
 }
 
 
-def _supervise(course, learner: Path) -> dict:
-    run = subprocess.run([sys.executable, "-c", SUPERVISE, str(course.root), course.model_loader, str(learner)],
-                         capture_output=True, text=True, timeout=600, cwd=Path(__file__).parent.parent)
-    assert run.returncode == 0, run.stderr[-3000:]
-    return json.loads(run.stdout.strip().splitlines()[-1])
+def _start(course, learner: Path) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", SUPERVISE, str(course.root), course.model_loader, str(learner)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).parent.parent)
+
+
+def _result(run: subprocess.Popen) -> dict:
+    stdout, stderr = run.communicate(timeout=600)
+    assert run.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def test_the_supervisor_stays_under_twice_its_control_run(tmp_path, built_course):
+    """The runs are separate processes, started together (each peak is its own process's, whatever runs beside it)."""
     solution = built_course.days[1].solution_path.read_text()
     honest = tmp_path / "honest_day1.py"
     honest.write_text(solution)
-    control = _supervise(built_course, honest)
-    assert control["status"] == "passed", control
-    for name, code in HOSTILE.items():
-        learner = tmp_path / "hostile_day1.py"
+    runs = {None: _start(built_course, honest)}
+    for number, (name, code) in enumerate(HOSTILE.items()):
+        learner = tmp_path / f"hostile{number}" / "hostile_day1.py"
+        learner.parent.mkdir()
         learner.write_text(solution + "\n\n" + textwrap.dedent(code) + "\n")
-        graded = _supervise(built_course, learner)
+        runs[name] = _start(built_course, learner)
+    results = {name: _result(run) for name, run in runs.items()}
+    control = results.pop(None)
+    assert control["status"] == "passed", control
+    for name, graded in results.items():
         print(f"{name}: peak {graded['peak_kib'] / 1024:.0f} MiB (control {control['peak_kib'] / 1024:.0f} MiB)")
         assert graded["peak_kib"] < 2 * control["peak_kib"], (name, graded["peak_kib"], control["peak_kib"])
         assert graded["status"] == "failed", (name, graded)

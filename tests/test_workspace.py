@@ -126,20 +126,23 @@ def test_pytest_day_inside_the_checkout_grades_the_workspace_and_tests_leave_no_
     workspace = tmp_path / "ws"
     notebook, module = _started_course(built_course, workspace, monkeypatch)
     _fill(module, "count_repeats", "return int((tokens[:, 1:] == tokens[:, :-1]).sum())")
-    scratch = tmp_path / "tmp"
-    scratch.mkdir()
-    env = {**os.environ, "TMPDIR": str(scratch), "MECHINTERP_WORKSPACE": str(workspace)}
     command = [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-p", "no:randomly"]
-    graded = subprocess.run([*command, "--day", "1", "-k", "count_repeats", "-o", f"course_root={built_course.root}",
-                             "-o", f"course_models={built_course.model_loader}"],
-                            capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
-    assert f"day 1: grading your copy {module}" in graded.stdout, graded.stdout + graded.stderr
-    assert graded.returncode == 0 and "1 passed" in graded.stdout, graded.stdout + graded.stderr
-    assert sorted(path.name for path in scratch.iterdir()) == []
-    tests = subprocess.run([*command, "-q", "tests/test_compare.py::test_tolerance_is_atol_plus_rtol_times_expected"],
-                           capture_output=True, text=True, cwd=REPO_ROOT, env=env, timeout=600)
-    assert tests.returncode == 0, tests.stdout + tests.stderr
-    left = sorted(path.name for path in scratch.iterdir())
+    grading = [*command, "--day", "1", "-k", "count_repeats", "-o", f"course_root={built_course.root}",
+               "-o", f"course_models={built_course.model_loader}"]
+    testing = [*command, "-q", "tests/test_compare.py::test_tolerance_is_atol_plus_rtol_times_expected"]
+    scratches = [tmp_path / "tmp-grading", tmp_path / "tmp-tests"]  # one temporary folder each: they run together
+    runs = []
+    for scratch, arguments in zip(scratches, [grading, testing]):
+        scratch.mkdir()
+        env = {**os.environ, "TMPDIR": str(scratch), "MECHINTERP_WORKSPACE": str(workspace)}
+        runs.append(subprocess.Popen(arguments, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                                     cwd=REPO_ROOT, env=env))
+    (graded_out, graded_err), (tests_out, tests_err) = (run.communicate(timeout=600) for run in runs)
+    assert f"day 1: grading your copy {module}" in graded_out, graded_out + graded_err
+    assert runs[0].returncode == 0 and "1 passed" in graded_out, graded_out + graded_err
+    assert sorted(path.name for path in scratches[0].iterdir()) == []
+    assert runs[1].returncode == 0, tests_out + tests_err
+    left = sorted(path.name for path in scratches[1].iterdir())
     assert all(name.startswith("pytest-of-") for name in left), left
 
 
