@@ -2,9 +2,9 @@
 
 pytest loads this module in every run of every project of the environment, so it stays harmless there: a unique
 module name, options of the course's own (`--day` is the learner's interface; the others say `course` or name the
-course's own things), and no import of the course until `--day` is given. Then it registers `checks.plugin`, which
-does the grading, imported from the folder this file lies in, so that a `checks.py`, `notebooks/` or `solutions/` of
-the user's own in the working directory is never taken for the course's.
+course's own things), and no import of the course until `--day` is given. Then it registers
+`checks.frontends.plugin`, which does the grading, imported from the folder this file lies in, so that a `checks.py`,
+`notebooks/` or `solutions/` of the user's own in the working directory is never taken for the course's.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 
 COURSE_PACKAGES = ("checks", "curriculum", "notebooks", "solutions")
 _HOME = Path(__file__).resolve().parent
-_ONLY_WITH_DAY = ("solutions", "learner", "grade_json", "course_device", "course_hints")
+_ONLY_WITH_DAY = ("solutions", "learner", "grade_json", "course_device", "course_limits", "course_hints")
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -30,6 +30,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "files); default: your workspace copy of the day, else the pristine stub")
     group.addoption("--course-device", choices=("cpu", "cuda"),
                     help="(course) device to grade on (default: cuda if available)")
+    group.addoption("--course-limits", metavar="LIMITS",
+                    help="(course) grading limits, as the ini option course_limits (which it overrides), e.g. "
+                         "'import_s=60 audit_s=60 submission_s=1800 memory_gb=4'")
     group.addoption("--course-hints", nargs="?", type=int, const=1, default=0, metavar="N",
                     help="(course) add the course's hints 1..N to each failed exercise (1: a nudge, 2: the approach, "
                          "3: the recipe; bare --course-hints: 1)")
@@ -46,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("day") is None:
         refuse_options_without_day(config)
         return
-    plugin = import_course_module("checks.plugin")
+    plugin = import_course_module("checks.frontends.plugin")
     if not config.pluginmanager.is_registered(plugin):
         config.pluginmanager.register(plugin, "mechinterp-course-grading")
 

@@ -93,7 +93,7 @@ def learner_session(scratch: Path, *, full: bool = False) -> dict:
     check = run([sys.executable, "-m", "notebooks", "build", "--check"], clone, env)
     build = run([sys.executable, "-m", "notebooks", "build"], clone, env)
     tests = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-                + ([] if full else ["tests/test_builder.py::test_the_repository_generated_files_are_up_to_date"]),
+                + ([] if full else ["tests/tools/test_builder.py::test_the_repository_generated_files_are_up_to_date"]),
                 clone, env, timeout=3600)
     report = scratch / "grades.json"
     graded = run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "--day", "1",

@@ -17,7 +17,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 if TYPE_CHECKING:
     from checks.course import Course
-    from checks.outcome import Outcome
+    from checks.pipeline.grading import Grader
+    from checks.pipeline.outcome import Outcome
 
 __all__ = ["check", "grade"]
 
@@ -32,7 +33,7 @@ def grade(fn: Callable[..., Any], *, name: str | None = None, device: str | None
     Models are loaded once per (course, device) and reused by later calls.
     """
     from checks.course import Course
-    from checks.grading import Grader, default_device
+    from checks.pipeline.grading import Grader, default_device
 
     course = course or Course.default()
     exercise = name or getattr(fn, "__name__", None)
@@ -46,14 +47,15 @@ def grade(fn: Callable[..., Any], *, name: str | None = None, device: str | None
     import torch
 
     with torch.enable_grad():  # the state `pytest --day N` grades in, whatever the notebook set
-        return _graders[key].grade(fn, day, spec)
+        return _graders[key].grade_function(fn, day, spec)
 
 
 def check(fn: Callable[..., Any], *, hint: bool | int = False, name: str | None = None, device: str | None = None,
           course: "Course | None" = None) -> None:
     """Grade `fn` (see `grade`) and print the verdict: passed, or the diagnosis of what differs; with `hint=N`, also
-    the course's hints 1 to N (`hint=True` is 1: see `checks.hints`). Returns None, so a notebook shows the verdict once (use `grade` for the Outcome)."""
-    from checks.hints import tiered_message
+    the course's hints 1 to N (`hint=True` is 1: see `checks.judging.hints`). Returns None, so a notebook shows the
+    verdict once (use `grade` for the Outcome)."""
+    from checks.judging.hints import tiered_message
 
     outcome = grade(fn, name=name, device=device, course=course)
     exercise = outcome.exercise

@@ -44,13 +44,17 @@ def main(argv: list[str] | None = None) -> int:
     grade.add_argument("--out", type=Path, default=Path("grades"),
                        help="folder for the reports and summary.csv (default: grades)")
     grade.add_argument("--device", choices=("cpu", "cuda"), help="device to grade on (default: cuda if available)")
-    grade.add_argument("--timeout", type=float, default=1800, help="seconds allowed per submission (default 1800)")
+    grade.add_argument("--limits", default="", metavar="LIMITS",
+                       help="grading limits, with the names of pytest's course_limits: e.g. 'import_s=60 audit_s=60 "
+                            "submission_s=1800 memory_gb=4' (these are the defaults)")
+    grade.add_argument("--timeout", type=float, help="shorthand for --limits submission_s=SECONDS: seconds allowed per "
+                       "submission (default 1800)")
     grade.add_argument("--jobs", type=int, default=os.cpu_count() or 1,
                        help="submissions graded at once (default: the number of cores)")
-    grade.add_argument("--memory-gb", type=float, default=4.0,
-                       help="memory each worker may allocate beyond the warm parent's, in GiB (default 4)")
+    grade.add_argument("--memory-gb", type=float, help="shorthand for --limits memory_gb=GB: memory each worker may "
+                       "allocate beyond the warm parent's, in GiB (default 4)")
     autograder = commands.add_parser("autograder", help="build a Gradescope or PrairieLearn autograder of a day "
-                                     "(see checks.autograder)")
+                                     "(see checks.frontends.autograder)")
     autograder.add_argument("--day", required=True, type=int, help="the day it grades")
     autograder.add_argument("--platform", required=True, choices=("gradescope", "prairielearn"))
     autograder.add_argument("--out", required=True, type=Path, help="folder to write it into")
@@ -70,18 +74,20 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     warnings.filterwarnings("ignore", category=DeprecationWarning)
     from checks.course import DEFAULT_MODEL_LOADER, Course, CourseError
-    from checks.references import build_references
-    from checks.session import parse_days
+    from checks.store.references import build_references
+    from checks.frontends.session import parse_days
 
     course = Course(args.root.resolve(), args.models or DEFAULT_MODEL_LOADER) if args.root else Course.default()
     if args.models and not args.root:
         course = Course(course.root, args.models)
     if getattr(args, "device", None) == "cuda":
-        import torch
+        from checks.frontends.options import GradingOptions
 
-        if not torch.cuda.is_available():
-            parser.error("--device cuda: no CUDA device is available here")
-    from checks.manifest import write_manifest
+        try:
+            GradingOptions.resolve(device="cuda")
+        except ValueError as error:
+            parser.error(str(error))
+    from checks.store.manifest import write_manifest
 
     if args.command == "manifest":
         print(f"wrote {write_manifest(course)}")
@@ -111,14 +117,15 @@ def path_bytes(paths: tuple[Path, ...]) -> list[bytes | None]:
 
 def _grade(args: argparse.Namespace, course: Course) -> int:
     from checks.course import CourseError
-    from checks.limits import GiB, Limits
-    from checks.submissions import SUMMARY_FILE, exit_code, format_scores, grade_submissions
+    from checks.frontends.batch import SUMMARY_FILE, exit_code, format_scores, grade_submissions
+    from checks.frontends.options import GradingOptions
 
     out = args.out.resolve()
-    limits = Limits(submission_s=args.timeout, memory_bytes=int(args.memory_gb * GiB))
     try:
-        scores = grade_submissions(args.submissions, args.day, out, course=course, device=args.device,
-                                   jobs=args.jobs, limits=limits)
+        options = GradingOptions.resolve(device=args.device, limits=args.limits, submission_s=args.timeout,
+                                         memory_gb=args.memory_gb)
+        scores = grade_submissions(args.submissions, args.day, out, course=course, device=options.device,
+                                   jobs=args.jobs, limits=options.limits)
     except (FileNotFoundError, ValueError) as error:
         print(f"python -m checks grade: {error}", file=sys.stderr)
         return 2
@@ -131,7 +138,7 @@ def _grade(args: argparse.Namespace, course: Course) -> int:
 
 
 def _autograder(args: argparse.Namespace, course: Course) -> int:
-    from checks.autograder import AutograderSettings, build_autograder
+    from checks.frontends.autograder import AutograderSettings, build_autograder
     from checks.course import CourseError
 
     try:

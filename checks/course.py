@@ -3,7 +3,7 @@
 A `Course` is a root folder laid out like this repository:
 
     checks/specs/dayN.py        DAY and CHECKS (see `checks.spec`)
-    checks/references/dayN.*    stored reference outputs and their fingerprint (see `checks.references`)
+    checks/references/dayN.*    stored reference outputs and their fingerprint (see `checks.store.references`)
     solutions/MODULE.py         the single source (solutions)
     curriculum/MODULE.py        the generated learner module
     notebooks/{learner,instructor}/MODULE.ipynb
@@ -33,8 +33,8 @@ from types import ModuleType
 from typing import Callable
 
 from checks.spec import Check
+from curriculum.paths import COURSE_ROOT
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_MODEL_LOADER = "curriculum.models:load_model"
 _SPEC_FILE = re.compile(r"^day(\d+)\.py$")
 
@@ -82,7 +82,7 @@ class Course:
 
     @classmethod
     def default(cls) -> "Course":
-        return cls(REPO_ROOT)
+        return cls(COURSE_ROOT)
 
     @cached_property
     def days(self) -> dict[int, Day]:
@@ -182,7 +182,7 @@ class Course:
         return load_object(self.model_loader)
 
     def _load_spec(self, path: Path) -> ModuleType:
-        if path.parent == REPO_ROOT / "checks" / "specs":
+        if path.parent == COURSE_ROOT / "checks" / "specs":
             return importlib.import_module(f"checks.specs.{path.stem}")
         return import_path(path, f"_course_specs_{_short_id(path.parent)}_{path.stem}")
 

@@ -12,6 +12,12 @@ exercise raises an exception: there the exception is the expected outcome, and r
 
 A check never calls the solution itself: the reference output is computed once by
 `python -m checks references --day N` and stored under `checks/references/`; grading runs only the learner's function.
+
+This module is the day specs' whole vocabulary (with `checks.specs.common`, the models and shared batches): a spec
+imports from here and nowhere else in `checks`, so the grader's own layout can change without touching the specs.
+Besides what is defined here: random-draw contracts (`Contract`, `Choice`, `uniform_choice_test`,
+`with_fresh_generators`, `with_seeded_generators`, from `checks.judging.contracts`) and the cache audit
+(`watch_caching`, `cache_complaint`, from `checks.pipeline.audits`).
 """
 
 from __future__ import annotations
@@ -21,14 +27,20 @@ from typing import TYPE_CHECKING, Any, Callable, Mapping, Protocol
 
 import torch
 
-if TYPE_CHECKING:  # the grading supervisor never imports transformer_lens (only its workers do): see checks.worker
-    from transformer_lens import HookedTransformer
+from checks.judging.contracts import (Choice, Contract, uniform_choice_test, with_fresh_generators,
+                                      with_seeded_generators)
+from checks.pipeline.audits import cache_complaint, watch_caching
 
-    from checks.contracts import Contract
+__all__ = ["Check", "Choice", "Contract", "GradingEnv", "InputsBuilder", "Mistake", "Raises", "Validator",
+           "cache_complaint", "expected_exception", "uniform_choice_test", "watch_caching", "with_fresh_generators",
+           "with_seeded_generators"]
+
+if TYPE_CHECKING:  # the grading supervisor never imports transformer_lens (only its workers do)
+    from transformer_lens import HookedTransformer
 
 
 class GradingEnv(Protocol):
-    """What an inputs builder may use. The grader provides it (see `checks.env`)."""
+    """What an inputs builder may use. The grader provides it (see `checks.pipeline.env`)."""
 
     device: torch.device
 
@@ -92,8 +104,8 @@ class Check:
     expected_from: where more than one output is right (a learner's own predictor of a model's behaviour), the
         reference is what this computes from a case's inputs (e.g. the model's behaviour), not the solution's output;
         the solution must pass against it like any learner. Use with `min_agreement`.
-    min_agreement: judge integer outputs by agreement (`checks.compare.agreement`): at least this fraction of the
-        elements equal the reference's in every column of the last dimension. Judged in the supervisor, on plain
+    min_agreement: judge integer outputs by agreement (`checks.judging.compare.agreement`): at least this fraction of
+        the elements equal the reference's in every column of the last dimension. Judged in the supervisor, on plain
         data, as every comparison is.
     mistakes: known mistakes (`Mistake`) whose message is added when a failing output matches one of them.
     exact_types: the output's types must be the reference's exactly, not only its values: a tensor's dtype (int64
@@ -102,9 +114,10 @@ class Check:
     timeout_s: wall-clock budget for one call of the learner's function.
     contract: for an exercise that draws at random, judge each case by properties (validity, reproducibility, and a
         statistical test of the draws over many generator seeds) instead of the solution's exact draw: see
-        `checks.contracts`. Raises cases are still judged by their exception.
+        `checks.judging.contracts`. Raises cases are still judged by their exception.
     forward_passes: the most forward passes of a model one call may run (counted on `HookedTransformer.forward`,
-        outside the learner's code: see `checks.budgets`), for exercises whose point is batching; None: no bound.
+        outside the learner's code: see `checks.pipeline.budgets`), for exercises whose point is batching; None: no
+        bound.
     axes: names of a tensor output's dimensions, for messages (e.g. ("layer", "position", "head")): an index
         [3, 13, 3] then also reads "(head a3.h3 at position 13)".
     """
@@ -125,7 +138,6 @@ class Check:
     contract: "Contract | None" = field(default=None, hash=False)
     forward_passes: int | None = None
     axes: tuple[str, ...] = ()
-    tags: tuple[str, ...] = field(default_factory=tuple)
 
     def __post_init__(self) -> None:
         if not isinstance(self.cases, Mapping) or not self.cases:

@@ -47,9 +47,6 @@ class PrevValuePath:
     previous: str
 
 
-Source = "str | PrevValuePath"
-
-
 @dataclass(frozen=True)
 class Hypothesis:
     """Which source each component of each scrubbed input sees.

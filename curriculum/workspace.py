@@ -16,9 +16,10 @@ import os
 import re
 from pathlib import Path
 
+from curriculum.paths import COURSE_ROOT
+
 WORKSPACE_ENV = "MECHINTERP_WORKSPACE"
 DEFAULT_WORKSPACE = Path("~/mechinterp-course")
-COURSE_ROOT = Path(__file__).resolve().parent.parent
 _DAY_MODULE = re.compile(r"^day(\d+)_\w+\.py$")
 
 

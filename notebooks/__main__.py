@@ -15,9 +15,10 @@ import argparse
 import sys
 from pathlib import Path
 
+from curriculum.paths import COURSE_ROOT
+
 from notebooks.builder import BuildError, build_day, find_days, not_written_by_builder, stale_files
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -29,14 +30,14 @@ def main(argv: list[str] | None = None) -> int:
                        help="rewrite every generated file, even one edited by hand or run in Jupyter, and re-execute "
                             "the instructor notebooks")
     build.add_argument("--check", action="store_true", help="write nothing; exit 1 listing stale generated files")
-    build.add_argument("--root", type=Path, default=REPO_ROOT, help="course folder (default: this repository)")
+    build.add_argument("--root", type=Path, default=COURSE_ROOT, help="course folder (default: this repository)")
     handouts = commands.add_parser("handouts", help="write one self-contained HTML page per day, readable offline")
     handouts.add_argument("--out", type=Path, required=True, help="folder to write the pages into")
     handouts.add_argument("--day", type=int, action="append", help="only this day (repeatable)")
-    handouts.add_argument("--root", type=Path, default=REPO_ROOT, help="course folder (default: this repository)")
+    handouts.add_argument("--root", type=Path, default=COURSE_ROOT, help="course folder (default: this repository)")
     dist = commands.add_parser("dist", help="write the learner's distribution: the course without its solutions")
     dist.add_argument("--learner", type=Path, required=True, metavar="OUT", help="a new or empty folder")
-    dist.add_argument("--root", type=Path, default=REPO_ROOT, help="course folder (default: this repository)")
+    dist.add_argument("--root", type=Path, default=COURSE_ROOT, help="course folder (default: this repository)")
     args = parser.parse_args(argv)
     root = args.root.resolve()
     if args.command == "dist":

@@ -1,42 +1,18 @@
-"""Shared fixtures of the project's tests. `pytester` is enabled for the plugin's tests."""
+"""Shared fixtures of the project's tests (their plain helpers are in `support.py`). `pytester` is enabled for the
+plugin's tests."""
 
 from __future__ import annotations
 
 import os
-import shutil
-import warnings
 from pathlib import Path
 from typing import Iterator
 
 import pytest
 
+from support import make_fixture_course
+
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 pytest_plugins = ["pytester"]
-
-FIXTURE_COURSE = Path(__file__).parent / "fixtures" / "course"
-FIXTURE_MODELS = f"{FIXTURE_COURSE / 'models.py'}:load_model"
-
-
-def make_fixture_course(destination: Path):
-    """A copy of the fixture course (tests/fixtures/course) under `destination`, with references and curriculum
-    built, as a `checks.course.Course`."""
-    from checks.course import Course
-    from checks.manifest import write_manifest
-    from checks.references import build_references
-    from notebooks.builder import curriculum_text, find_days
-
-    root = destination / "course"
-    shutil.copytree(FIXTURE_COURSE, root, ignore=shutil.ignore_patterns("__pycache__"))
-    course = Course(root, FIXTURE_MODELS)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        for number in course.days:
-            build_references(course, number, "cpu")
-    write_manifest(course)
-    for files in find_days(root):
-        files.curriculum.parent.mkdir(parents=True, exist_ok=True)
-        files.curriculum.write_text(curriculum_text(files.solution))
-    return course
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -29,6 +29,15 @@ def repeated_batch(env: GradingEnv, model: str, batch: int, half_len: int, seed:
     return repeated_tokens(batch, half_len, d_vocab, env.generator(seed), first_token=FIRST_WORD_TOKEN).to(env.device)
 
 
+def array_indexing_batch(batch: int, generator: torch.Generator) -> torch.Tensor:
+    """`batch` examples of day 4's array-indexing task drawn with `generator`, as array-2l1h was trained on. The
+    sampler is the training recipe's (`curriculum.models.recipes.array_indexing_data`), imported when called: the
+    recipes import transformer_lens, which the grading supervisor never does (only its workers build inputs)."""
+    from curriculum.models.recipes.array_indexing_data import array_indexing_batch as sample
+
+    return sample(batch, generator)
+
+
 def story_batch(env: GradingEnv, batch: int, length: int, seed: int) -> torch.Tensor:
     """The first `length` tokens of `batch` held-in stories of induction-2l's synthetic language."""
     return stories(batch, env.generator(seed))[:, :length].to(env.device)

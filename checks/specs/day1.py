@@ -13,11 +13,10 @@ from typing import Any, Callable
 
 import torch
 
-from checks.audits import cache_complaint, watch_caching
-from checks.spec import Check, GradingEnv
+from checks.spec import Check, GradingEnv, cache_complaint, watch_caching
+from checks.specs.common import array_indexing_batch
 from curriculum.data import toy_vocab
 from curriculum.data.array_indexing import VOCAB as ARRAY_VOCAB
-from curriculum.data.array_indexing import array_indexing_batch
 from curriculum.data.induction_corpus import FIRST_WORD_TOKEN, decode, stories
 from curriculum.data.repeated_tokens import repeated_tokens
 from curriculum.data.toy_corpus import toy_gpt_batch

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import torch
 
 from checks.spec import Check, GradingEnv, Raises
-from curriculum.data.array_indexing import array_indexing_batch
+from checks.specs.common import array_indexing_batch
 from curriculum.data.induction_corpus import FIRST_WORD_TOKEN, stories
 from curriculum.data.repeated_tokens import repeated_tokens
 

@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from checks.contracts import Choice, Contract, uniform_choice_test, with_fresh_generators, with_seeded_generators
-from checks.spec import Check, GradingEnv, Mistake, Raises
+from checks.spec import (Check, Choice, Contract, GradingEnv, Mistake, Raises, uniform_choice_test,
+                         with_fresh_generators, with_seeded_generators)
 from checks.specs.common import ARRAY_2L1H, INDUCTION_2L, TOY_GPT, InputBuilder, story_batch
 from curriculum.data.induction_corpus import FIRST_NAME_TOKEN, INDUCTION_CANDIDATES, stories
 
@@ -90,7 +90,7 @@ def _groups_case(group_of: dict[str, str], group_seeds: dict[str, int], n: int) 
     return lambda env: {"group_of": dict(group_of), "group_seeds": dict(group_seeds), "n": n}
 
 
-# sample_groups is judged by its contract (checks.contracts), not by torch.randperm's exact draw: every variable gets a
+# sample_groups is judged by its contract (checks.judging.contracts), not by torch.randperm's exact draw: every variable gets a
 # permutation of range(n) (int64), the variables of a group the same one, each group's drawn from its own seed alone;
 # over GROUP_TRIALS seeds the permutations are uniform and independent between groups.
 GROUP_TRIALS, GROUP_REPEATS = 1000, 8

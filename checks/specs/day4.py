@@ -13,12 +13,12 @@ docstring promises a `ValueError`, on a case that must raise it.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from checks.contracts import Choice, Contract, uniform_choice_test, with_fresh_generators, with_seeded_generators
-from checks.spec import Check, GradingEnv, Mistake, Raises
+from checks.spec import (Check, Choice, Contract, GradingEnv, Mistake, Raises, uniform_choice_test,
+                         with_fresh_generators, with_seeded_generators)
 from curriculum.data.array_indexing import (
     ANSWER_POSITIONS,
     BOS_TOKEN,
@@ -28,20 +28,20 @@ from curriculum.data.array_indexing import (
     LIST_LEN,
     MAX_NUM,
     NL_TOKEN,
-    array_indexing_batch,
 )
+from checks.specs import common
+from checks.specs.common import array_indexing_batch
 
 DAY = 4
-
-MODEL = "array-2l1h"
-Builder = Callable[[GradingEnv], dict[str, Any]]
+MODULE = "day4_array_indexing"
+MODEL = common.ARRAY_2L1H
 
 
 def _tokens(env: GradingEnv, batch: int, seed: int) -> torch.Tensor:
     return array_indexing_batch(batch, env.generator(seed)).to(env.device)
 
 
-def _sample_inputs(batch_size: int, seed: int) -> Builder:
+def _sample_inputs(batch_size: int, seed: int) -> common.InputBuilder:
     return lambda env: {"batch_size": batch_size, "generator": env.generator(seed)}
 
 
@@ -55,7 +55,7 @@ def _logits(env: GradingEnv, tokens: torch.Tensor, noise: float, seed: int) -> t
     return logits
 
 
-def _logits_inputs(batch: int, seed: int, noise: float) -> Builder:
+def _logits_inputs(batch: int, seed: int, noise: float) -> common.InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         tokens = _tokens(env, batch, seed)
         return {"logits": _logits(env, tokens, noise, seed + 1), "tokens": tokens}
@@ -63,7 +63,7 @@ def _logits_inputs(batch: int, seed: int, noise: float) -> Builder:
     return inputs
 
 
-def _model_and_tokens(batch: int, seed: int) -> Builder:
+def _model_and_tokens(batch: int, seed: int) -> common.InputBuilder:
     return lambda env: {"model": env.model(MODEL), "tokens": _tokens(env, batch, seed)}
 
 
@@ -73,7 +73,7 @@ def _one_idx_only(env: GradingEnv) -> dict[str, Any]:
     return {"model": env.model(MODEL), "tokens": tokens}
 
 
-def _ov_inputs(layer: int, head: int | None = None) -> Builder:
+def _ov_inputs(layer: int, head: int | None = None) -> common.InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         arguments: dict[str, Any] = {"model": env.model(MODEL), "layer": layer}
         if head is not None:
@@ -83,7 +83,7 @@ def _ov_inputs(layer: int, head: int | None = None) -> Builder:
     return inputs
 
 
-def _copying_inputs(size: int, seed: int, columns: int | None = None) -> Builder:
+def _copying_inputs(size: int, seed: int, columns: int | None = None) -> common.InputBuilder:
     # A non-symmetric matrix where about half the rows peak on the diagonal: row- and column-wise argmax disagree.
     def inputs(env: GradingEnv) -> dict[str, Any]:
         matrix = torch.randn(size, columns or size, generator=env.generator(seed))
@@ -93,7 +93,8 @@ def _copying_inputs(size: int, seed: int, columns: int | None = None) -> Builder
     return inputs
 
 
-def _patching_inputs(batch: int, seed: int, corrupt: str = "idx", corrupted_batch: int | None = None) -> Builder:
+def _patching_inputs(batch: int, seed: int, corrupt: str = "idx",
+                     corrupted_batch: int | None = None) -> common.InputBuilder:
     """Clean sequences and twins with another idx (or elt); `corrupted_batch` makes the shapes differ on purpose."""
     def inputs(env: GradingEnv) -> dict[str, Any]:
         clean = _tokens(env, batch, seed)
@@ -108,7 +109,7 @@ def _patching_inputs(batch: int, seed: int, corrupt: str = "idx", corrupted_batc
     return inputs
 
 
-def _prediction_inputs(batch: int, seed: int, layer: int) -> Builder:
+def _prediction_inputs(batch: int, seed: int, layer: int) -> common.InputBuilder:
     return lambda env: {"model": env.model(MODEL), "tokens": _tokens(env, batch, seed), "layer": layer}
 
 
@@ -122,7 +123,7 @@ def _with_idx(tokens: torch.Tensor, value: int) -> torch.Tensor:
     return tokens
 
 
-def _tokens_inputs(batch: int, seed: int, idx: int | None = None) -> Builder:
+def _tokens_inputs(batch: int, seed: int, idx: int | None = None) -> common.InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         tokens = _tokens(env, batch, seed)
         return {"tokens": tokens if idx is None else _with_idx(tokens, idx)}
@@ -130,7 +131,7 @@ def _tokens_inputs(batch: int, seed: int, idx: int | None = None) -> Builder:
     return inputs
 
 
-def _idx_patch_inputs(batch: int, seed: int, layer: int, position: int, bad_idx: bool = False) -> Builder:
+def _idx_patch_inputs(batch: int, seed: int, layer: int, position: int, bad_idx: bool = False) -> common.InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         tokens = _tokens(env, batch, seed)
         shift = torch.randint(1, LIST_LEN, (batch,), generator=env.generator(seed + 1)).to(env.device)
@@ -142,7 +143,7 @@ def _idx_patch_inputs(batch: int, seed: int, layer: int, position: int, bad_idx:
     return inputs
 
 
-def _cut_inputs(batch: int, seed: int, layer: int, query: int, key: int) -> Builder:
+def _cut_inputs(batch: int, seed: int, layer: int, query: int, key: int) -> common.InputBuilder:
     return lambda env: {"model": env.model(MODEL), "tokens": _tokens(env, batch, seed), "layer": layer,
                         "query_position": query, "key_position": key}
 
@@ -201,9 +202,10 @@ def _layer1_top_positions(inputs: dict[str, Any]) -> torch.Tensor:
 
 
 
-# sample_array_indexing_batch is judged by its contract (checks.contracts), not by one dictated order of draws: a valid
-# batch (layout, ranges, b = a with a[idx] = elt), reproducible from the generator, and over SAMPLE_TRIALS seeds each
-# example's a_j, elt, and the pair of the two examples' idx, uniform (the pair catches one idx shared by a batch).
+# sample_array_indexing_batch is judged by its contract (checks.judging.contracts), not by one dictated order of
+# draws: a valid batch (layout, ranges, b = a with a[idx] = elt), reproducible from the generator, and over
+# SAMPLE_TRIALS seeds each example's a_j, elt, and the pair of the two examples' idx, uniform (the pair catches one idx
+# shared by a batch).
 # With 1000 trials over 409 cells the test catches gross bias (an idx or value drawn far too often or never among
 # few options), not one missing value among MAX_NUM.
 SAMPLE_TRIALS = 1000

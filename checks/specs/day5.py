@@ -16,8 +16,8 @@ from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from checks.contracts import Choice, Contract, uniform_choice_test, with_fresh_generators, with_seeded_generators
-from checks.spec import Check, GradingEnv
+from checks.spec import (Check, Choice, Contract, GradingEnv, uniform_choice_test, with_fresh_generators,
+                         with_seeded_generators)
 from curriculum.data.ioi import END_POSITION, S2_POSITION, ioi_prompts
 from curriculum.data.number_sequences import number_sequences
 from curriculum.data.toy_vocab import NAMES, TOKEN_ID
@@ -33,7 +33,7 @@ NAME_TOKENS = [TOKEN_ID[name] for name in NAMES]
 Case = Callable[[GradingEnv], dict[str, Any]]
 
 
-# Budgets of forward passes (checks.budgets) for the exercises whose point is batching. head_patching_by_position's
+# Budgets of forward passes (checks.pipeline.budgets) for the exercises whose point is batching. head_patching_by_position's
 # solution runs 7 and 6 passes, a loop over positions about 18, a loop over every (layer, position, head) 256 and 72;
 # greedy_prune_batched's solution runs 14, 22 and 5 where the sequential loop runs 17, 81 and 7. The budgets leave
 # room for other ways of batching; the loops fail.
@@ -183,7 +183,7 @@ def _abc_case(n: int, seed: int, order: str, permute: bool) -> Case:
     return inputs
 
 
-# abc_corruption is judged by its contract (checks.contracts), not by one dictated torch.randint call: the tokens
+# abc_corruption is judged by its contract (checks.judging.contracts), not by one dictated torch.randint call: the tokens
 # unchanged except at each prompt's S2, where C is a name of name_tokens other than the prompt's IO and S; reproducible
 # from the generator; over ABC_TRIALS seeds, C uniform among those names for every prompt.
 ABC_TRIALS = 600

@@ -9,10 +9,6 @@ batch. This module holds the task's constants only: the sampler, the loss and th
 
 from __future__ import annotations
 
-import torch
-from jaxtyping import Int
-from torch import Tensor
-
 LIST_LEN = 3
 MAX_NUM = 50
 BOS_TOKEN = MAX_NUM
@@ -30,13 +26,3 @@ ANSWER_POSITIONS: tuple[int, ...] = tuple(range(SEQ_LEN - LIST_LEN - 1, SEQ_LEN 
 LABEL_POSITIONS: tuple[int, ...] = tuple(range(SEQ_LEN - LIST_LEN, SEQ_LEN))
 """Positions of the answer tokens b0, b1, b2 themselves."""
 
-
-def array_indexing_batch(batch: int, generator: torch.Generator) -> Int[Tensor, "batch 11"]:
-    """`batch` examples of the task drawn with `generator` (a, idx and elt per example), as the model was trained on.
-
-    The graders of days 1, 2 and 4 build their inputs with it. Its code is the training recipe's
-    (`curriculum.models.recipes.array_indexing_data`): writing it is day 4's first exercise.
-    """
-    from curriculum.models.recipes.array_indexing_data import array_indexing_batch as sample
-
-    return sample(batch, generator)

@@ -41,7 +41,7 @@ class Recipe:
     sample_batch(batch, generator): a training batch of token ids.
     loss(logits, tokens): the training loss.
     measure(model): the card's measurements, name -> number (or a short text, e.g. a list of heads).
-    bars: what the shipped weights must show (checked in tests/test_models.py).
+    bars: what the shipped weights must show (checked in tests/library/test_models.py).
     description: markdown for the model card: what the model is and what it was trained on.
     """
 

@@ -2,8 +2,7 @@
 
 Day 4's first exercises ask the learner to write these very functions (the sampler, the answer loss, the accuracy),
 so they live here, beside the recipe that trains and measures the model, and not in `curriculum.data`, where the
-learner is sent for the task's constants. The graders of days 1, 2 and 4 draw their inputs with `array_indexing_batch`
-(through `curriculum.data.array_indexing.array_indexing_batch`, which imports it when called).
+learner is sent for the task's constants. The graders of days 1, 2 and 4 draw their inputs with `array_indexing_batch`.
 """
 
 from __future__ import annotations

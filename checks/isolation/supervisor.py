@@ -1,0 +1,725 @@
+"""The supervisor: grades exercises by running them in a worker (`checks.isolation.worker`), and never runs learner code.
+
+Before any learner code runs it forks the worker's warm parent (the zygote; or uses one shared with the supervisors
+of other submissions, see `checks.frontends.batch`), verifies the manifest of the course's reference and zoo files
+(`checks.store.manifest`), keeps their verified bytes and loads the stored references into its
+own memory (the zygote is forked first, so no reference ever sits in a worker's memory). After every exercise it
+checks those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote
+for a fresh child (on a channel of that exercise's own, on which the zygote says when the child starts and ends),
+reads what the child reports on a private pipe, applies the time limits (`checks.isolation.limits`) and kills the child's
+process group when one passes, then judges the plain data it got back against the reference with the course's
+comparison engine (`checks.judging.judge`). A death, a kill or garbage on the pipe fails that exercise with what happened;
+if the zygote itself dies, a fresh one is started from a new interpreter for the exercises that remain. Several
+exercises may be graded side by side, from several threads: see `Supervisor.grade_file` for the rules that keep each
+outcome the one it gets alone.
+
+Trusted: the fingerprints of the inputs (sent before the learner's module is imported) and the learner's output
+as data. Not trusted beyond "it failed": everything the child says after the learner's code ran (audit results,
+the validator's verdict): a learner who forges them can hide a changed model or a cache, never a wrong answer. So
+the supervisor alone decides phases and limits (see `_Run._handle`), reads frames under `checks.isolation.protocol`'s bounds,
+accepts from the child only "failed" (or "not started" for a stub it sees in the learner's file), and cleans every
+message of control characters before a report sees it. It makes itself non-dumpable (`checks.isolation.sandbox`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+from hashlib import sha256
+import os
+import select
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterator
+
+from checks.isolation import sandbox
+from checks.course import Course, CourseError, Day
+from checks.isolation.limits import Limits, describe_end
+from checks.isolation.protocol import MAX_FRAME, clean, decode
+from checks.judging.judge import Raised, Rejection, judge
+from checks.pipeline.grading import call_timeout_message
+from checks.pipeline.inputs import InputsFingerprint, course_bug_message
+from checks.pipeline.outcome import Outcome, Status, on_case, reason_given_at
+from checks.store.manifest import file_contents, file_stats, restore_changed, verify_manifest
+from checks.store.references import ReferenceStore, StaleReference, stale_reference_message
+from checks.spec import Check
+from curriculum.paths import COURSE_ROOT
+
+_EXIT_GRACE_S = 15.0
+_WORKER_FEATURES = ("pid_namespace", "own_proc", "capabilities_dropped", "seccomp", "landlock", "landlock_abi")
+
+
+class Supervisor:
+    """Grades exercises of `days` of `course` in worker processes (see the module docstring)."""
+
+    def __init__(self, course: Course, days: list[Day], device: str, *, limits: Limits | None = None,
+                 forbid_reads: bool = False, expected_manifest: dict[str, str] | None = None,
+                 worker_log: Path | None = None, worker_closes: list[int] | None = None,
+                 zygote: "_Zygote | None" = None) -> None:
+        self.course, self.days, self.device = course, days, device
+        self.limits = limits or Limits()
+        self.forbid_reads = forbid_reads
+        self.worker_log = worker_log
+        self.worker_closes = list(worker_closes or [])
+        self.started = time.monotonic()
+        self._zygote: _Zygote | None = None
+        self._zygote_lock = threading.RLock()  # exercises graded side by side share one zygote
+        self._files_lock = threading.Lock()
+        self._gate = _Gate()
+        self._parallel = self.limits.parallel  # drops to 1 after an incident (see `grade_file`)
+        self._incidents = 0  # course files restored, or the zygote lost, during an exercise
+        self._closed = False
+        self._unimportable: dict[tuple[int, str], str] = {}  # (day, file) -> the exercise that said why
+        self._importable: set[tuple[int, str]] = set()  # (day, file) once one exercise got past importing it
+        self.sandbox: dict[str, Any] = {}  # which isolation features held (see `state`)
+        self._shared = zygote  # a warm parent shared with other supervisors (`checks.frontends.batch`): kept at close
+        if zygote is None:
+            self._start_zygote(fork=True)  # first: the zygote must not inherit the references loaded below
+        else:
+            self._zygote = zygote
+            zygote.use_log(worker_log)
+        self.sandbox["non_dumpable"] = sandbox.harden_supervisor()  # no process of this user without CAP_SYS_PTRACE
+        try:  # reads this one's memory
+            self.manifest = verify_manifest(course, expected_manifest)
+            self.stats = file_stats(course)
+            self.contents = file_contents(course)  # verified bytes: restored after any exercise that changed them
+            now = file_stats(course)
+            changed = [key for key, data in self.contents.items()
+                       if sha256(data).hexdigest() != self.manifest[key] or now.get(key) != self.stats.get(key)]
+            if changed:
+                raise CourseError(f"course file {changed[0]} changed while it was being verified")
+            self.stores = {day.number: ReferenceStore(day) for day in days}
+            for store in self.stores.values():
+                try:
+                    store._load()  # into this process's memory now, before any learner code runs
+                except StaleReference:
+                    pass  # reported per exercise, with the rebuild command
+        except BaseException:
+            self.close()
+            raise
+
+    # ---- the zygote ------------------------------------------------------------------------------------------------
+    def _config(self) -> dict[str, Any]:
+        return zygote_config(self.course, self.days, self.device, self.limits, self.forbid_reads,
+                             self.worker_log.parent if self.worker_log else None, self.worker_log)
+
+    def _start_zygote(self, fork: bool) -> None:
+        """Fork the zygote from this process (fast: torch is already imported), or, to replace one that died, start
+        it from a fresh interpreter (this process then holds the references, which a fork would hand over)."""
+        self._zygote = start_zygote(self._config(), fork)
+
+    def state(self) -> dict[str, Any]:
+        """Which isolation features held on this machine, for the report: the supervisor non-dumpable; the warm
+        parent's user and network namespaces (`checks.isolation.sandbox.isolate_zygote`); and, as the last worker said before
+        any learner code ran in it, its PID namespace and own /proc, capabilities dropped, the seccomp filter, and
+        Landlock (with the kernel's ABI). A feature never tried (no exercise ran) is absent."""
+        return dict(self.sandbox)
+
+    def _note_zygote(self, zygote: "_Zygote") -> None:
+        if zygote.sandbox is not None:
+            self.sandbox.update({"user_namespace": "user namespace" in zygote.sandbox,
+                                 "network_namespace": "no network" in zygote.sandbox})
+
+    def _ready_zygote(self, deadline: float) -> "_Zygote | str":
+        """The running zygote, waiting for it to be ready; or why there is none."""
+        with self._zygote_lock:
+            if self._closed:
+                return "the grading session was closed"
+            if self._zygote is None:
+                self._start_zygote(fork=False)
+            zygote = self._zygote
+            assert zygote is not None
+            why = zygote.wait_ready(max(1.0, deadline - time.monotonic()))
+            if not why:
+                self._note_zygote(zygote)
+                return zygote
+            self._stop_zygote(zygote)
+            return f"the grading worker could not start: {why}"
+
+    def _stop_zygote(self, zygote: "_Zygote | None" = None, closing: bool = False) -> None:
+        """Stop the zygote (only if it is still `zygote`, when given: another exercise may have replaced it). A
+        shared zygote is left running at close (its owner decides), and stopped when lost."""
+        with self._zygote_lock:
+            if self._zygote is not None and zygote in (None, self._zygote):
+                if not (closing and self._zygote is self._shared):
+                    self._zygote.kill()
+                self._zygote = None
+
+    def _lost_zygote(self, zygote: "_Zygote") -> None:
+        """`zygote` died under a running exercise: an incident (see `grade_file`)."""
+        self._incidents += 1
+        self._stop_zygote(zygote)
+
+    def close(self) -> None:
+        """Stop the zygote and everything under it; exercises still running end as failed."""
+        self._closed = True
+        zygote = self._zygote
+        if zygote is not None and zygote is not self._shared:
+            zygote.send_kill()  # first, without the lock: an exercise waiting for it to start gives up at once
+        with self._zygote_lock:
+            self._stop_zygote(closing=True)
+
+    # ---- grading ---------------------------------------------------------------------------------------------------
+    def grade_file(self, day: Day, check: Check, learner: Path) -> Outcome:
+        """Grade exercise `check` of `day` from the learner's file `learner` in a fresh worker.
+
+        Exercises may be graded side by side, from several threads (`parallel` at a time). What one exercise does
+        can then be noticed at another's end (a course file restored, the zygote lost): an exercise that ran beside
+        another while such an incident happened is graded again, alone, and from then on every exercise runs alone,
+        so each outcome is the one it gets when graded alone. An exercise stopped by its time limit while another
+        ran beside it (which may have starved it of CPU) is graded again alone too. The first exercise of a file runs
+        alone: if the file cannot be imported, that exercise says why and the others say where it was said."""
+        key = (day.number, str(learner))
+        outcome, suspect, incident = self._attempt(day, check, learner,
+                                                   alone=lambda: self._parallel == 1 or key not in self._importable)
+        if suspect:
+            if incident:
+                self._parallel = 1
+            outcome, _, _ = self._attempt(day, check, learner, alone=lambda: True)
+        return outcome
+
+    def unimportable(self, day: int, learner: Path) -> str | None:
+        """The exercise that said why day `day`'s file `learner` cannot be imported, or None while none has."""
+        return self._unimportable.get((day, str(learner)))
+
+    def _attempt(self, day: Day, check: Check, learner: Path,
+                 alone: Callable[[], bool]) -> tuple[Outcome, bool, bool]:
+        """(outcome with its duration, whether it must be graded again alone, whether for an incident)."""
+        with self._gate.slot(alone) as slot:
+            start, incidents = time.monotonic(), self._incidents
+            outcome, ran, timed_out = self._run(day, check, learner)
+            incident = self._incidents != incidents
+            suspect = ran and slot.beside_another and (incident or timed_out) and not self._closed
+            return dataclasses.replace(outcome, duration_s=round(time.monotonic() - start, 4)), suspect, incident
+
+    def _run(self, day: Day, check: Check, learner: Path) -> tuple[Outcome, bool, bool]:
+        """(outcome, whether the learner's code ran, whether a time limit of its own stopped it)."""
+        limits = self.limits
+        submission_deadline = self.started + limits.submission_s
+        if time.monotonic() >= submission_deadline:
+            return _failed(day, check, f"not graded: the whole submission's time limit of {limits.submission_s:g} s "
+                           "(every exercise together) ran out before this exercise"), False, False
+        first = self._unimportable.get((day.number, str(learner)))
+        if first is not None:  # the reason is said once per day, at its first exercise
+            return _failed(day, check, reason_given_at(day.number, first)), False, False
+        for attempt in range(2):  # a zygote found dead before this exercise started is replaced, not blamed
+            zygote = self._ready_zygote(min(submission_deadline, time.monotonic() + limits.setup_s))
+            if isinstance(zygote, str):
+                return Outcome(check.name, day.number, Status.ERROR, zygote), False, False
+            run = _Run(self, day, check, zygote, submission_deadline)
+            outcome = run.execute(learner)
+            if not run.lost_before_start:
+                break
+        with self._files_lock:
+            restored = restore_changed(self.course, self.manifest, self.contents, self.stats)
+            if restored:  # something got past the worker's guard (e.g. native code): undo it, and fail the exercise
+                self._incidents += 1
+                self.stats = file_stats(self.course)
+                outcome = _failed(day, check, f"your code changed the course's files ({', '.join(restored)}), which "
+                                  "grading forbids; they were restored, and the other exercises are graded against the "
+                                  "originals.")
+        if run.import_failed():  # importing the same file would fail again: fail the day's other exercises at once
+            self._unimportable[day.number, str(learner)] = check.name
+        elif run.imported():
+            self._importable.add((day.number, str(learner)))
+        timed_out = bool(run.stopped_by) and run.phase in ("call", "audit") and \
+            time.monotonic() < submission_deadline
+        return outcome, True, timed_out
+
+
+class _Gate:
+    """Admits exercises side by side, or one alone: `slot(alone)` waits until the exercise may start (`alone()` is
+    asked again at each change, as what is known about the file grows). An exercise waiting to run alone holds back
+    new ones, so it is not starved."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._running: list[_Slot] = []
+        self._alone_running = False
+        self._alone_waiting = 0
+
+    @contextlib.contextmanager
+    def slot(self, alone: Callable[[], bool]) -> Iterator["_Slot"]:
+        with self._changed:
+            solo = alone()
+            self._alone_waiting += solo
+            while self._alone_running or (solo and self._running) or (not solo and self._alone_waiting):
+                self._changed.wait()
+                now = alone()
+                self._alone_waiting += now - solo
+                solo = now
+            self._alone_waiting -= solo
+            slot = _Slot(beside_another=bool(self._running))
+            for other in self._running:
+                other.beside_another = True
+            self._running.append(slot)
+            self._alone_running = solo
+        try:
+            yield slot
+        finally:
+            with self._changed:
+                self._running.remove(slot)
+                self._alone_running = self._alone_running and not solo
+                self._changed.notify_all()
+
+
+@dataclasses.dataclass
+class _Slot:
+    beside_another: bool  # whether another exercise ran at any time while this one did
+
+
+class _Zygote:
+    """The supervisor's handle on a zygote: its pid, control socket and (when started by exec) its Popen."""
+
+    def __init__(self, pid: int, control: socket.socket, process: subprocess.Popen | None) -> None:
+        self.pid, self.control, self.process = pid, control, process
+        self.ready = False
+        self.reaped = False
+        self.sandbox: list[str] | None = None  # what `checks.isolation.sandbox.isolate_zygote` said, once ready
+
+    def set_ready(self, message: dict[str, Any]) -> None:
+        self.ready = True
+        self.sandbox = [str(item) for item in message.get("sandbox", [])]
+
+    def wait_ready(self, timeout: float) -> str:
+        """Wait for the zygote's "ready"; "" once ready, else why not."""
+        if self.ready:
+            return ""
+        message = self.receive(timeout)
+        if message is not None and message.get("kind") == "ready":
+            self.set_ready(message)
+            return ""
+        return message.get("message", "") if message else "it did not start in time, or died starting"
+
+    def use_log(self, log: Path | None) -> None:
+        """Send what the children print from now on to `log` (another submission's log), its cap counted afresh."""
+        fd = os.open(log or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+        try:
+            socket.send_fds(self.control, [json.dumps({"kind": "log"}).encode()], [fd])
+        except OSError:
+            pass  # a dead zygote: the first exercise finds out and replaces it
+        finally:
+            os.close(fd)
+
+    def alive(self) -> bool:
+        """Whether the zygote process still runs (it is this process's child)."""
+        if self.reaped:
+            return False
+        try:
+            pid, _ = os.waitpid(self.pid, os.WNOHANG)
+        except ChildProcessError:
+            return False
+        self.reaped = pid != 0
+        return not self.reaped
+
+    def receive(self, timeout: float) -> dict[str, Any] | None:
+        """The next control message, or None on timeout or death."""
+        return _receive(self.control, timeout)
+
+    def request(self, request: dict[str, Any]) -> socket.socket:
+        """Send `request` with a fresh channel for it: the zygote says on it when the child starts and ends."""
+        mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            socket.send_fds(self.control, [json.dumps(request).encode()], [theirs.fileno()])
+        except OSError:
+            mine.close()
+            raise
+        finally:
+            theirs.close()
+        return mine
+
+    def send_kill(self) -> None:
+        """SIGKILL to the zygote and its process group."""
+        for target in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
+            try:
+                target()
+            except OSError:
+                pass
+
+    def kill(self) -> None:
+        if not self.reaped:  # (a reaped pid may belong to another process by now)
+            self.send_kill()
+            try:
+                os.waitpid(self.pid, 0)
+            except ChildProcessError:
+                pass
+            self.reaped = True
+        self.control.close()
+
+
+def zygote_config(course: Course, days: list[Day], device: str, limits: Limits, forbid_reads: bool,
+                  reports: Path | None, log: Path | None) -> dict[str, Any]:
+    """What a zygote needs to know: the days it grades and how (`reports`: the folder of the batch's reports,
+    protected and unreadable to learner code; `log`: where the children's prints go first)."""
+    return {"root": str(course.root), "loader": course.model_loader, "days": [day.number for day in days],
+            "device": str(device), "prebuild": not str(device).startswith("cuda"), "threads": limits.threads,
+            "memory_bytes": limits.memory_bytes, "forbid_reads": forbid_reads,
+            "protect": [str(COURSE_ROOT)] + ([str(reports)] if reports else []),
+            "log": str(log) if log else None, "log_bytes": limits.log_bytes}
+
+
+def start_zygote(config: dict[str, Any], fork: bool) -> _Zygote:
+    """Start a zygote: forked from this process (fast: torch is already imported; call before this process holds
+    anything a worker must not see, such as the references), or from a fresh interpreter."""
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    if fork:
+        pid = os.fork()
+        if pid == 0:
+            try:
+                mine.close()
+                from checks.isolation import worker
+
+                worker.zygote_main(config, theirs)
+            finally:
+                os._exit(0)
+        process: subprocess.Popen | None = None
+    else:
+        python_path = os.pathsep.join(filter(None, [str(COURSE_ROOT), os.environ.get("PYTHONPATH")]))
+        process = subprocess.Popen([sys.executable, "-m", "checks.isolation.worker", str(theirs.fileno())],
+                                   pass_fds=[theirs.fileno()], stdin=subprocess.DEVNULL,
+                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+                                   env={**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1"})
+        pid = process.pid
+        mine.send(json.dumps(config).encode())
+    theirs.close()
+    return _Zygote(pid, mine, process)
+
+
+def _receive(channel: socket.socket, timeout: float, fds: bool = False) -> dict[str, Any] | None:
+    """The next message on `channel` (with its file descriptors under "fds"), or None on timeout or when the other
+    end is gone."""
+    readable, _, _ = select.select([channel], [], [], max(0.0, timeout))
+    if not readable:
+        return None
+    try:
+        if fds:
+            data, received, _, _ = socket.recv_fds(channel, 1 << 16, 1)
+        else:
+            data, received = channel.recv(1 << 16), []
+    except OSError:
+        return None
+    if not data:
+        return None
+    message = json.loads(data)
+    message["fds"] = received
+    return message
+
+
+class _Run:
+    """One exercise in one child: reads its frames, keeps its deadlines, and turns what happened into an Outcome."""
+
+    def __init__(self, supervisor: Supervisor, day: Day, check: Check, zygote: _Zygote, submission_deadline: float):
+        self.supervisor, self.day, self.check, self.zygote = supervisor, day, check, zygote
+        self.limits = supervisor.limits
+        self.submission_deadline = submission_deadline
+        self.phase, self.case = "setup", ""
+        self.fingerprints: dict[str, Any] | None = None
+        self.results: dict[str, tuple[Any, str | None, str]] = {}
+        self.outputs: dict[str, Any] = {}  # case -> the output its call returned, fixed at the call's end
+        self.diagnoses: dict[str, str] = {}  # case -> the check's mistakes its output matches (found by the worker)
+        self.rejection: dict[str, Any] | None = None
+        self.forbidden: list[str] = []
+        self.crash = ""
+        self.done = False
+        self.stopped_by = ""  # the limit that stopped the child, in words
+        self.course_problem: Outcome | None = None
+        self.status: int | None = None
+        self.zygote_died = False
+        self.expected: dict[str, Any] = {}
+        self.facts: dict[str, Any] = {}  # per case, what a random-draw contract's judge needs (see checks.judging.contracts)
+        self.lost_before_start = False
+        self.frames = 0
+        self.called: set[str] = set()
+        self.call_started = 0.0
+
+    def execute(self, learner: Path) -> Outcome:
+        limits, check = self.limits, self.check
+        now = time.monotonic()
+        cap = now + limits.setup_s + limits.import_s + len(check.cases) * (check.timeout_s + limits.audit_s)
+        self.exercise_deadline = min(cap, self.submission_deadline)
+        self.deadline = now + limits.setup_s
+        self.learner = learner
+        request = {"kind": "run", "day": self.day.number, "exercise": check.name, "learner": str(learner)}
+        try:
+            self.channel = self.zygote.request(request)
+        except OSError:
+            return self._zygote_lost()
+        try:
+            started = _receive(self.channel, limits.setup_s, fds=True)
+            if started is None or started.get("kind") != "started" or not started["fds"]:
+                return self._zygote_lost()
+            self.pid, pipe = int(started["pid"]), started["fds"][0]
+            try:
+                self._watch(pipe)
+            finally:
+                os.close(pipe)
+        finally:
+            self.channel.close()
+        return self._outcome()
+
+    def imported(self) -> bool:
+        """Whether the learner's module was imported (a case was called)."""
+        return bool(self.results) or self.phase in ("call", "audit")
+
+    def import_failed(self) -> bool:
+        """Whether importing the learner's module failed (raised, hung or killed the worker), so no case ran."""
+        if self.results or self.course_problem is not None or self.forbidden:
+            return False
+        if self.rejection is not None:
+            return bool(self.rejection.get("import_error"))
+        return self.phase == "import"
+
+    def _zygote_lost(self) -> Outcome:
+        self.lost_before_start = True
+        self.supervisor._stop_zygote(self.zygote)
+        return _failed(self.day, self.check, f"the grading worker died before {self.check.name} started (killed by "
+                       "the previous exercise's code?); a fresh one grades the rest")
+
+    # ---- reading the child -----------------------------------------------------------------------------------------
+    def _watch(self, pipe: int) -> None:
+        buffer = bytearray()
+        pipe_open, killed_at = True, None
+        while self.status is None:
+            now = time.monotonic()
+            deadline = min(self.deadline, self.exercise_deadline)
+            if killed_at is None and now >= deadline:
+                self._stop(self._limit_message(now))
+                killed_at = now
+            if killed_at is not None and now >= killed_at + _EXIT_GRACE_S:  # the zygote does not answer
+                self.zygote_died = True
+                self.supervisor._lost_zygote(self.zygote)
+                return
+            wait = (killed_at + _EXIT_GRACE_S if killed_at is not None else deadline) - now
+            watched = [self.channel] + ([pipe] if pipe_open else [])
+            readable, _, _ = select.select(watched, [], [], max(0.0, min(wait, 1.0)))
+            if pipe in readable:
+                chunk = os.read(pipe, 1 << 20)
+                if not chunk:
+                    pipe_open = False
+                buffer += chunk
+                if not self._frames(buffer) and killed_at is None:
+                    self._stop("")
+                    self.crash = self.crash or "the worker sent garbled data (its messages were overwritten?)"
+                    killed_at = time.monotonic()
+            if self.channel in readable:
+                message = _receive(self.channel, 0)
+                if message is None:
+                    self.zygote_died = True
+                    self._stop("")
+                    self.supervisor._lost_zygote(self.zygote)
+                    return
+                if message.get("kind") == "exited":
+                    self.status = int(message["status"])
+        while pipe_open:  # the zygote killed the child's leftovers before reporting: the pipe ends now
+            readable, _, _ = select.select([pipe], [], [], 2.0)
+            if not readable:
+                break
+            chunk = os.read(pipe, 1 << 20)
+            if not chunk:
+                break
+            buffer += chunk
+            self._frames(buffer)
+
+    def _stop(self, why: str) -> None:
+        if why and not self.stopped_by:
+            self.stopped_by = why
+        for target in (lambda: os.killpg(self.pid, signal.SIGKILL), lambda: os.kill(self.pid, signal.SIGKILL)):
+            try:
+                target()
+            except OSError:
+                pass
+
+    def _frames(self, buffer: bytearray) -> bool:
+        """Handle every complete frame in `buffer` (consumed); False when the data cannot be frames (too large,
+        too many, or not what `checks.isolation.protocol` allows)."""
+        while len(buffer) >= 8:
+            size = int.from_bytes(buffer[:8], "big")
+            if size > MAX_FRAME:
+                return False
+            if len(buffer) < 8 + size:
+                return True
+            frame = bytes(buffer[8:8 + size])
+            del buffer[:8 + size]
+            self.frames += 1
+            if self.frames > 4 * len(self.check.cases) + 32:
+                return False
+            try:
+                message = decode(frame)
+            except Exception:  # FrameError, or anything the bounds did not foresee: garbage either way
+                return False
+            if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
+                return False
+            self._handle(message)
+        return True
+
+    def _handle(self, message: dict[str, Any]) -> None:
+        """One frame. The supervisor alone decides the phases and their limits: an announcement is taken only in
+        the order the worker makes them (import once; then per case, in the check's order, its call, then its
+        audit) and never restarts a limit; everything after the import may be forged by the learner's code."""
+        kind, now, check, limits = message["kind"], time.monotonic(), self.check, self.limits
+        case = message.get("case")
+        case = case if isinstance(case, str) and case in check.cases else ""
+        cases = list(check.cases)
+        following = cases[len(self.results)] if len(self.results) < len(cases) else None
+        if kind == "fingerprints" and self.fingerprints is None and self.phase == "setup":
+            self.fingerprints = message.get("cases") if isinstance(message.get("cases"), dict) else {}
+            self._check_references()
+        elif kind == "phase" and message.get("phase") == "import" and self.phase == "setup" and self.fingerprints:
+            self.phase, self.deadline = "import", now + limits.import_s
+            held = message.get("sandbox")  # sent before the learner's module is imported: trusted
+            if isinstance(held, dict):
+                self.supervisor.sandbox.update({key: held[key] for key in _WORKER_FEATURES
+                                                if type(held.get(key)) in (bool, int)})
+        elif kind == "phase" and message.get("phase") == "call" and case and case == following \
+                and self.phase in ("import", "audit") and case not in self.called:
+            self.phase, self.case, self.call_started = "call", case, now
+            self.called.add(case)
+            self.deadline = now + check.timeout_s
+        elif kind in ("phase", "output") and (kind == "output" or message.get("phase") == "audit") \
+                and self.phase == "call" and case == self.case:
+            # the call's end: its output, if any, is fixed now (one per case, taken only while its call runs), so
+            # an early forged end gains no time: whatever the call computes after it is never graded
+            if kind == "output":
+                output, raised = message.get("output"), message.get("raised")
+                if isinstance(raised, list) and raised:  # the call raised on a case that expects an exception
+                    output = Raised(tuple(str(name) for name in raised), str(message.get("raised_message") or ""))
+                self.outputs[case] = output
+            self.phase = "audit"
+            self.deadline = min(now + limits.audit_s, self.call_started + check.timeout_s + limits.audit_s)
+        elif kind == "result" and case and case == self.case and self.phase == "audit" and case not in self.results:
+            complaint = message.get("complaint")
+            status = "error" if message.get("complaint_status") == "error" else "failed"
+            if case not in self.outputs:  # the worker sends a result only after an output: this one is forged
+                if self.rejection is None:
+                    self.rejection = {"status": "failed", "case": case, "message": (
+                        f"{check.name}'s end was announced before it returned (a forged message): its output was "
+                        "not taken, and it is graded as not returning in time")}
+                return
+            self.results[case] = (self.outputs[case], complaint if isinstance(complaint, str) else None, status)
+            diagnosis = message.get("diagnosis")
+            self.diagnoses[case] = clean(diagnosis) if isinstance(diagnosis, str) else ""
+        elif kind == "rejection" and self.rejection is None and self.phase != "setup":
+            self.rejection = {**message, "case": case}
+        elif kind == "forbidden" and len(self.forbidden) < 8:
+            self.forbidden.append(clean(message.get("what", ""), 2000))
+        elif kind == "crash" and not self.crash:
+            self.crash = clean(message.get("message", ""))
+        elif kind == "done":
+            self.done = True
+
+    def _check_references(self) -> None:
+        """As soon as the fingerprints arrive: a course bug or a stale reference stops the child before the
+        learner's module is imported."""
+        store = self.supervisor.stores[self.day.number]
+        for case in self.check.cases:
+            entry = (self.fingerprints or {}).get(case)
+            if not isinstance(entry, dict) or "error" in entry:
+                error = entry.get("error") if isinstance(entry, dict) else "no fingerprint"
+                self.course_problem = Outcome(self.check.name, self.day.number, Status.ERROR,
+                                              course_bug_message(self.check.name, case, str(error)), case=case)
+                break
+            try:
+                fingerprint = InputsFingerprint(str(entry["hash"]), [list(map(float, row)) for row in entry["floats"]])
+                self.expected[case] = store.expected(self.check.name, case, fingerprint)
+                self.facts[case] = entry.get("facts")
+            except StaleReference as error:
+                self.course_problem = Outcome(self.check.name, self.day.number, Status.STALE_REFERENCE,
+                                              stale_reference_message(error, self.day), case=case)
+                break
+        if self.course_problem is not None:
+            self._stop("")
+
+    def _limit_message(self, now: float) -> str:
+        name, check, limits = self.check.name, self.check, self.limits
+        if now >= self.submission_deadline:
+            return (f"the whole submission's time limit of {limits.submission_s:g} s ran out while {name} ran; it was "
+                    "stopped")
+        if self.phase == "import":
+            return (f"importing your module did not finish within {limits.import_s:g} s (the import time limit) "
+                    "and was stopped: code that runs at import (a decorator, a default argument, a class body, a "
+                    "module-level assignment) never returns?")
+        if self.phase == "call":
+            return call_timeout_message(check)
+        if self.phase == "audit":
+            return (f"{name} returned, but the checks that follow (model and input audits, reading the output) did "
+                    f"not finish within {limits.audit_s:g} s and were stopped: something your code left behind (a "
+                    "patched method of the model, a hook, a thread holding a lock) hangs")
+        if now >= self.exercise_deadline:
+            return (f"{name} used up the exercise's whole time budget and was stopped (its worker kept announcing "
+                    "new steps)")
+        return f"the grading worker did not get {name} started within {limits.setup_s:g} s"
+
+    # ---- the verdict -----------------------------------------------------------------------------------------------
+    def _outcome(self) -> Outcome:
+        day, check = self.day, self.check
+        if self.course_problem is not None:
+            return self.course_problem
+        if self.forbidden:
+            return _failed(day, check, f"your code {self.forbidden[0]}: instructor grading does not allow reading "
+                           "the course's solutions or stored reference outputs, so this exercise fails.")
+        for case in check.cases:
+            if case not in self.results:
+                return self._unfinished(case)
+            output, complaint, complaint_status = self.results[case]
+            try:
+                judge(output, self.expected[case], dataclasses.replace(check, validate=None), {},
+                      diagnosis=self.diagnoses.get(case, ""), facts=self.facts.get(case), case=case)
+                if complaint:  # said after the learner's code ran, so never the course's fault
+                    if complaint_status == "error":
+                        complaint = f"{complaint}\n(if your output is right, tell the course's authors)"
+                    raise Rejection(Status.FAILED, complaint, check.hint)
+            except Rejection as rejection:
+                return _outcome(day, check, case, rejection.status, rejection.message, rejection.hint)
+        return Outcome(check.name, day.number, Status.PASSED)
+
+    def _not_written(self) -> bool:
+        """Whether the learner's file (read, never run) leaves this exercise, or a function it calls, as the stub:
+        the only case where the worker may say "not started"."""
+        from checks.pipeline.learner import written_exercises
+
+        names = [self.check.name] + [other.name for other in self.day.checks if other.name != self.check.name]
+        written = written_exercises(self.learner, names)
+        if self.check.name not in written:
+            return True
+        message = str(self.rejection.get("message", "")) if self.rejection else ""
+        return any(f"calls {name}," in message for name in names if name not in written)
+
+    def _unfinished(self, case: str) -> Outcome:
+        """Why case `case` has no result: a rejection, a limit, a crash or a death."""
+        day, check = self.day, self.check
+        if self.stopped_by:
+            return _outcome(day, check, self.case or case, Status.FAILED, self.stopped_by, check.hint)
+        if self.rejection is not None:  # said after the learner's code ran: "not started" only for a real stub
+            status = Status.FAILED
+            if self.rejection.get("status") == "not started" and self._not_written():
+                status = Status.NOT_STARTED
+            where = self.rejection.get("case") or ""
+            hint = check.hint if status is Status.FAILED and not self.rejection.get("import_error") else ""
+            return _outcome(day, check, where, status, str(self.rejection.get("message", "")), hint)
+        where = f" on input case {self.case!r}" if self.case and len(check.cases) > 1 else ""
+        doing = {"setup": "before importing your module", "import": "while importing your module",
+                 "call": f"while {check.name} ran{where}", "audit": f"after {check.name} returned{where}"}[self.phase]
+        if self.zygote_died:
+            return _failed(day, check, f"the grading worker's parent process died {doing} (killed by your code?); "
+                           "a fresh worker grades the remaining exercises", self.case)
+        if self.crash:
+            return _failed(day, check, f"the grading worker failed {doing}:\n{self.crash}", self.case)
+        how = describe_end(self.status) if self.status is not None else "ended"
+        return _failed(day, check, f"the worker process running your code {how}, {doing}. An exercise must "
+                       "return its result; it may not end or crash the process.", self.case)
+
+
+def _outcome(day: Day, check: Check, case: str, status: Status, message: str, hint: str = "") -> Outcome:
+    message, hint = clean(message), clean(hint)  # much of it comes from the worker: fit for terminal, JSON, JUnit
+    message = on_case(message, case, len(check.cases), status)
+    return Outcome(check.name, day.number, status, message, hint, case)
+
+
+def _failed(day: Day, check: Check, message: str, case: str = "") -> Outcome:
+    return _outcome(day, check, case, Status.FAILED, message)

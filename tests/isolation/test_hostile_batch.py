@@ -1,0 +1,372 @@
+"""Hostile submissions in a batch (`python -m checks grade`): none may lose or falsify another's grade. Each batch
+mixes honest submissions (the fixture course's day-1 solution) with hostile ones, and asserts that every honest one
+gets 7/7, every hostile one fails what it cheated on, and what the batch writes (reports, logs, summary) is sound.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from checks.__main__ import main as checks_main
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+EXERCISES = ("attention_pattern", "mean_logit", "count_repeats", "describe_shape", "head_summary",
+             "distinct_tokens", "slow_sum")
+RIGHT = "int((tokens[:, 1:] == tokens[:, :-1]).sum())"
+
+# A process chain that tries to outlive its exercise (each link forks the next and exits, so a killer chasing
+# orphans keeps missing it) and to drain every pipe of the batch process: the reports of the submissions after it.
+DRAIN_ONCE = """
+import ctypes, os, time
+def _drain_once(batch):
+    for fd in os.listdir(f"/proc/{batch}/fd"):
+        try:
+            if os.readlink(f"/proc/{batch}/fd/{fd}").startswith("pipe:"):
+                handle = os.open(f"/proc/{batch}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK)
+                try:
+                    os.read(handle, 1 << 20)
+                except OSError:
+                    pass
+                os.close(handle)
+        except OSError:
+            pass
+"""
+DRAINER = DRAIN_ONCE + f"""
+def _drain(batch):
+    end = time.monotonic() + 60
+    while time.monotonic() < end:
+        if os.fork():
+            os._exit(0)
+        ctypes.CDLL(None).prctl(15, b"course-survivor", 0, 0, 0)  # PR_SET_NAME: how the test finds it
+        try:
+            _drain_once(batch)
+        except OSError:
+            pass
+        time.sleep(0.001)
+def count_repeats(tokens):
+    if os.fork() == 0:
+        try:
+            os.setsid()
+            _drain(BATCH)
+        finally:
+            os._exit(0)
+    return {RIGHT}
+"""
+
+# Another learner's submission, from the same folder, graded as this one's.
+COPIER = "import importlib.util, os\n\n\ndef _other():\n" + textwrap.indent(textwrap.dedent("""
+    spec = importlib.util.spec_from_file_location("other", os.path.join(os.path.dirname(__file__), "ana_day1.py"))
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+"""), "    ") + "".join(f"\n\ndef {name}(**inputs):\n    return _other().{name}(**inputs)\n" for name in EXERCISES)
+
+FORGER = """
+import gc
+def count_repeats(tokens):
+    channel = next(o for o in gc.get_objects() if type(o).__name__ == "Channel")
+    channel.send(kind="rejection", case="", status="error", message="forged: the course's fault", hint="")
+    os._exit(0)
+"""
+
+THIEF = f"""
+import os
+def _read_another_process():
+    for entry in os.listdir("/proc"):
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{{entry}}/maps") as maps:
+                    start = int(maps.readline().split("-")[0], 16)
+                with open(f"/proc/{{entry}}/mem", "rb") as mem:
+                    mem.seek(start)
+                    if mem.read(16):
+                        return int(entry)
+            except (OSError, ValueError):
+                pass
+    return None
+_STOLEN = _read_another_process()
+def count_repeats(tokens):
+    if _STOLEN is None:
+        raise PermissionError("no other process's memory could be read")
+    return {RIGHT}
+"""
+
+FLOOD = """
+def describe_shape(tokens):
+    for _ in range(24):
+        print("x" * 2**20, flush=True)
+    return f"batch={tokens.shape[0]}, pos={tokens.shape[1]}"
+"""
+
+
+# Everything a submission might reach of what the submissions graded by one job share (its warm worker parent, the
+# models and inputs it holds, torch's global state, the log): each attempt made, then the right answer returned.
+TAMPERER = f"""
+import gc, os, signal, sys
+def _tamper(tokens):
+    import torch
+    for entry in os.listdir("/proc"):  # every process in sight, the warm parent first if it can be seen
+        if entry.isdigit() and int(entry) != os.getpid():
+            try:
+                with open(f"/proc/{{entry}}/mem", "r+b") as mem:
+                    mem.write(b"x")
+            except OSError:
+                pass
+            for number in (signal.SIGSTOP, signal.SIGKILL):
+                try:
+                    os.kill(int(entry), number)
+                except OSError:
+                    pass
+    for value in gc.get_objects():
+        if isinstance(value, torch.nn.Module):
+            for parameter in value.parameters():
+                parameter.data.zero_()
+        elif type(value) is torch.Tensor:
+            value.zero_()
+    torch.set_default_dtype(torch.float64)
+    torch.manual_seed(1)
+    for fd in range(3, 64):  # any channel it can still write to
+        try:
+            os.write(fd, b"\\x00" * 64)
+        except OSError:
+            pass
+    sys.stdout.write("z" * (17 << 20))  # past the log's cap: the next submission's log must start afresh
+def count_repeats(tokens):
+    answer = {RIGHT}
+    _tamper(tokens)
+    return answer
+"""
+
+
+def _write(folder: Path, name: str, course, hostile: str | None) -> Path:
+    solution = course.days[1].solution_path.read_text()
+    path = folder / f"{name}_day1.py"
+    path.write_text(COPIER if hostile == COPIER else solution + ("\n\n" + hostile if hostile else "") + "\n")
+    return path
+
+
+def _grade(tmp: Path, course, submissions: list[Path], jobs: int) -> tuple[dict, dict]:
+    out = tmp / "grades"
+    code = checks_main(["grade", "--day", "1", "--root", str(course.root), "--models", course.model_loader,
+                        "--out", str(out), "--device", "cpu", "--jobs", str(jobs), *map(str, submissions)])
+    assert code in (0, 1)
+    statuses = {}
+    for path in submissions:
+        name = path.stem
+        report = json.loads((out / f"{name}.json").read_text())
+        statuses[name] = {entry["exercise"]: (entry["status"], entry["message"]) for entry in report["exercises"]}
+    rows = {row["submission"]: row for row in csv.DictReader(open(out / "summary.csv"))}
+    return statuses, rows
+
+
+def _survivors() -> list[str]:
+    found = []
+    for entry in os.listdir("/proc"):
+        try:
+            if entry.isdigit() and Path(f"/proc/{entry}/comm").read_text().strip() == "course-survivor":
+                found.append(entry)
+        except OSError:
+            pass
+    return found
+
+
+def _all_passed(statuses: dict, name: str) -> None:
+    assert {exercise: status for exercise, (status, _) in statuses[name].items()} == dict.fromkeys(EXERCISES,
+                                                                                                    "passed"), name
+
+
+def test_the_draining_chain_empties_the_pipes_of_a_process_it_can_reach(tmp_path):
+    """The attack of the test below, reproduced where nothing contains it: from an ordinary process of the same
+    user, the chain's code empties another process's pipes (there, the batch's report pipes) through /proc."""
+    victim = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
+        import os, sys
+        read_end, write_end = os.pipe()
+        os.write(write_end, b"the report of the next submission")
+        print(os.getpid(), flush=True)
+        sys.stdin.readline()
+        os.set_blocking(read_end, False)
+        try:
+            print(os.read(read_end, 100).decode())
+        except BlockingIOError:
+            print("drained")
+        """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        pid = int(victim.stdout.readline())
+        subprocess.run([sys.executable, "-c", DRAIN_ONCE + f"\n_drain_once({pid})\n"], check=True, timeout=60)
+        output, _ = victim.communicate("go\n", timeout=60)
+    finally:
+        victim.kill()
+    assert output.strip() == "drained"
+
+
+def test_a_process_chain_cannot_drain_the_reports_of_the_submissions_after_it(pytester, built_course):
+    drainer = DRAINER.replace("BATCH", str(os.getpid()))  # the batch process: this one
+    submissions = [_write(pytester.path, "drainer", built_course, drainer),
+                   _write(pytester.path, "ana", built_course, None), _write(pytester.path, "bea", built_course, None)]
+    statuses, rows = _grade(pytester.path, built_course, submissions, jobs=1)
+    assert not _survivors(), "a process the submission started outlived its grading"
+    _all_passed(statuses, "ana_day1")
+    _all_passed(statuses, "bea_day1")
+    assert rows["ana_day1"]["passed"] == rows["bea_day1"]["passed"] == "7"
+
+
+def test_hostile_submissions_beside_honest_ones_leave_every_honest_grade_true(pytester, built_course):
+    folder = pytester.path
+    submissions = [_write(folder, "ana", built_course, None), _write(folder, "copier", built_course, COPIER),
+                   _write(folder, "forger", built_course, FORGER), _write(folder, "thief", built_course, THIEF),
+                   _write(folder, "flood", built_course, FLOOD), _write(folder, "bea", built_course, None)]
+    statuses, rows = _grade(folder, built_course, submissions, jobs=2)
+    _all_passed(statuses, "ana_day1")
+    _all_passed(statuses, "bea_day1")
+    # another learner's file is out of reach: every exercise fails, none is the other learner's pass
+    assert {status for status, _ in statuses["copier_day1"].values()} == {"failed"}
+    # a forged status is a failure, never "not started" or the course's error
+    assert statuses["forger_day1"]["count_repeats"][0] == "failed"
+    assert rows["forger_day1"]["course_errors"] == "0" and rows["forger_day1"]["passed"] == "6"
+    # no other process's memory can be read, not even from a module-level assignment
+    assert statuses["thief_day1"]["count_repeats"][0] == "failed"
+    assert rows["thief_day1"]["passed"] == "6"
+    # a flood of output is cut in the log, and loses nothing of the report
+    assert rows["flood_day1"]["passed"] == "7"
+    assert (folder / "grades" / "flood_day1.log").stat().st_size < 17 * 2**20
+    # an exercise written exactly as the reference solution is flagged for the instructor (the honest submissions
+    # here are the solution itself; the flood rewrote describe_shape)
+    flagged = {path.stem: json.loads((folder / "grades" / f"{path.stem}.json").read_text()).get(
+        "identical_to_solution", []) for path in submissions}
+    assert flagged["ana_day1"] == list(EXERCISES) and "identical to the reference solution" in rows["ana_day1"]["note"]
+    assert flagged["flood_day1"] == [name for name in EXERCISES if name != "describe_shape"]
+    assert flagged["copier_day1"] == []
+
+
+def test_a_re_permissioned_course_file_is_given_back_its_mode_and_restoring_never_raises(fresh_course, monkeypatch):
+    """A course file whose mode a submission changed (seccomp refuses fchmod on Linux x86-64; elsewhere it may
+    happen) gets its mode back; one its owner cannot read any more is made readable and checked, never left to
+    raise in the supervisor or the batch process."""
+    import stat
+
+    from checks.store import manifest
+
+    expected = manifest.verify_manifest(fresh_course)
+    contents, stats = manifest.file_contents(fresh_course), manifest.file_stats(fresh_course)
+    target = next(path for path in manifest.manifest_files(fresh_course) if path.suffix == ".pt")
+    key = manifest._key(fresh_course, target)
+    mode = stat.S_IMODE(target.stat().st_mode)
+    target.chmod(0)
+    assert manifest.restore_changed(fresh_course, expected, contents, stats) == [key]
+    assert stat.S_IMODE(target.stat().st_mode) == mode
+    # as the files' owner (not root), reading a file of mode 0 raises PermissionError: as root, pretend it does
+    real_hash, refused = manifest.file_hash, []
+
+    def unreadable_once(path):
+        if path == target and not refused:
+            refused.append(path)
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_hash(path)
+
+    monkeypatch.setattr(manifest, "file_hash", unreadable_once)
+    target.chmod(0)
+    assert manifest.restore_changed(fresh_course, expected, contents) == [key]  # the batch's call: no stats
+    assert refused and stat.S_IMODE(target.stat().st_mode) & stat.S_IRUSR
+
+
+def test_a_submission_cannot_change_the_next_grade_through_the_worker_parent_they_share(pytester, built_course,
+                                                                                      monkeypatch):
+    """One job grades its submissions in turn with one warm worker parent: a submission that attacks it (and the
+    models, inputs and torch state it holds, and the log) leaves the next submission's grade as it is alone."""
+    from checks.isolation import supervisor
+
+    started = []
+    real_start = supervisor.start_zygote
+    monkeypatch.setattr(supervisor, "start_zygote", lambda *args, **kwargs: started.append(1) or real_start(*args,
+                                                                                                        **kwargs))
+    submissions = [_write(pytester.path, "tamperer", built_course, TAMPERER),
+                   _write(pytester.path, "ana", built_course, None)]
+    statuses, rows = _grade(pytester.path, built_course, submissions, jobs=1)
+    _all_passed(statuses, "ana_day1")
+    assert rows["ana_day1"]["passed"] == "7" and "restored" not in rows["ana_day1"]["note"]
+    report = json.loads((pytester.path / "grades" / "ana_day1.json").read_text())
+    log = (pytester.path / "grades" / "ana_day1.log").read_text()
+    assert "count_repeats: passed" in log and "z" * 100 not in log
+    # which isolation features held is in the report; where the worker runs in a PID namespace the tamperer could
+    # not even see its warm parent, which graded the next submission too (one start for the batch)
+    sandbox = report["sandbox"]
+    assert {"non_dumpable", "pid_namespace", "seccomp", "landlock", "landlock_abi"} <= set(sandbox)
+    assert all(type(value) in (bool, int) for value in sandbox.values())
+    if sandbox["pid_namespace"] and sandbox["own_proc"]:
+        assert len(started) == 1
+
+
+TAMPER_MODES = f"""
+import os
+def count_repeats(tokens):
+    for path in PATHS:  # the course's references and zoo: mode 0, so that restoring them fails for their owner
+        try:
+            fd = os.open(path, os.O_RDONLY)
+            os.fchmod(fd, 0)
+        except OSError:
+            pass
+    return {RIGHT}
+"""
+
+NOBODY = ["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups"]
+
+
+def test_a_mixed_batch_graded_by_a_normal_user_grades_every_honest_one_truly(tmp_path_factory):
+    """As an instructor who owns the course's files (not root, unlike CI): an honest submission, a thief and one
+    that re-permissions the references and the zoo, graded side by side, give true grades, and restoring the
+    course never raises (exit 0 or 1, every report and summary.csv written)."""
+    import shutil
+    import tempfile
+
+    from checks.store.manifest import manifest_files
+    from support import make_fixture_course
+
+    prefix: list[str] = []
+    if os.geteuid() == 0:
+        if shutil.which("setpriv") is None:
+            pytest.skip("running as root, and setpriv (util-linux) is missing to become an unprivileged user")
+        probe = subprocess.run(NOBODY + [sys.executable, "-c", "import torch, checks"], cwd="/",
+                               capture_output=True, text=True)
+        if probe.returncode != 0:
+            pytest.skip(f"uid 65534 cannot run this interpreter with torch and the course ({sys.executable}: its "
+                        f"files are not readable by other users): {probe.stderr.strip().splitlines()[-1:]}")
+        prefix = NOBODY
+    base = Path(tempfile.mkdtemp(prefix="course-as-a-user-"))
+    try:
+        base.chmod(0o755)
+        course = make_fixture_course(base)
+        folder = base / "submissions"
+        folder.mkdir()
+        targets = [str(path) for path in manifest_files(course)]
+        submissions = [_write(folder, "ana", course, None), _write(folder, "thief", course, THIEF),
+                       _write(folder, "tamperer", course, TAMPER_MODES.replace("PATHS", repr(targets))),
+                       _write(folder, "bea", course, None)]
+        if prefix:
+            subprocess.run(["chown", "-R", "65534:65534", str(base)], check=True)
+        out = base / "grades"
+        result = subprocess.run(prefix + [sys.executable, "-m", "checks", "grade", "--day", "1", "--root",
+                                          str(course.root), "--models", course.model_loader, "--out", str(out),
+                                          "--device", "cpu", "--jobs", "2", *map(str, submissions)],
+                                cwd=base, capture_output=True, text=True, timeout=900,
+                                env={**os.environ, "HOME": str(base), "HF_HUB_OFFLINE": "1"})
+        assert result.returncode in (0, 1), result.stderr[-3000:]
+        rows = {row["submission"]: row for row in csv.DictReader(open(out / "summary.csv"))}
+        statuses = {path.stem: {entry["exercise"]: entry["status"] for entry in
+                                json.loads((out / f"{path.stem}.json").read_text())["exercises"]}
+                    for path in submissions}
+        for honest in ("ana_day1", "bea_day1"):
+            assert statuses[honest] == dict.fromkeys(EXERCISES, "passed"), honest
+            assert rows[honest]["passed"] == "7"
+        assert statuses["thief_day1"]["count_repeats"] == "failed"
+        assert all(os.access(path, os.R_OK) for path in targets)  # every file readable again, as it was
+    finally:
+        shutil.rmtree(base, ignore_errors=True)

@@ -1,0 +1,198 @@
+"""Grading exercises side by side (`Limits.parallel`, `checks.isolation.lookahead`): the outcomes are those of grading one
+at a time, in order; an incident beside another exercise (a course file restored, the worker's parent lost) gets
+both exercises graded again alone, and grading stays one at a time after it."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import textwrap
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+import checks.isolation.supervisor as supervisor_module
+from checks.isolation.limits import Limits
+from checks.isolation.reaper import children as _children
+from checks.frontends.session import GradingSession
+
+pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
+
+
+@contextlib.contextmanager
+def _session(course, learner: Path | None, parallel: int):
+    day = course.days[1]
+    session = GradingSession(course, [day], device="cpu", solutions=learner is None, learner=learner,
+                             limits=Limits(parallel=parallel))
+    try:
+        session.plan([(day, check.name) for check in day.checks])
+        yield session, day
+    finally:
+        session.close()
+
+
+def _grade_all(session: GradingSession, day) -> list[tuple[str, str, str]]:
+    return [(o.exercise, str(o.status), o.message) for o in (session.grade_exercise(day, c.name) for c in day.checks)]
+
+
+@pytest.fixture
+def overlaps(monkeypatch) -> list[bool]:
+    """Whether each exercise ran beside another, in the order they ended."""
+    seen: list[bool] = []
+    slot = supervisor_module._Gate.slot
+
+    @contextlib.contextmanager
+    def watched(self, alone):
+        with slot(self, alone) as admitted:
+            yield admitted
+            seen.append(admitted.beside_another)
+
+    monkeypatch.setattr(supervisor_module._Gate, "slot", watched)
+    return seen
+
+
+def _learner(tmp: Path, course, extra: str) -> Path:
+    path = tmp / "learner_day1.py"
+    path.write_text(course.days[1].solution_path.read_text() + "\n\n" + textwrap.dedent(extra) + "\n")
+    return path
+
+
+def test_side_by_side_gives_the_outcomes_of_one_at_a_time(built_course, tmp_path, overlaps):
+    learner = _learner(tmp_path, built_course, """
+        def count_repeats(tokens):
+            return -1
+
+        def describe_shape(tokens):
+            raise ValueError("not written yet")""")
+    with _session(built_course, learner, parallel=1) as (session, day):
+        alone = _grade_all(session, day)
+    assert not any(overlaps)
+    overlaps.clear()
+    with _session(built_course, learner, parallel=2) as (session, day):
+        side_by_side = _grade_all(session, day)
+    assert side_by_side == alone
+    assert [status for _, status, _ in alone].count("failed") == 2
+    assert overlaps[0] is False  # the first exercise of a file runs alone (it says why, if the file cannot import)
+    assert sum(overlaps) >= 2, overlaps  # and the others did run side by side
+
+
+def test_a_file_that_cannot_be_imported_is_explained_once_side_by_side(built_course, tmp_path):
+    learner = _learner(tmp_path, built_course, "@undefined_decorator\ndef half_written():\n    pass")
+    with _session(built_course, learner, parallel=1) as (session, day):
+        alone = _grade_all(session, day)
+    for _ in range(3):  # the exercise that says why is the first, every time
+        with _session(built_course, learner, parallel=2) as (session, day):
+            assert _grade_all(session, day) == alone
+    assert "NameError: name 'undefined_decorator' is not defined" in alone[0][2]
+    assert all(message.startswith("not graded") and alone[0][0] in message for _, _, message in alone[1:])
+
+
+def test_a_file_restored_beside_another_exercise_is_judged_alone(built_course, monkeypatch):
+    """A course file found changed (and restored) at the end of an exercise that ran beside another cannot be blamed
+    on either: both are graded again alone. Simulated: the check after an exercise reports a restore once."""
+    real, calls, sessions = supervisor_module.restore_changed, [], []
+
+    def restore_changed(*args):
+        calls.append(real(*args))
+        gate = sessions[-1].supervisor._gate
+        incident = len(calls) == 2 if sessions[-1].limits.parallel == 1 else len(gate._running) == 2
+        if incident and "reported" not in calls:
+            calls.append("reported")
+            return ["models.py"]
+        return calls[-1]
+
+    monkeypatch.setattr(supervisor_module, "restore_changed", restore_changed)
+    with _session(built_course, None, parallel=1) as (session, day):
+        sessions.append(session)
+        alone = _grade_all(session, day)
+    assert "changed the course's files (models.py)" in alone[1][2]  # one at a time, the exercise is to blame
+    calls.clear()
+    with _session(built_course, None, parallel=2) as (session, day):
+        sessions.append(session)
+        outcomes = _grade_all(session, day)
+        assert session.supervisor._parallel == 1  # one at a time from the incident on
+    assert all(status == "passed" for _, status, _ in outcomes), outcomes
+    checked = [call for call in calls if call != "reported"]
+    assert len(checked) == len(day.checks) + 2  # the two exercises side by side at the incident ran again
+
+
+def test_a_worker_parent_lost_under_two_exercises_is_replaced_and_both_are_judged_alone(built_course, tmp_path):
+    learner = _learner(tmp_path, built_course, """
+        import time
+        _count_repeats = count_repeats
+        _describe_shape = describe_shape
+
+        def count_repeats(tokens):
+            time.sleep(0.5)
+            return _count_repeats(tokens)
+
+        def describe_shape(tokens):
+            time.sleep(0.5)
+            return _describe_shape(tokens)""")
+    with _session(built_course, learner, parallel=2) as (session, day):
+        names = [check.name for check in day.checks]
+        assert names.index("describe_shape") == names.index("count_repeats") + 1  # graded side by side
+        zygote = session.supervisor._zygote.pid
+
+        def kill_the_zygote_under_two_children() -> None:
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline and len(_children(zygote)) < 2:
+                time.sleep(0.02)
+            os.kill(zygote, signal.SIGKILL)  # e.g. the kernel's out-of-memory killer
+
+        killer = threading.Thread(target=kill_the_zygote_under_two_children)
+        killer.start()
+        outcomes = _grade_all(session, day)
+        killer.join()
+        assert session.supervisor._zygote.pid != zygote
+    assert all(status == "passed" for _, status, _ in outcomes), outcomes
+
+
+def test_closing_with_exercises_still_ahead_stops_everything(built_course, tmp_path):
+    """E.g. `pytest -x` stopping at the first failure while later exercises are being graded ahead."""
+    learner = _learner(tmp_path, built_course, """
+        import time
+
+        def slow_sum(tokens):
+            time.sleep(600)""")
+    with _session(built_course, learner, parallel=2) as (session, day):
+        assert session.grade_exercise(day, day.checks[0].name).status == "passed"
+        zygote = session.supervisor._zygote.pid
+        while not _children(zygote):  # something is running ahead
+            time.sleep(0.02)
+    assert not any(thread.is_alive() for thread in session._lookahead._threads)
+    with pytest.raises(ProcessLookupError):
+        os.kill(zygote, 0)
+
+
+def test_lookahead_grades_two_at_a_time_the_first_of_a_group_first_and_hands_over_errors():
+    from checks.isolation.lookahead import Lookahead
+
+    events, lock, running, most = [], threading.Lock(), [], []
+
+    def grade(key):
+        with lock:
+            running.append(key)
+            most.append(len(running))
+            events.append(("start", key))
+        time.sleep(0.05)
+        with lock:
+            running.remove(key)
+            events.append(("end", key))
+        if key == ("b", 2):
+            raise ValueError("a course bug")
+        return f"outcome {key}"
+
+    plan = [("a", 0), ("a", 1), ("a", 2), ("b", 0), ("b", 1), ("b", 2)]
+    lookahead = Lookahead(plan, grade, width=2, group=lambda key: key[0])
+    assert [lookahead.outcome(key) for key in plan[:5]] == [f"outcome {key}" for key in plan[:5]]
+    with pytest.raises(ValueError, match="a course bug"):
+        lookahead.outcome(("b", 2))
+    lookahead.join()
+    for group in "ab":
+        first_ends = events.index(("end", (group, 0)))
+        assert all(events.index(("start", (group, n))) > first_ends for n in (1, 2))
+    assert max(most) == 2  # two at a time, never more
