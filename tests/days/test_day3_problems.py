@@ -110,10 +110,10 @@ def test_the_supervisor_judges_the_capstone_and_names_a_heads_mistake(tmp_path):
             return {n: {"hypothesis": h, "recovered": (base - losses[n][0]) / (base - clean),
                         "standard_error": losses[n][1] / (base - clean)} for n, h in hypotheses.items()}
         """))
-    session = GradingSession(course, [day], device="cpu", learner=learner, in_process=False)
+    session = GradingSession(course, [day], device="cpu", learner=learner)
     try:
-        head = session.grade(day, "head_output_from_inputs")
-        capstone = session.grade(day, "capstone")
+        head = session.grade_exercise(day, "head_output_from_inputs")
+        capstone = session.grade_exercise(day, "capstone")
     finally:
         session.close()
     assert head.status == "failed" and spec.MISTAKES["head q and k swapped"].message in head.message, head.message
