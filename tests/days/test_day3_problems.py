@@ -1,12 +1,11 @@
-"""Day 3 as problems: every check gives hints in three tiers, no exercise docstring spells out code, the library and
-the learner's notebook hold no exercise's answer, the capstone's bounds sit clear of what the course's own hypotheses
-recover, and the supervisor judges the capstone and names a head's mistakes as the learner's kernel does."""
+"""Day 3 as problems: the library and the learner's notebook hold no exercise's answer, the capstone's bounds sit
+clear of what the course's own hypotheses recover, and the supervisor judges the capstone and names a head's
+mistakes as the learner's kernel does (the docstring and hint-tier rules of every day: test_exercise_docstrings.py,
+test_grading_contracts.py)."""
 
 from __future__ import annotations
 
-import inspect
 import json
-import re
 import textwrap
 
 import pytest
@@ -21,29 +20,6 @@ from solutions import day3_causal_scrubbing as solution
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
 ROOT = COURSE_ROOT
-# What code looks like in prose: a call, an operator between matrices, slicing, a tensor method, an assignment.
-CODE = re.compile(r"\w\(|@|\[:|\[\d+:|\.(argmax|gather|mean|sum|softmax|log_softmax|clone|expand|where|std)\b|torch\."
-                  r"|(?<![=<>!])=(?!=)")
-
-
-@pytest.mark.parametrize("check", spec.CHECKS, ids=[check.name for check in spec.CHECKS])
-def test_every_check_has_three_hint_tiers_and_the_first_has_no_code(check):
-    assert len(check.hints) == 3 and all(tier.strip() for tier in check.hints), check.hints
-    assert not CODE.search(check.hints[0]), f"tier 1 of {check.name} contains code: {check.hints[0]!r}"
-
-
-@pytest.mark.parametrize("check", spec.CHECKS, ids=[check.name for check in spec.CHECKS])
-def test_no_exercise_docstring_spells_out_code(check):
-    docstring = inspect.getdoc(getattr(solution, check.name))
-    found = CODE.search(docstring)
-    assert not found, (f"the docstring of {check.name} spells out code near "
-                       f"{docstring[max(found.start() - 30, 0):found.end() + 30]!r}")
-
-
-def test_the_code_pattern_catches_recipes():
-    for recipe in ("z @ W_O", "tokens[:, :-1]", "std / sqrt(n)", "torch.randperm", "x.std(0)", "u = rand"):
-        assert CODE.search(recipe), recipe
-    assert not CODE.search("the unbiased standard deviation, divided by n - 1; feature[j] == feature[i]")
 
 
 def test_the_library_and_the_learners_notebook_hold_no_answer():
