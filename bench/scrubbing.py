@@ -30,6 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import torch  # noqa: E402
 
 from curriculum import scrubbing  # noqa: E402
+from solutions import scrubbing_table  # noqa: E402
 from curriculum.data.induction_corpus import INDUCTION_CANDIDATES, held_out_stories  # noqa: E402
 from curriculum.models import load_model  # noqa: E402
 
@@ -56,12 +57,12 @@ def main(argv: list[str] | None = None) -> None:
     torch.set_grad_enabled(False)
     model = load_model("induction-2l", device=args.device)
     tokens = held_out_stories(args.sequences).to(args.device)
-    hypotheses = scrubbing.day3_hypotheses(model)
+    hypotheses = scrubbing_table.day3_hypotheses(model)
     print(f"{len(hypotheses)} hypotheses x {args.resamplings} resamplings, {args.sequences} stories of "
           f"{tokens.shape[1]} tokens, torch threads {torch.get_num_threads()}, device {args.device}")
 
     with Timer() as fast:
-        resamplings = [scrubbing.day3_sources(tokens, r) for r in range(args.resamplings)]
+        resamplings = [scrubbing_table.day3_sources(tokens, r) for r in range(args.resamplings)]
         run = scrubbing.ScrubbingRun(model, tokens, INDUCTION_CANDIDATES)
         table = run.table(hypotheses, resamplings)
     print(f"fast table: {fast.wall:.1f} s wall, {fast.cpu:.1f} s CPU")
@@ -74,7 +75,7 @@ def main(argv: list[str] | None = None) -> None:
     walls, cpus = [], []
     for r, h in chosen:
         with Timer() as slow:
-            loss = scrubbing.straightforward_losses(model, tokens, INDUCTION_CANDIDATES, [hypotheses[h]],
+            loss = scrubbing_table.straightforward_losses(model, tokens, INDUCTION_CANDIDATES, [hypotheses[h]],
                                                     [resamplings[r]])[0, 0].item()
         walls.append(slow.wall)
         cpus.append(slow.cpu)

@@ -73,7 +73,9 @@ if MAIN:
 # Everything is linear except the attention softmax. So the logits are a sum of *paths* through the network, and
 # each path is a product of weight matrices that we can study on its own.
 #
-# Two products describe a head completely:
+# Two products describe a head completely (Elhage et al. 2021, "A Mathematical Framework for Transformer Circuits",
+# who introduced them). Their names come from the four weight matrices of a head: **Q**uery, **K**ey, **V**alue and
+# **O**utput.
 #
 # - the **OV circuit** `W_OV = W_V @ W_O` (`d_model x d_model`): if the head attends to a position holding the
 #   vector `x`, it writes `x @ W_OV` (plus a bias) into the stream. It says *what* the head moves.
@@ -106,25 +108,25 @@ if MAIN:
 # Factored matrices may carry leading batch dimensions: `FactoredMatrix(model.W_V[0], model.W_O[0])` holds the
 # OV circuits of all heads of layer 0 at once, with shape `[n_heads, d_model, d_model]`.
 #
-# Useful facts: the Frobenius norm (the square root of the sum of the squared entries) is the square root of the
-# sum of the squared singular values; the corner `[:k, :k]` of `A @ B` only needs the first `k` rows of `A` and the
-# first `k` columns of `B`, so a small corner costs a small product.
+# The **Frobenius norm** of a matrix is the square root of the sum of its squared entries, the matrix's size as if it
+# were one long vector.
 #
-# **Exercise.** Summarise a (possibly batched) factored matrix without ever materialising the full product.
+# **Exercise.** Summarise a (possibly batched) factored matrix without ever materialising the full product. Ask
+# yourself, for each of the three numbers, which small pieces of the two factors it needs.
 
 # %% tags=["exercise"]
 def circuit_summary(circuit: FactoredMatrix, k: int) -> dict[str, Tensor]:
     """The Frobenius norm, the k largest singular values and the top-left k x k corner of a factored matrix.
 
     circuit: a FactoredMatrix of shape [*batch, ldim, rdim] (any number of leading batch dimensions, possibly none).
-    k: how many singular values and how big a corner; 1 <= k <= min(ldim, rdim, inner dimension).
+    k: how many singular values and how big a corner, from 1 to the smallest of ldim, rdim and the inner dimension.
 
     Returns a dict of float tensors:
         "frobenius_norm": [*batch], the Frobenius norm of each product matrix;
         "singular_values": [*batch, k], its k largest singular values, in decreasing order;
-        "corner": [*batch, k, k], the entries [:k, :k] of the product.
-    Never multiplies out the full [ldim, rdim] product (no `circuit.AB`, no `circuit.A @ circuit.B`): this must work
-    on matrices far too large to hold in memory. Raises ValueError when k is out of range.
+        "corner": [*batch, k, k], the top-left k x k block of the product (its first k rows and columns).
+    Never multiplies out the full [ldim, rdim] product (neither `circuit.AB` nor the two factors multiplied): this must
+    work on matrices far too large to hold in memory. Raises ValueError when k is out of range.
     """
     if not 1 <= k <= min(circuit.ldim, circuit.rdim, circuit.mdim):
         raise ValueError(f"k must lie in 1..{min(circuit.ldim, circuit.rdim, circuit.mdim)}, got {k}")
@@ -162,8 +164,11 @@ if MAIN:
         )
 
 # %% [markdown]
-# The corner of L1H0's full OV circuit already hints at what is coming: the diagonal entries (a token mapped to
-# itself) are large and positive, the off-diagonal ones small.
+# The corner of L1H0's full OV circuit already hints at what is coming: for the two words in it (rows and columns 1
+# and 2) the diagonal entries, a token mapped to itself, are large and positive (about 13) and the entries off it
+# small. Not for `<bos>` (row and column 0): its diagonal entry is about 0.2, below two entries of its column
+# (-1.6 and -1.8 are further from zero, but that is the row of `<bos>` being a weak input, not copying). The model
+# never needs to copy `<bos>`: it occurs only at position 0. Section 3 measures copying over every token.
 #
 # ## 3. The full OV circuit: which heads copy?
 #
@@ -181,10 +186,11 @@ if MAIN:
 
 # %% tags=["exercise"]
 def head_full_ov_circuit(model: HookedTransformer, layer: int, head: int) -> Float[Tensor, "d_vocab d_vocab_out"]:
-    """W_E @ W_V[layer, head] @ W_O[layer, head] @ W_U: the direct effect on the logits of attending to each token.
+    """The full OV circuit of one head: the direct effect on the logits of attending to each token.
 
-    Row t is what attending to a position holding only token t's embedding adds to the logits (biases left out).
-    Returns a float tensor of shape [d_vocab, d_vocab_out] on the model's device.
+    Row t is what the head adds to the logits when it attends fully to a position whose residual stream holds only
+    token t's embedding (biases left out); column u is output token u's logit. Returns a float tensor of shape
+    [d_vocab, d_vocab_out] on the model's device.
     """
     circuit = FactoredMatrix(model.W_E, model.W_V[layer, head]) @ model.W_O[layer, head] @ model.W_U
     return circuit.AB
@@ -203,10 +209,10 @@ def head_full_ov_circuit(model: HookedTransformer, layer: int, head: int) -> Flo
 def top_k_copying_accuracy(circuits: Float[Tensor, "*batch d_vocab d_vocab"], k: int) -> Float[Tensor, "*batch"]:
     """Fraction of rows t whose diagonal entry [t, t] is among the k largest entries of row t, per matrix.
 
-    circuits: float tensor, any number of leading batch dimensions, last two dims equal (row = input token,
-        column = output token).
-    Returns a float tensor of shape [*batch] with values in [0, 1].
-    Raises ValueError when the last two dimensions differ or k is not in 1..d_vocab.
+    circuits: float tensor, any number of leading batch dimensions, the last two of equal size (rows: input token,
+        columns: output token).
+    Ties count against the diagonal only as `Tensor.topk` breaks them. Returns a float tensor of shape [*batch] with
+    values in [0, 1]. Raises ValueError when the last two dimensions differ or k is not in 1..d_vocab.
     """
     n_rows, n_cols = circuits.shape[-2:]
     if n_rows != n_cols:
@@ -256,11 +262,13 @@ if MAIN:
 
 # %% tags=["exercise"]
 def eigenvalue_copying_scores(model: HookedTransformer) -> Float[Tensor, "layer head"]:
-    """sum(eigenvalues).real / sum(|eigenvalues|) of each head's full OV circuit W_E @ W_V @ W_O @ W_U.
+    """Each head's eigenvalue copying score: the real part of the sum of its full OV circuit's eigenvalues over the
+    sum of their absolute values.
 
-    Eigenvalues from a FactoredMatrix with leading dims [layer, head] (those of the d_head x d_head product of its
-    factors in the other order). Returns a real float tensor of shape [n_layers, n_heads] with values in [-1, 1].
-    Raises ValueError when d_vocab != d_vocab_out (the circuit is not square).
+    The full OV circuit is the token-to-logit one of head_full_ov_circuit (biases left out); its non-zero eigenvalues
+    are computed without building the [d_vocab, d_vocab] matrix. Returns a real float tensor of shape
+    [n_layers, n_heads] with values in [-1, 1]. Raises ValueError when the model's input and output vocabularies
+    differ in size (the circuit is not square).
     """
     if model.cfg.d_vocab != model.cfg.d_vocab_out:
         raise ValueError(f"eigenvalues need a square circuit; this model reads {model.cfg.d_vocab} tokens and "
@@ -311,8 +319,8 @@ def positional_attention(
 ) -> Float[Tensor, "n_positions n_positions"]:
     """The attention pattern of one head if each query and key input held only its position embedding.
 
-    Scores: (W_pos[i] @ W_Q + b_Q) . (W_pos[j] @ W_K + b_K) / sqrt(d_head) for query i and key j < n_positions;
-    keys after the query are masked out; a softmax over keys gives probabilities. Returns a float tensor of shape
+    Query and key are those the head computes (its biases included) from the position embeddings of positions
+    0 .. n_positions-1; scores, causal mask and softmax as in the model. Returns a float tensor of shape
     [n_positions, n_positions] (row: query position, column: key position), zero above the diagonal.
     Raises ValueError unless the model uses shortformer positions, or when n_positions is not in 1..n_ctx.
     """
@@ -335,7 +343,7 @@ def positional_attention(
 
 # %% tags=["exercise"]
 def previous_position_score(patterns: Float[Tensor, "*batch query key"]) -> Float[Tensor, "*batch"]:
-    """Mean of patterns[..., q, q - 1] over query positions q = 1 .. n-1, for each pattern in the batch.
+    """Mean attention from each query to the key just before it, over every query that has one, per pattern.
 
     patterns: float tensor of attention probabilities, square in its last two dims (query, key) with at least 2
     positions, any number of leading dimensions. Returns a float tensor of shape [*batch].
@@ -345,12 +353,20 @@ def previous_position_score(patterns: Float[Tensor, "*batch query key"]) -> Floa
 
 # %%
 if MAIN:
-    N_POSITIONS = 64
+    N_POSITIONS = cfg.n_ctx  # the whole context: a head may work in part of it only
     with torch.no_grad():
         positional = torch.stack([positional_attention(model, 0, head, N_POSITIONS) for head in range(cfg.n_heads)])
     positional_scores = previous_position_score(positional)
+    to_previous = positional.diagonal(offset=-1, dim1=-2, dim2=-1)  # [head, query 1..n_ctx-1]
+    to_first = positional[:, 2:, 0].mean(dim=-1)  # queries 2.. (query 1 has only keys 0 and 1)
     for head, score in enumerate(positional_scores.tolist()):
-        print(f"L0H{head}: previous-position score from positions alone {score:.3f}")
+        print(f"L0H{head}: previous-position score from positions alone {score:.3f} (lowest query "
+              f"{to_previous[head].min().item():.3f}, at query {to_previous[head].argmin().item() + 1}); "
+              f"mean attention to position 0 {to_first[head].item():.3f}")
+    chunks = [(start, min(start + 16, N_POSITIONS)) for start in range(0, N_POSITIONS, 16)]
+    l0h0_by_chunk = [to_previous[0, max(lo - 1, 0) : hi - 1].mean().item() for lo, hi in chunks]
+    print("L0H0, previous-position attention by 16-query chunk:",
+          ", ".join(f"{lo}-{hi - 1}: {value:.2f}" for (lo, hi), value in zip(chunks, l0h0_by_chunk)))
     plotting.show(
         plotting.imshow(
             positional[:, :20, :20],
@@ -362,10 +378,26 @@ if MAIN:
             yaxis="query position",
         )
     )
+    plotting.show(
+        plotting.line(
+            to_previous,
+            x=list(range(1, N_POSITIONS)),
+            names=[f"L0H{head}" for head in range(cfg.n_heads)],
+            title="Attention to the previous position from positions alone, at every query of the context",
+            xaxis="query position",
+            yaxis="attention to query - 1",
+        )
+    )
 
 # %% [markdown]
-# L0H0's positional pattern is an almost perfect sub-diagonal: from positions alone it attends to the previous
-# position. The other layer-0 heads spread their attention over many positions. This is the first half of the
+# From positions alone, L0H0 attends to the previous position in the first half of the context: above 0.99 of each
+# query's attention per 16-query chunk up to position 47, about 0.9 in 48-63, and under 0.5 after (0.32-0.46 per
+# chunk). That is the limit we measured on Day 1 in its real attention, and here it is in the weights: the position
+# embeddings of the second half of the context do not tell L0H0's query where the previous position is. Its mean
+# over the whole context (about 0.67) hides the split; so would a mean over the first 64 positions (0.98). The
+# other layer-0 heads put little on the previous position (at most 0.03 on average), but they do not spread their
+# attention evenly either: each puts a large share on position 0 (the dark first column in the figure), L0H2 most,
+# more than half. This is the first half of the
 # induction circuit, read off the weights: L0H0 moves each token's embedding one position forward, and its OV circuit
 # decides what form that moved copy takes.
 #
@@ -396,7 +428,7 @@ def decompose_attention_input(
     """The query/key input of `layer` split by source: [embed, each head of layers < layer, summed b_O, pos_embed].
 
     Heads are ordered layer by layer, head by head (L0H0, L0H1, ..., L1H0, ...); for layer 0 there are none and
-    the bias term is all zeros. cache: from `model.run_with_cache(tokens)`, tokens of shape [batch, pos].
+    the bias term is all zeros. cache: the model's activations on tokens of shape [batch, pos].
     Returns a float tensor of shape [2 + layer * n_heads + 1, batch, pos, d_model] whose sum over dim 0 is
     resid_pre[layer] + pos_embed.
     Raises ValueError unless the model is attention-only, has no normalisation and uses shortformer positions.
@@ -421,11 +453,12 @@ def decompose_attention_input(
 def decompose_queries_keys(
     sources: Float[Tensor, "source batch pos d_model"], model: HookedTransformer, layer: int, head: int
 ) -> tuple[Float[Tensor, "term batch pos d_head"], Float[Tensor, "term batch pos d_head"]]:
-    """Per-source queries and keys of one head: sources @ W_Q (and W_K), plus one last term for b_Q (and b_K).
+    """Per-source queries and keys of one head: what each source alone contributes through the head's query (key)
+    weights, plus one last term for the query (key) bias.
 
-    Returns (queries, keys), float tensors of shape [source + 1, batch, pos, d_head]; term i < source is
-    sources[i] @ W_Q[layer, head], the last term is b_Q[layer, head] at every position (the same for keys). Their
-    sums over dim 0 are the head's real queries and keys when `sources` decomposes its input.
+    Returns (queries, keys), float tensors of shape [source + 1, batch, pos, d_head]; term i < source comes from
+    source i alone, the last term is the bias at every position. Their sums over dim 0 are the head's real queries and
+    keys when `sources` decomposes its input.
     """
     w_q, w_k = model.W_Q[layer, head], model.W_K[layer, head]
     shape = (1, *sources.shape[1:-1], model.cfg.d_head)
@@ -482,7 +515,7 @@ if MAIN:
 def decompose_attention_scores(
     queries: Float[Tensor, "q_term batch pos d_head"], keys: Float[Tensor, "k_term batch pos d_head"]
 ) -> Float[Tensor, "q_term k_term batch query key"]:
-    """Attention score of every (query term, key term) pair: queries[i] . keys[j] / sqrt(d_head), unmasked.
+    """Attention score of every (query term, key term) pair, scaled as the model scales scores, unmasked.
 
     Returns a float tensor of shape [q_term, k_term, batch, query pos, key pos] whose sum over the first two dims is
     the head's attention score before the causal mask.
@@ -541,6 +574,11 @@ if MAIN:
     )
 
 # %% [markdown]
+# The second figure has a second stripe, *above* the diagonal: for a query in the first copy, the key in the second
+# copy whose previous token is the query's token. The term matches tokens wherever they sit; the scores here are
+# unmasked, and in the real pattern the causal mask removes those keys (they come after the query). Both stripes
+# score about the same (the tests measure it), far above the rest of the term.
+#
 # One term stands out: the query made from the **token embedding** against the key made from **L0H0's output**.
 # L0H0 writes, at every position, a transformed copy of the previous token's embedding; L1H0's key reads it; L1H0's
 # query reads the current token. So a query for token `A` scores high on keys whose *previous token* was `A`: that
@@ -563,10 +601,12 @@ if MAIN:
 def k_composition_circuit(
     model: HookedTransformer, prev_layer: int, prev_head: int, layer: int, head: int
 ) -> Float[Tensor, "query_token key_prev_token"]:
-    """Score of a query token against a key whose previous token went through head (prev_layer, prev_head)'s OV.
+    """The K-composition circuit of (prev_layer, prev_head) into (layer, head), over tokens.
 
-    Entry [a, b] = (W_E[a] @ W_Q[layer, head]) . (W_E[b] @ W_V[prev_layer, prev_head] @ W_O[prev_layer, prev_head]
-    @ W_K[layer, head]) / sqrt(d_head), biases left out. Returns a float tensor of shape [d_vocab, d_vocab].
+    Entry [a, b] is the attention score (scaled as the model scales scores, biases left out) of a query whose input is
+    token a's embedding on a key whose input is what (prev_layer, prev_head) writes when it attends fully to token
+    b's embedding. Returns a float tensor of shape [d_vocab, d_vocab] (row: query token, column: the token moved to
+    the key).
     """
     queries = FactoredMatrix(model.W_E, model.W_Q[layer, head])
     moved = FactoredMatrix(model.W_E, model.W_V[prev_layer, prev_head]) @ model.W_O[prev_layer, prev_head]
@@ -609,20 +649,31 @@ if MAIN:
 # - **K-composition**: it feeds the key: `W_B = W_QK.T` (the score is `x_q @ W_QK @ (x_k @ W_A).T`);
 # - **V-composition**: it feeds the value: `W_B = W_OV` of the later head.
 #
-# **Exercise.** Compute the scores of every (left, right) pair in one batched `einsum`, with no Python loop. (The
-# check grades the values only, so a loop over pairs passes too; on a model with hundreds of heads it would be
-# thousands of separate products, where one einsum hands the whole batch to a single kernel.)
+# (Elhage et al. 2021 define these scores; the names Q-, K- and V-composition are theirs.)
+#
+# **Exercise.** Compute the scores of every (left, right) pair at once, with no Python loop over pairs. The obvious
+# batched product of every pair builds a `[left, right, d_model, d_model]` array: for a model with 144 heads of
+# `d_model` 768 that is 144 x 144 x 768 x 768 floats, about 49 GB. Look for a way to get each pair's Frobenius norm
+# without building its product: the squared Frobenius norm of a matrix `M` is the trace of `M.T @ M`, and a trace of
+# a product can be regrouped. (The check grades the values only, on this small model, so the obvious product passes
+# too; the point is the identity.)
 
 # %% tags=["exercise"]
 def composition_scores(
     left: Float[Tensor, "left d_model d_model"], right: Float[Tensor, "right d_model d_model"]
 ) -> Float[Tensor, "left right"]:
-    """||left[i] @ right[j]||_F / (||left[i]||_F * ||right[j]||_F) for every pair (i, j).
+    """The composition score of every pair (left[i], right[j]): the Frobenius norm of their product over the
+    product of their Frobenius norms.
 
-    Returns a float tensor of shape [left, right] with values in [0, 1]. One einsum over all pairs, no loop.
+    Returns a float tensor of shape [left, right] with values in [0, 1]. Must scale to many heads: no Python loop over
+    pairs, and no intermediate holding all [left, right, d_model, d_model] products at once.
     """
-    products = torch.einsum("iab,jbc->ijac", left, right)
-    return products.norm(dim=(-2, -1)) / (left.norm(dim=(-2, -1))[:, None] * right.norm(dim=(-2, -1))[None, :])
+    # ||L R||_F^2 = tr(R^T L^T L R) = sum of the entries of (L^T L) * (R R^T): two Gram matrices per head, no
+    # [left, right, d_model, d_model] array.
+    left_gram = left.transpose(-1, -2) @ left  # [left, d_model, d_model]
+    right_gram = right @ right.transpose(-1, -2)  # [right, d_model, d_model]
+    squared = torch.einsum("iab,jab->ij", left_gram, right_gram).clamp_min(0)
+    return squared.sqrt() / (left.norm(dim=(-2, -1))[:, None] * right.norm(dim=(-2, -1))[None, :])
 
 
 # %% [markdown]
@@ -640,7 +691,8 @@ def random_composition_baseline(d_model: int, d_head: int, n_samples: int, gener
 
     Draws, in this order and each with `torch.randn(..., generator=generator)`: A1 [n_samples, d_model, d_head],
     A2 [n_samples, d_head, d_model], B1 [n_samples, d_model, d_head], B2 [n_samples, d_head, d_model]; pair i is
-    (A1[i] @ A2[i], B1[i] @ B2[i]). Returns the mean of the n_samples scores, as a Python float.
+    (the product of A1's and A2's i-th matrices, the product of B1's and B2's i-th matrices), scored in that order.
+    Returns the mean of the n_samples composition scores, as a Python float.
     """
     a1 = torch.randn(n_samples, d_model, d_head, generator=generator)
     a2 = torch.randn(n_samples, d_head, d_model, generator=generator)
@@ -680,8 +732,9 @@ if MAIN:
     )
 
 # %% [markdown]
-# The K-composition score of L0H0 into L1H0 is several times the random baseline and every other K-composition
-# score stays near it. The Q-composition scores of L0H1 and L0H3 into L1H1-L1H3 stand out as well: those are the
+# The K-composition score of L0H0 into L1H0 is about four times the random baseline, and every other K-composition
+# score is below the baseline (not "near" it: L0H0 into L1H1, L1H2 and L1H3 scores about a third of it, less than
+# two random heads would). The Q-composition scores of L0H1 and L0H3 into L1H1-L1H3 stand out as well: those are the
 # layer-1 heads that attend to the previous token in stories (Day 1), a different circuit that today's induction
 # story does not need. No V-composition score reaches twice the baseline: nothing in layer 1 moves what a layer-0
 # head wrote.
@@ -708,13 +761,13 @@ if MAIN:
 def predicted_induction_pattern(
     model: HookedTransformer, tokens: Int[Tensor, "batch seq"], prev_layer: int, prev_head: int, layer: int, head: int
 ) -> Float[Tensor, "batch query key"]:
-    """Attention pattern of (layer, head) predicted from weights: token query x positionally-moved token key.
+    """Attention pattern of (layer, head) predicted from weights alone, by the K-composition story of section 9.
 
-    With P = positional_attention(model, prev_layer, prev_head, seq) and E = W_E[tokens]:
-    moved[b, k] = sum_j P[k, j] E[b, j]; keys = moved @ W_V[prev] @ W_O[prev] @ W_K[layer, head];
-    queries = E @ W_Q[layer, head]; scores = queries . keys / sqrt(d_head); causal mask; softmax over keys.
-    No biases. Returns a float tensor of shape [batch, seq, seq] of probabilities (rows sum to 1, zero above the
-    diagonal). Raises ValueError as positional_attention does (positions not shortformer, seq > n_ctx).
+    The query input at each position is its token's embedding; the key input is what (prev_layer, prev_head) writes
+    when it attends by its positional pattern (positional_attention over the sequence's positions) to the tokens'
+    embeddings; queries, keys, scaling, causal mask and softmax as in the model, with no biases. Returns a float
+    tensor of shape [batch, seq, seq] of probabilities (rows sum to 1, zero above the diagonal). Raises ValueError
+    as positional_attention does (positions not shortformer, a sequence longer than n_ctx).
     """
     seq = tokens.shape[1]
     moves = positional_attention(model, prev_layer, prev_head, seq)  # [key pos, source pos]
@@ -739,7 +792,7 @@ def argmax_agreement(
 ) -> float:
     """Fraction of (sequence, query) pairs with query >= first_query whose arg-max key agrees in both patterns.
 
-    Ties go to the first key, as in torch.argmax. Returns a Python float in [0, 1].
+    Of tied keys, the first counts as the arg-max. Returns a Python float in [0, 1].
     Raises ValueError when the two patterns differ in shape or no query is at or after first_query.
     """
     if predicted.shape != actual.shape:
@@ -767,6 +820,9 @@ if MAIN:
     actual_on_stripe = (actual[:, second_copy:].argmax(-1) == stripe_keys).float().mean().item()
     print(f"second copy: predicted and real arg-max key agree for {agreement:.3f} of queries")
     print(f"arg-max on the induction stripe: predicted {predicted_on_stripe:.3f}, real {actual_on_stripe:.3f}")
+    first_copy = slice(1, PREDICTION_HALF_LEN + 1)
+    print(f"first copy: arg-max at BOS for {(predicted[:, first_copy].argmax(-1) == 0).float().mean().item():.3f} "
+          f"of queries predicted, {(actual[:, first_copy].argmax(-1) == 0).float().mean().item():.3f} real")
     plotting.show(
         plotting.imshow(
             torch.stack([predicted[0], actual[0]]),
@@ -780,6 +836,13 @@ if MAIN:
     )
 
 # %% [markdown]
+# In the first copy the prediction is speckled and the real pattern is not. There the current token has no earlier
+# copy, so the token-matching circuit picks whichever earlier key happens to score highest by chance; the real L1H0
+# rests on BOS instead (its arg-max is BOS for almost every first-copy query, the prediction's for a few percent). The
+# terms the prediction leaves out (biases, positions in layer 1) are what send L1H0 to BOS when nothing matches: they
+# do not make induction work, but they decide where the head rests. That is why agreement is measured on the second
+# copy only.
+#
 # ## 10. What the weights say
 #
 # The cell below gathers the day's measurements on the shipped `induction-2l`.
@@ -811,21 +874,26 @@ if MAIN:
 # - **L1H0 copies.** Its full OV circuit maps over 98% of tokens to themselves (top-1) and every token into its own
 #   top 5; no other head copies more than 30% of tokens. Its eigenvalue copying score is above 0.99, the highest
 #   of all heads; two layer-0 heads score above 0.8 without copying (top-1 below 0.2).
-# - **L0H0 looks back one position, by position alone.** Its positional QK circuit puts over 0.9 of each query's
-#   attention on the previous position; every other layer-0 head puts less than 0.1 there.
+# - **L0H0 looks back one position, by position alone, in the first half of the context.** Its positional QK
+#   circuit puts over 0.99 of the attention on the previous position in every 16-query chunk up to position 47 and
+#   about 0.9 in 48-63, but under 0.5 in every chunk after: the model's limit, in its position embeddings. Every other
+#   layer-0 head puts less than 0.1 there on average, and a large share on position 0.
 # - **L1H0's queries and keys split exactly into sources** (embedding, layer-0 heads, biases, positions), and of all
 #   (query source, key source) pairs, *embedding x L0H0* draws the induction stripe.
-#   Its contrast between stripe and elsewhere is more than twenty times that of any other pair.
+#   Its contrast between stripe and elsewhere is more than twenty times that of any other pair. Unmasked, the same
+#   term draws a second stripe above the diagonal (keys in the future whose previous token is the query's token).
 # - **The K-composition circuit L0H0 -> L1H0 matches tokens.** For over 98% of query tokens, the highest-scoring
 #   previous token at the key is the query token itself; through any other layer-0 head, for under 10%.
 # - **L0H0 -> L1H0 is the one K-composition that stands out.** Its score is more than three times the random
-#   baseline; every other K-composition score is below 1.2 times the baseline. The Q-composition of L0H1 and L0H3
+#   baseline; every other K-composition score is below the baseline, and those of L0H0 into the other layer-1 heads
+#   below half of it. The Q-composition of L0H1 and L0H3
 #   into L1H1-L1H3 (more than 2.5 times the baseline) is not part of induction: those layer-1 heads attend to the
 #   previous token in stories (Day 1). Every other Q-composition score is below the baseline, and every
 #   V-composition score below twice it.
 # - **The weights predict the behaviour.** Composing L0H0's positional pattern with the token-matching QK circuit,
 #   with everything else left out, predicts the key L1H0 attends to most for about nine queries in ten (over 85%)
-#   in the second copy of repeated random tokens.
+#   in the second copy of repeated random tokens. In the first copy, where nothing matches, the prediction is
+#   noise and the real head rests on BOS: the left-out terms decide where a head rests.
 #
 # Tomorrow we test this story with causal scrubbing: if it is the whole story, we can replace everything it says
 # does not matter with resampled inputs and lose almost nothing.

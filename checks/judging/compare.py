@@ -418,12 +418,17 @@ class _Comparer:
         if err.max() > 0:
             flat = int(err.argmax())
             index = tuple(int(i) for i in torch.unravel_index(torch.tensor(flat), a.shape))
-            nonzero = finite & (e != 0)
-            rel = (err[nonzero] / e[nonzero].abs()).max().item() if nonzero.any() else math.inf
+            # A relative error means something only where the expected value is not ~0: dividing by an entry that
+            # is zero up to rounding (|e| <= atol) gives numbers like 3e15 that say nothing about the mistake.
+            sizable = finite & (e.abs() > self.atol) & ~close
+            expected_there = e[index].item() if e.ndim else e.item()
+            where = "" if abs(expected_there) > self.atol else " (the expected value there is ~0, so only the " \
+                "absolute difference means anything)"
+            rel = (f"; max rel error {_fmt((err[sizable] / e[sizable].abs()).max().item())} (over the elements whose "
+                   f"expected value exceeds atol={self.atol:g} in size)" if sizable.any() else "")
             lines.append(f"Max abs error {_fmt(err.max().item())} at index {self._index(index, path)}: got "
-                         f"{_fmt(a[index].item() if a.ndim else a.item())}, expected "
-                         f"{_fmt(e[index].item() if e.ndim else e.item())}; max rel error "
-                         f"{_fmt(rel)}.")
+                         f"{_fmt(a[index].item() if a.ndim else a.item())}, expected {_fmt(expected_there)}"
+                         f"{where}{rel}.")
         lines.extend(self._structural_hints(a, e, exact=False) or self._confined_hint(~close, path))
         return _fail(" ".join(lines), margin)
 

@@ -9,46 +9,40 @@ that work on any model also meet `toy-gpt` (4 layers, LayerNorm, MLPs, n_ctx 32 
 
 from __future__ import annotations
 
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
-from checks.spec import Check, GradingEnv, cache_complaint, watch_caching
-from checks.specs.common import array_indexing_batch
+from checks.spec import Check, GradingEnv, Mistake, cache_complaint, watch_caching
+from checks.specs.common import (ARRAY_2L1H, INDUCTION_2L, TOY_GPT, InputBuilder, array_indexing_batch, repeated_batch,
+                                 story_batch)
 from curriculum.data import toy_vocab
 from curriculum.data.array_indexing import VOCAB as ARRAY_VOCAB
-from curriculum.data.induction_corpus import FIRST_WORD_TOKEN, decode, stories
-from curriculum.data.repeated_tokens import repeated_tokens
+from curriculum.data.induction_corpus import decode, stories
 from curriculum.data.toy_corpus import toy_gpt_batch
 
 DAY = 1
-
-MODEL = "induction-2l"
-OTHER = "toy-gpt"  # a second model for the functions that work on any model
-Builder = Callable[[GradingEnv], dict[str, Any]]
+MODULE = "day1_induction_heads"
+MODEL = INDUCTION_2L
+OTHER = TOY_GPT  # a second model for the functions that work on any model
 
 
 def _tokens(env: GradingEnv, model: str, batch: int, length: int, seed: int) -> torch.Tensor:
     """Text the model was trained on: stories for induction-2l, rows of the training mixture for toy-gpt."""
-    generator = env.generator(seed)
-    text = stories(batch, generator) if model == MODEL else toy_gpt_batch(batch, generator)
-    return text[:, :length].to(env.device)
+    if model == MODEL:
+        return story_batch(env, batch, length, seed)
+    return toy_gpt_batch(batch, env.generator(seed))[:, :length].to(env.device)
 
 
-def _repeated(env: GradingEnv, model: str, batch: int, half_len: int, seed: int) -> torch.Tensor:
-    d_vocab = env.model(model).cfg.d_vocab
-    return repeated_tokens(batch, half_len, d_vocab, env.generator(seed), first_token=FIRST_WORD_TOKEN).to(env.device)
-
-
-def _model_inputs(model: str) -> Builder:
+def _model_inputs(model: str) -> InputBuilder:
     return lambda env: {"model": env.model(model)}
 
 
-def _tokenize_inputs(model: str, length: int, seed: int) -> Builder:
+def _tokenize_inputs(model: str, length: int, seed: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         if model == MODEL:
             text = decode(stories(1, env.generator(seed))[0, 1 : 1 + length])  # words only: to_tokens adds BOS
-        elif model == "array-2l1h":
+        elif model == ARRAY_2L1H:
             row = array_indexing_batch(1, env.generator(seed))[0, 1 : 1 + length]
             text = " ".join(ARRAY_VOCAB[t] for t in row.tolist())
         else:
@@ -59,13 +53,13 @@ def _tokenize_inputs(model: str, length: int, seed: int) -> Builder:
     return inputs
 
 
-def _accuracy_inputs(model: str, batch: int, length: int, seed: int) -> Builder:
+def _accuracy_inputs(model: str, batch: int, length: int, seed: int) -> InputBuilder:
     return lambda env: {"model": env.model(model), "tokens": _tokens(env, model, batch, length, seed)}
 
 
-def _qk_inputs(model: str, layer: int, length: int, seed: int) -> Builder:
+def _qk_inputs(model: str, layer: int, length: int, seed: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
-        if model == "array-2l1h":
+        if model == ARRAY_2L1H:
             tokens = array_indexing_batch(1, env.generator(seed))[:, :length].to(env.device)
         else:
             tokens = _tokens(env, model, 1, length, seed)
@@ -77,7 +71,7 @@ def _qk_inputs(model: str, layer: int, length: int, seed: int) -> Builder:
     return inputs
 
 
-def _detector_inputs(model: str, batch: int, length: int, seed: int) -> Builder:
+def _detector_inputs(model: str, batch: int, length: int, seed: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         with torch.no_grad():
             _, cache = env.model(model).run_with_cache(_tokens(env, model, batch, length, seed),
@@ -87,14 +81,14 @@ def _detector_inputs(model: str, batch: int, length: int, seed: int) -> Builder:
     return inputs
 
 
-def _generation_inputs(model: str, half_len: int, batch: int, seed: int, first_token: int) -> Builder:
+def _generation_inputs(model: str, half_len: int, batch: int, seed: int, first_token: int) -> InputBuilder:
     return lambda env: {"model": env.model(model), "half_len": half_len, "batch": batch,
                         "generator": env.generator(seed), "first_token": first_token}
 
 
-def _loss_inputs(model: str, batch: int, half_len: int, seed: int) -> Builder:
+def _loss_inputs(model: str, batch: int, half_len: int, seed: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
-        tokens = _repeated(env, model, batch, half_len, seed)
+        tokens = repeated_batch(env, model, batch, half_len, seed)
         with torch.no_grad():
             logits = env.model(model)(tokens)
         return {"logits": logits, "tokens": tokens}
@@ -102,9 +96,9 @@ def _loss_inputs(model: str, batch: int, half_len: int, seed: int) -> Builder:
     return inputs
 
 
-def _induction_inputs(model: str, batch: int, half_len: int, seed: int) -> Builder:
-    return lambda env: {"model": watch_caching(env.model(model)), "tokens": _repeated(env, model, batch, half_len, seed),
-                        "half_len": half_len}
+def _induction_inputs(model: str, batch: int, half_len: int, seed: int) -> InputBuilder:
+    return lambda env: {"model": watch_caching(env.model(model)),
+                        "tokens": repeated_batch(env, model, batch, half_len, seed), "half_len": half_len}
 
 
 def _no_cache_built(output: Any, inputs: dict[str, Any]) -> str | None:
@@ -113,9 +107,9 @@ def _no_cache_built(output: Any, inputs: dict[str, Any]) -> str | None:
                            "return_type=None.")
 
 
-def _attribution_inputs(model: str, half_len: int, seed: int) -> Builder:
+def _attribution_inputs(model: str, half_len: int, seed: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
-        tokens = _repeated(env, model, 1, half_len, seed)
+        tokens = repeated_batch(env, model, 1, half_len, seed)
         with torch.no_grad():
             _, cache = env.model(model).run_with_cache(tokens)
         return {"model": env.model(model), "cache": cache, "tokens": tokens[0]}
@@ -123,8 +117,61 @@ def _attribution_inputs(model: str, half_len: int, seed: int) -> Builder:
     return inputs
 
 
-def _ablation_inputs(model: str, batch: int, half_len: int, seed: int) -> Builder:
-    return lambda env: {"model": env.model(model), "tokens": _repeated(env, model, batch, half_len, seed)}
+def _ablation_inputs(model: str, batch: int, half_len: int, seed: int) -> InputBuilder:
+    return lambda env: {"model": env.model(model), "tokens": repeated_batch(env, model, batch, half_len, seed)}
+
+
+# ---- mistakes the grader names (computed with plain torch from a case's inputs, never from the solution) ------------
+def _pattern_scaled_by(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
+    seq = q.shape[0]
+    scores = torch.einsum("qhd,khd->hqk", q, k) / scale
+    future = torch.triu(torch.ones(seq, seq, dtype=torch.bool, device=q.device), diagonal=1)
+    return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+
+
+_BY_D_HEAD = ("This is the pattern with the scores divided by d_head itself: the scale is the square root of d_head "
+              "(dot products of d_head-dimensional vectors grow like sqrt(d_head)).")
+_UNSCALED = "This is the pattern with no scale at all: the scores are divided by the square root of d_head."
+
+
+def _stripe_at(inputs: dict[str, Any], shift: int) -> torch.Tensor:
+    """Induction scores read `shift` positions right of the induction stripe (key = query - half_len + 1 + shift)."""
+    model, tokens, half_len = inputs["model"], inputs["tokens"], inputs["half_len"]
+    scores = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, device=tokens.device)
+
+    def record(pattern: torch.Tensor, hook: Any) -> None:
+        stripe = pattern.diagonal(offset=1 + shift - half_len, dim1=-2, dim2=-1)
+        scores[hook.layer()] = stripe[..., -half_len:].mean(dim=(0, 2))
+
+    with torch.no_grad():
+        model.run_with_hooks(tokens, return_type=None,
+                             fwd_hooks=[(lambda name: name.endswith("hook_pattern"), record)])
+    return scores
+
+
+_STRIPE_AT_THE_TOKEN = ("This is the attention to the earlier occurrence of the query's own token, one key before the "
+                        "induction stripe: an induction head looks at the token that came just after it.")
+_STRIPE_TOO_LATE = ("This is the attention to the key two positions after the earlier occurrence of the query's token,"
+                    " one key after the induction stripe: the token that came just after it is one position earlier.")
+
+
+def _attribution_to(inputs: dict[str, Any], offset: int) -> torch.Tensor:
+    """Direct logit attribution scored against tokens[i + offset] at position i (offset 1 is right)."""
+    model, cache, tokens = inputs["model"], inputs["cache"], inputs["tokens"]
+    n = tokens.shape[0] - 1
+    parts = [cache["embed"][0, :n, None]]
+    for layer in range(model.cfg.n_layers):
+        parts.append(torch.einsum("phd,hdm->phm", cache["z", layer][0, :n], model.W_O[layer]))
+    stack = torch.cat(parts, dim=1)
+    if model.cfg.normalization_type in ("LN", "LNPre"):
+        stack = stack - stack.mean(dim=-1, keepdim=True)
+    if model.cfg.normalization_type is not None:
+        stack = stack / cache["ln_final.hook_scale"][0, :n, None]
+    return torch.einsum("pcm,mp->pc", stack, model.W_U[:, tokens[offset : offset + n]])
+
+
+_CURRENT_TOKEN_TARGET = ("This is each component's contribution to the logit of the token at the same position: the "
+                         "logits at position i predict the token at position i + 1, so score them on that one.")
 
 
 CHECKS = [
@@ -133,7 +180,7 @@ CHECKS = [
         cases={
             "induction-2l (n_ctx == d_model == 128)": _model_inputs(MODEL),
             "toy-gpt (4 layers, n_ctx 32, d_mlp 512, LayerNorm)": _model_inputs(OTHER),
-            "array-2l1h (1 head, d_head 128, d_vocab 52)": _model_inputs("array-2l1h"),
+            "array-2l1h (1 head, d_head 128, d_vocab 52)": _model_inputs(ARRAY_2L1H),
         },
         exact_types=True,
         hints=(
@@ -149,7 +196,7 @@ CHECKS = [
         cases={
             "induction-2l, 29 words": _tokenize_inputs(MODEL, 29, 101),
             "toy-gpt, 11 words": _tokenize_inputs(OTHER, 11, 201),
-            "array-2l1h (BOS id 50), 9 tokens": _tokenize_inputs("array-2l1h", 9, 301),
+            "array-2l1h (BOS id 50), 9 tokens": _tokenize_inputs(ARRAY_2L1H, 9, 301),
         },
         hints=(
             "What does the model put in front of every text before its first word, and does your count include it?",
@@ -179,7 +226,7 @@ CHECKS = [
         cases={
             "induction-2l layer 1, 40 positions, 4 heads of d_head 32": _qk_inputs(MODEL, 1, 40, 103),
             "toy-gpt layer 2, 13 positions": _qk_inputs(OTHER, 2, 13, 203),
-            "array-2l1h layer 0, 11 positions, 1 head of d_head 128": _qk_inputs("array-2l1h", 0, 11, 303),
+            "array-2l1h layer 0, 11 positions, 1 head of d_head 128": _qk_inputs(ARRAY_2L1H, 0, 11, 303),
         },
         atol=1e-5,
         rtol=1e-4,
@@ -189,6 +236,8 @@ CHECKS = [
             "normalise over the keys.",
             "Divide the scores by sqrt(d_head), set scores of keys after the query to -inf, then softmax over the key"
             " dimension (the last one)."),
+        mistakes=(Mistake(_BY_D_HEAD, lambda inputs: _pattern_scaled_by(inputs["q"], inputs["k"], inputs["q"].shape[-1])),
+                  Mistake(_UNSCALED, lambda inputs: _pattern_scaled_by(inputs["q"], inputs["k"], 1.0))),
     ),
     Check(
         name="current_token_scores",
@@ -240,7 +289,7 @@ CHECKS = [
         name="generate_repeated_tokens",
         cases={
             "induction-2l (BOS 0), half_len 12, batch 5, first_token 1": _generation_inputs(MODEL, 12, 5, 105, 1),
-            "array-2l1h (BOS 50), half_len 4, batch 3, first_token 0": _generation_inputs("array-2l1h", 4, 3, 205, 0),
+            "array-2l1h (BOS 50), half_len 4, batch 3, first_token 0": _generation_inputs(ARRAY_2L1H, 4, 3, 205, 0),
             "toy-gpt (d_vocab 296), half_len 9, batch 2, first_token 100": _generation_inputs(OTHER, 9, 2, 305, 100),
         },
         exact_types=True,
@@ -278,12 +327,16 @@ CHECKS = [
         atol=1e-6,
         rtol=1e-4,
         hints=(
-            "In the second copy of a repeated sequence, which earlier position should an induction head attend to?",
-            "For each query in the second half, read the attention to the position just after the same token's first "
-            "occurrence: one diagonal of the pattern, averaged.",
+            "Write out a repeated sequence of three tokens by hand, with BOS first: for each token of the second "
+            "copy, which earlier position holds the token that came after its first occurrence?",
+            "Those (query, key) pairs lie on one diagonal of the pattern, a fixed distance below the main one; record "
+            "that diagonal in a hook on every layer's pattern, keep only its entries whose query is in the second "
+            "copy, and average them over those queries and the batch.",
             "Query position q of the second copy (q = half_len+1 .. 2*half_len) should attend to key q - half_len + "
             "1, the token after the first occurrence: the diagonal with offset -(half_len - 1), last half_len "
             "entries."),
+        mistakes=(Mistake(_STRIPE_AT_THE_TOKEN, lambda inputs: _stripe_at(inputs, -1)),
+                  Mistake(_STRIPE_TOO_LATE, lambda inputs: _stripe_at(inputs, 1))),
     ),
     Check(
         name="direct_logit_attribution",
@@ -299,6 +352,7 @@ CHECKS = [
             "direction of the token that comes next, position by position.",
             "Position i is scored on the logit of tokens[i + 1] (model.W_U[:, tokens[1:]]); each head's output is z @"
             " W_O[layer, head]; components are [embed, L0H0, L0H1, ..., L1H0, ...]."),
+        mistakes=(Mistake(_CURRENT_TOKEN_TARGET, lambda inputs: _attribution_to(inputs, 0)),),
     ),
     Check(
         name="zero_ablation_loss_change",

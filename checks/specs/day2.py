@@ -8,39 +8,33 @@ torch/TransformerLens calls on the zoo models and seeded data, never with soluti
 
 from __future__ import annotations
 
-from typing import Any, Callable
-
 import functools
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any, Callable
 
 import torch
 
-from checks.spec import Check, GradingEnv, Raises
-from checks.specs.common import array_indexing_batch
-from curriculum.data.induction_corpus import FIRST_WORD_TOKEN, stories
-from curriculum.data.repeated_tokens import repeated_tokens
+from checks.spec import Check, GradingEnv, Mistake, Raises
+from checks.specs.common import (ARRAY_2L1H, INDUCTION_2L, TOY_GPT, InputBuilder, array_indexing_batch, repeated_batch,
+                                 story_batch)
 
 if TYPE_CHECKING:  # imported where inputs are built: the grading supervisor never imports transformer_lens
     from transformer_lens import FactoredMatrix, HookedTransformer
 
 DAY = 2
 MODULE = "day2_induction_circuit"
+MODEL = INDUCTION_2L
 
-INDUCTION = "induction-2l"
-ARRAY = "array-2l1h"
-TOY_GPT = "toy-gpt"
-
-Case = Callable[[GradingEnv], dict[str, Any]]
+INDUCTION = INDUCTION_2L
+ARRAY = ARRAY_2L1H
 
 
 # ---- data -------------------------------------------------------------------------------------------------------------
 def _repeated(env: GradingEnv, batch: int, half_len: int, seed: int) -> torch.Tensor:
-    d_vocab = env.model(INDUCTION).cfg.d_vocab
-    return repeated_tokens(batch, half_len, d_vocab, env.generator(seed), first_token=FIRST_WORD_TOKEN).to(env.device)
+    return repeated_batch(env, INDUCTION, batch, half_len, seed)
 
 
 def _stories(env: GradingEnv, batch: int, length: int, seed: int) -> torch.Tensor:
-    return stories(batch, env.generator(seed))[:, :length].to(env.device)
+    return story_batch(env, batch, length, seed)
 
 
 def _arrays(env: GradingEnv, batch: int, seed: int) -> torch.Tensor:
@@ -106,7 +100,7 @@ def _watched(A: torch.Tensor, B: torch.Tensor) -> FactoredMatrix:
 
 
 def _summary_case(model_name: str, factors: Callable[[HookedTransformer], tuple[torch.Tensor, torch.Tensor]],
-                  k: int) -> Case:
+                  k: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         return {"circuit": _watched(*factors(env.model(model_name))), "k": k}
 
@@ -116,28 +110,27 @@ def _summary_case(model_name: str, factors: Callable[[HookedTransformer], tuple[
 def _not_materialised(output: Any, inputs: dict[str, Any]) -> str | None:
     if inputs["circuit"].materialised:
         return ("circuit_summary gives the right numbers, but it multiplied out the full matrix (circuit.AB, or "
-                "circuit.A @ circuit.B). Work "
-                "from the factors: circuit.norm() and circuit.S come from the SVDs of A and B, and the corner is "
-                "circuit.A[..., :k, :] @ circuit.B[..., :, :k].")
+                "circuit.A @ circuit.B), which a matrix of a real model's vocabulary squared cannot afford. Each of "
+                "the three numbers needs only small pieces of the factors: the hints say which (hint=2).")
     return None
 
 
 # ---- other inputs -----------------------------------------------------------------------------------------------------
-def _head_case(model_name: str, layer: int, head: int, **extra: Any) -> Case:
+def _head_case(model_name: str, layer: int, head: int, **extra: Any) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         return {"model": env.model(model_name), "layer": layer, "head": head, **extra}
 
     return inputs
 
 
-def _model_case(model_name: str) -> Case:
+def _model_case(model_name: str) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         return {"model": env.model(model_name)}
 
     return inputs
 
 
-def _copying_case(model_name: str, layer: int | None, k: int) -> Case:
+def _copying_case(model_name: str, layer: int | None, k: int) -> InputBuilder:
     """Full OV circuits of every head of the model (layer None) or of one layer, built with plain matrix products."""
 
     def inputs(env: GradingEnv) -> dict[str, Any]:
@@ -157,7 +150,7 @@ def _random_copying_case(env: GradingEnv) -> dict[str, Any]:
 
 
 def _pattern_case(model_name: str, tokens: Callable[[GradingEnv], torch.Tensor], layer: int,
-                  select: Callable[[torch.Tensor], torch.Tensor] = lambda pattern: pattern) -> Case:
+                  select: Callable[[torch.Tensor], torch.Tensor] = lambda pattern: pattern) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         cache = _cache(env.model(model_name), tokens(env))
         return {"patterns": select(cache["pattern", layer]).clone()}
@@ -165,7 +158,7 @@ def _pattern_case(model_name: str, tokens: Callable[[GradingEnv], torch.Tensor],
     return inputs
 
 
-def _decomposition_case(model_name: str, tokens: Callable[[GradingEnv], torch.Tensor], layer: int) -> Case:
+def _decomposition_case(model_name: str, tokens: Callable[[GradingEnv], torch.Tensor], layer: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         model = env.model(model_name)
         return {"model": model, "cache": _cache(model, tokens(env)), "layer": layer}
@@ -184,7 +177,7 @@ def _real_sources(env: GradingEnv) -> dict[str, Any]:
     return {"sources": sources, "model": model, "layer": 1, "head": 0}
 
 
-def _random_sources(model_name: str, n_sources: int, batch: int, pos: int, layer: int, head: int, seed: int) -> Case:
+def _random_sources(model_name: str, n_sources: int, batch: int, pos: int, layer: int, head: int, seed: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         model = env.model(model_name)
         return {"sources": _randn(env, (n_sources, batch, pos, model.cfg.d_model), seed), "model": model,
@@ -204,7 +197,7 @@ def _real_terms(env: GradingEnv) -> dict[str, Any]:
     return {"queries": queries, "keys": keys}
 
 
-def _random_terms(q_terms: int, k_terms: int, batch: int, pos: int, d_head: int, seed: int) -> Case:
+def _random_terms(q_terms: int, k_terms: int, batch: int, pos: int, d_head: int, seed: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         return {"queries": _randn(env, (q_terms, batch, pos, d_head), seed),
                 "keys": _randn(env, (k_terms, batch, pos, d_head), seed + 1)}
@@ -212,7 +205,7 @@ def _random_terms(q_terms: int, k_terms: int, batch: int, pos: int, d_head: int,
     return inputs
 
 
-def _k_composition_case(model_name: str, prev_layer: int, prev_head: int, layer: int, head: int) -> Case:
+def _k_composition_case(model_name: str, prev_layer: int, prev_head: int, layer: int, head: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         return {"model": env.model(model_name), "prev_layer": prev_layer, "prev_head": prev_head, "layer": layer,
                 "head": head}
@@ -229,14 +222,14 @@ def _model_composition_case(env: GradingEnv) -> dict[str, Any]:
     return {"left": left, "right": right}
 
 
-def _random_composition_case(n_left: int, n_right: int, size: int, seed: int) -> Case:
+def _random_composition_case(n_left: int, n_right: int, size: int, seed: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         return {"left": _randn(env, (n_left, size, size), seed), "right": _randn(env, (n_right, size, size), seed + 1)}
 
     return inputs
 
 
-def _baseline_case(d_model: int, d_head: int, n_samples: int, seed: int) -> Case:
+def _baseline_case(d_model: int, d_head: int, n_samples: int, seed: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         return {"d_model": d_model, "d_head": d_head, "n_samples": n_samples, "generator": env.generator(seed)}
 
@@ -244,7 +237,7 @@ def _baseline_case(d_model: int, d_head: int, n_samples: int, seed: int) -> Case
 
 
 def _prediction_case(model_name: str, tokens: Callable[[GradingEnv], torch.Tensor], prev_layer: int, prev_head: int,
-                     layer: int, head: int) -> Case:
+                     layer: int, head: int) -> InputBuilder:
     def inputs(env: GradingEnv) -> dict[str, Any]:
         return {"model": env.model(model_name), "tokens": tokens(env), "prev_layer": prev_layer,
                 "prev_head": prev_head, "layer": layer, "head": head}
@@ -289,6 +282,92 @@ def _patterns_of_other_shapes(env: GradingEnv) -> dict[str, Any]:
 def _no_query_after_first_query(env: GradingEnv) -> dict[str, Any]:
     patterns = _randn(env, (2, 6, 6), 233).softmax(-1)
     return {"predicted": patterns, "actual": patterns.flip(-1).softmax(-1), "first_query": 6}
+
+
+# ---- mistakes the grader names (plain torch on a case's inputs, never solution code) ---------------------------------
+def _positional(inputs: dict[str, Any], scale: str, biases: bool) -> torch.Tensor:
+    model, layer, head, n = inputs["model"], inputs["layer"], inputs["head"], inputs["n_positions"]
+    positions = model.W_pos[:n]
+    queries, keys = positions @ model.W_Q[layer, head], positions @ model.W_K[layer, head]
+    if biases:
+        queries, keys = queries + model.b_Q[layer, head], keys + model.b_K[layer, head]
+    d_head = model.cfg.d_head
+    scores = queries @ keys.T / (d_head if scale == "d_head" else d_head**0.5)
+    future = torch.triu(torch.ones(n, n, dtype=torch.bool, device=scores.device), diagonal=1)
+    return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
+
+
+_POSITIONAL_BY_D_HEAD = ("This is the positional pattern with the scores divided by d_head: the model divides them by "
+                         "the square root of d_head.")
+_POSITIONAL_WITHOUT_BIASES = ("This is the positional pattern without the query and key biases: the head adds them to "
+                              "every query and key, so they belong to what positions alone produce.")
+
+
+def _previous_over_all_queries(inputs: dict[str, Any]) -> torch.Tensor:
+    patterns = inputs["patterns"]
+    return patterns.diagonal(offset=-1, dim1=-2, dim2=-1).sum(dim=-1) / patterns.shape[-1]
+
+
+_PREVIOUS_OVER_N = ("This divides the previous-position attention by the number of positions n: query 0 has no "
+                    "previous position, so the mean is over the n - 1 queries that have one.")
+
+
+def _copying_by_columns(inputs: dict[str, Any]) -> torch.Tensor:
+    circuits, k = inputs["circuits"], inputs["k"]
+    top = circuits.topk(k, dim=-2).indices  # [*batch, k, column]
+    columns = torch.arange(circuits.shape[-1], device=circuits.device)
+    return (top == columns).any(dim=-2).float().mean(dim=-1)
+
+
+_COPYING_BY_COLUMNS = ("This asks, for each column (output token), whether its diagonal entry is among the column's k "
+                       "largest: the contract asks it of each row (the attended token) among that row's entries.")
+
+
+def _eigenvalue_abs_of_sum(inputs: dict[str, Any]) -> torch.Tensor:
+    from transformer_lens import FactoredMatrix
+
+    model = inputs["model"]
+    eigenvalues = FactoredMatrix(model.W_E @ model.W_V, model.W_O @ model.W_U).eigenvalues
+    return eigenvalues.sum(dim=-1).abs() / eigenvalues.abs().sum(dim=-1)
+
+
+_EIGEN_ABS_OF_SUM = ("This is the size of the eigenvalues' sum over the sum of their sizes: the score keeps the sum's "
+                     "real part, so that negative eigenvalues (anti-copying) count against the head.")
+
+
+def _composition_reversed(inputs: dict[str, Any]) -> torch.Tensor:
+    left, right = inputs["left"], inputs["right"]
+    products = torch.einsum("jab,ibc->ijac", right, left)
+    return products.norm(dim=(-2, -1)) / (left.norm(dim=(-2, -1))[:, None] * right.norm(dim=(-2, -1))[None, :])
+
+
+_COMPOSITION_REVERSED = ("This multiplies each pair the other way round (right before left): the earlier head's output "
+                         "is what the later head reads, so the product is left[i] then right[j].")
+
+
+def _k_circuit(inputs: dict[str, Any], moved_on_query_side: bool, scale: str) -> torch.Tensor:
+    model = inputs["model"]
+    prev_layer, prev_head, layer, head = (inputs[name] for name in ("prev_layer", "prev_head", "layer", "head"))
+    ov = model.W_V[prev_layer, prev_head] @ model.W_O[prev_layer, prev_head]
+    query_input = model.W_E @ ov if moved_on_query_side else model.W_E
+    key_input = model.W_E if moved_on_query_side else model.W_E @ ov
+    scores = (query_input @ model.W_Q[layer, head]) @ (key_input @ model.W_K[layer, head]).T
+    return scores / (model.cfg.d_head if scale == "d_head" else model.cfg.d_head**0.5)
+
+
+_K_ON_QUERY_SIDE = ("This sends the token through the earlier head's OV circuit on the query side: that is "
+                    "Q-composition. In K-composition the earlier head writes into the *key* position's stream.")
+_K_BY_D_HEAD = "This divides the scores by d_head: the model divides them by the square root of d_head."
+
+
+def _agreement_from(inputs: dict[str, Any], first: int) -> float:
+    predicted, actual = inputs["predicted"], inputs["actual"]
+    return (predicted[:, first:].argmax(dim=-1) == actual[:, first:].argmax(dim=-1)).float().mean().item()
+
+
+_AGREEMENT_ONE_LATE = ("This counts the queries from first_query + 1 on: the query at first_query itself counts (every "
+                       "query at or after it).")
+_AGREEMENT_ONE_EARLY = "This counts the queries from first_query - 1 on: the first query that counts is first_query."
 
 
 CHECKS = [
@@ -343,6 +422,7 @@ CHECKS = [
             "that test over rows, per matrix.",
             "For each row t, take topk(k, dim=-1) over the columns (output tokens) and test whether t is among the "
             "indices; average over rows (dim -1 after the test), keeping every leading batch dimension."),
+        mistakes=(Mistake(_COPYING_BY_COLUMNS, _copying_by_columns),),
     ),
     Check(
         "eigenvalue_copying_scores",
@@ -359,6 +439,7 @@ CHECKS = [
             "FactoredMatrix(W_E @ W_V, W_O @ W_U) holds every head's full OV circuit ([layer, head, d_vocab, "
             "d_vocab]); with ev = its .eigenvalues, return ev.sum(-1).real / ev.abs().sum(-1), shape [n_layers, "
             "n_heads]."),
+        mistakes=(Mistake(_EIGEN_ABS_OF_SUM, _eigenvalue_abs_of_sum),),
     ),
     Check(
         "positional_attention",
@@ -377,6 +458,8 @@ CHECKS = [
             "every pair, mask the future and normalise over keys.",
             "queries = W_pos[:n] @ W_Q[layer, head] + b_Q[layer, head] (keys likewise with W_K, b_K); scores = "
             "queries @ keys.T / sqrt(d_head); mask keys after the query with -inf; softmax over keys (the last dim)."),
+        mistakes=(Mistake(_POSITIONAL_BY_D_HEAD, lambda inputs: _positional(inputs, "d_head", True)),
+                  Mistake(_POSITIONAL_WITHOUT_BIASES, lambda inputs: _positional(inputs, "sqrt", False))),
     ),
     Check(
         "previous_position_score",
@@ -394,6 +477,7 @@ CHECKS = [
             "dimension.",
             "The previous-position entries [q, q - 1] are diagonal(offset=-1, dim1=-2, dim2=-1); it has n - 1 entries"
             " (queries 1..n-1): take their mean, keeping the leading dims."),
+        mistakes=(Mistake(_PREVIOUS_OVER_N, _previous_over_all_queries),),
     ),
     Check(
         "decompose_attention_input",
@@ -457,6 +541,8 @@ CHECKS = [
             " head's OV circuit, then score every pair.",
             "Rows are query tokens: (W_E @ W_Q[layer, head]) @ (W_E @ W_V[prev] @ W_O[prev] @ W_K[layer, head]).T / "
             "sqrt(d_head); the earlier head's OV circuit sits on the key side."),
+        mistakes=(Mistake(_K_ON_QUERY_SIDE, lambda inputs: _k_circuit(inputs, True, "sqrt")),
+                  Mistake(_K_BY_D_HEAD, lambda inputs: _k_circuit(inputs, False, "d_head"))),
     ),
     Check(
         "composition_scores",
@@ -465,11 +551,15 @@ CHECKS = [
             "3 x 5 random 24 x 24 matrices": _random_composition_case(3, 5, 24, 210),
         },
         hints=(
-            "How do you measure how much one matrix's output lands in another's input, independent of their sizes?",
-            "For every pair, take the norm of the product, left matrix first, and divide by the product of the two "
-            "matrices' own norms, all pairs at once.",
-            "Multiply left[i] @ right[j] (left first) for every pair with einsum 'iab,jbc->ijac', take the Frobenius "
-            "norm over the last two dims, and divide by the product of the two matrices' own Frobenius norms."),
+            "How do you measure how much one matrix's output lands in another's input, independent of their sizes, "
+            "and what would a batch of all pairwise products cost on a model with a hundred heads?",
+            "For every pair, the Frobenius norm of the product (left matrix first) over the product of the two "
+            "matrices' own norms. The squared Frobenius norm of a product is a trace; regroup it so that each matrix "
+            "meets only itself first (one Gram matrix per head), then combine the Gram matrices of every pair.",
+            "||L R||_F^2 = trace(R.T L.T L R) = sum over a, b of (L.T @ L)[a, b] * (R @ R.T)[a, b]: compute "
+            "left.transpose(-1, -2) @ left and right @ right.transpose(-1, -2), combine them with einsum "
+            "'iab,jab->ij', take the square root and divide by the outer product of the Frobenius norms."),
+        mistakes=(Mistake(_COMPOSITION_REVERSED, _composition_reversed),),
     ),
     Check(
         "random_composition_baseline",
@@ -526,5 +616,7 @@ CHECKS = [
             "and average the agreements into a plain number.",
             "Take argmax over keys (the last dim) of both patterns, keep queries first_query.. only (dim 1), and "
             "average the matches over batch and queries into a Python float."),
+        mistakes=(Mistake(_AGREEMENT_ONE_LATE, lambda inputs: _agreement_from(inputs, inputs["first_query"] + 1)),
+                  Mistake(_AGREEMENT_ONE_EARLY, lambda inputs: _agreement_from(inputs, inputs["first_query"] - 1))),
     ),
 ]

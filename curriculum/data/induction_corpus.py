@@ -21,6 +21,21 @@ Design notes, from CPU runs of the induction-2l recipe: with a plain bigram lang
 current one) and 25-50% repeated blocks, no previous-token head formed in 800 steps; with LAG = 2 one formed within
 300 and induction on repeated lowercase words followed by step 1000. Repeat blocks drawn from lowercase words only
 gave induction that failed on sequences containing names, hence names in the blocks.
+
+Why the shipped model's previous-token head works in the first 64 positions only: with every first copy there (blocks
+of at most 63 tokens, spans copied from the first half of a story), induction never needs a previous-token head
+later, and stories do not need one either (their LAG-2 structure is served by layer-1 heads). Measured on 127-token
+repeated sequences (chunks of 16 positions), the shipped model's L0H0 scores 1.0, 1.0, 1.0, 0.90, 0.47, 0.35, 0.36,
+0.36 and its second-copy loss is 0.48, 0.42, 0.40, 1.75 nats. `late_copies` puts first copies anywhere (December 2026,
+seed 0, CPU):
+- from scratch on `late_copy_batch` (2500 steps): no layer-0 previous-token head formed at all (the layer-1 heads
+  became previous-token heads in stories; no induction head; training loss 3.9 against 2.0);
+- fine-tuning the shipped weights on it (AdamW lr 1e-3, 800 steps, prefix anywhere in the room left): L0H0 0.86 in
+  64-79 but 0.39-0.49 after; second-copy loss 1.27, 0.74, 0.58, 0.54 (worse in the first half);
+- the same with half the repeated rows left without a prefix and prefixes in the upper half (1200 steps): L0H0 1.0 to
+  position 63, 0.97 in 64-79, then 0.52, 0.49, 0.41; second-copy loss 0.85, 0.65, 0.59, 0.56; induction score on the
+  card's 50-token probe 0.65 against 0.81.
+Neither met 0.9 per chunk, and both made induction worse where the shipped model is good, so the shipped model stays.
 """
 
 from __future__ import annotations
@@ -120,8 +135,10 @@ def _randint(bounds: tuple[int, int], generator: torch.Generator) -> int:
     return int(torch.randint(bounds[0], bounds[1] + 1, (1,), generator=generator))
 
 
-def _add_names_and_repeat(story: Int[Tensor, "seq"], generator: torch.Generator) -> None:
-    """In place: introduce names with a fixed follower each, then repeat one span verbatim later on."""
+def _add_names_and_repeat(story: Int[Tensor, "seq"], generator: torch.Generator, late_copies: bool = False) -> None:
+    """In place: introduce names with a fixed follower each, then repeat one span verbatim later on. The span's
+    first copy starts in the first half of the story, or, with `late_copies`, anywhere that leaves room for the
+    repeat after it."""
     body = story[1:]  # never touch BOS
     n_names = _randint(NAMES_PER_STORY, generator)
     names = torch.randperm(N_NAMES, generator=generator)[:n_names] + FIRST_NAME_TOKEN
@@ -135,39 +152,57 @@ def _add_names_and_repeat(story: Int[Tensor, "seq"], generator: torch.Generator)
         used += MENTIONS_PER_NAME[1]
     # Even lengths and offsets copy whole slots onto whole slots, so every name keeps its single follower.
     span = 2 * _randint((REPEATED_SPAN_LEN[0] // 2, REPEATED_SPAN_LEN[1] // 2), generator)
-    source = 2 * _randint((0, (len(body) // 2 - span) // 2), generator)
+    last_source = (len(body) - 2 * span) // 2 if late_copies else (len(body) // 2 - span) // 2
+    source = 2 * _randint((0, last_source), generator)
     target = 2 * _randint(((source + span + 1) // 2, (len(body) - span) // 2), generator)
     body[target : target + span] = body[source : source + span].clone()
 
 
-def _repeat_block(length: int, generator: torch.Generator) -> Int[Tensor, "length"]:
-    """Random words and names (every token but BOS), one block repeated until `length` tokens."""
+def _repeat_block(length: int, generator: torch.Generator, late_copies: bool = False) -> Int[Tensor, "length"]:
+    """Random words and names (every token but BOS), one block repeated until `length` tokens; with `late_copies`,
+    after a random prefix of (length - 2 * block_len) / 2 to length - 2 * block_len tokens, so that the block's first
+    copy sits in the second half of the places it can start.
+
+    Without a prefix every first copy lies in the first REPEAT_BLOCK_LEN[1] positions, and induction never needs a
+    previous-token head after them.
+    """
     block_len = _randint(REPEAT_BLOCK_LEN, generator)
+    room = length - 2 * block_len
+    prefix_len = _randint((room // 2, room), generator) if late_copies else 0
+    prefix = torch.randint(FIRST_WORD_TOKEN, D_VOCAB, (prefix_len,), generator=generator)
     block = torch.randint(FIRST_WORD_TOKEN, D_VOCAB, (block_len,), generator=generator)
-    return block.repeat(length // block_len + 1)[:length]
+    return torch.cat([prefix, block.repeat(length // block_len + 1)])[:length]
 
 
-def stories(batch: int, generator: torch.Generator) -> Int[Tensor, "batch seq"]:
+def stories(batch: int, generator: torch.Generator, late_copies: bool = False) -> Int[Tensor, "batch seq"]:
     """`batch` stories of SEQ_LEN tokens (BOS first): bigram text with names and one repeated span."""
     tokens = torch.cat([torch.full((batch, 1), BOS_TOKEN), _bigram_text(batch, SEQ_LEN - 1, generator)], dim=1)
     for story in tokens:
-        _add_names_and_repeat(story, generator)
+        _add_names_and_repeat(story, generator, late_copies)
     return tokens
 
 
 def induction_corpus_batch(
-    batch: int, generator: torch.Generator, repeat_fraction: float = DEFAULT_REPEAT_FRACTION
+    batch: int, generator: torch.Generator, repeat_fraction: float = DEFAULT_REPEAT_FRACTION, late_copies: bool = False
 ) -> Int[Tensor, "batch seq"]:
-    """A training batch: stories, with a `repeat_fraction` share of repeated random blocks (rows shuffled)."""
+    """A training batch: stories, with a `repeat_fraction` share of repeated random blocks (rows shuffled). With
+    `late_copies`, first copies of repeated spans and blocks can start anywhere in the context."""
     if batch < 1:
         raise ValueError(f"batch must be positive, got {batch}")
     if not 0.0 <= repeat_fraction <= 1.0:
         raise ValueError(f"repeat_fraction must lie in [0, 1], got {repeat_fraction}")
     n_repeats = round(batch * repeat_fraction)
-    tokens = stories(batch, generator)
-    for row in torch.randperm(batch, generator=generator)[:n_repeats].tolist():
-        tokens[row, 1:] = _repeat_block(SEQ_LEN - 1, generator)
+    tokens = stories(batch, generator, late_copies)
+    for i, row in enumerate(torch.randperm(batch, generator=generator)[:n_repeats].tolist()):
+        # With late_copies, every other repeated row still starts its block at position 1: the positions the first
+        # phase trained stay trained.
+        tokens[row, 1:] = _repeat_block(SEQ_LEN - 1, generator, late_copies and i % 2 == 0)
     return tokens
+
+
+def late_copy_batch(batch: int, generator: torch.Generator) -> Int[Tensor, "batch seq"]:
+    """The training mixture with first copies anywhere in the context (the retraining attempts in the notes)."""
+    return induction_corpus_batch(batch, generator, late_copies=True)
 
 
 def held_out_stories(batch: int = 64) -> Int[Tensor, "batch seq"]:

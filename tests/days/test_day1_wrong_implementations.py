@@ -148,6 +148,11 @@ def induction_attending_to_the_first_occurrence(model, tokens, half_len):
     return _stripe_scores(model, tokens, select)
 
 
+def induction_one_key_after_the_stripe(model, tokens, half_len):
+    select = lambda p: p.diagonal(offset=2 - half_len, dim1=-2, dim2=-1)[..., -half_len:].mean(dim=(0, 2))  # noqa: E731
+    return _stripe_scores(model, tokens, select)
+
+
 def induction_over_the_whole_stripe(model, tokens, half_len):
     select = lambda p: p.diagonal(offset=1 - half_len, dim1=-2, dim2=-1).mean(dim=(0, 2))  # noqa: E731
     return _stripe_scores(model, tokens, select)
@@ -272,6 +277,11 @@ def accuracy_as_a_tensor(model, tokens):
 
 def pattern_scaled_by_a_hard_coded_d_head(q, k):
     scores = torch.einsum("qhd,khd->hqk", q, k) / 32**0.5
+    return scores.masked_fill(_causal_mask(q.shape[0]), float("-inf")).softmax(-1)
+
+
+def pattern_divided_by_d_head(q, k):
+    scores = torch.einsum("qhd,khd->hqk", q, k) / q.shape[-1]
     return scores.masked_fill(_causal_mask(q.shape[0]), float("-inf")).softmax(-1)
 
 
@@ -649,7 +659,8 @@ WRONG_IMPLEMENTATIONS = [
     ("next_token_accuracy", accuracy_shifted_the_wrong_way, AXIS, "position i + 1"),
     ("next_token_accuracy", accuracy_with_a_hard_coded_count, HARD_CODED, "toy-gpt"),
     ("next_token_accuracy", accuracy_as_a_tensor, CONTRACT, "promises a Python float"),
-    ("attention_pattern_from_qk", pattern_without_scale, SLIP, "sqrt(d_head)"),
+    ("attention_pattern_from_qk", pattern_without_scale, SLIP, "no scale at all"),
+    ("attention_pattern_from_qk", pattern_divided_by_d_head, SLIP, "divided by d_head itself"),
     ("attention_pattern_from_qk", pattern_without_causal_mask, SLIP, "-inf"),
     ("attention_pattern_from_qk", pattern_softmax_over_queries, AXIS, "key dimension"),
     ("attention_pattern_from_qk", pattern_scaled_by_a_hard_coded_d_head, HARD_CODED, "d_head 128"),
@@ -678,14 +689,16 @@ WRONG_IMPLEMENTATIONS = [
     ("per_token_loss", log_probs_instead_of_loss, SLIP, "sign flipped"),
     ("per_token_loss", loss_over_a_hard_coded_vocabulary, HARD_CODED, "toy-gpt (d_vocab 296)"),
     ("per_token_loss", loss_averaged_over_positions, CONTRACT, "fewer dimensions"),
-    ("induction_scores", induction_attending_to_the_first_occurrence, AXIS, "offset -(half_len - 1)"),
+    ("induction_scores", induction_attending_to_the_first_occurrence, AXIS, "one key before the induction stripe"),
+    ("induction_scores", induction_one_key_after_the_stripe, AXIS, "one key after the induction stripe"),
     ("induction_scores", induction_over_the_whole_stripe, AXIS, "last half_len entries"),
     ("induction_scores", induction_with_half_len_20, HARD_CODED, "half_len 7"),
     ("induction_scores", induction_from_a_cache, CONTRACT, "run_with_cache"),
     ("induction_scores", induction_from_a_hand_built_cache, CONTRACT, "a cache built by hand"),
     ("induction_scores", induction_leaving_its_hooks, CONTRACT, "left hooks attached"),
     ("induction_scores", induction_leaving_use_attn_result_on, CONTRACT, "use_attn_result: False -> True"),
-    ("direct_logit_attribution", attribution_to_the_current_token, AXIS, "tokens[i + 1]"),
+    ("direct_logit_attribution", attribution_to_the_current_token, AXIS, "the logits at position i predict the token "
+                                                                         "at position i + 1"),
     ("direct_logit_attribution", attribution_with_heads_in_head_major_order, AXIS, "another order along dim 1"),
     ("direct_logit_attribution", attribution_with_the_sign_flipped, SLIP, "sign flipped"),
     ("direct_logit_attribution", attribution_ignoring_layernorm, HARD_CODED, "toy-gpt (LayerNorm"),
@@ -699,6 +712,10 @@ WRONG_IMPLEMENTATIONS = [
     ("mean_ablation_loss_change", mean_ablation_of_two_layers, HARD_CODED, "wrong shape: expected (4, 4), got (2, 4)"),
     ("mean_ablation_loss_change", mean_ablation_leaving_use_attn_result_on, CONTRACT, "use_attn_result"),
 ]
+
+DIAGNOSED = {wrong.__name__ for wrong in (
+    pattern_without_scale, pattern_divided_by_d_head, induction_attending_to_the_first_occurrence,
+    induction_one_key_after_the_stripe, attribution_to_the_current_token)}
 
 CORRECT_ALTERNATIVES = [
     ("describe_model", describe_model_from_weight_shapes),
@@ -737,6 +754,8 @@ def test_grading_rejects_wrong_implementation(exercise, wrong, kind, phrase):
     assert outcome.status == "failed", f"{wrong.__name__} was graded {outcome.status!r}: {outcome.message}"
     text = f"{outcome.message}\n{all_hints(outcome)}"
     assert phrase in text, f"message does not point at the mistake ({phrase!r}):\n{text}"
+    if wrong.__name__ in DIAGNOSED:  # named by the check's declared mistakes, in the diagnosis itself, not a hint
+        assert phrase in outcome.message, outcome.message
     if kind != CONTRACT:
         assert outcome.hint, "a wrong value comes with the course's hint"  # a contract broken on the right values has no numeric margin; it fails whatever the numbers
         margin = case_margin(wrong, exercise, outcome.case, device="cpu")  # the case that rejected it

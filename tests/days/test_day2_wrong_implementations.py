@@ -259,6 +259,11 @@ def positional_without_scale(model, layer, head, n_positions):
     return _causal(_positional_scores(model, layer, head, n_positions, scale=False)).softmax(-1)
 
 
+def positional_divided_by_d_head(model, layer, head, n_positions):
+    scores = _positional_scores(model, layer, head, n_positions, scale=False) / model.cfg.d_head
+    return _causal(scores).softmax(-1)
+
+
 def positional_without_biases(model, layer, head, n_positions):
     return _causal(_positional_scores(model, layer, head, n_positions, biases=False)).softmax(-1)
 
@@ -502,6 +507,11 @@ def k_circuit_with_ov_on_the_query_side(model, prev_layer, prev_head, layer, hea
     return queries @ keys.T / model.cfg.d_head**0.5
 
 
+def k_circuit_divided_by_d_head(model, prev_layer, prev_head, layer, head):
+    ov = model.W_V[prev_layer, prev_head] @ model.W_O[prev_layer, prev_head]
+    return (model.W_E @ model.W_Q[layer, head]) @ (model.W_E @ ov @ model.W_K[layer, head]).T / model.cfg.d_head
+
+
 def k_circuit_of_L0H0_into_L1H0_always(model, prev_layer, prev_head, layer, head):
     queries, keys = _k_circuit(model, 0, 0, 1, 0)
     return queries @ keys.T / model.cfg.d_head**0.5
@@ -560,6 +570,12 @@ def composition_in_a_loop(left, right):
         for j, b in enumerate(right):
             scores[i, j] = torch.linalg.matrix_norm(a @ b) / (torch.linalg.matrix_norm(a) * torch.linalg.matrix_norm(b))
     return scores
+
+
+def composition_by_one_einsum_of_all_products(left, right):
+    """Correct, though it holds every [left, right, d_model, d_model] product at once: the values are right."""
+    products = torch.einsum("iab,jbc->ijac", left, right)
+    return _frobenius(products) / (_frobenius(left)[:, None] * _frobenius(right)[None])
 
 
 def composition_by_broadcasting(left, right):
@@ -721,6 +737,11 @@ def agreement_one_query_late(predicted, actual, first_query):
     return (predicted[:, start:].argmax(-1) == actual[:, start:].argmax(-1)).float().mean().item()
 
 
+def agreement_one_query_early(predicted, actual, first_query):
+    start = first_query - 1
+    return (predicted[:, start:].argmax(-1) == actual[:, start:].argmax(-1)).float().mean().item()
+
+
 def agreement_as_a_count(predicted, actual, first_query):
     return int((predicted[:, first_query:].argmax(-1) == actual[:, first_query:].argmax(-1)).sum())
 
@@ -759,23 +780,24 @@ WRONG_IMPLEMENTATIONS = [
     ("head_full_ov_circuit", full_ov_with_biases, "no biases"),
     ("head_full_ov_circuit", full_ov_as_numpy, "torch.from_numpy"),
     ("head_full_ov_circuit", full_ov_through_the_keys, "W_E @ W_V[layer, head]"),
-    ("top_k_copying_accuracy", copying_over_columns, "topk(k, dim=-1)"),
+    ("top_k_copying_accuracy", copying_over_columns, "for each column (output token)"),
     ("top_k_copying_accuracy", copying_with_argmax_only, "topk(k, dim=-1)"),
     ("top_k_copying_accuracy", copying_counts, "constant factor"),
     ("top_k_copying_accuracy", copying_as_integers, "wrong dtype"),
     ("top_k_copying_accuracy", copying_pooled_over_heads, "keeping every leading batch dimension"),
-    ("eigenvalue_copying_scores", eigenvalue_scores_with_the_size_of_the_sum, ".real"),
+    ("eigenvalue_copying_scores", eigenvalue_scores_with_the_size_of_the_sum, "keeps the sum's real part"),
     ("eigenvalue_copying_scores", eigenvalue_scores_of_W_OV_alone, "W_E @ W_V"),
     ("eigenvalue_copying_scores", eigenvalue_scores_for_two_layers, "wrong shape"),
     ("eigenvalue_copying_scores", eigenvalue_scores_left_complex, "dtype"),
     ("eigenvalue_copying_scores", eigenvalue_scores_head_major, "transposed"),
     ("positional_attention", positional_without_scale, "sqrt(d_head)"),
-    ("positional_attention", positional_without_biases, "+ b_Q[layer, head]"),
+    ("positional_attention", positional_without_biases, "without the query and key biases"),
+    ("positional_attention", positional_divided_by_d_head, "divided by d_head: the model divides them by the square"),
     ("positional_attention", positional_without_mask, "-inf"),
     ("positional_attention", positional_softmax_over_queries, "softmax over keys"),
     ("positional_attention", positional_over_the_whole_context, "wrong shape"),
     ("previous_position_score", previous_above_the_diagonal, "diagonal(offset=-1"),
-    ("previous_position_score", previous_divided_by_all_queries, "constant factor"),
+    ("previous_position_score", previous_divided_by_all_queries, "the n - 1 queries that have one"),
     ("previous_position_score", previous_for_four_dim_patterns_only, "raised IndexError"),
     ("previous_position_score", previous_as_a_float, "expected a tensor"),
     ("decompose_attention_input", sources_without_positions, "off by one"),
@@ -795,11 +817,12 @@ WRONG_IMPLEMENTATIONS = [
     ("decompose_attention_scores", scores_scaled_for_the_notebooks_d_head, "sqrt(d_head)"),
     ("k_composition_circuit", k_circuit_transposed, "swapped (transposed)"),
     ("k_composition_circuit", k_circuit_without_scale, "= sqrt(32)"),
-    ("k_composition_circuit", k_circuit_with_ov_on_the_query_side, "on the key side"),
+    ("k_composition_circuit", k_circuit_with_ov_on_the_query_side, "that is Q-composition"),
+    ("k_composition_circuit", k_circuit_divided_by_d_head, "divides the scores by d_head"),
     ("k_composition_circuit", k_circuit_of_L0H0_into_L1H0_always, "Rows are query tokens"),
     ("k_composition_circuit", k_circuit_as_a_factored_matrix, "FactoredMatrix"),
-    ("composition_scores", composition_right_first, "left first"),
-    ("composition_scores", composition_normalised_by_the_left_only, "divide by the product"),
+    ("composition_scores", composition_right_first, "the other way round (right before left)"),
+    ("composition_scores", composition_normalised_by_the_left_only, "over the product of the two matrices' own norms"),
     ("composition_scores", composition_with_spectral_norms, "Frobenius"),
     ("composition_scores", composition_transposed, "transposed"),
     ("random_composition_baseline", baseline_drawn_in_another_order, "in that order"),
@@ -814,7 +837,8 @@ WRONG_IMPLEMENTATIONS = [
     ("predicted_induction_pattern", prediction_for_L0H0_into_L1H0_always, "W_K[layer, head]"),
     ("argmax_agreement", agreement_over_queries, "argmax over keys (the last dim)"),
     ("argmax_agreement", agreement_from_query_0, "first_query.. only"),
-    ("argmax_agreement", agreement_one_query_late, "first_query.. only"),
+    ("argmax_agreement", agreement_one_query_late, "from first_query + 1 on"),
+    ("argmax_agreement", agreement_one_query_early, "from first_query - 1 on"),
     ("argmax_agreement", agreement_as_a_count, "expected a float"),
     ("argmax_agreement", agreement_in_percent, "constant factor"),
     ("argmax_agreement", agreement_without_the_documented_checks, "says it raises ValueError"),
@@ -844,6 +868,7 @@ CORRECT_ALTERNATIVES = [
     ("k_composition_circuit", k_circuit_factored_then_multiplied),
     ("composition_scores", composition_in_a_loop),
     ("composition_scores", composition_by_broadcasting),
+    ("composition_scores", composition_by_one_einsum_of_all_products),
     ("random_composition_baseline", baseline_sample_by_sample),
     ("random_composition_baseline", baseline_with_factored_matrices),
     ("predicted_induction_pattern", prediction_from_a_token_table),
@@ -874,6 +899,30 @@ def test_grading_accepts_correct_alternative(exercise, correct):
     assert outcome.status == "passed", f"{correct.__name__} was graded {outcome.status!r}: {outcome.message}"
     found = margins(correct, exercise, device="cpu")
     assert max(found.values()) <= CORRECT_MARGIN, f"{correct.__name__} passes too narrowly: {found}"
+
+
+# Issue 18: seven typical Day 2 mistakes, the grader's diagnosis of each, and whether it points at the mistake. The
+# phrase must be in the diagnosis itself (the message a learner sees without asking for hints). All seven point.
+TYPICAL_MISTAKES = [
+    ("argmax_agreement", agreement_one_query_late, "This counts the queries from first_query + 1 on", "yes"),
+    ("positional_attention", positional_divided_by_d_head, "the scores divided by d_head", "yes"),
+    ("positional_attention", positional_without_biases, "without the query and key biases", "yes"),
+    ("previous_position_score", previous_divided_by_all_queries, "divides the previous-position attention by the "
+                                                                 "number of positions n", "yes"),
+    ("top_k_copying_accuracy", copying_over_columns, "for each column (output token)", "yes"),
+    ("composition_scores", composition_right_first, "multiplies each pair the other way round", "yes"),
+    ("k_composition_circuit", k_circuit_with_ov_on_the_query_side, "on the query side: that is Q-composition", "yes"),
+]
+
+
+@pytest.mark.parametrize("exercise, wrong, phrase, points", TYPICAL_MISTAKES,
+                         ids=[wrong.__name__ for _, wrong, _, _ in TYPICAL_MISTAKES])
+def test_typical_day2_mistakes_are_named_in_the_diagnosis(exercise, wrong, phrase, points):
+    outcome = grade(wrong, name=exercise, device="cpu")
+    assert outcome.status == "failed"
+    assert (phrase in outcome.message) == (points == "yes"), outcome.message
+    if exercise == "argmax_agreement":  # a fraction one query short is no "constant factor" (issue 24's probe)
+        assert "constant factor" not in outcome.message, outcome.message
 
 
 def test_every_day2_exercise_has_four_wrong_implementations_and_two_correct_alternatives():

@@ -4,7 +4,8 @@ accepts correct answers written differently from the reference solution, with ro
 Each wrong implementation is a mistake learners make, several of them specific to causal scrubbing (labels
 resampled too, one permutation for independent groups, positions scrubbed instead of sequences, biases or shortformer
 positions forgotten). Grading must say "failed", the message (with the check's hint) must contain the phrase, and
-the failing case's margin (error over tolerance) must be at least 10. Each correct alternative (other ops, a loop,
+the failing case's margin (error over tolerance) must be at least 10 (or at most 1 where a budget or a contract is
+broken on right values). Each correct alternative (other ops, a loop,
 an equivalent formula, float64 cast back, TransformerLens conveniences) must pass every case with a margin of at
 most 0.1.
 """
@@ -18,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from transformer_lens.hook_points import HookPoint
 
-from margins import CORRECT_MARGIN, WRONG_MARGIN, all_hints, case_margin, grade, margins
+from margins import CORRECT_MARGIN, all_hints, case_margin, grade, is_clear_rejection, margins
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -333,6 +334,14 @@ def head_with_b_o(model, layer, head, q_input, k_input, v_input):
     return _head(model, layer, head, q_input, k_input, v_input) + model.b_O[layer]
 
 
+def head_with_query_and_key_inputs_swapped(model, layer, head, q_input, k_input, v_input):
+    return _head(model, layer, head, k_input, q_input, v_input)
+
+
+def head_reading_values_from_the_query_input(model, layer, head, q_input, k_input, v_input):
+    return _head(model, layer, head, q_input, k_input, q_input)
+
+
 # ---- prev_value_path_output -------------------------------------------------------------------------------------------
 def _prev_path(model, head, tokens, other_tokens, pattern_from="other", previous_from="orig", offset=1, b_v=True,
                positions=True):
@@ -442,6 +451,136 @@ def variance_over_n(losses):
     return losses.mean(0), losses.var(0) / losses.shape[0]
 
 
+# ---- scrub_hypotheses -------------------------------------------------------------------------------------------------
+_COMPONENTS = ["embed", "L0H0", "L0H1", "L0H2", "L0H3", "b_O0"]
+
+
+def _scrub(model, tokens, candidates, hypotheses, resamplings, *, unbiased=True, heads=(0,), all_positions=False,
+           two_passes=False, require_two=True):
+    """scrub_hypotheses, with one mistake switched on by each keyword."""
+    if require_two and len(resamplings) < 2:
+        raise ValueError("at least two resamplings")
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    if two_passes:
+        model(inputs)
+    _, cache = model.run_with_cache(inputs)
+    embed = cache["hook_embed"]
+    parts = torch.cat([embed[None], torch.einsum("bphd,hdm->hbpm", cache["z", 0], model.W_O[0]),
+                       model.b_O[0].expand_as(embed)[None]])
+    flat = parts.flatten(1, 2)
+    resid = cache["blocks.1.hook_resid_post"]
+    for h in heads:
+        resid = resid - cache["z", 1][:, :, h] @ model.W_O[1, h]
+    mask = torch.isin(inputs, candidates)
+    if all_positions:
+        mask = torch.ones_like(mask)
+    results = {}
+    for name, hypothesis in hypotheses.items():
+        losses = []
+        for sources in resamplings:
+            qkv = []
+            for which in "qkv":
+                total = torch.zeros_like(embed)
+                for i, component in enumerate(_COMPONENTS):
+                    source = hypothesis.get(which, {}).get(component, "orig")
+                    if source == "orig":
+                        total = total + parts[i]
+                    else:
+                        total = total + flat[i][sources[source]]
+                qkv.append(total)
+            out = sum(_head(model, 1, h, *qkv) for h in heads)
+            logits = (resid + out)[mask] @ model.W_U + model.b_U
+            losses.append(F.cross_entropy(logits, targets[mask]))
+        losses = torch.stack(losses)
+        results[name] = (losses.mean().item(), (losses.std(unbiased=unbiased) / len(resamplings) ** 0.5).item())
+    return results
+
+
+def scrub_with_the_population_standard_error(model, tokens, candidates, hypotheses, resamplings):
+    return _scrub(model, tokens, candidates, hypotheses, resamplings, unbiased=False)
+
+
+def scrub_giving_every_layer1_head_the_inputs(model, tokens, candidates, hypotheses, resamplings):
+    return _scrub(model, tokens, candidates, hypotheses, resamplings, heads=(0, 1, 2, 3))
+
+
+def scrub_scoring_every_position(model, tokens, candidates, hypotheses, resamplings):
+    return _scrub(model, tokens, candidates, hypotheses, resamplings, all_positions=True)
+
+
+def scrub_with_an_extra_forward_pass(model, tokens, candidates, hypotheses, resamplings):
+    return _scrub(model, tokens, candidates, hypotheses, resamplings, two_passes=True)
+
+
+def scrub_accepting_one_resampling(model, tokens, candidates, hypotheses, resamplings):
+    return _scrub(model, tokens, candidates, hypotheses, resamplings, require_two=False)
+
+
+# ---- capstone -----------------------------------------------------------------------------------------------------------
+def _keep(kept, group="other"):
+    return {c: ("orig" if c in kept else group) for c in _COMPONENTS}
+
+
+STORY = {"other": "sequence"}
+LADDER = {
+    "ladder 1": {"v": _keep(["embed"]), "groups": STORY},
+    "ladder 2": {"v": _keep(["embed"]), "q": _keep(["embed"]), "groups": STORY},
+    "ladder 3": {"v": _keep(["embed"]), "q": _keep(["embed"]), "k": _keep(["L0H0"]), "groups": STORY},
+    "ladder 4": {"v": _keep(["embed"]), "q": _keep(["embed"]), "k": {**_keep([]), "L0H0": "previous"},
+                 "groups": {"other": "sequence", "previous": "previous token"}},
+}
+PAIR = {"naive": {"k": _keep([], "anywhere"), "groups": {"anywhere": "any position"}},
+        "refined": {"k": _keep([], "previous"), "groups": {"previous": "previous token"}}}
+REFUTED = {"refuted": {"v": _keep(["L0H0"]), "groups": STORY}}
+
+
+def _capstone(model, tokens, candidates, n_resamplings, seed, hypotheses):
+    """The capstone's measurement, for any hypotheses (the learner's scrubber and draws: the solution's)."""
+    from solutions import day3_causal_scrubbing as day3
+
+    baseline = {x: _keep([]) for x in "qkv"} | {"groups": STORY}
+    groups = {g: kind for h in (*hypotheses.values(), baseline) for g, kind in h["groups"].items()}
+    resamplings = [day3.draw_sources(tokens[:, :-1], groups, seed + r) for r in range(n_resamplings)]
+    losses = day3.scrub_hypotheses(model, tokens, candidates, {"clean": {}, "baseline": baseline, **hypotheses},
+                                   resamplings)
+    clean, base = losses["clean"][0], losses["baseline"][0]
+    return {name: {"hypothesis": h, "recovered": (base - losses[name][0]) / (base - clean),
+                   "standard_error": losses[name][1] / (base - clean)} for name, h in hypotheses.items()}
+
+
+def capstone_with_a_refuted_hypothesis_that_holds(model, tokens, candidates, n_resamplings, seed):
+    holds = {"refuted": {"q": _keep(["embed"]), "groups": STORY}}  # the query does need only the embedding
+    return _capstone(model, tokens, candidates, n_resamplings, seed, LADDER | holds | PAIR)
+
+
+def capstone_with_a_ladder_that_drops_a_claim(model, tokens, candidates, n_resamplings, seed):
+    ladder = dict(LADDER)
+    ladder["ladder 3"] = {"q": _keep(["embed"]), "k": _keep(["L0H0"]), "groups": STORY}  # the value claim dropped
+    return _capstone(model, tokens, candidates, n_resamplings, seed, ladder | REFUTED | PAIR)
+
+
+def capstone_with_a_rung_keeping_the_wrong_feature(model, tokens, candidates, n_resamplings, seed):
+    ladder = dict(LADDER)
+    ladder["ladder 4"] = {"v": _keep(["embed"]), "q": _keep(["embed"]), "k": {**_keep([]), "L0H0": "same"},
+                          "groups": {"other": "sequence", "same": "token"}}  # L0H0 carries the previous token
+    return _capstone(model, tokens, candidates, n_resamplings, seed, ladder | REFUTED | PAIR)
+
+
+def capstone_with_a_pair_on_different_inputs(model, tokens, candidates, n_resamplings, seed):
+    pair = {"naive": {"q": _keep([], "anywhere"), "groups": {"anywhere": "any position"}}, "refined": PAIR["refined"]}
+    return _capstone(model, tokens, candidates, n_resamplings, seed, LADDER | REFUTED | pair)
+
+
+def capstone_refining_the_key_on_the_wrong_feature(model, tokens, candidates, n_resamplings, seed):
+    pair = {"naive": PAIR["naive"], "refined": {"k": _keep([], "same"), "groups": {"same": "token"}}}
+    return _capstone(model, tokens, candidates, n_resamplings, seed, LADDER | REFUTED | pair)
+
+
+def capstone_with_three_rungs(model, tokens, candidates, n_resamplings, seed):
+    ladder = {name: h for name, h in LADDER.items() if name != "ladder 4"}
+    return _capstone(model, tokens, candidates, n_resamplings, seed, ladder | REFUTED | PAIR)
+
+
 WRONG_IMPLEMENTATIONS = [
     ("inputs_and_targets", shift_the_wrong_way, "position i + 1"),
     ("inputs_and_targets", targets_not_shifted, "tokens[:, 1:]"),
@@ -507,6 +646,19 @@ WRONG_IMPLEMENTATIONS = [
     ("mean_and_standard_error", standard_deviation_instead_of_error, "divided by sqrt(n)"),
     ("mean_and_standard_error", statistics_over_hypotheses, "wrong shape"),
     ("mean_and_standard_error", variance_over_n, "standard deviation"),
+    ("head_output_from_inputs", head_with_query_and_key_inputs_swapped, "query and key inputs swapped"),
+    ("head_output_from_inputs", head_reading_values_from_the_query_input, "values come from v_input"),
+    ("scrub_hypotheses", scrub_with_the_population_standard_error, "mean_and_standard_error"),
+    ("scrub_hypotheses", scrub_giving_every_layer1_head_the_inputs, "without L1H0's output"),
+    ("scrub_hypotheses", scrub_scoring_every_position, "at the candidate positions"),
+    ("scrub_hypotheses", scrub_with_an_extra_forward_pass, "forward passes"),
+    ("scrub_hypotheses", scrub_accepting_one_resampling, "raises ValueError"),
+    ("capstone", capstone_with_a_refuted_hypothesis_that_holds, "the data do not refute it"),
+    ("capstone", capstone_with_a_ladder_that_drops_a_claim, "is not more specific than 'ladder 2'"),
+    ("capstone", capstone_with_a_rung_keeping_the_wrong_feature, "'ladder 4' recovers"),
+    ("capstone", capstone_with_a_pair_on_different_inputs, "must resample the same components"),
+    ("capstone", capstone_refining_the_key_on_the_wrong_feature, "'refined' recovers"),
+    ("capstone", capstone_with_three_rungs, "at least four ladder rungs"),
 ]
 
 
@@ -518,7 +670,8 @@ def test_grading_rejects_wrong_implementation(exercise, wrong, phrase):
     assert outcome.status == "failed", f"{wrong.__name__} was graded {outcome.status!r}: {outcome.message}"
     assert phrase in _explained(outcome), f"message does not point at the mistake ({phrase!r}):\n{_explained(outcome)}"
     margin = case_margin(wrong, exercise, outcome.case)  # the case that rejected it
-    assert margin >= WRONG_MARGIN, f"{wrong.__name__} fails case {outcome.case!r} by a margin of only {margin:.3g}"
+    # a budget or a contract broken on right values (margin <= 1), or values wrong by at least WRONG_MARGIN
+    assert is_clear_rejection(margin), f"{wrong.__name__} fails case {outcome.case!r} by a margin of only {margin:.3g}"
 
 
 # ---- correct answers written differently --------------------------------------------------------------------------------
@@ -783,6 +936,83 @@ def mean_and_standard_error_with_std_mean(losses):
     return mean.float(), (std / losses.shape[0] ** 0.5).float()
 
 
+def scrub_hypotheses_one_component_at_a_time(model, tokens, candidates, hypotheses, resamplings):
+    return _scrub(model, tokens, candidates, hypotheses, resamplings)
+
+
+def scrub_hypotheses_at_the_candidates_in_float64(model, tokens, candidates, hypotheses, resamplings):
+    """Components gathered as (sequence, position) pairs, the head by hand in float64, losses by logsumexp."""
+    if len(resamplings) < 2:
+        raise ValueError("need two resamplings for a standard error")
+    inputs, targets = tokens[:, :-1], tokens[:, 1:]
+    pos = inputs.shape[1]
+    _, cache = model.run_with_cache(inputs)
+    embed = cache["hook_embed"].double()
+    heads = [(cache["z", 0][:, :, h] @ model.W_O[0, h]).double() for h in range(model.cfg.n_heads)]
+    parts = dict(zip(_COMPONENTS, [embed, *heads, model.b_O[0].double().expand_as(embed)]))
+    rest = (cache["blocks.1.hook_resid_post"] - cache["z", 1][:, :, 0] @ model.W_O[1, 0]).double()
+    mask = (inputs[..., None] == candidates).any(-1)
+    W = {x: getattr(model, f"W_{x.upper()}")[1, 0].double() for x in "qkv"}
+    b = {x: getattr(model, f"b_{x.upper()}")[1, 0].double() for x in "qkv"}
+    position = model.W_pos[:pos].double()
+    results = {}
+    for name, hypothesis in hypotheses.items():
+        losses = []
+        for sources in resamplings:
+            read = {}
+            for x in "qkv":
+                total = 0
+                for component, part in parts.items():
+                    source = hypothesis.get(x, {}).get(component, "orig")
+                    if source != "orig":
+                        index = sources[source]
+                        part = part[index // pos, index % pos]
+                    total = total + part
+                read[x] = (total + (position if x != "v" else 0)) @ W[x] + b[x]
+            scores = torch.einsum("bqd,bkd->bqk", read["q"], read["k"]) / model.cfg.d_head ** 0.5
+            scores = scores + torch.full(scores.shape[-2:], float("-inf"), dtype=scores.dtype).triu(1)
+            out = torch.einsum("bqk,bkd->bqd", scores.softmax(-1), read["v"]) @ model.W_O[1, 0].double()
+            logits = (rest + out)[mask] @ model.W_U.double() + model.b_U.double()
+            picked = logits.gather(-1, targets[mask][:, None])[:, 0]
+            losses.append((logits.logsumexp(-1) - picked).mean())
+        std, mean = torch.std_mean(torch.stack(losses))
+        results[name] = (mean.item(), (std / len(resamplings) ** 0.5).item())
+    return results
+
+
+def capstone_with_another_ladder_and_pair(model, tokens, candidates, n_resamplings, seed):
+    """Another order of claims (query first), a trivially true rung (the query's embedding from the same token),
+    the query's pair on the token, and another refuted claim (the key reads the token itself)."""
+    story = {"other": "sequence"}
+    ladder = {
+        "ladder 1": {"q": _keep(["embed"]), "groups": story},
+        "ladder 2": {"q": _keep(["embed"]), "k": _keep(["L0H0"]), "groups": story},
+        "ladder 3": {"q": _keep(["embed"]), "k": _keep(["L0H0"]), "v": _keep(["embed"]), "groups": story},
+        "ladder 4": {"q": {**_keep([]), "embed": "same"}, "k": _keep(["L0H0"]), "v": _keep(["embed"]),
+                     "groups": {"other": "sequence", "same": "token"}},
+        "ladder 5": {"q": {**_keep([]), "embed": "same"}, "k": {**_keep([]), "L0H0": "previous"},
+                     "v": _keep(["embed"]), "groups": {"other": "sequence", "same": "token", "previous": "previous token"}},
+    }
+    pair = {"naive": {"q": _keep([], "anywhere"), "groups": {"anywhere": "any position"}},
+            "refined": {"q": _keep([], "same"), "groups": {"same": "token"}}}
+    refuted = {"refuted": {"k": _keep(["embed"]), "groups": story}}
+    return _capstone(model, tokens, candidates, n_resamplings, seed, ladder | pair | refuted)
+
+
+def capstone_with_independent_remainders(model, tokens, candidates, n_resamplings, seed):
+    """The course's ladder with every input's scrubbed remainder from its own story (three groups)."""
+    groups = {"A": "sequence", "B": "sequence", "C": "sequence"}
+    ladder = {
+        "ladder 1": {"v": _keep(["embed"], "A"), "groups": groups},
+        "ladder 2": {"v": _keep(["embed"], "A"), "q": _keep(["embed"], "B"), "groups": groups},
+        "ladder 3": {"v": _keep(["embed"], "A"), "q": _keep(["embed"], "B"), "k": _keep(["L0H0"], "C"),
+                     "groups": groups},
+        "ladder 4": {"v": _keep(["embed"], "A"), "q": _keep(["embed"], "B"), "k": {**_keep([], "C"), "L0H0": "P"},
+                     "groups": groups | {"P": "previous token"}},
+    }
+    return _capstone(model, tokens, candidates, n_resamplings, seed, ladder | REFUTED | PAIR)
+
+
 CORRECT_ALTERNATIVES = [
     ("inputs_and_targets", inputs_and_targets_with_narrow),
     ("inputs_and_targets", inputs_and_targets_with_roll),
@@ -817,6 +1047,10 @@ CORRECT_ALTERNATIVES = [
     ("matched_resample", matched_resample_by_multinomial),
     ("mean_and_standard_error", mean_and_standard_error_by_hand),
     ("mean_and_standard_error", mean_and_standard_error_with_std_mean),
+    ("scrub_hypotheses", scrub_hypotheses_one_component_at_a_time),
+    ("scrub_hypotheses", scrub_hypotheses_at_the_candidates_in_float64),
+    ("capstone", capstone_with_another_ladder_and_pair),
+    ("capstone", capstone_with_independent_remainders),
 ]
 
 
@@ -838,3 +1072,45 @@ def test_every_day3_exercise_has_four_kinds_of_wrong_implementation_and_two_corr
     assert all(count >= 2 for count in correct.values()), correct
     listed = {exercise for exercise, _, _ in WRONG_IMPLEMENTATIONS} | {exercise for exercise, _ in CORRECT_ALTERNATIVES}
     assert listed <= set(names), listed - set(names)  # no entry for an exercise that does not exist
+
+
+# ---- the mistakes the checks name --------------------------------------------------------------------------------------
+# Seven typical day 3 mistakes (eight diagnoses), each with the wrong implementation above that makes it: grading must
+# add the check's own diagnosis (`Mistake`) to its verdict.
+NAMED_MISTAKES = [
+    ("candidate_mask", mask_of_the_next_token, "candidate_mask"),
+    ("loss_on_candidates", mean_of_per_sequence_means, "loss_on_candidates"),
+    ("scrub_all_inputs_loss", scrub_the_labels_too, "scrub_all_inputs_loss"),
+    ("percent_loss_recovered", recovered_in_percent, "percent_loss_recovered"),
+    ("head_output_from_inputs", head_with_query_and_key_inputs_swapped, "head q and k swapped"),
+    ("head_output_from_inputs", head_reading_values_from_the_query_input, "head value from the query"),
+    ("head_output_from_inputs", head_with_positions_in_the_value, "head positions in the value"),
+    ("prev_value_path_output", prev_path_clamping_position_0, "prev path position 0"),
+]
+
+
+@pytest.mark.parametrize("exercise, wrong, mistake", NAMED_MISTAKES, ids=[m for _, _, m in NAMED_MISTAKES])
+def test_grading_names_the_mistake(exercise, wrong, mistake):
+    from checks.specs.day3 import MISTAKES
+
+    outcome = grade(wrong, name=exercise)
+    assert outcome.status == "failed"
+    assert MISTAKES[mistake].message in outcome.message, outcome.message
+
+
+def test_a_right_answer_is_never_diagnosed_as_a_mistake():
+    """Each diagnosis differs from the reference on its check's cases (else a right answer would be told it is
+    wrong): the mistakes' outputs all fail their check."""
+    from checks.judging.compare import compare
+    from checks.specs.day3 import CHECKS, MISTAKES
+    from margins import built_inputs
+
+    for check in CHECKS:
+        for mistake in check.mistakes:
+            assert mistake in MISTAKES.values()
+            differs = False
+            for case in check.cases:
+                inputs, expected = built_inputs(check.name, case)
+                if not compare(mistake.output(inputs), expected, atol=check.atol, rtol=check.rtol).passed:
+                    differs = True
+            assert differs, f"{check.name}: the diagnosis {mistake.message[:40]!r} matches the reference everywhere"

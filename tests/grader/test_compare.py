@@ -110,6 +110,18 @@ def test_value_mismatch_reports_errors_index_and_fraction(reference):
                 "max rel error")
 
 
+def test_no_relative_error_where_the_expected_value_is_about_zero():
+    expected = torch.tensor([[0.5, 1e-15], [0.25, 2.0]])
+    actual = expected.clone()
+    actual[0, 1] = 0.3  # wrong only where the reference is zero up to rounding
+    message = compare(actual, expected, atol=1e-6, rtol=1e-4).message
+    assert "the expected value there is ~0" in message and "Max abs error 0.3" in message
+    assert "rel error" not in message  # no element with a sizable expected value is wrong: 3e14 would mislead
+    actual[1, 1] = 3.0
+    message = compare(actual, expected, atol=1e-6, rtol=1e-4).message
+    assert "max rel error 0.5 (over the elements whose expected value exceeds atol=1e-06" in message
+
+
 def test_nan_and_inf_are_reported(reference):
     actual = reference.clone()
     actual[0, 1, 1] = float("nan")

@@ -106,6 +106,28 @@ def test_induction_corpus_vocabulary_and_candidates():
     assert batch.max() < corpus.D_VOCAB and (batch[:, 1:] != corpus.BOS_TOKEN).all()
 
 
+def _latest_first_copy(row: torch.Tensor, min_len: int = 8) -> int:
+    """The latest position at which a span of at least `min_len` tokens starts that the row repeats later on."""
+    latest = -1
+    for lag in range(min_len, len(row) // 2 + 1):
+        same = (row[lag:] == row[:-lag]).tolist()  # same[i]: token i + lag repeats token i
+        run = 0
+        for i, match in enumerate(same):
+            run = run + 1 if match else 0
+            if run == min_len:
+                latest = max(latest, i - min_len + 1)
+    return latest
+
+
+def test_induction_corpus_puts_first_copies_across_the_whole_context():
+    """Induction needs a previous-token head wherever a first copy can sit: repeated blocks start anywhere (after a
+    random prefix), not only in the first 64 positions (the cause of a previous-token head that worked only there)."""
+    repeats = corpus.induction_corpus_batch(128, gen(), repeat_fraction=1.0, late_copies=True)
+    latest = [_latest_first_copy(row) for row in repeats]
+    assert min(latest) >= 1  # every row repeats a block
+    assert sum(start > 64 for start in latest) > 0.05 * len(latest)  # about 10% of rows; none without late_copies
+
+
 def test_induction_corpus_unigram_entropy_is_well_below_uniform():
     entropy = corpus.unigram_entropy(64)
     assert 4.0 < entropy < math.log(corpus.N_WORDS + corpus.N_NAMES)

@@ -165,6 +165,22 @@ def test_induction_2l_has_induction_on_repeated_tokens():
     assert figures["max_induction_score_layer1"] >= 0.5
 
 
+@pytest.mark.parametrize("seed", (31_337, 1, 2))
+def test_induction_2l_works_in_the_first_half_of_the_context_only(seed):
+    """The card's stated limit, by 16-position chunk of 127-token repeated sequences: a previous-token head up to
+    position 63 (above 0.99, then about 0.9), not after (0.33-0.49); second-copy loss below 0.6 nats up to position 111,
+    about 1.7-2 after."""
+    from curriculum.models.recipes.induction_2l import whole_context
+
+    figures = whole_context(load_model("induction-2l"), seed=seed)
+    previous = [value for _, value in figures["previous_token"]]
+    loss = [value for _, value in figures["second_copy_loss"]]
+    assert len(previous) == 8 and len(loss) == 4
+    assert min(previous[:3]) > 0.99 and 0.85 < previous[3] < 0.95
+    assert 0.33 <= min(previous[4:]) and max(previous[4:]) <= 0.49
+    assert max(loss[:3]) < 0.6 and 1.5 < loss[3] < 2.2
+
+
 def test_induction_2l_models_its_corpus():
     figures = shipped_measurements("induction-2l")
     assert figures["held_out_story_loss"] <= 0.75 * figures["unigram_entropy"]
