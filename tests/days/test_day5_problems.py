@@ -1,15 +1,14 @@
-"""Day 5 as problems: every check gives hints in three tiers (the first without code), no exercise docstring spells
-out code, the grader names the mistakes the checks declare, and the two batching exercises are graded as batched."""
+"""Day 5 as problems: every check gives hints in three tiers (the first without code), the checks declare the
+mistakes the grader names, and the two batching exercises are graded as batched. (No exercise docstring spells out
+code: tests/days/test_exercise_docstrings.py, for every day.)"""
 
 from __future__ import annotations
 
-import inspect
 import re
 
 import pytest
 
 from checks.specs.day5 import CHECKS, PATCHING_PASSES, PRUNING_PASSES
-from solutions import day5_circuit_discovery as solution
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -26,14 +25,6 @@ def test_day5_has_at_least_fourteen_exercises():
 def test_every_check_has_three_hint_tiers_and_the_first_has_no_code(check):
     assert len(check.hints) == 3 and all(tier.strip() for tier in check.hints), check.hints
     assert not CODE.search(check.hints[0]), f"tier 1 of {check.name} contains code: {check.hints[0]!r}"
-
-
-@pytest.mark.parametrize("check", CHECKS, ids=[check.name for check in CHECKS])
-def test_no_exercise_docstring_spells_out_code(check):
-    docstring = inspect.getdoc(getattr(solution, check.name))
-    found = CODE.search(docstring)
-    assert not found, (f"the docstring of {check.name} spells out code near "
-                       f"{docstring[max(found.start() - 30, 0):found.end() + 30]!r}")
 
 
 def test_the_batching_exercises_have_forward_pass_budgets():
