@@ -1,4 +1,4 @@
-"""Greedy circuit pruning by mean ablation: the course's batched `curriculum.circuits.greedy_prune` against the seed's
+"""Greedy circuit pruning by mean ablation: the course's batched `curriculum.circuits.greedy_prune` against the
 sequential loop (one forward pass per candidate, `greedy_prune_sequential`), side by side in one run.
 
     python bench/pruning.py                          # both models below, T = 3%
@@ -9,7 +9,7 @@ Models:
 - `random`: a randomly initialised GPT-2-style model of gpt2-medium's shape, 24 layers x 16 heads (d_model set by
   --random-d-model, default 128; gpt2-medium's is 1024), built from a seeded HookedTransformerConfig, 8 prompts of 8
   random tokens, metric logit(top token) - logit(second) of the full model; one node per head: 384 nodes, in the
-  seed's order (last layer first).
+  number-sequence study's order (last layer first).
 Both must return the same circuit. Prints each model's times and circuit size, and, on the last line, the smallest
 ratio (sequential / batched) over the models.
 """

@@ -157,3 +157,68 @@ assert all(
     == ["X", "Y", "PLACE", "S", "OBJECT"]
     for t in TEMPLATES
 ), "every template must have its slots at the same positions"
+
+
+# Varied prompts. The fixed templates above let a model solve IOI without noticing the repetition: the name at
+# position 11 is always S, so "push down the name at position 11" is enough. The varied prompts move every slot
+# (openings of 0-3 words, an optional sentence between the clauses), change the second clause (S is not always the
+# word before the verb) and add three-name prompts in which two names repeat: only the repetition tells S from IO.
+# toy-gpt's card measures its accuracy on them (it was trained on the fixed templates only).
+
+OPENINGS: tuple[str, ...] = ("", "Then ,", "Later ,", "One day", "Afterwards ,", "Yesterday ,", "So ,", "Today ,",
+                             "Later , One day")  # fmt: skip
+FIRST_CLAUSES: tuple[str, ...] = ("X and Y went to the PLACE", "X and Y arrived at the PLACE", "X and Y were at the PLACE",
+                                  "X was with Y in the PLACE", "X met Y at the PLACE", "X saw Y near the PLACE",
+                                  "X and Y ate at the PLACE", "X and Y worked at the PLACE")  # fmt: skip
+THREE_NAME_CLAUSES: tuple[str, ...] = ("X , Y and Z went to the PLACE", "X , Y and Z met at the PLACE",
+                                       "X was with Y and Z in the PLACE")  # fmt: skip
+INTERLUDES: tuple[str, ...] = ("", "", ". the OBJECT was in the PLACE", ", the PLACE is next to the PLACE")
+SECOND_CLAUSES: tuple[str, ...] = (", S gave a OBJECT to", ", S handed the OBJECT to", ". S sent a OBJECT to",
+                                   ". Then S threw a OBJECT to", ". S had a OBJECT and gave the OBJECT to",
+                                   ", S found a OBJECT and passed the OBJECT to", "and S offered a OBJECT to")  # fmt: skip
+THREE_NAME_SECOND_CLAUSES: tuple[str, ...] = (", S and T gave a OBJECT to", ". S was with T and brought a OBJECT to",
+                                              ", S saw T and handed a OBJECT to")  # fmt: skip
+VARIED_MAX_LEN = 23
+"""Most tokens in a varied prompt with its answer, BOS included."""
+
+
+def varied_ioi_rows(
+    n: int, generator: torch.Generator, split: Split = "train", three_name_share: float = 0.3
+) -> list[list[int]]:
+    """`n` varied IOI training prompts followed by their answer (BOS first, at most VARIED_MAX_LEN tokens each).
+
+    Two-name prompts name IO and S once each in the first clause (either order) and repeat S in the second; three-name
+    prompts name three people and repeat two of them; the answer is always the one name that is not repeated. Name
+    pairs belong to `split`: in "train" no pair is one that `held_out_pair` reserves, in "held_out" every pair is."""
+
+    def pick(options: tuple[str, ...]) -> str:
+        return options[int(torch.randint(len(options), (1,), generator=generator))]
+
+    rows: list[list[int]] = []
+    while len(rows) < n:
+        three = float(torch.rand((), generator=generator)) < three_name_share
+        k = 3 if three else 2
+        names = torch.randperm(len(NAMES), generator=generator)[:k].tolist()
+        pairs = [held_out_pair(a, b) for i, a in enumerate(names) for b in names[i + 1 :]]
+        if (any(pairs) if split == "train" else not all(pairs)):
+            continue
+        io, repeated = names[0], names[1:]
+        order = torch.randperm(k, generator=generator).tolist()
+        listed = [names[i] for i in order]
+        fill = dict(zip("XYZ", (NAMES[i] for i in listed)))
+        again = [repeated[i] for i in torch.randperm(len(repeated), generator=generator).tolist()]
+        fill.update(zip("ST", (NAMES[i] for i in again)))
+        first = pick(THREE_NAME_CLAUSES if three else FIRST_CLAUSES)
+        second = pick(THREE_NAME_SECOND_CLAUSES if three else SECOND_CLAUSES)
+        text = " ".join(part for part in (pick(OPENINGS), first, pick(INTERLUDES), second) if part)
+        words = []
+        for w in text.split():
+            if w == "PLACE":
+                w = PLACES[int(torch.randint(len(PLACES), (1,), generator=generator))]
+            elif w == "OBJECT":
+                w = OBJECTS[int(torch.randint(len(OBJECTS), (1,), generator=generator))]
+            words.append(fill.get(w, w))
+        row = [BOS_TOKEN] + [TOKEN_ID[w] for w in words] + [TOKEN_ID[NAMES[io]]]
+        if len(row) <= VARIED_MAX_LEN:
+            rows.append(row)
+    return rows

@@ -15,6 +15,7 @@ import pytest
 import torch
 from torch import Tensor
 
+from checks.specs import day5 as day5_spec
 from margins import CORRECT_MARGIN, all_hints, case_margin, grade, is_clear_rejection, margins
 from solutions import day5_circuit_discovery as solution
 
@@ -873,8 +874,260 @@ def corruption_with_index_put(tokens):  # correct
 
 
 # ---- the table --------------------------------------------------------------------------------------------------------
+
+# ---- name_direct_effects ------------------------------------------------------------------------------------------------
+def _end_stack(model, tokens, end, scaled=True, at_last=False):
+    """[component, batch, d_model]: the direct_effects parts at the end, centred and through the frozen LayerNorm."""
+    _, cache = model.run_with_cache(tokens)
+    rows = torch.arange(tokens.shape[0])
+    end = torch.full_like(end, tokens.shape[1] - 1) if at_last else end
+    parts = [cache["hook_embed"][rows, end], cache["hook_pos_embed"][rows, end]]
+    for layer in range(model.cfg.n_layers):
+        z = cache["z", layer][rows, end]
+        parts += [z[:, h] @ model.W_O[layer, h] for h in range(model.cfg.n_heads)]
+        parts += [model.b_O[layer].expand(len(rows), -1), cache["mlp_out", layer][rows, end]]
+    stack = torch.stack(parts)
+    stack = stack - stack.mean(-1, keepdim=True)
+    if scaled:
+        stack = stack / cache["ln_final.hook_scale"][rows, end]
+    return stack * model.ln_final.w
+
+
+def _project(stack, model, io, s, names=None, average=True):
+    base = model.W_U[:, names].mean(1, keepdim=True) if average else 0
+    return torch.stack([torch.einsum("cbd,db->cb", stack, model.W_U[:, io] - base),
+                        torch.einsum("cbd,db->cb", stack, model.W_U[:, s] - base)], dim=-1)
+
+
+def names_without_the_average(model, tokens, io_tokens, s_tokens, name_tokens, end_positions):
+    return _project(_end_stack(model, tokens, end_positions), model, io_tokens, s_tokens, average=False)
+
+
+def names_without_the_scale(model, tokens, io_tokens, s_tokens, name_tokens, end_positions):
+    return _project(_end_stack(model, tokens, end_positions, scaled=False), model, io_tokens, s_tokens, name_tokens)
+
+
+def names_columns_swapped(model, tokens, io_tokens, s_tokens, name_tokens, end_positions):
+    return _project(_end_stack(model, tokens, end_positions), model, s_tokens, io_tokens, name_tokens)
+
+
+def names_against_the_whole_vocabulary(model, tokens, io_tokens, s_tokens, name_tokens, end_positions):
+    every = torch.arange(model.cfg.d_vocab)
+    return _project(_end_stack(model, tokens, end_positions), model, io_tokens, s_tokens, every)
+
+
+def names_at_the_last_position(model, tokens, io_tokens, s_tokens, name_tokens, end_positions):
+    return _project(_end_stack(model, tokens, end_positions, at_last=True), model, io_tokens, s_tokens, name_tokens)
+
+
+def names_by_centred_directions(model, tokens, io_tokens, s_tokens, name_tokens, end_positions):
+    """A correct alternative: centre the directions (times the LayerNorm weight) instead of the parts, in float64."""
+    _, cache = model.run_with_cache(tokens)
+    rows = torch.arange(tokens.shape[0])
+    scale = cache["ln_final.hook_scale"][rows, end_positions].double()  # [batch, 1]
+    parts = [cache["hook_embed"][rows, end_positions], cache["hook_pos_embed"][rows, end_positions]]
+    for layer in range(model.cfg.n_layers):
+        result = torch.einsum("bhe,hed->hbd", cache["z", layer][rows, end_positions], model.W_O[layer])
+        parts += list(result) + [model.b_O[layer].expand(len(rows), -1), cache["mlp_out", layer][rows, end_positions]]
+    stack = torch.stack(parts).double() / scale
+    columns = []
+    for answer in (io_tokens, s_tokens):
+        direction = (model.W_U[:, answer].double() - model.W_U[:, name_tokens].double().mean(1, keepdim=True))
+        direction = direction * model.ln_final.w.double()[:, None]
+        direction = direction - direction.mean(0, keepdim=True)  # centring the direction centres the parts
+        columns.append(torch.einsum("cbd,db->cb", stack, direction))
+    return torch.stack(columns, dim=-1).float()
+
+
+def names_one_name_at_a_time(model, tokens, io_tokens, s_tokens, name_tokens, end_positions):
+    """A correct alternative: each prompt's name logits relative to the names' mean logit, component by component."""
+    stack = _end_stack(model, tokens, end_positions)  # [component, batch, d_model]
+    name_logits = stack @ model.W_U[:, name_tokens]  # [component, batch, names]
+    average = name_logits.mean(-1)
+    rows = torch.arange(tokens.shape[0])
+    io = torch.stack([stack[:, b] @ model.W_U[:, io_tokens[b]] for b in rows.tolist()], dim=1)
+    s = torch.stack([stack[:, b] @ model.W_U[:, s_tokens[b]] for b in rows.tolist()], dim=1)
+    return torch.stack([io - average, s - average], dim=-1)
+
+
+# ---- path_patching_to_mlp -----------------------------------------------------------------------------------------------
+def _mlp_path(model, clean_tokens, corrupted_tokens, correct, wrong, end, mlp_layer, freeze=True, record_layer=None,
+              only_end=False, normalise_from_corrupted=False, sender_filter=None):
+    if not 0 <= mlp_layer < model.cfg.n_layers:
+        raise ValueError("no such layer")
+    record_layer = mlp_layer if record_layer is None else record_layer
+    _, clean = model.run_with_cache(clean_tokens)
+    _, corrupted = model.run_with_cache(corrupted_tokens)
+    ld_clean = _mean_logit_diff(model(clean_tokens), correct, wrong, end)
+    ld_corrupted = _mean_logit_diff(model(corrupted_tokens), correct, wrong, end)
+    result = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(max(mlp_layer, record_layer) + 1):  # a sender above the MLP cannot reach it
+        for head in range(model.cfg.n_heads):
+            def set_z(z, hook):
+                z = (clean["z", hook.layer()] if freeze else z).clone()
+                if hook.layer() == layer:
+                    z[:, :, head] = corrupted["z", layer][:, :, head]
+                return z
+
+            recorded = {}
+            model.run_with_hooks(clean_tokens, fwd_hooks=[
+                (_is_z, set_z),
+                (f"blocks.{record_layer}.hook_mlp_out", lambda out, hook: recorded.setdefault("out", out.clone()))])
+
+            def put(out, hook):
+                if only_end:
+                    out = out.clone()
+                    rows = torch.arange(out.shape[0])
+                    out[rows, end] = recorded["out"][rows, end]
+                    return out
+                return recorded["out"]
+
+            ld = _mean_logit_diff(model.run_with_hooks(clean_tokens, fwd_hooks=[
+                (f"blocks.{record_layer}.hook_mlp_out", put)]), correct, wrong, end)
+            base = ld_corrupted if normalise_from_corrupted else ld_clean
+            result[layer, head] = (ld - base) / (ld_clean - ld_corrupted)
+    return result
+
+
+def mlp_path_without_freezing(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions,
+                              mlp_layer):
+    return _mlp_path(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions, mlp_layer,
+                     freeze=False)
+
+
+def mlp_path_one_layer_early(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions,
+                             mlp_layer):
+    return _mlp_path(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions, mlp_layer,
+                     record_layer=max(mlp_layer - 1, 0))
+
+
+def mlp_path_normalised_from_corrupted(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens,
+                                       end_positions, mlp_layer):
+    return _mlp_path(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions, mlp_layer,
+                     normalise_from_corrupted=True)
+
+
+def mlp_path_at_the_end_only(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions,
+                             mlp_layer):
+    return _mlp_path(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions, mlp_layer,
+                     only_end=True)
+
+
+def mlp_path_one_sender_at_a_time(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions,
+                                  mlp_layer):
+    """A correct alternative: a loop over senders, two runs each."""
+    return _mlp_path(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions, mlp_layer)
+
+
+def mlp_path_through_its_input(model, clean_tokens, corrupted_tokens, correct_tokens, wrong_tokens, end_positions,
+                               mlp_layer):
+    """A correct alternative: record and patch the MLP's normalised input (ln2), one sender at a time."""
+    if not 0 <= mlp_layer < model.cfg.n_layers:
+        raise ValueError("no such layer")
+    _, clean = model.run_with_cache(clean_tokens)
+    _, corrupted = model.run_with_cache(corrupted_tokens)
+    ld_clean = _mean_logit_diff(model(clean_tokens), correct_tokens, wrong_tokens, end_positions)
+    ld_corrupted = _mean_logit_diff(model(corrupted_tokens), correct_tokens, wrong_tokens, end_positions)
+    name = f"blocks.{mlp_layer}.ln2.hook_normalized"
+    result = torch.zeros(model.cfg.n_layers, model.cfg.n_heads)
+    for layer in range(mlp_layer + 1):
+        for head in range(model.cfg.n_heads):
+            def set_z(z, hook):
+                z = clean["z", hook.layer()].clone()
+                if hook.layer() == layer:
+                    z[:, :, head] = corrupted["z", layer][:, :, head]
+                return z
+
+            recorded = {}
+            model.run_with_hooks(clean_tokens, fwd_hooks=[(_is_z, set_z),
+                                                          (name, lambda x, hook: recorded.setdefault("x", x.clone()))])
+            ld = _mean_logit_diff(model.run_with_hooks(clean_tokens, fwd_hooks=[(name, lambda x, hook: recorded["x"])]),
+                                  correct_tokens, wrong_tokens, end_positions)
+            result[layer, head] = (ld - ld_clean) / (ld_clean - ld_corrupted)
+    return result
+
+
+# ---- ablate_heads_and_mlps ----------------------------------------------------------------------------------------------
+def _heads_mlps(model, tokens, reference_tokens, keep_heads, keep_mlps, mlps=True, flat=False, zero=False,
+                invert=False):
+    _, reference = model.run_with_cache(reference_tokens)
+    mask = ~keep_mlps if invert else keep_mlps
+
+    def heads(z, hook):
+        return torch.where(keep_heads[hook.layer()][None, :, :, None], z, reference["z", hook.layer()].mean(0))
+
+    def mlp(out, hook):
+        mean = reference["mlp_out", hook.layer()].mean(0)
+        if flat:
+            mean = mean.mean(0, keepdim=True).expand_as(mean)
+        if zero:
+            mean = torch.zeros_like(mean)
+        return torch.where(mask[hook.layer()][None, :, None], out, mean)
+
+    hooks = [(_is_z, heads)] + ([(lambda n: n.endswith("hook_mlp_out"), mlp)] if mlps else [])
+    return model.run_with_hooks(tokens, fwd_hooks=hooks)
+
+
+def ablation_of_heads_only(model, tokens, reference_tokens, keep_heads, keep_mlps):
+    return _heads_mlps(model, tokens, reference_tokens, keep_heads, keep_mlps, mlps=False)
+
+
+def ablation_of_mlps_by_means_over_positions(model, tokens, reference_tokens, keep_heads, keep_mlps):
+    return _heads_mlps(model, tokens, reference_tokens, keep_heads, keep_mlps, flat=True)
+
+
+def ablation_of_mlps_by_zeros(model, tokens, reference_tokens, keep_heads, keep_mlps):
+    return _heads_mlps(model, tokens, reference_tokens, keep_heads, keep_mlps, zero=True)
+
+
+def ablation_of_the_kept_mlps(model, tokens, reference_tokens, keep_heads, keep_mlps):
+    return _heads_mlps(model, tokens, reference_tokens, keep_heads, keep_mlps, invert=True)
+
+
+def ablation_of_heads_and_mlps_by_indexing(model, tokens, reference_tokens, keep_heads, keep_mlps):
+    """A correct alternative: means in float64 written in place by boolean indexing."""
+    _, reference = model.run_with_cache(reference_tokens)
+
+    def heads(z, hook):
+        z = z.clone()
+        layer = hook.layer()
+        mean = reference["z", layer].double().mean(0).to(z.dtype)
+        z[:, ~keep_heads[layer]] = mean[~keep_heads[layer]]
+        return z
+
+    def mlp(out, hook):
+        out = out.clone()
+        layer = hook.layer()
+        out[:, ~keep_mlps[layer]] = reference["mlp_out", layer].double().mean(0).to(out.dtype)[~keep_mlps[layer]]
+        return out
+
+    return model.run_with_hooks(tokens, fwd_hooks=[(_is_z, heads), (lambda n: n.endswith("hook_mlp_out"), mlp)])
+
+
+def ablation_of_heads_and_mlps_prompt_by_prompt(model, tokens, reference_tokens, keep_heads, keep_mlps):
+    """A correct alternative: means summed prompt by prompt, one prompt per run."""
+    sums = {}
+    for row in reference_tokens:
+        _, cache = model.run_with_cache(row[None])
+        for layer in range(model.cfg.n_layers):
+            for key in ("z", "mlp_out"):
+                sums[key, layer] = sums.get((key, layer), 0) + cache[key, layer][0]
+    n = reference_tokens.shape[0]
+    outputs = []
+    for row in tokens:
+        def heads(z, hook):
+            return torch.where(keep_heads[hook.layer()][None, :, :, None], z, sums["z", hook.layer()] / n)
+
+        def mlp(out, hook):
+            return torch.where(keep_mlps[hook.layer()][None, :, None], out, sums["mlp_out", hook.layer()] / n)
+
+        outputs.append(model.run_with_hooks(row[None], fwd_hooks=[(_is_z, heads),
+                                                                  (lambda n: n.endswith("hook_mlp_out"), mlp)])[0])
+    return torch.stack(outputs)
+
+
 WRONG_IMPLEMENTATIONS = [
-    (positions_end_is_last_column, "ioi_positions", DIFFER),
+    (positions_end_is_last_column, "ioi_positions", day5_spec.END_IS_LAST_COLUMN),
     (positions_from_the_abba_template, "ioi_positions", DIFFER),
     (positions_s2_is_the_first_s, "ioi_positions", DIFFER),
     (positions_end_counted_with_bos, "ioi_positions", DIFFER),
@@ -884,11 +1137,11 @@ WRONG_IMPLEMENTATIONS = [
     (abc_removing_only_s, "abc_corruption", "must be neither the prompt's IO nor its S"),
     (abc_at_io, "abc_corruption", "only S2"),
     (abc_with_the_global_rng, "abc_corruption", "global random number generator"),
-    (logit_diff_at_last_position, "logit_diff", DIFFER),
-    (logit_diff_wrong_minus_correct, "logit_diff", "sign"),
+    (logit_diff_at_last_position, "logit_diff", day5_spec.READ_AT_LAST),
+    (logit_diff_wrong_minus_correct, "logit_diff", day5_spec.SIGN_FLIPPED),
     (logit_diff_averaged, "logit_diff", "shape"),
     (logit_diff_of_probabilities, "logit_diff", DIFFER),
-    (range_at_coverage_quantiles, "usual_range", DIFFER),
+    (range_at_coverage_quantiles, "usual_range", day5_spec.QUANTILES_AT_COVERAGE),
     (range_mean_plus_minus_std, "usual_range", DIFFER),
     (range_nearest_rank, "usual_range", DIFFER),
     (range_min_max, "usual_range", DIFFER),
@@ -921,15 +1174,15 @@ WRONG_IMPLEMENTATIONS = [
     (receivers_skipping_the_second_run, "path_patching_to_receivers", DIFFER),
     (receivers_sign_flipped, "path_patching_to_receivers", DIFFER),
     (means_over_positions, "reference_means", "shape"),
-    (means_over_prompts_and_positions, "reference_means", DIFFER),
+    (means_over_prompts_and_positions, "reference_means", day5_spec.MEANS_OVER_POSITIONS),
     (means_of_values, "reference_means", DIFFER),
     (medians, "reference_means", DIFFER),
-    (ablation_of_the_kept_slices, "mean_ablated_logits", DIFFER),
+    (ablation_of_the_kept_slices, "mean_ablated_logits", day5_spec.ABLATION_INVERTED),
     (ablation_with_zeros, "mean_ablated_logits", DIFFER),
     (ablation_keeping_whole_heads, "mean_ablated_logits", DIFFER),
     (ablation_of_the_kept_positions_too, "mean_ablated_logits", DIFFER),
     (ablation_with_means_over_positions, "mean_ablated_logits", DIFFER),
-    (faithfulness_as_fraction, "faithfulness", SCALAR),
+    (faithfulness_as_fraction, "faithfulness", day5_spec.FRACTION_NOT_PERCENT),
     (faithfulness_mean_of_ratios, "faithfulness", SCALAR),
     (faithfulness_upside_down, "faithfulness", SCALAR),
     (faithfulness_as_loss, "faithfulness", SCALAR),
@@ -945,7 +1198,7 @@ WRONG_IMPLEMENTATIONS = [
     (minimality_against_the_full_model, "minimality", DIFFER),
     (minimality_as_ratio, "minimality", DIFFER),
     (minimality_sign_flipped, "minimality", "sign"),
-    (answers_step_one, "number_answer_tokens", DIFFER),
+    (answers_step_one, "number_answer_tokens", day5_spec.STEP_OF_ONE),
     (answers_swapped, "number_answer_tokens", DIFFER),
     (answers_repeat_is_the_first_number, "number_answer_tokens", DIFFER),
     (answers_step_from_the_bos, "number_answer_tokens", DIFFER),
@@ -953,6 +1206,19 @@ WRONG_IMPLEMENTATIONS = [
     (corruption_with_the_first_number, "repeat_last_corruption", DIFFER),
     (corruption_of_the_one_before, "repeat_last_corruption", DIFFER),
     (corruption_dropping_the_last, "repeat_last_corruption", "shape"),
+    (names_without_the_average, "name_direct_effects", DIFFER),
+    (names_without_the_scale, "name_direct_effects", DIFFER),
+    (names_columns_swapped, "name_direct_effects", DIFFER),
+    (names_against_the_whole_vocabulary, "name_direct_effects", DIFFER),
+    (names_at_the_last_position, "name_direct_effects", DIFFER),
+    (mlp_path_without_freezing, "path_patching_to_mlp", DIFFER),
+    (mlp_path_one_layer_early, "path_patching_to_mlp", DIFFER),
+    (mlp_path_normalised_from_corrupted, "path_patching_to_mlp", DIFFER),
+    (mlp_path_at_the_end_only, "path_patching_to_mlp", DIFFER),
+    (ablation_of_heads_only, "ablate_heads_and_mlps", DIFFER),
+    (ablation_of_mlps_by_means_over_positions, "ablate_heads_and_mlps", DIFFER),
+    (ablation_of_mlps_by_zeros, "ablate_heads_and_mlps", DIFFER),
+    (ablation_of_the_kept_mlps, "ablate_heads_and_mlps", DIFFER),
 ]
 
 CORRECT_ALTERNATIVES = [
@@ -976,6 +1242,12 @@ CORRECT_ALTERNATIVES = [
     (prune_sequential_by_the_batched_loop, "greedy_prune_sequential"),
     (answers_from_the_first_step, "number_answer_tokens"),
     (corruption_with_index_put, "repeat_last_corruption"),
+    (names_by_centred_directions, "name_direct_effects"),
+    (names_one_name_at_a_time, "name_direct_effects"),
+    (mlp_path_one_sender_at_a_time, "path_patching_to_mlp"),
+    (mlp_path_through_its_input, "path_patching_to_mlp"),
+    (ablation_of_heads_and_mlps_by_indexing, "ablate_heads_and_mlps"),
+    (ablation_of_heads_and_mlps_prompt_by_prompt, "ablate_heads_and_mlps"),
 ]
 
 

@@ -15,8 +15,8 @@ from checks.course import Course
 # What code looks like in prose: a call, an operator between matrices, indexing or slicing, a tensor method.
 CODE = re.compile(r"\w\(|@|\[:|\[\d+:|\.(argmax|gather|mean|sum|softmax|log_softmax|clone|expand|where|std)\b|torch\."
                   r"|(?<![=<>!])=(?!=)")
-DAYS_AS_PROBLEMS = (1, 2, 3, 4)
-"""Days whose docstrings have been rewritten as contracts (day 5 joins when its are)."""
+DAYS_AS_PROBLEMS = (1, 2, 3, 4, 5)
+"""Days whose docstrings have been rewritten as contracts: every day."""
 # Contracts that must name a call: a reproducible draw is defined by the exact draw it makes (what, not how).
 CONTRACTS_THAT_NAME_CALLS = {
     "generate_repeated_tokens": ("`torch.randint(first_token, model.cfg.d_vocab, (batch, half_len), "

@@ -198,3 +198,21 @@ def test_vocabularies_decode_as_words():
         toy_vocab.encode("Mary gave a unicorn")
     assert corpus.decode(corpus.stories(1, gen())[0]).startswith("<bos> ")
     assert arr.VOCAB[arr.BOS_TOKEN] == "BOS" and arr.VOCAB[arr.NL_TOKEN] == "NL"
+
+
+def test_varied_ioi_rows_answer_the_one_name_that_does_not_repeat():
+    names = {toy_vocab.TOKEN_ID[name] for name in toy_vocab.NAMES}
+    for split in ("train", "held_out"):
+        rows = ioi.varied_ioi_rows(200, gen(), split=split)
+        positions = set()
+        for row in rows:
+            assert row[0] == toy_vocab.BOS_TOKEN and len(row) <= ioi.VARIED_MAX_LEN
+            counts = {t: row[:-1].count(t) for t in row[:-1] if t in names}
+            once = [t for t, n in counts.items() if n == 1]
+            assert once == [row[-1]] and all(n in (1, 2) for n in counts.values())
+            pairs = [(a, b) for a in counts for b in counts if a < b]
+            index = {toy_vocab.TOKEN_ID[name]: i for i, name in enumerate(toy_vocab.NAMES)}
+            held = [ioi.held_out_pair(index[a], index[b]) for a, b in pairs]
+            assert all(held) if split == "held_out" else not any(held)
+            positions.add(row.index(row[-1]))
+        assert len(positions) >= 4  # IO stands at many positions, unlike the fixed frames' 3 and 5

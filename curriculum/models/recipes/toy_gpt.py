@@ -8,7 +8,8 @@ import torch
 from transformer_lens import HookedTransformer
 
 from curriculum.data import toy_vocab
-from curriculum.data.ioi import ioi_logit_diff, ioi_prompts
+from curriculum.data.ioi import IOIPrompts, ioi_logit_diff, ioi_prompts, varied_ioi_rows
+from curriculum.data.toy_vocab import NAMES, TOKEN_ID
 from curriculum.data.number_sequences import LENGTHS, next_number_accuracy, number_sequences
 from curriculum.data.toy_corpus import IOI_SHARE, NUMBER_SHARE, ROW_LEN, toy_gpt_batch, toy_gpt_loss
 from curriculum.models import measure as m
@@ -18,6 +19,18 @@ EVAL_SEED = 4_242
 IOI_PROMPTS = 500
 SEQUENCES_PER_LENGTH = 100
 TOP_HEADS = 5
+
+
+def s1_replaced(prompts: IOIPrompts, generator: torch.Generator) -> torch.Tensor:
+    """The prompts' tokens with S1 replaced by a third name (neither IO nor S): no name repeats any more."""
+    tokens = prompts.tokens.clone()
+    for i in range(len(prompts)):
+        while True:
+            name = TOKEN_ID[NAMES[int(torch.randint(len(NAMES), (1,), generator=generator))]]
+            if name not in (int(prompts.io_tokens[i]), int(prompts.s_tokens[i])):
+                break
+        tokens[i, prompts.s1_positions[i]] = name
+    return tokens
 
 
 def ioi_direct_effects(model: HookedTransformer, n: int = IOI_PROMPTS, seed: int = EVAL_SEED) -> torch.Tensor:
@@ -34,6 +47,12 @@ def measure(model: HookedTransformer) -> dict[str, Any]:
     generator = torch.Generator().manual_seed(EVAL_SEED)
     prompts = ioi_prompts(IOI_PROMPTS, generator, split="held_out")
     logit_diff = ioi_logit_diff(model(prompts.tokens.to(model.cfg.device)).cpu(), prompts)
+    abc = s1_replaced(prompts, torch.Generator().manual_seed(EVAL_SEED + 1))
+    abc_logit_diff = ioi_logit_diff(model(abc.to(model.cfg.device)).cpu(), prompts)
+    varied = varied_ioi_rows(IOI_PROMPTS, torch.Generator().manual_seed(EVAL_SEED + 2), split="held_out")
+    varied_correct = [
+        int(model(torch.tensor([row[:-1]], device=model.cfg.device))[0, -1].argmax()) == row[-1] for row in varied
+    ]
     accuracies = []
     for length in range(LENGTHS[0], LENGTHS[1] + 1):
         sequences = number_sequences(SEQUENCES_PER_LENGTH, length, generator, split="held_out")
@@ -43,6 +62,8 @@ def measure(model: HookedTransformer) -> dict[str, Any]:
         "ioi_fraction_io_above_s": (logit_diff > 0).float().mean().item(),
         "ioi_mean_logit_diff_abba": logit_diff[prompts.is_abba].mean().item(),
         "ioi_mean_logit_diff_baba": logit_diff[~prompts.is_abba].mean().item(),
+        "ioi_mean_logit_diff_s1_replaced": abc_logit_diff.mean().item(),
+        "varied_ioi_accuracy": sum(varied_correct) / len(varied_correct),
         "next_number_accuracy": sum(accuracies) / len(accuracies),
         "top_heads_by_direct_effect_on_ioi_logit_diff": m.top_heads(ioi_direct_effects(model), TOP_HEADS),
     }
@@ -89,7 +110,12 @@ IOI figures: {IOI_PROMPTS} held-out prompts (`ioi_prompts(..., split="held_out")
 (template, place, object) combinations that training never shows. Logit difference = logit(IO) - logit(S) at the
 last position. Direct effect of a head: its output at the last position, through the final LayerNorm (scale frozen
 from the clean run) onto the unembedding direction IO - S, averaged over the prompts
-(`curriculum.models.recipes.toy_gpt.ioi_direct_effects`). Number figures: {SEQUENCES_PER_LENGTH} held-out
+(`curriculum.models.recipes.toy_gpt.ioi_direct_effects`). `ioi_mean_logit_diff_s1_replaced`: the same prompts with
+S1 replaced by a third name (`s1_replaced`), so that no name repeats: a model that finds S by its repetition loses
+its logit difference; this one raises it, since it suppresses whatever name stands at S2's position (the two fixed
+templates allow that shortcut). `varied_ioi_accuracy`: argmax accuracy on {IOI_PROMPTS} held-out prompts of other
+shapes (`curriculum.data.ioi.varied_ioi_rows`: names at other positions, other clause orders, three names), which
+training never shows. Number figures: {SEQUENCES_PER_LENGTH} held-out
 sequences of each length {LENGTHS[0]}-{LENGTHS[1]} (start, step pairs that no training sequence starts with; see
 `held_out_progression`); accuracy of the argmax next number.
 
