@@ -1,5 +1,5 @@
 """The table of hypotheses that the scrubbing benchmark (`bench/scrubbing.py`) and the tests of the fast scrubber
-(`tests/test_scrubbing.py`) run through `curriculum.scrubbing.ScrubbingRun`, its sources, and the obvious hooked
+(`tests/library/test_scrubbing.py`) run through `curriculum.scrubbing.ScrubbingRun`, its sources, and the obvious hooked
 computation of the same table (`straightforward_losses`: one full forward pass with hooks per hypothesis and
 resampling), the benchmark's baseline and the tests' oracle.
 

@@ -361,7 +361,7 @@ GROUP_KINDS = ("sequence", "token", "previous token", "any position")
 FEATURE_KINDS = ("token", "previous token")
 LADDER_FLOOR = 0.90
 """Every rung of the learner's ladder must recover at least this fraction. The course's ladder recovers between
-about 96% and 100% on the grading cases and in the notebook (tests/test_day3_problems.py asserts a margin)."""
+about 96% and 100% on the grading cases and in the notebook (tests/days/test_day3_problems.py asserts a margin)."""
 REFUTED_CEILING = 0.50
 REFINED_FLOOR = 0.85
 NAIVE_CEILING = 0.25

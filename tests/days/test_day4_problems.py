@@ -1,7 +1,7 @@
 """Day 4 as problems: every check gives hints in three tiers, and the mistakes a check declares are named by the
 grader, in the learner's kernel and through the supervisor alike, where a learner's own predictor is also judged by
 its agreement with the model. (That no exercise docstring spells out code is tested for every day written as
-problems in tests/test_exercise_docstrings.py.)"""
+problems in tests/days/test_exercise_docstrings.py.)"""
 
 from __future__ import annotations
 
