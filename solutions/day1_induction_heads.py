@@ -756,7 +756,7 @@ if MAIN:
 
 # %% [markdown]
 # The story of `induction-2l` (every statement here is recomputed on the shipped weights by
-# `tests/test_day1_claims.py`, with this notebook's seeds):
+# `tests/days/test_day1_claims.py`, with this notebook's seeds):
 #
 # - **L0H0 is the previous-token head, in the first half of the context.** It is the only head whose
 #   previous-token score passes 0.5 on repeated random tokens, and it passes 0.5 on stories too. Across the whole

@@ -869,7 +869,7 @@ if MAIN:
 
 # %% [markdown]
 # The induction circuit of `induction-2l`, read from its weights (each statement is recomputed on the shipped
-# weights by `tests/test_day2_claims.py`, with this notebook's seeds):
+# weights by `tests/days/test_day2_claims.py`, with this notebook's seeds):
 #
 # - **L1H0 copies.** Its full OV circuit maps over 98% of tokens to themselves (top-1) and every token into its own
 #   top 5; no other head copies more than 30% of tokens. Its eigenvalue copying score is above 0.99, the highest

@@ -1221,7 +1221,7 @@ if MAIN:
 # -0.28), reading a little from the late heads (path patching into it: -0.04 to -0.07 per head). Mean-ablating the six
 # S-pushing heads at the end removes the behaviour (logit difference 0.40), while ablating the layer-3 MLP there only
 # lowers it (7.04): the late heads' S suppression is what tells the names apart. The cell below collects the figures
-# behind these sentences, each computed above and asserted by `tests/test_day5_claims.py`.
+# behind these sentences, each computed above and asserted by `tests/days/test_day5_claims.py`.
 
 # %%
 if MAIN:
