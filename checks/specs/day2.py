@@ -24,19 +24,8 @@ DAY = 2
 MODULE = "day2_induction_circuit"
 MODEL = INDUCTION_2L
 
-INDUCTION = INDUCTION_2L
-ARRAY = ARRAY_2L1H
-
 
 # ---- data -------------------------------------------------------------------------------------------------------------
-def _repeated(env: GradingEnv, batch: int, half_len: int, seed: int) -> torch.Tensor:
-    return repeated_batch(env, INDUCTION, batch, half_len, seed)
-
-
-def _stories(env: GradingEnv, batch: int, length: int, seed: int) -> torch.Tensor:
-    return story_batch(env, batch, length, seed)
-
-
 def _arrays(env: GradingEnv, batch: int, seed: int) -> torch.Tensor:
     return array_indexing_batch(batch, env.generator(seed)).to(env.device)
 
@@ -168,8 +157,8 @@ def _decomposition_case(model_name: str, tokens: Callable[[GradingEnv], torch.Te
 
 def _real_sources(env: GradingEnv) -> dict[str, Any]:
     """The sources of layer 1's query/key input of induction-2l, stacked with plain cache lookups."""
-    model = env.model(INDUCTION)
-    cache = _cache(model, _repeated(env, 3, 10, 206))
+    model = env.model(INDUCTION_2L)
+    cache = _cache(model, repeated_batch(env, INDUCTION_2L, 3, 10, 206))
     with torch.no_grad():
         heads = torch.einsum("bphd,hdm->hbpm", cache["z", 0], model.W_O[0])
         bias = model.b_O[0].expand_as(cache["embed"])
@@ -188,8 +177,8 @@ def _random_sources(model_name: str, n_sources: int, batch: int, pos: int, layer
 
 def _real_terms(env: GradingEnv) -> dict[str, Any]:
     """Queries and keys of L1H0 split into (input, bias) terms, from a cache of repeated tokens."""
-    model = env.model(INDUCTION)
-    cache = _cache(model, _repeated(env, 2, 9, 208))
+    model = env.model(INDUCTION_2L)
+    cache = _cache(model, repeated_batch(env, INDUCTION_2L, 2, 9, 208))
     with torch.no_grad():
         attention_input = cache["resid_pre", 1] + cache["pos_embed"]
         queries = torch.stack([attention_input @ model.W_Q[1, 0], model.b_Q[1, 0].expand(2, 19, -1)])
@@ -215,7 +204,7 @@ def _k_composition_case(model_name: str, prev_layer: int, prev_head: int, layer:
 
 def _model_composition_case(env: GradingEnv) -> dict[str, Any]:
     """OV circuits of induction-2l's layer-0 heads against the transposed QK circuits of its layer-1 heads."""
-    model = env.model(INDUCTION)
+    model = env.model(INDUCTION_2L)
     with torch.no_grad():
         left = model.W_V[0] @ model.W_O[0]
         right = (model.W_Q[1] @ model.W_K[1].transpose(-1, -2)).transpose(-1, -2)
@@ -247,7 +236,7 @@ def _prediction_case(model_name: str, tokens: Callable[[GradingEnv], torch.Tenso
 
 def _agreement_case(env: GradingEnv) -> dict[str, Any]:
     """L1H0's real pattern on repeated tokens against a noisy copy of it (they agree on most, not all, queries)."""
-    cache = _cache(env.model(INDUCTION), _repeated(env, 4, 10, 212))
+    cache = _cache(env.model(INDUCTION_2L), repeated_batch(env, INDUCTION_2L, 4, 10, 212))
     actual = cache["pattern", 1][:, 0].clone()
     noise = 2.0 * _randn(env, tuple(actual.shape), 213)
     predicted = (actual.clamp_min(1e-9).log() + noise).softmax(dim=-1)
@@ -256,7 +245,7 @@ def _agreement_case(env: GradingEnv) -> dict[str, Any]:
 
 def _array_agreement_case(env: GradingEnv) -> dict[str, Any]:
     """array-2l1h's layer-0 pattern against its layer-1 pattern, from query 3 on."""
-    cache = _cache(env.model(ARRAY), _arrays(env, 6, 214))
+    cache = _cache(env.model(ARRAY_2L1H), _arrays(env, 6, 214))
     return {"predicted": cache["pattern", 0][:, 0].clone(), "actual": cache["pattern", 1][:, 0].clone(),
             "first_query": 3}
 
@@ -374,12 +363,16 @@ CHECKS = [
     Check(
         "circuit_summary",
         {
-            "OV circuit of induction-2l L1H0, k 3": _summary_case(INDUCTION, lambda m: (m.W_V[1, 0], m.W_O[1, 0]), 3),
+            "OV circuit of induction-2l L1H0, k 3": _summary_case(
+                INDUCTION_2L, lambda m: (m.W_V[1, 0], m.W_O[1, 0]), 3),
             "QK circuits of induction-2l layer 0, batched over heads, k 5": _summary_case(
-                INDUCTION, lambda m: (m.W_Q[0], m.W_K[0].transpose(-1, -2)), 5),
-            "embedding x unembedding of array-2l1h (52 x 50), k 4": _summary_case(ARRAY, lambda m: (m.W_E, m.W_U), 4),
-            "k 0 (ValueError)": Raises(ValueError, _summary_case(INDUCTION, lambda m: (m.W_V[1, 0], m.W_O[1, 0]), 0)),
-            "k 51 > rdim 50 (ValueError)": Raises(ValueError, _summary_case(ARRAY, lambda m: (m.W_E, m.W_U), 51)),
+                INDUCTION_2L, lambda m: (m.W_Q[0], m.W_K[0].transpose(-1, -2)), 5),
+            "embedding x unembedding of array-2l1h (52 x 50), k 4": _summary_case(
+                ARRAY_2L1H, lambda m: (m.W_E, m.W_U), 4),
+            "k 0 (ValueError)": Raises(ValueError, _summary_case(
+                INDUCTION_2L, lambda m: (m.W_V[1, 0], m.W_O[1, 0]), 0)),
+            "k 51 > rdim 50 (ValueError)": Raises(ValueError, _summary_case(
+                ARRAY_2L1H, lambda m: (m.W_E, m.W_U), 51)),
         },
         validate=_not_materialised,
         hints=(
@@ -394,9 +387,9 @@ CHECKS = [
     Check(
         "head_full_ov_circuit",
         {
-            "induction-2l L1H0": _head_case(INDUCTION, 1, 0),
-            "induction-2l L0H3": _head_case(INDUCTION, 0, 3),
-            "array-2l1h L1H0 (52 tokens in, 50 out)": _head_case(ARRAY, 1, 0),
+            "induction-2l L1H0": _head_case(INDUCTION_2L, 1, 0),
+            "induction-2l L0H3": _head_case(INDUCTION_2L, 0, 3),
+            "array-2l1h L1H0 (52 tokens in, 50 out)": _head_case(ARRAY_2L1H, 1, 0),
         },
         hints=(
             "Follow a token from the embedding through one head's value and output weights to the logits: which "
@@ -409,12 +402,12 @@ CHECKS = [
     Check(
         "top_k_copying_accuracy",
         {
-            "all 8 heads of induction-2l, k 1": _copying_case(INDUCTION, None, 1),
+            "all 8 heads of induction-2l, k 1": _copying_case(INDUCTION_2L, None, 1),
             "layer 2 of toy-gpt (296 tokens), k 5": _copying_case(TOY_GPT, 2, 5),
             "one random 60 x 60 matrix, no batch dims, k 10": _random_copying_case,
             "3 matrices of 5 x 7 (ValueError)": Raises(ValueError, _non_square_circuit),
-            "k 0 (ValueError)": Raises(ValueError, _copying_case(INDUCTION, 1, 0)),
-            "k 194 > 193 tokens (ValueError)": Raises(ValueError, _copying_case(INDUCTION, 1, 194)),
+            "k 0 (ValueError)": Raises(ValueError, _copying_case(INDUCTION_2L, 1, 0)),
+            "k 194 > 193 tokens (ValueError)": Raises(ValueError, _copying_case(INDUCTION_2L, 1, 194)),
         },
         hints=(
             "When does a matrix copy token t: what must be true of row t's diagonal entry?",
@@ -427,9 +420,9 @@ CHECKS = [
     Check(
         "eigenvalue_copying_scores",
         {
-            "induction-2l (2 layers x 4 heads, 193 tokens)": _model_case(INDUCTION),
+            "induction-2l (2 layers x 4 heads, 193 tokens)": _model_case(INDUCTION_2L),
             "toy-gpt (4 layers x 4 heads, 296 tokens)": _model_case(TOY_GPT),
-            "array-2l1h: 52 tokens in, 50 out (ValueError)": Raises(ValueError, _model_case(ARRAY)),
+            "array-2l1h: 52 tokens in, 50 out (ValueError)": Raises(ValueError, _model_case(ARRAY_2L1H)),
         },
         hints=(
             "What do positive eigenvalues of an OV circuit say about copying, and how can you get them without a "
@@ -444,13 +437,13 @@ CHECKS = [
     Check(
         "positional_attention",
         {
-            "induction-2l L0H0, 30 positions": _head_case(INDUCTION, 0, 0, n_positions=30),
-            "induction-2l L1H3, 17 positions": _head_case(INDUCTION, 1, 3, n_positions=17),
-            "array-2l1h L1H0, all 11 positions": _head_case(ARRAY, 1, 0, n_positions=11),
+            "induction-2l L0H0, 30 positions": _head_case(INDUCTION_2L, 0, 0, n_positions=30),
+            "induction-2l L1H3, 17 positions": _head_case(INDUCTION_2L, 1, 3, n_positions=17),
+            "array-2l1h L1H0, all 11 positions": _head_case(ARRAY_2L1H, 1, 0, n_positions=11),
             "toy-gpt, standard positions (ValueError)": Raises(ValueError, _head_case(TOY_GPT, 0, 0, n_positions=5)),
-            "array-2l1h, 12 positions > n_ctx 11 (ValueError)": Raises(ValueError, _head_case(ARRAY, 0, 0,
+            "array-2l1h, 12 positions > n_ctx 11 (ValueError)": Raises(ValueError, _head_case(ARRAY_2L1H, 0, 0,
                                                                                                    n_positions=12)),
-            "induction-2l, 0 positions (ValueError)": Raises(ValueError, _head_case(INDUCTION, 0, 0, n_positions=0)),
+            "induction-2l, 0 positions (ValueError)": Raises(ValueError, _head_case(INDUCTION_2L, 0, 0, n_positions=0)),
         },
         hints=(
             "If the residual stream held only the position embedding, what would a head's queries and keys be?",
@@ -465,11 +458,12 @@ CHECKS = [
         "previous_position_score",
         {
             "induction-2l layer 0 on 3 stories of 40 tokens": _pattern_case(
-                INDUCTION, lambda env: _stories(env, 3, 40, 202), 0),
+                INDUCTION_2L, lambda env: story_batch(env, 3, 40, 202), 0),
             "array-2l1h layer 1 on 5 examples of 11 tokens": _pattern_case(
-                ARRAY, lambda env: _arrays(env, 5, 203), 1),
+                ARRAY_2L1H, lambda env: _arrays(env, 5, 203), 1),
             "one pattern, no batch dims (induction-2l L1H2)": _pattern_case(
-                INDUCTION, lambda env: _repeated(env, 1, 9, 204), 1, select=lambda pattern: pattern[0, 2]),
+                INDUCTION_2L, lambda env: repeated_batch(env, INDUCTION_2L, 1, 9, 204), 1,
+                select=lambda pattern: pattern[0, 2]),
         },
         hints=(
             "Which entries of a pattern say 'attend to the previous position', and how many are there?",
@@ -483,10 +477,10 @@ CHECKS = [
         "decompose_attention_input",
         {
             "induction-2l layer 1, 3 repeated sequences of 21": _decomposition_case(
-                INDUCTION, lambda env: _repeated(env, 3, 10, 205), 1),
-            "array-2l1h layer 1, 4 examples": _decomposition_case(ARRAY, lambda env: _arrays(env, 4, 215), 1),
+                INDUCTION_2L, lambda env: repeated_batch(env, INDUCTION_2L, 3, 10, 205), 1),
+            "array-2l1h layer 1, 4 examples": _decomposition_case(ARRAY_2L1H, lambda env: _arrays(env, 4, 215), 1),
             "induction-2l layer 0, 2 stories of 15": _decomposition_case(
-                INDUCTION, lambda env: _stories(env, 2, 15, 216), 0),
+                INDUCTION_2L, lambda env: story_batch(env, 2, 15, 216), 0),
             "toy-gpt: MLPs, LayerNorm, standard positions (ValueError)": Raises(ValueError, _decomposition_case(
                 TOY_GPT, _random_tokens(TOY_GPT, 2, 8, 240), 1)),
         },
@@ -501,8 +495,8 @@ CHECKS = [
         "decompose_queries_keys",
         {
             "induction-2l L1H0, its real 7 sources": _real_sources,
-            "induction-2l L0H2, 4 random sources": _random_sources(INDUCTION, 4, 2, 9, 0, 2, 207),
-            "array-2l1h L1H0 (d_head 128), 3 random sources": _random_sources(ARRAY, 3, 5, 11, 1, 0, 217),
+            "induction-2l L0H2, 4 random sources": _random_sources(INDUCTION_2L, 4, 2, 9, 0, 2, 207),
+            "array-2l1h L1H0 (d_head 128), 3 random sources": _random_sources(ARRAY_2L1H, 3, 5, 11, 1, 0, 217),
         },
         hints=(
             "A query is linear in its input: how does a sum of sources become a sum of query terms, and where does "
@@ -529,9 +523,9 @@ CHECKS = [
     Check(
         "k_composition_circuit",
         {
-            "induction-2l L0H0 -> L1H0": _k_composition_case(INDUCTION, 0, 0, 1, 0),
-            "induction-2l L0H2 -> L1H3": _k_composition_case(INDUCTION, 0, 2, 1, 3),
-            "array-2l1h L0H0 -> L1H0": _k_composition_case(ARRAY, 0, 0, 1, 0),
+            "induction-2l L0H0 -> L1H0": _k_composition_case(INDUCTION_2L, 0, 0, 1, 0),
+            "induction-2l L0H2 -> L1H3": _k_composition_case(INDUCTION_2L, 0, 2, 1, 3),
+            "array-2l1h L0H0 -> L1H0": _k_composition_case(ARRAY_2L1H, 0, 0, 1, 0),
             "toy-gpt L1H2 -> L3H1 (296 tokens)": _k_composition_case(TOY_GPT, 1, 2, 3, 1),
         },
         hints=(
@@ -582,16 +576,17 @@ CHECKS = [
         "predicted_induction_pattern",
         {
             "induction-2l L0H0 -> L1H0, 3 repeated sequences of 25": _prediction_case(
-                INDUCTION, lambda env: _repeated(env, 3, 12, 222), 0, 0, 1, 0),
+                INDUCTION_2L, lambda env: repeated_batch(env, INDUCTION_2L, 3, 12, 222), 0, 0, 1, 0),
             "induction-2l L0H1 -> L1H2, 2 repeated sequences of 15": _prediction_case(
-                INDUCTION, lambda env: _repeated(env, 2, 7, 223), 0, 1, 1, 2),
-            "array-2l1h L0H0 -> L1H0, 4 examples": _prediction_case(ARRAY, lambda env: _arrays(env, 4, 224), 0, 0, 1, 0),
+                INDUCTION_2L, lambda env: repeated_batch(env, INDUCTION_2L, 2, 7, 223), 0, 1, 1, 2),
+            "array-2l1h L0H0 -> L1H0, 4 examples": _prediction_case(
+                ARRAY_2L1H, lambda env: _arrays(env, 4, 224), 0, 0, 1, 0),
             "induction-2l L1H3 -> L1H1 (any pair of heads), 2 sequences of 11": _prediction_case(
-                INDUCTION, lambda env: _repeated(env, 2, 5, 225), 1, 3, 1, 1),
+                INDUCTION_2L, lambda env: repeated_batch(env, INDUCTION_2L, 2, 5, 225), 1, 3, 1, 1),
             "toy-gpt, standard positions (ValueError)": Raises(ValueError, _prediction_case(
                 TOY_GPT, _random_tokens(TOY_GPT, 2, 8, 241), 0, 0, 1, 0)),
             "array-2l1h, 12 tokens > n_ctx 11 (ValueError)": Raises(ValueError, _prediction_case(
-                ARRAY, _random_tokens(ARRAY, 2, 12, 242), 0, 0, 1, 0)),
+                ARRAY_2L1H, _random_tokens(ARRAY_2L1H, 2, 12, 242), 0, 0, 1, 0)),
         },
         hints=(
             "Combine a previous-token head's positional pattern with an induction head's weights: which token does "
