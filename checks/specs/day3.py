@@ -29,7 +29,6 @@ DAY = 3
 MODULE = "day3_causal_scrubbing"
 MODEL = INDUCTION_2L
 OTHER_MODEL = ARRAY_2L1H  # also 2 attention-only layers with shortformer positions, but 1 head and another vocabulary
-GPT = TOY_GPT
 
 
 def _random_tokens(env: GradingEnv, model: str, batch: int, length: int, seed: int) -> torch.Tensor:
@@ -55,7 +54,7 @@ def _mask_case(batch: int, length: int, seed: int, candidates: str) -> InputBuil
             chosen = torch.tensor(INDUCTION_CANDIDATES)
             tokens, d_vocab = story_batch(env, batch, length, seed), env.model(MODEL).cfg.d_vocab
         else:  # a random set of tokens, in the smaller (array-2l1h) or larger (toy-gpt) vocabulary of another model
-            d_vocab = env.model(OTHER_MODEL if candidates == "random" else GPT).cfg.d_vocab
+            d_vocab = env.model(OTHER_MODEL if candidates == "random" else TOY_GPT).cfg.d_vocab
             tokens = torch.randint(0, d_vocab, (batch, length), generator=env.generator(seed)).to(env.device)
             chosen = torch.randperm(d_vocab, generator=env.generator(seed + 1))[: d_vocab // 4]
         return {"inputs": tokens[:, :-1], "candidates": chosen.to(env.device), "d_vocab": d_vocab}
@@ -591,7 +590,7 @@ CHECKS = [
     Check(
         name="per_position_loss",
         cases={"induction-2l, batch 3, 30 tokens": _loss_case(MODEL, 3, 30, 321),
-         "toy-gpt, batch 2, 12 tokens": _loss_case(GPT, 2, 12, 322)},
+         "toy-gpt, batch 2, 12 tokens": _loss_case(TOY_GPT, 2, 12, 322)},
         exact_types=True, hints=(
             "The targets are already aligned with the inputs: what is the loss at one position?",
             "Run the model on the inputs, turn its logits into log-probabilities and read, at every position, that of"
