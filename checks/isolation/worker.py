@@ -53,7 +53,7 @@ from checks.isolation.guard import CourseFileGuard
 from checks.isolation.protocol import MAX_MESSAGE, Channel, FrameError, NotPlain, to_plain
 from checks.isolation.reaper import kill_leftovers
 from checks.isolation.seccomp import forbid_file_changes_and_signals
-from curriculum.paths import COURSE_ROOT
+from curriculum.tools.paths import COURSE_ROOT
 
 
 # ---- the zygote ------------------------------------------------------------------------------------------------------
@@ -295,7 +295,7 @@ def import_day_dependencies(day: Any) -> None:
     except (OSError, SyntaxError, ValueError):
         return
     names = [alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names]
-    for node in tree.body:  # `from curriculum import plotting` names a module too
+    for node in tree.body:  # `from curriculum.library import plotting` names a module too
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*"]
     for name in dict.fromkeys(names):
