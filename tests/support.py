@@ -1,5 +1,6 @@
 """Plain helpers shared by the project's tests (imported as `support`: pytest puts this folder on `sys.path` for
-`conftest.py`): where the fixture course lies, and how to build a private copy of it."""
+`conftest.py`): where the fixture course lies, how to build a private copy of it, and hostile code that more than
+one test file submits."""
 
 from __future__ import annotations
 
@@ -9,6 +10,26 @@ from pathlib import Path
 
 FIXTURE_COURSE = Path(__file__).parent / "fixtures" / "course"
 FIXTURE_MODELS = f"{FIXTURE_COURSE / 'models.py'}:load_model"
+
+# A submission's source that reads another process's memory (the supervisor's, where it holds the references):
+# `_read_another_process()` returns the pid whose memory it read, or None when none could be read.
+READ_ANOTHER_PROCESS = """
+import os
+def _read_another_process():
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit() or int(entry) == os.getpid():
+            continue
+        try:
+            with open(f"/proc/{entry}/maps") as maps:
+                start = int(maps.readline().split("-")[0], 16)
+            with open(f"/proc/{entry}/mem", "rb") as mem:
+                mem.seek(start)
+                if mem.read(16):
+                    return int(entry)
+        except (OSError, ValueError):
+            continue
+    return None
+"""
 
 
 def make_fixture_course(destination: Path):

@@ -18,10 +18,9 @@ import pytest
 import torch
 from transformer_lens import ActivationCache, HookedTransformer
 
-from checks.course import Course
 from checks.pipeline.learner import load_module
 from checks.spec import expected_exception
-from margins import CORRECT_MARGIN, _env, built_inputs, output_margin
+from margins import CORRECT_MARGIN, _course, _env, built_inputs, output_margin
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -29,13 +28,13 @@ DAYS = (1, 4)
 
 
 def _cases() -> list[tuple[int, str, str]]:
-    course = Course.default()
+    course = _course()
     return [(number, check.name, case) for number in DAYS for check in course.day(number).checks
             for case, builder in check.cases.items() if expected_exception(builder) is None]
 
 
 def _solution(number: int, name: str) -> Any:
-    return getattr(load_module(Course.default().day(number).solution_path), name)
+    return getattr(load_module(_course().day(number).solution_path), name)
 
 
 # ---- float64 ---------------------------------------------------------------------------------------------------------
@@ -102,7 +101,7 @@ class _SplitEnv:
 
 def _split_inputs(number: int, name: str, case: str) -> dict[str, Any]:
     """The case's inputs with activations computed in batch splits; models in them are the plain ones again."""
-    check = Course.default().day(number).check(name)
+    check = _course().day(number).check(name)
     split_env = _SplitEnv(_env("cpu"))
     inputs = check.cases[case](split_env)
 

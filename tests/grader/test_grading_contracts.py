@@ -170,13 +170,13 @@ CONTRACT_FAILS = [
 
 @pytest.mark.parametrize("exercise, correct", CONTRACT_PASSES, ids=[f.__name__ for _, f in CONTRACT_PASSES])
 def test_a_correct_draw_unlike_the_solutions_passes(exercise, correct):
-    outcome = grade(correct, name=exercise, device="cpu")
+    outcome = grade(correct, name=exercise, device="cpu", course=COURSE)
     assert outcome.status == "passed", outcome.message
 
 
 @pytest.mark.parametrize("exercise, wrong, phrase", CONTRACT_FAILS, ids=[f.__name__ for _, f, _ in CONTRACT_FAILS])
 def test_a_biased_or_irreproducible_draw_fails(exercise, wrong, phrase):
-    outcome = grade(wrong, name=exercise, device="cpu")
+    outcome = grade(wrong, name=exercise, device="cpu", course=COURSE)
     assert outcome.status == "failed" and phrase in outcome.message, outcome.message
     if phrase == "not uniform":
         assert "with probability at most 1e-06" in outcome.message

@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 from checks.__main__ import main as checks_main
+from support import READ_ANOTHER_PROCESS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -78,21 +79,7 @@ def count_repeats(tokens):
     os._exit(0)
 """
 
-THIEF = f"""
-import os
-def _read_another_process():
-    for entry in os.listdir("/proc"):
-        if entry.isdigit() and int(entry) != os.getpid():
-            try:
-                with open(f"/proc/{{entry}}/maps") as maps:
-                    start = int(maps.readline().split("-")[0], 16)
-                with open(f"/proc/{{entry}}/mem", "rb") as mem:
-                    mem.seek(start)
-                    if mem.read(16):
-                        return int(entry)
-            except (OSError, ValueError):
-                pass
-    return None
+THIEF = READ_ANOTHER_PROCESS + f"""
 _STOLEN = _read_another_process()
 def count_repeats(tokens):
     if _STOLEN is None:

@@ -18,6 +18,7 @@ import pytest
 
 from checks.__main__ import main as checks_main
 from curriculum.tools.paths import COURSE_ROOT as REPO_ROOT
+from support import READ_ANOTHER_PROCESS
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -43,29 +44,12 @@ class Hostile:
 
 # a thief below returns the right answer only when its attack worked: a pass is a false pass
 _RIGHT = "int((tokens[:, 1:] == tokens[:, :-1]).sum())"
-_READ_ANOTHER_PROCESS = """
-import os
-def _read_another_process():
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit() or int(entry) == os.getpid():
-            continue
-        try:
-            with open(f"/proc/{entry}/maps") as maps:
-                start = int(maps.readline().split("-")[0], 16)
-            with open(f"/proc/{entry}/mem", "rb") as mem:
-                mem.seek(start)
-                if mem.read(16):
-                    return int(entry)
-        except (OSError, ValueError):
-            continue
-    return None
-"""
 _FORGE = """
 import gc, os
 def _channel():
     return next(o for o in gc.get_objects() if type(o).__name__ == "Channel")
 """
-_READ_ANOTHER_PROCESS, _FORGE = (textwrap.indent(code, " " * 8) for code in (_READ_ANOTHER_PROCESS, _FORGE))
+_READ_ANOTHER_PROCESS, _FORGE = (textwrap.indent(code, " " * 8) for code in (READ_ANOTHER_PROCESS, _FORGE))
 
 
 FORGED = {"days": {"1": {"score": {"total": 7, "passed": 7}}}, "exercises": []}
