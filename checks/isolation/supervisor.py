@@ -367,14 +367,22 @@ def zygote_config(course: Course, days: list[Day], device: str, limits: Limits, 
 def start_zygote(config: dict[str, Any], fork: bool) -> _Zygote:
     """Start a zygote: forked from this process (fast: torch is already imported; call before this process holds
     anything a worker must not see, such as the references), or from a fresh interpreter."""
+    from checks.isolation import worker
+
+    prestarted = worker.take_prestarted() if fork else None
+    if prestarted is not None:  # forked ahead, before this process imported torch: it waits for its config
+        pid, mine = prestarted
+        try:
+            mine.send(json.dumps(config).encode())
+        except OSError:
+            pass  # it died: the first exercise finds out and replaces it
+        return _Zygote(pid, mine, None)
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     if fork:
         pid = os.fork()
         if pid == 0:
             try:
                 mine.close()
-                from checks.isolation import worker
-
                 worker.zygote_main(config, theirs)
             finally:
                 os._exit(0)

@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import ctypes
 import gc
+import importlib
 import json
 import os
 import select
@@ -543,30 +544,42 @@ def _address_space() -> int:
     return 0
 
 
-def zygote_main(config: dict[str, Any], control: socket.socket) -> None:
+def zygote_main(config: dict[str, Any] | None, control: socket.socket) -> None:
     """Run as the zygote (in a process forked from the supervisor, or started by `main`); returns when told to stop
-    or when the supervisor goes away."""
+    or when the supervisor goes away. With `config` None (a zygote started ahead, see `prestart`) it imports what
+    every zygote needs first, then reads its config from `control`."""
     try:
         os.setsid()  # its own session and process group: the supervisor kills it and its tree as one
     except OSError:
         pass
     _prctl(PR_SET_PDEATHSIG, int(signal.SIGKILL))
-    config = {**config, "sandbox": sandbox.isolate_zygote()}  # first: a user namespace needs a single thread
+    held = sandbox.isolate_zygote()  # first: a user namespace needs a single thread
     # nothing the supervisor had open (pytest's saved stdout and capture files, the batch's report pipes) reaches it
     os.closerange(3, control.fileno())
     os.closerange(control.fileno() + 1, 1 << 16)
-    log = os.open(config.get("log") or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
-    null = os.open(os.devnull, os.O_RDONLY)
-    os.dup2(null, 0)
-    for fd in (1, 2):  # the learner's prints go to the log, never into the supervisor's output
-        os.dup2(log, fd)
-    os.close(log)
+    null = os.open(os.devnull, os.O_RDWR)
+    for fd in (0, 1, 2):
+        os.dup2(null, fd)
     os.close(null)
     # the supervisor's sys.stdout may be pytest's capture of a file closed above: print to the new 1 and 2
     sys.stdin = sys.__stdin__ = open(0, "r", closefd=False)
     sys.stdout = sys.__stdout__ = open(1, "w", buffering=1, closefd=False, errors="backslashreplace")
     sys.stderr = sys.__stderr__ = open(2, "w", buffering=1, closefd=False, errors="backslashreplace")
     gc.disable()  # start-up makes only long-lived objects (torch's, transformer_lens's): collecting is wasted time
+    if config is None:
+        _warm_up()
+        try:
+            data = control.recv(1 << 20)
+        except OSError:
+            return
+        if not data:  # the supervisor went away, or never needed this zygote
+            return
+        config = json.loads(data)
+    config = {**config, "sandbox": held}
+    log = os.open(config.get("log") or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
+    for fd in (1, 2):  # the learner's prints go to the log, never into the supervisor's output
+        os.dup2(log, fd)
+    os.close(log)
     try:
         zygote = Zygote(config, control)
     except BaseException:
@@ -576,6 +589,47 @@ def zygote_main(config: dict[str, Any], control: socket.socket) -> None:
     gc.enable()
     collapse_into_huge_pages()
     zygote.serve()
+
+
+def _warm_up() -> None:
+    """Import what every zygote imports whatever its config (torch, transformer_lens, the grading pipeline): the
+    seconds a zygote takes to start, spent while the supervisor starts up too."""
+    for name in ("torch", "transformer_lens", "checks.course", "checks.pipeline.env", "checks.pipeline.inputs",
+                 "checks.pipeline.grading", "checks.pipeline.learner", "checks.judging.judge", "curriculum.models"):
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass  # said, if it matters, when the zygote starts for real
+    import torch
+
+    torch.set_num_threads(1)
+
+
+_PRESTARTED: list[tuple[int, socket.socket]] = []
+
+
+def prestart() -> None:
+    """Fork a zygote now, before this process imports torch (`mechinterp_course_pytest` calls this first thing with
+    `--day`), so that its imports run beside the supervisor's own; `take_prestarted` hands it to the first
+    supervisor, which sends it its config. Unused, it ends with this process (PR_SET_PDEATHSIG) or when its socket
+    closes."""
+    if _PRESTARTED:
+        return
+    mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    pid = os.fork()
+    if pid == 0:
+        try:
+            mine.close()
+            zygote_main(None, theirs)
+        finally:
+            os._exit(0)
+    theirs.close()
+    _PRESTARTED.append((pid, mine))
+
+
+def take_prestarted() -> tuple[int, socket.socket] | None:
+    """The zygote `prestart` started (its pid and control socket), once; None if there is none."""
+    return _PRESTARTED.pop() if _PRESTARTED else None
 
 
 def main() -> None:
