@@ -49,7 +49,7 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("day") is None:
         refuse_options_without_day(config)
         return
-    import_course_module("checks.isolation.worker").prestart()  # the worker's imports beside the plugin's
+    import_course_module("checks.isolation.zygote").prestart()  # the worker's imports beside the plugin's
     plugin = import_course_module("checks.frontends.plugin")
     if not config.pluginmanager.is_registered(plugin):
         config.pluginmanager.register(plugin, "mechinterp-course-grading")

@@ -53,7 +53,7 @@ _TEMPLATE: list[tuple[bytes, int]] = []  # the filter's instructions with pid 0,
 
 def filter_program(me: int) -> bytes | None:
     """The filter's BPF program for the process `me`, or None off x86-64 Linux. Built once (a zygote builds it
-    before forking: see `checks.isolation.worker`); each child only writes its own pid into it."""
+    before forking: see `checks.isolation.zygote`); each child only writes its own pid into it."""
     import platform
     import struct
 
