@@ -55,6 +55,11 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(plugin, "mechinterp-course-grading")
 
 
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.getoption("day") is not None and "checks.isolation.zygote" in sys.modules:
+        sys.modules["checks.isolation.zygote"].discard_prestarted()  # a zygote started for a session never opened
+
+
 def refuse_options_without_day(config: pytest.Config) -> None:
     used = [f"--{name.replace('_', '-')}" for name in _ONLY_WITH_DAY if config.getoption(name)]
     if used:

@@ -61,7 +61,7 @@ class Supervisor:
     def __init__(self, course: Course, days: list[Day], device: str, *, limits: Limits | None = None,
                  forbid_reads: bool = False, expected_manifest: dict[str, str] | None = None,
                  worker_log: Path | None = None, worker_closes: list[int] | None = None,
-                 zygote: "_Zygote | None" = None) -> None:
+                 zygote: "_Zygote | None" = None, prestarted: bool = False) -> None:
         self.course, self.days, self.device = course, days, device
         self.limits = limits or Limits()
         self.forbid_reads = forbid_reads
@@ -79,8 +79,8 @@ class Supervisor:
         self._importable: set[tuple[int, str]] = set()  # (day, file) once one exercise got past importing it
         self.sandbox: dict[str, Any] = {}  # which isolation features held (see `state`)
         self._shared = zygote  # a warm parent shared with other supervisors (`checks.frontends.batch`): kept at close
-        if zygote is None:
-            self._start_zygote(fork=True)  # first: the zygote must not inherit the references loaded below
+        if zygote is None:  # first: the zygote must not inherit the references loaded below
+            self._zygote = start_zygote(self._config(), fork=True, prestarted=prestarted)
         else:
             self._zygote = zygote
             zygote.use_log(worker_log)
@@ -365,14 +365,15 @@ def zygote_config(course: Course, days: list[Day], device: str, limits: Limits, 
                         log=str(log) if log else None, log_bytes=limits.log_bytes, huge_pages=many)
 
 
-def start_zygote(config: ZygoteConfig, fork: bool) -> _Zygote:
+def start_zygote(config: ZygoteConfig, fork: bool, prestarted: bool = False) -> _Zygote:
     """Start a zygote: forked from this process (fast: torch is already imported; call before this process holds
-    anything a worker must not see, such as the references), or from a fresh interpreter."""
+    anything a worker must not see, such as the references), or from a fresh interpreter; with `prestarted`, the one
+    `checks.isolation.zygote.prestart` forked earlier, if there is one, is sent its config instead."""
     from checks.isolation import zygote
 
-    prestarted = zygote.take_prestarted() if fork else None
-    if prestarted is not None:  # forked ahead, before this process imported torch: it waits for its config
-        pid, mine = prestarted
+    waiting = zygote.take_prestarted() if prestarted else None
+    if waiting is not None:  # forked ahead, before this process imported torch: it waits for its config
+        pid, mine = waiting
         try:
             mine.send(config.to_json())
         except OSError:

@@ -471,3 +471,16 @@ def prestart() -> None:
 def take_prestarted() -> tuple[int, socket.socket] | None:
     """The zygote `prestart` started (its pid and control socket), once; None if there is none."""
     return _PRESTARTED.pop() if _PRESTARTED else None
+
+
+def discard_prestarted() -> None:
+    """Stop the zygote `prestart` started if no supervisor took it (e.g. the options were refused)."""
+    waiting = take_prestarted()
+    if waiting is not None:
+        pid, control = waiting
+        control.close()
+        try:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+        except OSError:
+            pass
