@@ -272,9 +272,10 @@ class Channel:
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
-    def send(self, kind: Kind, **fields: Any) -> None:
-        data = encode({"kind": kind.value, **{key: value.value if isinstance(value, enum.Enum) else value
-                                               for key, value in fields.items()}})
+    def send(self, kind: Kind | str, **fields: Any) -> None:
+        """Write one frame: `kind` and `fields` (plain data; enum members as their values)."""
+        data = encode({key: value.value if isinstance(value, enum.Enum) else value
+                       for key, value in {"kind": kind, **fields}.items()})
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)
