@@ -1,4 +1,4 @@
-"""Activation patching of every head at every position on `toy-gpt`: the course's `curriculum.circuits` against
+"""Activation patching of every head at every position on `toy-gpt`: the course's `curriculum.library.circuits` against
 `transformer_lens.patching.get_act_patch_attn_head_out_by_pos`, side by side in one run.
 
     python bench/patching.py                     # 100 held-out IOI prompts, ABC corruption, 3 runs of each
@@ -33,7 +33,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from transformer_lens import patching
 
-    from curriculum import circuits
+    from curriculum.library import circuits
     from curriculum.data.ioi import S2_POSITION, ioi_prompts
     from curriculum.data.toy_vocab import NAMES, TOKEN_ID
     from curriculum.models import load_model
@@ -81,7 +81,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"toy-gpt, {args.prompts} prompts, {args.runs} run(s) each, torch threads {torch.get_num_threads()}, "
           f"{device}")
     print(f"transformer_lens.patching: median {tl:.2f} s  {[round(t, 2) for t in times['transformer_lens']]}")
-    print(f"curriculum.circuits:       median {ours:.2f} s  {[round(t, 2) for t in times['course']]}")
+    print(f"curriculum.library.circuits:       median {ours:.2f} s  {[round(t, 2) for t in times['course']]}")
     print(f"max |difference| {difference:.1e}")
     print(f"ratio (transformer_lens / course): {tl / ours:.1f}x")
 

@@ -1,4 +1,4 @@
-"""Greedy circuit pruning by mean ablation: the course's batched `curriculum.circuits.greedy_prune` against the
+"""Greedy circuit pruning by mean ablation: the course's batched `curriculum.library.circuits.greedy_prune` against the
 sequential loop (one forward pass per candidate, `greedy_prune_sequential`), side by side in one run.
 
     python bench/pruning.py                          # both models below, T = 3%
@@ -25,7 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _toy_gpt(torch):
-    from curriculum import circuits
+    from curriculum.library import circuits
     from curriculum.data.ioi import S2_POSITION, ioi_prompts
     from curriculum.data.toy_vocab import NAMES, TOKEN_ID
     from curriculum.models import load_model
@@ -52,7 +52,7 @@ def _toy_gpt(torch):
 def _random(torch, d_model: int):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-    from curriculum import circuits
+    from curriculum.library import circuits
 
     cfg = HookedTransformerConfig(n_layers=24, n_heads=16, d_model=d_model, d_head=d_model // 16, d_mlp=4 * d_model,
                                   d_vocab=1000, n_ctx=32, act_fn="gelu_new", normalization_type="LN", seed=0)
@@ -85,7 +85,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from curriculum import circuits
+    from curriculum.library import circuits
 
     warnings.filterwarnings("ignore")
     if args.threads:

@@ -1,4 +1,5 @@
-"""Time of day 3's full causal-scrubbing table, fast (`curriculum.scrubbing.ScrubbingRun`) against straightforward.
+"""Time of day 3's full causal-scrubbing table, fast (`curriculum.library.scrubbing.ScrubbingRun`) against
+straightforward.
 
     python bench/scrubbing.py                                  # 2,048 stories of 128 tokens, 4 resamplings
     python bench/scrubbing.py --sequences 512 --straightforward-runs 5
@@ -29,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import torch  # noqa: E402
 
-from curriculum import scrubbing  # noqa: E402
+from curriculum.library import scrubbing  # noqa: E402
 from solutions import scrubbing_table  # noqa: E402
 from curriculum.data.induction_corpus import INDUCTION_CANDIDATES, held_out_stories  # noqa: E402
 from curriculum.models import load_model  # noqa: E402

@@ -33,7 +33,7 @@ from types import ModuleType
 from typing import Callable
 
 from checks.spec import Check
-from curriculum.paths import COURSE_ROOT
+from curriculum.tools.paths import COURSE_ROOT
 
 DEFAULT_MODEL_LOADER = "curriculum.models:load_model"
 _SPEC_FILE = re.compile(r"^day(\d+)\.py$")

@@ -1,4 +1,4 @@
-"""The learner's commands (their workspace: `curriculum.workspace`; progress: `curriculum.progress`).
+"""The learner's commands (their workspace: `curriculum.tools.workspace`; progress: `curriculum.tools.progress`).
 
     python -m curriculum start 1            copy day 1's notebook and module into your workspace (never overwrites)
     python -m curriculum progress           grade every day afresh: each exercise's status and each day's score
@@ -12,7 +12,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from curriculum.workspace import WORKSPACE_ENV, WorkspaceError, start_day, workspace_dir
+from curriculum.tools.workspace import WORKSPACE_ENV, WorkspaceError, start_day, workspace_dir
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -40,7 +40,7 @@ def main(argv: list[str] | None = None) -> int:
               f"Open the notebook in JupyterLab (`jupyter lab {notebook}`) or edit the module; both are the same "
               f"document (JupyterLab with jupytext saves both). Grade it with `pytest --day {args.day}`.")
         return 0
-    from curriculum.progress import format_progress, grade_progress, last_graded, last_progress
+    from curriculum.tools.progress import format_progress, grade_progress, last_graded, last_progress
 
     if args.last:
         report = last_progress(args.workspace)

@@ -15,7 +15,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from curriculum.paths import COURSE_ROOT
+from curriculum.tools.paths import COURSE_ROOT
 
 from notebooks.builder import BuildError, build_day, find_days, not_written_by_builder, stale_files
 

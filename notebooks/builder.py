@@ -16,7 +16,8 @@ A generated file is stale when it differs from what the builder would write now:
 notebooks by their cells (type, source, tags), never by outputs. Every generated file records the hash of what the
 builder wrote (the module in its header, a notebook in its metadata); the builder never overwrites a file whose
 content it did not write (a learner's edits, a notebook run and saved in Jupyter) unless run with --force, and names
-the file. A learner's own copies live in their workspace (`curriculum.workspace`), which the builder never touches.
+the file. A learner's own copies live in their workspace (`curriculum.tools.workspace`), which the builder never
+touches.
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ def make_learner_notebook(curriculum: str, solution_name: str) -> nbformat.Noteb
         f"`notebooks/instructor/{solution_name[:-3]}.ipynb`: look there only once you have tried.")
     run_all = nbformat.v4.new_code_cell(
         "# \"Run All\" goes on past exercises you have not written yet: a cell that needs one says which, in one line.\n"
-        "from curriculum.run_all import keep_going_past_stubs\n\n"
+        "from curriculum.tools.run_all import keep_going_past_stubs\n\n"
         "keep_going_past_stubs()")
     # after the first code cell of the source: it holds the imports, where `from __future__` must come first
     first_code = next((i for i, cell in enumerate(notebook.cells) if cell.cell_type == "code" and cell.source.strip()),

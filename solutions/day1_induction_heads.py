@@ -47,7 +47,7 @@ from torch import Tensor
 from transformer_lens import ActivationCache, HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
-from curriculum import plotting
+from curriculum.library import plotting
 
 MAIN = __name__ == "__main__"
 if MAIN:

@@ -50,7 +50,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import ActivationCache, FactoredMatrix, HookedTransformer
 
-from curriculum import plotting
+from curriculum.library import plotting
 
 MAIN = __name__ == "__main__"
 if MAIN:

@@ -60,7 +60,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
-from curriculum import plotting
+from curriculum.library import plotting
 
 MAIN = __name__ == "__main__"
 if MAIN:
@@ -910,7 +910,7 @@ if MAIN:
     print(f"capstone on {N_SEQUENCES} stories, {N_RESAMPLINGS} resamplings: {time.perf_counter() - started:.1f} s")
     for name, result in mine.items():
         print(f"{name:9s} recovered {result['recovered']:8.2%} ± {result['standard_error']:.2%}")
-    from curriculum.scrubbing import ladder_figure
+    from curriculum.library.scrubbing import ladder_figure
 
     rungs = [name for name in mine if name.startswith("ladder")] + ["refined"]
     plotting.show(ladder_figure(rungs, [mine[n]["recovered"] for n in rungs],

@@ -61,7 +61,7 @@ from jaxtyping import Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from curriculum import circuits, plotting
+from curriculum.library import circuits, plotting
 from curriculum.data.array_indexing import (
     ANSWER_POSITIONS,
     BOS_TOKEN,

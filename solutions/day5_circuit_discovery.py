@@ -63,7 +63,7 @@ from jaxtyping import Bool, Float, Int
 from torch import Tensor
 from transformer_lens import HookedTransformer
 
-from curriculum import plotting
+from curriculum.library import plotting
 
 MAIN = __name__ == "__main__"
 if MAIN:
@@ -447,9 +447,9 @@ def head_patching_by_position(
 if MAIN:
     import time
 
-    from curriculum import circuits
+    from curriculum.library import circuits
 
-    # Your batched version on the first 10 prompts, against the course's fast one (curriculum/circuits.py, which
+    # Your batched version on the first 10 prompts, against the course's fast one (curriculum/library/circuits.py, which
     # also skips the positions before each patch, and every patch that changes nothing: before S2 the clean and
     # corrupted runs are the same); bench/patching.py times both against transformer_lens.
     few = slice(0, 10)
@@ -468,7 +468,7 @@ if MAIN:
                                                lambda logits: mean_ld_last(logits, rows))
         return (raw - corrupted_ld[rows].mean()) / (clean_ld[rows].mean() - corrupted_ld[rows].mean())
 
-    print(f"batched patching on 10 prompts: {ours_s:.2f} s; largest difference from curriculum.circuits: "
+    print(f"batched patching on 10 prompts: {ours_s:.2f} s; largest difference from curriculum.library.circuits: "
           f"{(fast_patching(few) - few_effects).abs().max():.1e}")
     patch_effects = fast_patching(slice(None))
     # Positions by role, not by prompt 0's words: names sit at 3 and 5 (IO then S1 in ABBA prompts, S1 then IO in
@@ -851,8 +851,8 @@ if MAIN:
 # %% [markdown]
 # At the level of whole heads little can go: the behaviour is spread over most heads, as the patching map
 # suggested. That study kept heads only at chosen positions; here a node is one head at one position, 256 nodes, and
-# the course's batched pruner (`curriculum.circuits.greedy_prune`, which also starts each pass at the lowest layer a
-# candidate touches) does the search. `bench/pruning.py` checks it against the sequential loop.
+# the course's batched pruner (`curriculum.library.circuits.greedy_prune`, which also starts each pass at the lowest
+# layer a candidate touches) does the search. `bench/pruning.py` checks it against the sequential loop.
 
 # %%
 if MAIN:

@@ -1,7 +1,7 @@
 """The table of hypotheses that the scrubbing benchmark (`bench/scrubbing.py`) and the tests of the fast scrubber
-(`tests/library/test_scrubbing.py`) run through `curriculum.scrubbing.ScrubbingRun`, its sources, and the obvious hooked
-computation of the same table (`straightforward_losses`: one full forward pass with hooks per hypothesis and
-resampling), the benchmark's baseline and the tests' oracle.
+(`tests/library/test_scrubbing.py`) run through `curriculum.library.scrubbing.ScrubbingRun`, its sources, and the
+obvious hooked computation of the same table (`straightforward_losses`: one full forward pass with hooks per
+hypothesis and resampling), the benchmark's baseline and the tests' oracle.
 
 It holds answers to day 3's exercises (a feature-matched resampler, split-input hooks), so it lives with the
 solutions and is never shipped to learners.
@@ -18,7 +18,7 @@ from torch import Tensor
 from transformer_lens import HookedTransformer
 from transformer_lens.hook_points import HookPoint
 
-from curriculum.scrubbing import (ORIG, Hypothesis, PrevValuePath, component_names, identity_source,
+from curriculum.library.scrubbing import (ORIG, Hypothesis, PrevValuePath, component_names, identity_source,
                                   sequence_source_from)
 
 

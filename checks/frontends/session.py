@@ -23,7 +23,7 @@ from checks.isolation.supervisor import Supervisor
 from checks.pipeline.grading import default_device
 from checks.pipeline.learner import LearnerModuleError, written_exercises
 from checks.pipeline.outcome import Outcome, Status, reason_given_at
-from curriculum.workspace import learner_copies, workspace_dir
+from curriculum.tools.workspace import learner_copies, workspace_dir
 
 LEARNER_SUFFIXES = (".py", ".ipynb")
 
@@ -47,7 +47,7 @@ def learner_file(day: Day, *, solutions: bool = False, learner: Path | None = No
                  workspace: Path | None = None) -> Path:
     """Which file to grade for `day`: with `solutions` the solution; with `learner` that .py/.ipynb file, or in that
     folder `<module>.py`, `<module>.ipynb` or the one `dayN_*` file; else the learner's copy in their workspace
-    (`curriculum.workspace`: the more recently modified of its notebook and module), else the pristine stub."""
+    (`curriculum.tools.workspace`: the more recently modified of its notebook and module), else the pristine stub."""
     if solutions:
         return day.solution_path
     if learner is None:

@@ -49,7 +49,7 @@ from checks.pipeline.outcome import Outcome, Status, on_case, reason_given_at
 from checks.store.manifest import file_contents, file_stats, restore_changed, verify_manifest
 from checks.store.references import ReferenceStore, StaleReference, stale_reference_message
 from checks.spec import Check
-from curriculum.paths import COURSE_ROOT
+from curriculum.tools.paths import COURSE_ROOT
 
 _EXIT_GRACE_S = 15.0
 _WORKER_FEATURES = ("pid_namespace", "own_proc", "capabilities_dropped", "seccomp", "landlock", "landlock_abi")

@@ -38,7 +38,7 @@ from checks.isolation.child import HELD, Child, build_case
 from checks.isolation.protocol import Channel, Control, ZygoteConfig, control_message
 from checks.isolation.reaper import kill_leftovers
 from checks.isolation.seccomp import filter_program
-from curriculum.paths import COURSE_ROOT
+from curriculum.tools.paths import COURSE_ROOT
 
 
 def _prctl(option: int, value: int) -> None:
@@ -310,7 +310,7 @@ def import_day_dependencies(day: Any) -> None:
     except (OSError, SyntaxError, ValueError):
         return
     names = [alias.name for node in tree.body if isinstance(node, ast.Import) for alias in node.names]
-    for node in tree.body:  # `from curriculum import plotting` names a module too
+    for node in tree.body:  # `from curriculum.library import plotting` names a module too
         if isinstance(node, ast.ImportFrom) and node.module and not node.level:
             names += [node.module] + [f"{node.module}.{alias.name}" for alias in node.names if alias.name != "*"]
     for name in dict.fromkeys(names):

@@ -26,7 +26,7 @@ from checks.pipeline.outcome import Outcome, Status, on_case
 from checks.pipeline.inputs import CourseBug, InputsFingerprint, build_inputs
 from checks.store.references import ReferenceStore, StaleReference, stale_reference_message
 from checks.spec import Check
-from curriculum.paths import CHECKS_DIR
+from curriculum.tools.paths import CHECKS_DIR
 
 _CHECKS_DIR = str(CHECKS_DIR)
 

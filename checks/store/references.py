@@ -42,7 +42,7 @@ from checks.pipeline.env import Env
 from checks.pipeline.inputs import InputsFingerprint, build_inputs, floats_match
 from checks.judging.judge import Raised, Rejection, catching, judge
 from checks.spec import expected_exception
-from curriculum.paths import COURSE_ROOT
+from curriculum.tools.paths import COURSE_ROOT
 
 FORMAT_VERSION = 2  # 2: outputs and inputs fingerprints per input case
 

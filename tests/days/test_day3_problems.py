@@ -13,7 +13,7 @@ import pytest
 from checks.course import Course
 from checks.frontends.session import GradingSession
 from checks.specs import day3 as spec
-from curriculum.paths import COURSE_ROOT
+from curriculum.tools.paths import COURSE_ROOT
 from margins import built_inputs
 from solutions import day3_causal_scrubbing as solution
 
@@ -23,14 +23,15 @@ ROOT = COURSE_ROOT
 
 
 def test_the_library_and_the_learners_notebook_hold_no_answer():
-    library = (ROOT / "curriculum" / "scrubbing.py").read_text()
+    library = (ROOT / "curriculum" / "library" / "scrubbing.py").read_text()
     for answer in ("def matched_source", "def day3_hypotheses", "set_use_split_qkv_input", "unique_consecutive",
                    "randperm"):
         assert answer not in library, answer
     notebook = json.loads((ROOT / "notebooks" / "learner" / "day3_causal_scrubbing.ipynb").read_text())
     text = "\n".join("".join(cell["source"]) for cell in notebook["cells"])
     assert "tests/" not in text and "test_day3" not in text
-    assert "curriculum.scrubbing" not in text.replace("from curriculum.scrubbing import ladder_figure", "")
+    allowed = "from curriculum.library.scrubbing import ladder_figure"
+    assert "curriculum.library.scrubbing" not in text.replace(allowed, "")
     stub = (ROOT / "curriculum" / "day3_causal_scrubbing.py").read_text()
     assert '"ladder 4":' not in stub and "previous token\"}" not in stub.split("def capstone")[1]
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from curriculum import circuits
+from curriculum.library import circuits
 from curriculum.data.ioi import S2_POSITION, ioi_prompts
 from curriculum.data.number_sequences import number_sequences
 from curriculum.data.toy_vocab import NAMES, TOKEN_ID

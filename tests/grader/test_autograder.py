@@ -16,7 +16,7 @@ import pytest
 
 from checks.__main__ import main as checks_main
 from checks.frontends.autograder import AutograderSettings, SubmissionError, feedback, find_submission, run, torch_version
-from curriculum.paths import COURSE_ROOT as REPO_ROOT
+from curriculum.tools.paths import COURSE_ROOT as REPO_ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

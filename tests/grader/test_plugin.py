@@ -14,7 +14,7 @@ from checks import grade
 from checks.course import Course, CourseError
 from checks.pipeline.learner import definitions_only, load_module
 from checks.store.manifest import write_manifest
-from curriculum.paths import COURSE_ROOT
+from curriculum.tools.paths import COURSE_ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from checks.__main__ import main as checks_main
-from curriculum.paths import COURSE_ROOT as REPO_ROOT
+from curriculum.tools.paths import COURSE_ROOT as REPO_ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 

@@ -1,4 +1,4 @@
-"""The course's fast patching and pruning (curriculum/circuits.py) agree with the plain loops they replace."""
+"""The course's fast patching and pruning (curriculum/library/circuits.py) agree with the plain loops they replace."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig, patching
 
-from curriculum import circuits
+from curriculum.library import circuits
 from curriculum.data.ioi import ioi_prompts
 from curriculum.models import load_model
 

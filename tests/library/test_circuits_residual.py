@@ -9,7 +9,7 @@ import pytest
 import torch
 from transformer_lens import HookedTransformer, HookedTransformerConfig
 
-from curriculum import circuits
+from curriculum.library import circuits
 from curriculum.models import load_model
 
 

@@ -1,11 +1,11 @@
-"""Tests of curriculum.plotting: figures carry the data they were given, and bad input fails clearly."""
+"""Tests of curriculum.library.plotting: figures carry the data they were given, and bad input fails clearly."""
 
 import numpy as np
 import plotly.graph_objects as go
 import pytest
 import torch
 
-from curriculum import plotting
+from curriculum.library import plotting
 
 
 def test_to_numpy_accepts_tensors_with_grad_and_low_precision():

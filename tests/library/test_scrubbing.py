@@ -1,11 +1,11 @@
-"""The fast scrubber of day 3 (`curriculum.scrubbing`) against the obvious computations it replaces."""
+"""The fast scrubber of day 3 (`curriculum.library.scrubbing`) against the obvious computations it replaces."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from curriculum import scrubbing
+from curriculum.library import scrubbing
 from curriculum.data.induction_corpus import INDUCTION_CANDIDATES, held_out_stories, stories
 from curriculum.models import load_model
 from solutions import scrubbing_table

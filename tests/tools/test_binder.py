@@ -6,7 +6,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import subprocess
-from curriculum.paths import COURSE_ROOT as REPO_ROOT
+from curriculum.tools.paths import COURSE_ROOT as REPO_ROOT
 
 BINDER = REPO_ROOT / "binder"
 

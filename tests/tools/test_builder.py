@@ -15,7 +15,7 @@ import pytest
 from notebooks.builder import (BuildError, DayFiles, build_day, curriculum_text, find_days,
                                learner_edited, make_reproducible, not_written_by_builder, stale_files, stub_exercises,
                                written_by_builder)
-from curriculum.paths import COURSE_ROOT as REPO_ROOT
+from curriculum.tools.paths import COURSE_ROOT as REPO_ROOT
 from notebooks.exercises import exercise_names
 from support import FIXTURE_COURSE
 

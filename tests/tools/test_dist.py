@@ -7,7 +7,7 @@ import os
 import subprocess
 import sys
 
-from curriculum.paths import COURSE_ROOT as REPO_ROOT
+from curriculum.tools.paths import COURSE_ROOT as REPO_ROOT
 from notebooks.__main__ import main as notebooks_main
 
 

@@ -10,7 +10,7 @@ import pytest
 
 from notebooks.__main__ import main
 from notebooks.handouts import PLOTLY_MIMETYPE, external_references, plotly_figures, render_notebook
-from curriculum.paths import COURSE_ROOT as REPO_ROOT
+from curriculum.tools.paths import COURSE_ROOT as REPO_ROOT
 
 
 

@@ -21,8 +21,8 @@ import pytest
 
 from checks import grade
 from checks.frontends.session import graded_file_report, learner_file
-from curriculum.workspace import WorkspaceError, learner_copies, start_day, workspace_dir
-from curriculum.paths import COURSE_ROOT as REPO_ROOT
+from curriculum.tools.workspace import WorkspaceError, learner_copies, start_day, workspace_dir
+from curriculum.tools.paths import COURSE_ROOT as REPO_ROOT
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -258,8 +258,8 @@ def test_another_days_file_and_a_syntax_error_are_said_once(pytester, built_cour
 def test_run_all_goes_past_unwritten_exercises(capsys):
     from IPython.core.interactiveshell import InteractiveShell
 
-    from curriculum import run_all
-    from curriculum.run_all import keep_going_past_stubs
+    from curriculum.tools import run_all
+    from curriculum.tools.run_all import keep_going_past_stubs
 
     shell = InteractiveShell.instance()
     try:
@@ -299,8 +299,8 @@ def test_run_all_goes_past_unwritten_exercises(capsys):
 def test_a_skipped_cell_names_the_exercises_it_needs_not_every_earlier_one(capsys):
     from IPython.core.interactiveshell import InteractiveShell
 
-    from curriculum import run_all
-    from curriculum.run_all import keep_going_past_stubs
+    from curriculum.tools import run_all
+    from curriculum.tools.run_all import keep_going_past_stubs
 
     shell = InteractiveShell.instance()
     try:
@@ -369,7 +369,7 @@ def test_a_users_checks_module_and_device_option_do_not_break_their_pytest(tmp_p
 
 # ---- progress --------------------------------------------------------------------------------------------------------
 def test_progress_shows_every_day_its_exercises_and_the_score(built_course, tmp_path, monkeypatch, capsys):
-    from curriculum.progress import format_progress, grade_progress, last_progress
+    from curriculum.tools.progress import format_progress, grade_progress, last_progress
 
     notebook, module = _started_course(built_course, tmp_path / "ws", monkeypatch)
     _fill(module, "count_repeats", "return int((tokens[:, 1:] == tokens[:, :-1]).sum())")

@@ -16,7 +16,7 @@ import os
 import re
 from pathlib import Path
 
-from curriculum.paths import COURSE_ROOT
+from curriculum.tools.paths import COURSE_ROOT
 
 WORKSPACE_ENV = "MECHINTERP_WORKSPACE"
 DEFAULT_WORKSPACE = Path("~/mechinterp-course")

@@ -16,7 +16,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from curriculum.workspace import COURSE_ROOT, workspace_dir
+from curriculum.tools.paths import COURSE_ROOT
+from curriculum.tools.workspace import workspace_dir
 
 REPORT = Path(".progress") / "last.json"
 STATUS_ORDER = ("passed", "failed", "not started", "stale reference", "error")

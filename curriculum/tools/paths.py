@@ -6,5 +6,5 @@ from __future__ import annotations
 
 from pathlib import Path
 
-COURSE_ROOT = Path(__file__).resolve().parent.parent
+COURSE_ROOT = Path(__file__).resolve().parents[2]
 CHECKS_DIR = COURSE_ROOT / "checks"
