@@ -450,12 +450,14 @@ _PRESTARTED: list[tuple[int, socket.socket]] = []
 
 
 def prestart() -> None:
-    """Fork a zygote now, before this process imports torch (`mechinterp_course_pytest` calls this first thing with
-    `--day`), so that its imports run beside the supervisor's own; `take_prestarted` hands it to the first
-    supervisor, which sends it its config. Unused, it ends with this process (PR_SET_PDEATHSIG) or when its socket
-    closes."""
+    """Fork a zygote now, as soon as this process has imported torch (`mechinterp_course_pytest` calls this first
+    thing with `--day`), so that its other imports (transformer_lens: seconds) run beside the supervisor's start-up;
+    `take_prestarted` hands it to the supervisor, which sends it its config. Unused, it ends with this process
+    (PR_SET_PDEATHSIG) or when its socket closes."""
     if _PRESTARTED:
         return
+    import torch  # noqa: F401  (the supervisor imports it anyway: imported once, inherited by the zygote)
+
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     pid = os.fork()
     if pid == 0:
