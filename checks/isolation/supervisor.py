@@ -372,7 +372,7 @@ def start_zygote(config: ZygoteConfig, fork: bool, prestarted: bool = False) -> 
     from checks.isolation import zygote
 
     waiting = zygote.take_prestarted() if prestarted else None
-    if waiting is not None:  # forked ahead, before this process imported torch: it waits for its config
+    if waiting is not None:  # forked ahead (see `prestart`): it waits for its config
         pid, mine = waiting
         try:
             mine.send(config.to_json())
