@@ -160,6 +160,16 @@ class ReferenceStore:
         self._fingerprint = json.loads(fingerprint_path.read_text())
         self._outputs = torch.load(outputs_path, map_location="cpu", weights_only=True)
 
+    def preload(self) -> None:
+        """Load the outputs and hash the solutions now (a supervisor does, before any learner code runs; batch
+        grading once, for every submission); raises StaleReference when there are no stored outputs."""
+        self._load()
+        if self.day.checks:
+            try:
+                self._solution_hash(self.day.checks[0].name)
+            except StaleReference:
+                pass  # said by the exercise it concerns
+
     def expected(self, name: str, case: str, inputs: InputsFingerprint) -> Any:
         """The stored output for exercise `name` on input case `case`, after checking it is fresh; raises
         StaleReference otherwise."""
