@@ -106,7 +106,7 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     jobs = min(jobs, len(submissions))
     batch.start_workers(jobs)  # forked before this process holds the course's files (the references) in memory
     try:
-        batch.verified = verify_course(course, chosen, manifest)  # once: each supervisor takes it while the files' stats match
+        batch.verified = verify_course(course, chosen, manifest)  # once: each supervisor takes it (see VerifiedCourse)
         exercises = sum(len(day.checks) for day in chosen)
         reports = batch.run([(name, path.resolve()) for name, path in zip(names, submissions)], jobs, progress,
                             exercises)
@@ -115,11 +115,6 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     scores: list[DayScore] = []
     for name, path in zip(names, submissions):
         report, note = reports[name]
-        copied = _identical_to_solution(chosen, path.resolve())
-        if copied:
-            report["identical_to_solution"] = copied
-            flag = f"identical to the reference solution: {', '.join(copied)}"
-            note = f"{note}; {flag}" if note else flag
         (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         scores.extend(_scores(name, path.resolve(), report, note))
     with open(out / SUMMARY_FILE, "w", newline="") as handle:
@@ -220,6 +215,11 @@ class _Batch:
                                    f"{', '.join(restored)}")
                         note = f"{note}; {warning}" if note else warning
                         report["course_files_restored"] = restored
+                    copied = _identical_to_solution(self.days, path)  # here, while the other jobs grade
+                    if copied:
+                        report["identical_to_solution"] = copied
+                        flag = f"identical to the reference solution: {', '.join(copied)}"
+                        note = f"{note}; {flag}" if note else flag
                     reports[name] = (report, note)
                     bar.update(exercises - min(graded, exercises))
         return reports

@@ -1,17 +1,18 @@
 """The supervisor: grades exercises by running them in a worker (`checks.isolation.worker`), and never runs learner code.
 
-Before any learner code runs it forks the worker's warm parent (the zygote; or uses one shared with the supervisors
-of other submissions, see `checks.frontends.batch`), verifies the manifest of the course's reference and zoo files
-(`checks.store.manifest`), keeps their verified bytes and loads the stored references into its
-own memory (the zygote is forked first, so no reference ever sits in a worker's memory). After every exercise it
-checks those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote
-for a fresh child (on a channel of that exercise's own, on which the zygote says when the child starts and ends),
-reads what the child reports on a private pipe, applies the time limits (`checks.isolation.limits`) and kills the child's
-process group when one passes, then judges the plain data it got back against the reference with the course's
-comparison engine (`checks.judging.judge`). A death, a kill or garbage on the pipe fails that exercise with what happened;
-if the zygote itself dies, a fresh one is started from a new interpreter for the exercises that remain. Several
-exercises may be graded side by side, from several threads: see `Supervisor.grade_file` for the rules that keep each
-outcome the one it gets alone.
+Before any learner code runs it forks the worker's warm parent (the zygote; or uses one shared with the supervisors of
+other submissions, see `checks.frontends.batch`), verifies the manifest of the course's reference and zoo files
+(`checks.store.manifest`), keeps their verified bytes and loads the stored references into its own memory (the zygote
+is forked first, so no reference ever sits in a worker's memory); a batch does this once and hands the result to each
+submission's supervisor (`VerifiedCourse`), taken while the files' stats are unchanged. After every exercise it checks
+those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote for a
+fresh child (on a channel of that exercise's own, on which the zygote says when the child starts and ends), reads what
+the child reports on a private pipe, applies the time limits (`checks.isolation.limits`) and kills the child's process
+group when one passes, then judges the plain data it got back against the reference with the course's comparison engine
+(`checks.judging.judge`). A death, a kill or garbage on the pipe fails that exercise with what happened; if the zygote
+itself dies, a fresh one is started from a new interpreter for the exercises that remain. Several exercises may be
+graded side by side, from several threads: see `Supervisor.grade_file` for the rules that keep each outcome the one it
+gets alone.
 
 Trusted: the fingerprints of the inputs (sent before the learner's module is imported) and the learner's output
 as data. Not trusted beyond "it failed": everything the child says after the learner's code ran (audit results,
