@@ -477,7 +477,7 @@ class _Run:
         self.fingerprints: dict[str, Any] | None = None
         self.results: dict[str, tuple[Any, str | None, str]] = {}
         self.outputs: dict[str, Any] = {}  # case -> the output its call returned, fixed at the call's end
-        self.diagnoses: dict[str, str] = {}  # case -> the check's mistakes its output matches (found by the worker)
+        self.mistakes: dict[str, dict[str, Any]] = {}  # case -> the stored outputs of the check's mistakes
         self.rejection: dict[str, Any] | None = None
         self.forbidden: list[str] = []
         self.crash = ""
@@ -662,8 +662,6 @@ class _Run:
                         "not taken, and it is graded as not returning in time")}
                 return
             self.results[case] = (self.outputs[case], complaint if isinstance(complaint, str) else None, status)
-            diagnosis = message.get("diagnosis")
-            self.diagnoses[case] = clean(diagnosis) if isinstance(diagnosis, str) else ""
         elif kind is Kind.REJECTION and self.rejection is None and self.phase != "setup":
             self.rejection = {**message, "case": case}
         elif kind is Kind.FORBIDDEN and len(self.forbidden) < 8:
@@ -687,6 +685,7 @@ class _Run:
             try:
                 fingerprint = InputsFingerprint(str(entry["hash"]), [list(map(float, row)) for row in entry["floats"]])
                 self.expected[case] = store.expected(self.check.name, case, fingerprint)
+                self.mistakes[case] = store.mistakes(self.check.name, case)
                 self.facts[case] = entry.get("facts")
             except StaleReference as error:
                 self.course_problem = Outcome(self.check.name, self.day.number, Status.STALE_REFERENCE,
@@ -729,7 +728,7 @@ class _Run:
             output, complaint, complaint_status = self.results[case]
             try:
                 judge(output, self.expected[case], dataclasses.replace(check, validate=None), {},
-                      diagnosis=self.diagnoses.get(case, ""), facts=self.facts.get(case), case=case)
+                      mistakes=self.mistakes.get(case), facts=self.facts.get(case), case=case)
                 if complaint:  # said after the learner's code ran, so never the course's fault
                     if complaint_status == "error":
                         complaint = f"{complaint}\n(if your output is right, tell the course's authors)"
