@@ -49,9 +49,15 @@ def pytest_configure(config: pytest.Config) -> None:
     if config.getoption("day") is None:
         refuse_options_without_day(config)
         return
+    import_course_module("checks.isolation.zygote").prestart()  # the worker's imports beside the plugin's
     plugin = import_course_module("checks.frontends.plugin")
     if not config.pluginmanager.is_registered(plugin):
         config.pluginmanager.register(plugin, "mechinterp-course-grading")
+
+
+def pytest_unconfigure(config: pytest.Config) -> None:
+    if config.getoption("day") is not None and "checks.isolation.zygote" in sys.modules:
+        sys.modules["checks.isolation.zygote"].discard_prestarted()  # a zygote started for a session never opened
 
 
 def refuse_options_without_day(config: pytest.Config) -> None:

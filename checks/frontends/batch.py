@@ -128,7 +128,7 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
 
 class _Batch:
     """Forks one supervisor process per submission, `jobs` at a time, and collects their reports. Each job keeps one
-    warm worker parent (a zygote, `checks.isolation.worker`) for the submissions it grades in turn: a supervisor forks no
+    warm worker parent (a zygote, `checks.isolation.zygote`) for the submissions it grades in turn: a supervisor forks no
     zygote of its own but asks the job's for a fresh child per exercise, as always, so what one exercise does stays
     in its own process (and PID namespace). A zygote that died, or served a submission whose grading did not end
     normally (killed, overdue, no report), is replaced by one from a fresh interpreter before the next submission."""
@@ -143,7 +143,7 @@ class _Batch:
     def _zygote_config(self) -> dict[str, Any]:
         from checks.isolation.supervisor import zygote_config
 
-        return zygote_config(self.course, self.days, self.device, self.limits, True, self.out, None)
+        return zygote_config(self.course, self.days, self.device, self.limits, True, self.out, None, many=True)
 
     def start_workers(self, jobs: int) -> None:
         """Fork one zygote per job and wait until they are ready (they start side by side)."""

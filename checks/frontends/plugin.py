@@ -46,7 +46,8 @@ def pytest_configure(config: pytest.Config) -> None:
                                              hints=config.getoption("course_hints"))
             grading = GradingSession(course, parse_days(config.getoption("day"), course), device=options.device,
                                      limits=options.limits, hint_tiers=options.hints,
-                                     solutions=config.getoption("solutions"), learner=config.getoption("learner"))
+                                     solutions=config.getoption("solutions"), learner=config.getoption("learner"),
+                                     prestarted=True)
     except (CourseError, ValueError) as error:
         raise pytest.UsageError(str(error)) from None
     config.stash[_SESSION] = grading

@@ -116,6 +116,7 @@ class GradingSession:
     worker_closes: list[int] = field(default_factory=list)  # descriptors of this process the workers must not hold
     hint_tiers: int = 0  # --course-hints N: the tiers of the course's hints shown (and listed in the JSON report)
     zygote: Any = None  # a warm worker parent shared across submissions (`checks.frontends.batch`), else one of its own
+    prestarted: bool = False  # use the zygote `checks.isolation.zygote.prestart` started (pytest --day), if any
 
     def __post_init__(self) -> None:
         if self.solutions and self.learner is not None:
@@ -129,7 +130,8 @@ class GradingSession:
             raise CourseError("--learner FILE grades one day; to grade several days give a folder of day files")
         self.supervisor = Supervisor(self.course, self.days, self.device, limits=self.limits,
                                      forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
-                                     worker_log=self.worker_log, worker_closes=self.worker_closes, zygote=self.zygote)
+                                     worker_log=self.worker_log, worker_closes=self.worker_closes, zygote=self.zygote,
+                                     prestarted=self.prestarted)
         self._lookahead: Any = None  # a checks.isolation.lookahead.Lookahead once `plan` was called
 
     def source(self, day: Day) -> Path | None:

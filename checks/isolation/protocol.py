@@ -14,6 +14,8 @@ pickle memo: what is decoded is never larger than a small multiple of what was s
 
 from __future__ import annotations
 
+import dataclasses
+import enum
 import json
 import os
 import re
@@ -27,6 +29,69 @@ MAX_ITEMS = 1 << 20  # values in one frame
 MAX_MESSAGE = 20_000  # characters of a message shown to the learner
 _DTYPES = ("float16", "bfloat16", "float32", "float64", "complex64", "complex128", "int8", "int16", "int32", "int64",
            "uint8", "bool")
+
+
+class Kind(str, enum.Enum):
+    """What a frame on a child's result pipe says (its "kind" on the wire)."""
+
+    FINGERPRINTS = "fingerprints"  # the inputs' fingerprints (and the contract's facts), before any learner code
+    PHASE = "phase"  # a step begins (`Phase`): the import, then per case its call and its audit
+    OUTPUT = "output"  # a case's output, which ends its call
+    RESULT = "result"  # what a case's audits, validator and mistakes said
+    REJECTION = "rejection"  # the exercise fails here (a raise, a missing function, an output that is not plain data)
+    FORBIDDEN = "forbidden"  # the audit hook refused a file access
+    CRASH = "crash"  # the child failed outside the learner's call
+    DONE = "done"  # every case was sent
+
+
+class Phase(str, enum.Enum):
+    """The steps a child announces (`Kind.PHASE`); the supervisor gives each its time limit."""
+
+    IMPORT = "import"
+    CALL = "call"
+    AUDIT = "audit"
+
+
+class Control(str, enum.Enum):
+    """Messages between the supervisor and a zygote (JSON on its control socket and on each exercise's channel)."""
+
+    READY = "ready"  # zygote -> supervisor: started (with its pid and the sandbox features that held)
+    FAILED = "failed"  # zygote -> supervisor: could not start (with the traceback)
+    LOG = "log"  # supervisor -> zygote: what children print goes to this descriptor from now on
+    RUN = "run"  # supervisor -> zygote: fork a child for this exercise, on this channel
+    STARTED = "started"  # zygote -> supervisor, on the exercise's channel: the child's pid and its result pipe
+    EXITED = "exited"  # zygote -> supervisor, on the exercise's channel: the child ended, with its wait status
+
+
+def control_message(kind: Control, **fields: Any) -> bytes:
+    """One control message, as sent."""
+    return json.dumps({"kind": kind.value, **fields}).encode()
+
+
+@dataclasses.dataclass(frozen=True)
+class ZygoteConfig:
+    """What a zygote needs to know: the course and days it grades, and how."""
+
+    root: str  # the course's folder
+    loader: str  # the zoo's loader, "module:function"
+    days: list[int]
+    device: str
+    prebuild: bool  # build every case's inputs once in the zygote (not on CUDA, which does not survive fork)
+    threads: int  # torch threads of a child
+    memory_bytes: int  # a child's address space beyond the zygote's
+    forbid_reads: bool  # instructor grading: no reads of the solutions or stored references
+    protect: list[str]  # folders no write may touch (the course; a batch's reports, unreadable too)
+    log: str | None  # where children's prints go first
+    log_bytes: int  # at most this much of them
+    huge_pages: bool = False  # many submissions: the zygote's memory in huge pages (cheaper forks)
+    sandbox: list[str] = dataclasses.field(default_factory=list)  # set by the zygote: what isolated it
+
+    def to_json(self) -> bytes:
+        return json.dumps(dataclasses.asdict(self)).encode()
+
+    @classmethod
+    def from_json(cls, data: bytes) -> "ZygoteConfig":
+        return cls(**json.loads(data))
 
 
 class FrameError(ValueError):
@@ -207,8 +272,10 @@ class Channel:
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
-    def send(self, **message: Any) -> None:
-        data = encode(message)
+    def send(self, kind: Kind | str, **fields: Any) -> None:
+        """Write one frame: `kind` and `fields` (plain data; enum members as their values)."""
+        data = encode({key: value.value if isinstance(value, enum.Enum) else value
+                       for key, value in {"kind": kind, **fields}.items()})
         view = memoryview(data)
         while view:
             written = os.write(self.fd, view)

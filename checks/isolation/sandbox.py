@@ -129,11 +129,33 @@ def landlock_abi() -> int:
 def restrict_files(forbidden: list[Path], allowed: list[Path]) -> bool:
     """Landlock this process (and what it starts): read anything except beneath `forbidden` (the files in `allowed`
     stay readable), write no file, create or remove nothing, and with ABI 6+ signal no process outside. Needs
-    no_new_privs set (the seccomp filter sets it); False where Landlock is unavailable."""
+    no_new_privs set (the seccomp filter sets it); False where Landlock is unavailable. The ruleset comes from
+    `prepare_ruleset` (built then, unless a parent built it before forking); this process's copy of its descriptor is
+    closed before this returns, so nothing run afterwards can add a rule to the parent's."""
+    libc = _libc()
+    ruleset = prepare_ruleset(forbidden, allowed)
+    if ruleset is None or libc is None:
+        return False
+    _RULESETS.clear()
+    try:
+        return libc.syscall(_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) == 0
+    finally:
+        os.close(ruleset)
+
+
+_RULESETS: dict[tuple[tuple[str, ...], tuple[str, ...]], int] = {}
+
+
+def prepare_ruleset(forbidden: list[Path], allowed: list[Path]) -> int | None:
+    """The descriptor of a Landlock ruleset for `restrict_files(forbidden, allowed)`, built once and kept (one at a
+    time) for the processes this one forks; None where Landlock is unavailable."""
+    key = _key(forbidden, allowed)
+    if key in _RULESETS:
+        return _RULESETS[key]
     abi = landlock_abi()
     libc = _libc()
     if abi < 1 or libc is None:
-        return False
+        return None
     reads = _EXECUTE | _READ_FILE | _READ_DIR
     handled = reads | _WRITE_FILE | _WRITES_V1 | (_REFER if abi >= 2 else 0) | (_TRUNCATE if abi >= 3 else 0)
     scoped = (_SCOPE_ABSTRACT_UNIX_SOCKET | _SCOPE_SIGNAL) if abi >= 6 else 0
@@ -142,26 +164,31 @@ def restrict_files(forbidden: list[Path], allowed: list[Path]) -> bool:
     buffer = ctypes.create_string_buffer(attr[:size], size)
     ruleset = libc.syscall(_CREATE_RULESET, buffer, ctypes.c_size_t(size), ctypes.c_uint32(0))
     if ruleset < 0:
-        return False
-    try:
-        for path, access in prepare_rules(forbidden, allowed):
-            try:  # a symbolic link is skipped: its target is covered where it lies (a rule would follow it)
-                fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
-            except OSError:
-                continue
-            if os.path.islink(path):
-                os.close(fd)
-                continue
-            try:
-                is_dir = os.path.isdir(path)
-                rule = struct.pack("=Qi", access if is_dir else access & (_EXECUTE | _READ_FILE), fd)
-                libc.syscall(_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(1), ctypes.c_char_p(rule),
-                             ctypes.c_uint32(0))  # LANDLOCK_RULE_PATH_BENEATH
-            finally:
-                os.close(fd)
-        return libc.syscall(_RESTRICT_SELF, ctypes.c_int(ruleset), ctypes.c_uint32(0)) == 0
-    finally:
-        os.close(ruleset)
+        return None
+    for path, access in prepare_rules(forbidden, allowed):
+        try:  # a symbolic link is skipped: its target is covered where it lies (a rule would follow it)
+            fd = os.open(path, os.O_PATH | os.O_NOFOLLOW | os.O_CLOEXEC)
+        except OSError:
+            continue
+        if os.path.islink(path):
+            os.close(fd)
+            continue
+        try:
+            is_dir = os.path.isdir(path)
+            rule = struct.pack("=Qi", access if is_dir else access & (_EXECUTE | _READ_FILE), fd)
+            libc.syscall(_ADD_RULE, ctypes.c_int(ruleset), ctypes.c_int(1), ctypes.c_char_p(rule),
+                         ctypes.c_uint32(0))  # LANDLOCK_RULE_PATH_BENEATH
+        finally:
+            os.close(fd)
+    for old in _RULESETS.values():
+        os.close(old)
+    _RULESETS.clear()
+    _RULESETS[key] = ruleset
+    return ruleset
+
+
+def _key(forbidden: list[Path], allowed: list[Path]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    return tuple(os.path.realpath(path) for path in forbidden), tuple(os.path.realpath(path) for path in allowed)
 
 
 _RULES: dict[tuple[tuple[str, ...], tuple[str, ...]], list[tuple[str, int]]] = {}
@@ -170,7 +197,7 @@ _RULES: dict[tuple[tuple[str, ...], tuple[str, ...]], list[tuple[str, int]]] = {
 def prepare_rules(forbidden: list[Path], allowed: list[Path]) -> list[tuple[str, int]]:
     """The (path, access) rules of `restrict_files(forbidden, allowed)`, kept for the processes this one forks
     (a warm parent prepares them once; each child only applies them)."""
-    key = (tuple(os.path.realpath(path) for path in forbidden), tuple(os.path.realpath(path) for path in allowed))
+    key = _key(forbidden, allowed)
     if key not in _RULES:
         _RULES.clear()
         _RULES[key] = _read_rules(list(key[0]), list(key[1]))

@@ -32,42 +32,56 @@ def forbid_file_changes_and_signals() -> bool:
     (memfd, SysV shared memory); each such call fails with EPERM. Unlike the audit hook, this also
     holds for native code (ctypes, C++ and Rust extensions). Descriptors already open (the result pipe, the log)
     stay writable."""
-    import platform
-    import struct
-
-    if sys.platform != "linux" or platform.machine() != "x86_64":
+    encoded = filter_program(os.getpid())
+    if encoded is None:
         return False
-    allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
-    write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
-    me = os.getpid()
-    program: list[tuple[int, Any, Any, int]] = [(0x20, 0, 0, 4), (0x15, 0, "ALLOW", _X86_64_AUDIT_ARCH),
-                                                (0x20, 0, 0, 0)]
-    program += [(0x15, "DENY", 0, number) for number in _DENIED_SYSCALLS]
-    program += [(0x15, "OPEN", 0, _OPEN), (0x15, "OPENAT", 0, _OPENAT), (0x15, "SELF", 0, _KILL),
-                (0x15, "SELF", 0, _TKILL), (0x15, "SELF", 0, _TGKILL), (0x06, 0, 0, allow)]
-    labels = {"OPEN": len(program)}
-    program += [(0x20, 0, 0, 16 + 8 * 1), (0x45, "DENY", 0, write_flags), (0x06, 0, 0, allow)]
-    labels["OPENAT"] = len(program)
-    program += [(0x20, 0, 0, 16 + 8 * 2), (0x45, "DENY", 0, write_flags), (0x06, 0, 0, allow)]
-    labels["SELF"] = len(program)
-    program += [(0x20, 0, 0, 16), (0x15, "ALLOW", 0, me)]
-    labels["DENY"] = len(program)
-    program += [(0x06, 0, 0, deny)]
-    labels["ALLOW"] = len(program)
-    program += [(0x06, 0, 0, allow)]
-    encoded = b""
-    for index, (code, jt, jf, k) in enumerate(program):
-        jt = labels[jt] - index - 1 if isinstance(jt, str) else jt
-        jf = labels[jf] - index - 1 if isinstance(jf, str) else jf
-        encoded += struct.pack("HBBI", code, jt, jf, k & 0xFFFFFFFF)
     buffer = ctypes.create_string_buffer(encoded)
 
     class SockFprog(ctypes.Structure):
         _fields_ = [("len", ctypes.c_ushort), ("filter", ctypes.c_void_p)]
 
-    fprog = SockFprog(len(program), ctypes.addressof(buffer))
+    fprog = SockFprog(len(encoded) // 8, ctypes.addressof(buffer))
     libc = ctypes.CDLL(None, use_errno=True)
     libc.prctl.argtypes = [ctypes.c_int, ctypes.c_ulong, ctypes.c_void_p, ctypes.c_ulong, ctypes.c_ulong]
     if libc.prctl(38, 1, None, 0, 0) != 0:  # PR_SET_NO_NEW_PRIVS
         return False
     return libc.prctl(22, 2, ctypes.byref(fprog), 0, 0) == 0  # PR_SET_SECCOMP, SECCOMP_MODE_FILTER
+
+
+_TEMPLATE: list[tuple[bytes, int]] = []  # the filter's instructions with pid 0, and the offset where the pid goes
+
+
+def filter_program(me: int) -> bytes | None:
+    """The filter's BPF program for the process `me`, or None off x86-64 Linux. Built once (a zygote builds it
+    before forking: see `checks.isolation.zygote`); each child only writes its own pid into it."""
+    import platform
+    import struct
+
+    if sys.platform != "linux" or platform.machine() != "x86_64":
+        return None
+    if not _TEMPLATE:
+        allow, deny = 0x7FFF0000, 0x00050000 | 1  # SECCOMP_RET_ALLOW, SECCOMP_RET_ERRNO | EPERM
+        write_flags = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
+        program: list[tuple[int, Any, Any, int]] = [(0x20, 0, 0, 4), (0x15, 0, "ALLOW", _X86_64_AUDIT_ARCH),
+                                                    (0x20, 0, 0, 0)]
+        program += [(0x15, "DENY", 0, number) for number in _DENIED_SYSCALLS]
+        program += [(0x15, "OPEN", 0, _OPEN), (0x15, "OPENAT", 0, _OPENAT), (0x15, "SELF", 0, _KILL),
+                    (0x15, "SELF", 0, _TKILL), (0x15, "SELF", 0, _TGKILL), (0x06, 0, 0, allow)]
+        labels = {"OPEN": len(program)}
+        program += [(0x20, 0, 0, 16 + 8 * 1), (0x45, "DENY", 0, write_flags), (0x06, 0, 0, allow)]
+        labels["OPENAT"] = len(program)
+        program += [(0x20, 0, 0, 16 + 8 * 2), (0x45, "DENY", 0, write_flags), (0x06, 0, 0, allow)]
+        labels["SELF"] = len(program)
+        program += [(0x20, 0, 0, 16), (0x15, "ALLOW", 0, 0)]  # the pid is written in by `_filter`
+        labels["DENY"] = len(program)
+        program += [(0x06, 0, 0, deny)]
+        labels["ALLOW"] = len(program)
+        program += [(0x06, 0, 0, allow)]
+        encoded = b""
+        for index, (code, jt, jf, k) in enumerate(program):
+            jt = labels[jt] - index - 1 if isinstance(jt, str) else jt
+            jf = labels[jf] - index - 1 if isinstance(jf, str) else jf
+            encoded += struct.pack("HBBI", code, jt, jf, k & 0xFFFFFFFF)
+        _TEMPLATE.append((encoded, 8 * (labels["SELF"] + 1) + 4))  # the k field of the comparison with the pid
+    encoded, offset = _TEMPLATE[0]
+    return encoded[:offset] + (me & 0xFFFFFFFF).to_bytes(4, sys.byteorder) + encoded[offset + 4:]

@@ -41,7 +41,7 @@ from typing import Any, Callable, Iterator
 from checks.isolation import sandbox
 from checks.course import Course, CourseError, Day
 from checks.isolation.limits import Limits, describe_end
-from checks.isolation.protocol import MAX_FRAME, clean, decode
+from checks.isolation.protocol import MAX_FRAME, Control, Kind, Phase, ZygoteConfig, clean, control_message, decode
 from checks.judging.judge import Raised, Rejection, judge
 from checks.pipeline.grading import call_timeout_message
 from checks.pipeline.inputs import InputsFingerprint, course_bug_message
@@ -61,7 +61,7 @@ class Supervisor:
     def __init__(self, course: Course, days: list[Day], device: str, *, limits: Limits | None = None,
                  forbid_reads: bool = False, expected_manifest: dict[str, str] | None = None,
                  worker_log: Path | None = None, worker_closes: list[int] | None = None,
-                 zygote: "_Zygote | None" = None) -> None:
+                 zygote: "_Zygote | None" = None, prestarted: bool = False) -> None:
         self.course, self.days, self.device = course, days, device
         self.limits = limits or Limits()
         self.forbid_reads = forbid_reads
@@ -79,8 +79,8 @@ class Supervisor:
         self._importable: set[tuple[int, str]] = set()  # (day, file) once one exercise got past importing it
         self.sandbox: dict[str, Any] = {}  # which isolation features held (see `state`)
         self._shared = zygote  # a warm parent shared with other supervisors (`checks.frontends.batch`): kept at close
-        if zygote is None:
-            self._start_zygote(fork=True)  # first: the zygote must not inherit the references loaded below
+        if zygote is None:  # first: the zygote must not inherit the references loaded below
+            self._zygote = start_zygote(self._config(), fork=True, prestarted=prestarted)
         else:
             self._zygote = zygote
             zygote.use_log(worker_log)
@@ -105,7 +105,7 @@ class Supervisor:
             raise
 
     # ---- the zygote ------------------------------------------------------------------------------------------------
-    def _config(self) -> dict[str, Any]:
+    def _config(self) -> ZygoteConfig:
         return zygote_config(self.course, self.days, self.device, self.limits, self.forbid_reads,
                              self.worker_log.parent if self.worker_log else None, self.worker_log)
 
@@ -292,7 +292,7 @@ class _Zygote:
         if self.ready:
             return ""
         message = self.receive(timeout)
-        if message is not None and message.get("kind") == "ready":
+        if message is not None and message.get("kind") == Control.READY:
             self.set_ready(message)
             return ""
         return message.get("message", "") if message else "it did not start in time, or died starting"
@@ -301,7 +301,7 @@ class _Zygote:
         """Send what the children print from now on to `log` (another submission's log), its cap counted afresh."""
         fd = os.open(log or os.devnull, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o644)
         try:
-            socket.send_fds(self.control, [json.dumps({"kind": "log"}).encode()], [fd])
+            socket.send_fds(self.control, [control_message(Control.LOG)], [fd])
         except OSError:
             pass  # a dead zygote: the first exercise finds out and replaces it
         finally:
@@ -354,28 +354,38 @@ class _Zygote:
 
 
 def zygote_config(course: Course, days: list[Day], device: str, limits: Limits, forbid_reads: bool,
-                  reports: Path | None, log: Path | None) -> dict[str, Any]:
+                  reports: Path | None, log: Path | None, many: bool = False) -> ZygoteConfig:
     """What a zygote needs to know: the days it grades and how (`reports`: the folder of the batch's reports,
-    protected and unreadable to learner code; `log`: where the children's prints go first)."""
-    return {"root": str(course.root), "loader": course.model_loader, "days": [day.number for day in days],
-            "device": str(device), "prebuild": not str(device).startswith("cuda"), "threads": limits.threads,
-            "memory_bytes": limits.memory_bytes, "forbid_reads": forbid_reads,
-            "protect": [str(COURSE_ROOT)] + ([str(reports)] if reports else []),
-            "log": str(log) if log else None, "log_bytes": limits.log_bytes}
+    protected and unreadable to learner code; `log`: where the children's prints go first; `many`: it grades many
+    submissions, so its memory goes into huge pages, see `checks.isolation.zygote.collapse_into_huge_pages`)."""
+    return ZygoteConfig(root=str(course.root), loader=course.model_loader, days=[day.number for day in days],
+                        device=str(device), prebuild=not str(device).startswith("cuda"), threads=limits.threads,
+                        memory_bytes=limits.memory_bytes, forbid_reads=forbid_reads,
+                        protect=[str(COURSE_ROOT)] + ([str(reports)] if reports else []),
+                        log=str(log) if log else None, log_bytes=limits.log_bytes, huge_pages=many)
 
 
-def start_zygote(config: dict[str, Any], fork: bool) -> _Zygote:
+def start_zygote(config: ZygoteConfig, fork: bool, prestarted: bool = False) -> _Zygote:
     """Start a zygote: forked from this process (fast: torch is already imported; call before this process holds
-    anything a worker must not see, such as the references), or from a fresh interpreter."""
+    anything a worker must not see, such as the references), or from a fresh interpreter; with `prestarted`, the one
+    `checks.isolation.zygote.prestart` forked earlier, if there is one, is sent its config instead."""
+    from checks.isolation import zygote
+
+    waiting = zygote.take_prestarted() if prestarted else None
+    if waiting is not None:  # forked ahead (see `prestart`): it waits for its config
+        pid, mine = waiting
+        try:
+            mine.send(config.to_json())
+        except OSError:
+            pass  # it died: the first exercise finds out and replaces it
+        return _Zygote(pid, mine, None)
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     if fork:
         pid = os.fork()
         if pid == 0:
             try:
                 mine.close()
-                from checks.isolation import worker
-
-                worker.zygote_main(config, theirs)
+                zygote.zygote_main(config, theirs)
             finally:
                 os._exit(0)
         process: subprocess.Popen | None = None
@@ -386,7 +396,7 @@ def start_zygote(config: dict[str, Any], fork: bool) -> _Zygote:
                                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
                                    env={**os.environ, "PYTHONPATH": python_path, "HF_HUB_OFFLINE": "1"})
         pid = process.pid
-        mine.send(json.dumps(config).encode())
+        mine.send(config.to_json())
     theirs.close()
     return _Zygote(pid, mine, process)
 
@@ -422,7 +432,7 @@ class _Run:
         self.fingerprints: dict[str, Any] | None = None
         self.results: dict[str, tuple[Any, str | None, str]] = {}
         self.outputs: dict[str, Any] = {}  # case -> the output its call returned, fixed at the call's end
-        self.diagnoses: dict[str, str] = {}  # case -> the check's mistakes its output matches (found by the worker)
+        self.mistakes: dict[str, dict[str, Any]] = {}  # case -> the stored outputs of the check's mistakes
         self.rejection: dict[str, Any] | None = None
         self.forbidden: list[str] = []
         self.crash = ""
@@ -445,14 +455,14 @@ class _Run:
         self.exercise_deadline = min(cap, self.submission_deadline)
         self.deadline = now + limits.setup_s
         self.learner = learner
-        request = {"kind": "run", "day": self.day.number, "exercise": check.name, "learner": str(learner)}
+        request = {"kind": Control.RUN.value, "day": self.day.number, "exercise": check.name, "learner": str(learner)}
         try:
             self.channel = self.zygote.request(request)
         except OSError:
             return self._zygote_lost()
         try:
             started = _receive(self.channel, limits.setup_s, fds=True)
-            if started is None or started.get("kind") != "started" or not started["fds"]:
+            if started is None or started.get("kind") != Control.STARTED or not started["fds"]:
                 return self._zygote_lost()
             self.pid, pipe = int(started["pid"]), started["fds"][0]
             try:
@@ -514,7 +524,7 @@ class _Run:
                     self._stop("")
                     self.supervisor._lost_zygote(self.zygote)
                     return
-                if message.get("kind") == "exited":
+                if message.get("kind") == Control.EXITED:
                     self.status = int(message["status"])
         while pipe_open:  # the zygote killed the child's leftovers before reporting: the pipe ends now
             readable, _, _ = select.select([pipe], [], [], 2.0)
@@ -562,37 +572,42 @@ class _Run:
         """One frame. The supervisor alone decides the phases and their limits: an announcement is taken only in
         the order the worker makes them (import once; then per case, in the check's order, its call, then its
         audit) and never restarts a limit; everything after the import may be forged by the learner's code."""
-        kind, now, check, limits = message["kind"], time.monotonic(), self.check, self.limits
+        try:
+            kind = Kind(message["kind"])
+        except ValueError:
+            return  # no kind of the protocol: ignored
+        now, check, limits, phase = time.monotonic(), self.check, self.limits, message.get("phase")
         case = message.get("case")
         case = case if isinstance(case, str) and case in check.cases else ""
         cases = list(check.cases)
         following = cases[len(self.results)] if len(self.results) < len(cases) else None
-        if kind == "fingerprints" and self.fingerprints is None and self.phase == "setup":
+        if kind is Kind.FINGERPRINTS and self.fingerprints is None and self.phase == "setup":
             self.fingerprints = message.get("cases") if isinstance(message.get("cases"), dict) else {}
             self._check_references()
-        elif kind == "phase" and message.get("phase") == "import" and self.phase == "setup" and self.fingerprints:
-            self.phase, self.deadline = "import", now + limits.import_s
+        elif kind is Kind.PHASE and phase == Phase.IMPORT and self.phase == "setup" and self.fingerprints:
+            self.phase, self.deadline = Phase.IMPORT.value, now + limits.import_s
             held = message.get("sandbox")  # sent before the learner's module is imported: trusted
             if isinstance(held, dict):
                 self.supervisor.sandbox.update({key: held[key] for key in _WORKER_FEATURES
                                                 if type(held.get(key)) in (bool, int)})
-        elif kind == "phase" and message.get("phase") == "call" and case and case == following \
-                and self.phase in ("import", "audit") and case not in self.called:
-            self.phase, self.case, self.call_started = "call", case, now
+        elif kind is Kind.PHASE and phase == Phase.CALL and case and case == following \
+                and self.phase in (Phase.IMPORT.value, Phase.AUDIT.value) and case not in self.called:
+            self.phase, self.case, self.call_started = Phase.CALL.value, case, now
             self.called.add(case)
             self.deadline = now + check.timeout_s
-        elif kind in ("phase", "output") and (kind == "output" or message.get("phase") == "audit") \
-                and self.phase == "call" and case == self.case:
+        elif (kind is Kind.OUTPUT or (kind is Kind.PHASE and phase == Phase.AUDIT)) \
+                and self.phase == Phase.CALL.value and case == self.case:
             # the call's end: its output, if any, is fixed now (one per case, taken only while its call runs), so
             # an early forged end gains no time: whatever the call computes after it is never graded
-            if kind == "output":
+            if kind is Kind.OUTPUT:
                 output, raised = message.get("output"), message.get("raised")
                 if isinstance(raised, list) and raised:  # the call raised on a case that expects an exception
                     output = Raised(tuple(str(name) for name in raised), str(message.get("raised_message") or ""))
                 self.outputs[case] = output
-            self.phase = "audit"
+            self.phase = Phase.AUDIT.value
             self.deadline = min(now + limits.audit_s, self.call_started + check.timeout_s + limits.audit_s)
-        elif kind == "result" and case and case == self.case and self.phase == "audit" and case not in self.results:
+        elif kind is Kind.RESULT and case and case == self.case and self.phase == Phase.AUDIT.value \
+                and case not in self.results:
             complaint = message.get("complaint")
             status = "error" if message.get("complaint_status") == "error" else "failed"
             if case not in self.outputs:  # the worker sends a result only after an output: this one is forged
@@ -602,15 +617,13 @@ class _Run:
                         "not taken, and it is graded as not returning in time")}
                 return
             self.results[case] = (self.outputs[case], complaint if isinstance(complaint, str) else None, status)
-            diagnosis = message.get("diagnosis")
-            self.diagnoses[case] = clean(diagnosis) if isinstance(diagnosis, str) else ""
-        elif kind == "rejection" and self.rejection is None and self.phase != "setup":
+        elif kind is Kind.REJECTION and self.rejection is None and self.phase != "setup":
             self.rejection = {**message, "case": case}
-        elif kind == "forbidden" and len(self.forbidden) < 8:
+        elif kind is Kind.FORBIDDEN and len(self.forbidden) < 8:
             self.forbidden.append(clean(message.get("what", ""), 2000))
-        elif kind == "crash" and not self.crash:
+        elif kind is Kind.CRASH and not self.crash:
             self.crash = clean(message.get("message", ""))
-        elif kind == "done":
+        elif kind is Kind.DONE:
             self.done = True
 
     def _check_references(self) -> None:
@@ -627,6 +640,7 @@ class _Run:
             try:
                 fingerprint = InputsFingerprint(str(entry["hash"]), [list(map(float, row)) for row in entry["floats"]])
                 self.expected[case] = store.expected(self.check.name, case, fingerprint)
+                self.mistakes[case] = store.mistakes(self.check.name, case)
                 self.facts[case] = entry.get("facts")
             except StaleReference as error:
                 self.course_problem = Outcome(self.check.name, self.day.number, Status.STALE_REFERENCE,
@@ -669,7 +683,7 @@ class _Run:
             output, complaint, complaint_status = self.results[case]
             try:
                 judge(output, self.expected[case], dataclasses.replace(check, validate=None), {},
-                      diagnosis=self.diagnoses.get(case, ""), facts=self.facts.get(case), case=case)
+                      mistakes=self.mistakes.get(case), facts=self.facts.get(case), case=case)
                 if complaint:  # said after the learner's code ran, so never the course's fault
                     if complaint_status == "error":
                         complaint = f"{complaint}\n(if your output is right, tell the course's authors)"

@@ -80,7 +80,8 @@ class Grader:
         passes = ForwardPasses(check.forward_passes)
         actual = call_learner(graded_callable(function, check, case), check, inputs, self.env, alarm=True,
                               passes=passes)
-        judge(actual, expected, check, inputs, facts=facts, case=case)
+        judge(actual, expected, check, inputs, mistakes=self.store(day).mistakes(check.name, case), facts=facts,
+              case=case)
         over_budget = passes.complaint(check.name)
         if over_budget:
             raise Rejection(Status.FAILED, over_budget, check.hint)

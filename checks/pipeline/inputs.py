@@ -1,7 +1,7 @@
 """Step 1 of grading one input case: build its inputs on pristine models and fingerprint them.
 
 The one place that does it, for every path that needs a case's inputs: the in-process pipeline (`check(fn)`,
-`checks.pipeline.grading`), the worker (`checks.isolation.worker`, which sends the fingerprint to its supervisor
+`checks.pipeline.grading`), the worker (`checks.isolation.child`, which sends the fingerprint to its supervisor
 before any learner code runs), the reference builder (`checks.store.references`) and the project's tests. The
 fingerprint identifies the inputs a stored reference was computed on (see `checks.store.references`): an exact hash
 of everything but floating-point values, and a summary of the floating-point tensors, compared within a tolerance

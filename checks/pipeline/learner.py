@@ -181,29 +181,38 @@ def _loaded_names(node: ast.AST) -> set[str]:
     return {part.id for part in ast.walk(node) if isinstance(part, ast.Name) and isinstance(part.ctx, ast.Load)}
 
 
-def load_module(path: Path) -> ModuleType:
-    """Import `path` under a private module name, executing only its definitions (see the module docstring)."""
-    path = Path(path).resolve()
-    source = read_source(path)
-    filename = str(path)
-    broken: dict[str, str] = {}
-    try:
-        tree = ast.parse(source, filename=filename)
-    except SyntaxError as error:
-        source, broken = _without_broken_cells(path, source, error)
-        tree = ast.parse(source, filename=filename)
+class CompiledLearner:
+    """A learner's file read, parsed, reduced to its definitions and compiled (see the module docstring); nothing of
+    it has run. A zygote compiles a .py file once for the exercises it grades (`checks.isolation.zygote`)."""
+
+    def __init__(self, path: Path) -> None:
+        path = Path(path).resolve()
+        source = read_source(path)
+        self.path, self.filename, self.source, self.broken = path, str(path), source, {}
+        try:
+            self.tree = ast.parse(source, filename=self.filename)
+        except SyntaxError as error:
+            self.source, self.broken = _without_broken_cells(path, source, error)
+            self.tree = ast.parse(self.source, filename=self.filename)
+        self.kept = definitions_only(self.tree, self.source)
+        self.code = compile(self.kept, self.filename, "exec")
+
+
+def load_module(path: Path, compiled: CompiledLearner | None = None) -> ModuleType:
+    """Import `path` under a private module name, executing only its definitions (see the module docstring);
+    `compiled`, when given, is that file already compiled."""
+    compiled = compiled if compiled is not None else CompiledLearner(path)
+    path, filename = compiled.path, compiled.filename
     if path.suffix == ".ipynb":
-        linecache.cache[filename] = (len(source), None, source.splitlines(True), filename)
+        linecache.cache[filename] = (len(compiled.source), None, compiled.source.splitlines(True), filename)
     name = f"_course_learner_{path.stem}_{hashlib.sha1(filename.encode()).hexdigest()[:8]}"
     module = ModuleType(name)
     module.__file__ = filename
     sys.modules[name] = module  # dataclasses and pickling look modules up by name
-    kept = definitions_only(tree, source)
-    code = compile(kept, filename, "exec")
-    module.__course_tree__ = (tree, kept)  # type: ignore[attr-defined]  (for explain_name_error)
-    module.__course_broken__ = broken  # type: ignore[attr-defined]  (for missing_function_message)
+    module.__course_tree__ = (compiled.tree, compiled.kept)  # type: ignore[attr-defined]  (for explain_name_error)
+    module.__course_broken__ = compiled.broken  # type: ignore[attr-defined]  (for missing_function_message)
     try:
-        exec(code, module.__dict__)
+        exec(compiled.code, module.__dict__)
     except Exception as error:
         del sys.modules[name]
         raise LearnerModuleError(f"importing {path} failed: {type(error).__name__}: {error}") from error

@@ -3,6 +3,7 @@ it alone, against the stored references."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -31,3 +32,41 @@ def test_the_learner_distribution_has_no_solutions_and_grades_on_its_own(tmp_pat
     where = subprocess.run([sys.executable, "-c", "import checks, mechinterp_course_pytest as p; print(checks.__file__,"
                             " p.__file__)"], cwd=out, env=env, capture_output=True, text=True, timeout=120)
     assert where.stdout.split() == [str(out / "checks" / "__init__.py"), str(out / "mechinterp_course_pytest.py")]
+
+
+def _function_bodies(path):
+    """The body of every function defined in the file at `path` (docstring dropped), as comparable AST dumps."""
+    bodies = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+            bodies.add(ast.dump(ast.Module(body=body, type_ignores=[])))
+    return bodies
+
+
+def test_the_learner_distribution_holds_no_code_that_computes_a_mistake_or_a_reference(tmp_path):
+    """What a declared mistake returns, and a reference that is not a solution's output, are computed by
+    solutions/oracles (near-answers) when the references are built; the distribution ships their stored outputs
+    only: no module of it defines a function with an oracle's body, or imports the solutions."""
+    from checks.course import Course
+    from checks.store.references import oracle_names
+
+    out = tmp_path / "dist"
+    assert notebooks_main(["dist", "--learner", str(out)]) == 0
+    course = Course.default()
+    named = {(day.number, name) for day in course.days.values() for check in day.checks for name in oracle_names(check)}
+    assert len(named) >= 30, named
+    oracle_bodies = set()
+    for number, name in named:  # every name a check gives is a function beside the solutions
+        path = course.day(number).oracle_path
+        assert name in {node.name for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef)}
+    for path in (REPO_ROOT / "solutions" / "oracles").glob("*.py"):
+        oracle_bodies |= _function_bodies(path)
+    for path in sorted(out.rglob("*.py")):
+        shipped = _function_bodies(path)
+        assert not shipped & oracle_bodies, f"{path.relative_to(out)} computes a mistake or a reference"
+        imported = [alias.name if isinstance(node, ast.Import) else node.module or ""
+                    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in getattr(node, "names", [])]
+        assert not [name for name in imported if name.split(".")[0] == "solutions"], path.relative_to(out)
+    assert any(path.name.endswith(".mistakes.pt") for path in (out / "checks" / "references").iterdir())
