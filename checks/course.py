@@ -66,6 +66,17 @@ class Day:
         base = self.course.root / "checks" / "references" / f"day{self.number}"
         return base.with_suffix(".pt"), base.with_suffix(".json")
 
+    @property
+    def mistakes_path(self) -> Path:
+        """The stored outputs of the day's declared mistakes (see `checks.store.references`)."""
+        return self.course.root / "checks" / "references" / f"day{self.number}.mistakes.pt"
+
+    @property
+    def oracle_path(self) -> Path:
+        """The code that computes the day's mistakes and non-solution references: beside the solutions, never
+        shipped to learners."""
+        return self.course.root / "solutions" / "oracles" / f"day{self.number}.py"
+
     def check(self, name: str) -> Check:
         for check in self.checks:
             if check.name == name:

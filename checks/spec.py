@@ -61,13 +61,20 @@ Validator = Callable[[Any, dict[str, Any]], "str | None"]
 class Mistake:
     """A mistake learners make on one exercise, declared by its check so that the grader can name it.
 
-    `output(inputs)` computes what the mistaken function returns on a case's inputs (with plain torch, never solution
-    code); when a failing output equals it (under the check's tolerances), `message` is added to the diagnosis, e.g.
-    "this is the loss read one position late". A test builds each mistake and asserts its message.
+    `computed_by` names the function of `solutions/oracles/dayN.py` that computes what the mistaken function returns
+    on a case's inputs (with plain torch, never solution code). It runs when the references are built, and its
+    output is stored with them; when a failing output equals that stored output (under the check's tolerances),
+    `message` is added to the diagnosis, e.g. "this is the loss read one position late". The code lives beside the
+    solutions, not here, because a learner distribution ships the specs: a near-answer must not ship with them. A
+    test makes each mistake and asserts its message.
     """
 
     message: str
-    output: Callable[[dict[str, Any]], Any]
+    computed_by: str
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.computed_by, str) or not self.computed_by.isidentifier():
+            raise TypeError(f"Mistake.computed_by must name a function of solutions/oracles, got {self.computed_by!r}")
 
 
 @dataclass(frozen=True)
@@ -102,8 +109,9 @@ class Check:
     validate: optional extra check on (learner output, inputs); returns a message when it fails, else None. Used
         for what the output alone cannot show (e.g. "use hooks, not a cache"); it runs after the comparison passes.
     expected_from: where more than one output is right (a learner's own predictor of a model's behaviour), the
-        reference is what this computes from a case's inputs (e.g. the model's behaviour), not the solution's output;
-        the solution must pass against it like any learner. Use with `min_agreement`.
+        reference is what this function of `solutions/oracles/dayN.py` (named here) computes from a case's inputs
+        when the references are built (e.g. the model's behaviour), not the solution's output; the solution must
+        pass against it like any learner. Use with `min_agreement`.
     min_agreement: judge integer outputs by agreement (`checks.judging.compare.agreement`): at least this fraction of
         the elements equal the reference's in every column of the last dimension. Judged in the supervisor, on plain
         data, as every comparison is.
@@ -131,7 +139,7 @@ class Check:
     hint: str = ""
     hints: tuple[str, ...] = ()
     validate: Validator | None = None
-    expected_from: Callable[[dict[str, Any]], Any] | None = None
+    expected_from: str | None = None
     min_agreement: float | None = None
     mistakes: tuple[Mistake, ...] = ()
     timeout_s: float = 60.0
@@ -145,6 +153,11 @@ class Check:
         for label, builder in self.cases.items():
             if not isinstance(label, str) or not label or not callable(builder):
                 raise TypeError(f"check {self.name!r}: case {label!r} must map a non-empty label to a callable")
+        if self.expected_from is not None and not (isinstance(self.expected_from, str)
+                                                   and self.expected_from.isidentifier()):
+            raise TypeError(f"check {self.name!r}: expected_from must name a function of solutions/oracles")
+        if not all(isinstance(mistake, Mistake) for mistake in self.mistakes):
+            raise TypeError(f"check {self.name!r}: mistakes must be checks.spec.Mistake")
         object.__setattr__(self, "cases", dict(self.cases))
         object.__setattr__(self, "hints", tuple(self.hints) or ((self.hint,) if self.hint else ()))
         if self.hints and not self.hint:

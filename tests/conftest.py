@@ -4,6 +4,7 @@ plugin's tests."""
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 from typing import Iterator
 
@@ -12,6 +13,13 @@ import pytest
 from support import make_fixture_course
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
+if os.environ.get("PYTEST_XDIST_WORKER") and "OMP_NUM_THREADS" not in os.environ:
+    # Under `pytest -n N`, each worker (and the processes it starts) gets its share of the cores as torch threads,
+    # so that N workers do not oversubscribe them; an explicit OMP_NUM_THREADS is left as it is.
+    _share = max(1, len(os.sched_getaffinity(0)) // int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")))
+    os.environ["OMP_NUM_THREADS"] = str(_share)
+    if "torch" in sys.modules:
+        sys.modules["torch"].set_num_threads(_share)
 pytest_plugins = ["pytester"]
 
 

@@ -4,8 +4,10 @@ Each submission (a .py module, an .ipynb notebook, or a folder of day files) is 
 process, forked from this one, with up to `jobs` at a time; each supervisor runs the learner's code in fresh workers
 (`checks.isolation.supervisor`), forked per exercise from the warm parent its job keeps for every submission it grades
 (see `_Batch`), with reads of the solutions and stored references forbidden. This process runs no
-learner code and writes every file: it verifies the manifest once, hands each supervisor that in-memory copy (so
-a submission that tampers with the course cannot change what the next one is graded against), receives each
+learner code and writes every file: it verifies the manifest's files once and loads the references, hands each
+supervisor that in-memory copy (`checks.isolation.supervisor.VerifiedCourse`, taken while the files' stats are
+unchanged, else verified again; so a submission that tampers with the course cannot change what the next one is
+graded against), restores any file a submission changed before the next one starts, receives each
 report over a pipe, and, once every worker is gone, writes per submission `<name>.json` (the report) beside
 `<name>.log` (each exercise's outcome as it was graded, with its message, and whatever the learner's code printed;
 capped at `LOG_LIMIT` bytes) and `summary.csv` with one row per submission and day.
@@ -79,7 +81,8 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     """Grade every submission on `days` ("1", "1,4" or "all"), write the reports under `out`, return the scores.
     Raises CourseError when the course itself is broken (e.g. a file does not match the manifest)."""
     from checks.pipeline.grading import default_device
-    from checks.store.manifest import file_contents, verify_manifest
+    from checks.isolation.supervisor import verify_course
+    from checks.store.manifest import verify_manifest
     from checks.frontends.session import parse_days
 
     missing = [str(path) for path in submissions if not path.exists()]
@@ -103,7 +106,7 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     jobs = min(jobs, len(submissions))
     batch.start_workers(jobs)  # forked before this process holds the course's files (the references) in memory
     try:
-        batch.contents = file_contents(course)
+        batch.verified = verify_course(course, chosen, manifest)  # once: each supervisor takes it (see VerifiedCourse)
         exercises = sum(len(day.checks) for day in chosen)
         reports = batch.run([(name, path.resolve()) for name, path in zip(names, submissions)], jobs, progress,
                             exercises)
@@ -112,11 +115,6 @@ def grade_submissions(submissions: list[Path], days: str, out: Path, *, course: 
     scores: list[DayScore] = []
     for name, path in zip(names, submissions):
         report, note = reports[name]
-        copied = _identical_to_solution(chosen, path.resolve())
-        if copied:
-            report["identical_to_solution"] = copied
-            flag = f"identical to the reference solution: {', '.join(copied)}"
-            note = f"{note}; {flag}" if note else flag
         (out / f"{name}.json").write_text(json.dumps(report, indent=2) + "\n")
         scores.extend(_scores(name, path.resolve(), report, note))
     with open(out / SUMMARY_FILE, "w", newline="") as handle:
@@ -137,7 +135,7 @@ class _Batch:
                  limits: Limits) -> None:
         self.course, self.days, self.out, self.device = course, days, out, device
         self.manifest, self.limits = manifest, limits
-        self.contents: dict[str, bytes] = {}  # the verified bytes of the course files, to restore tampered ones
+        self.verified: Any = None  # the course files verified once (`checks.isolation.supervisor.VerifiedCourse`)
         self.zygotes: list[Any] = []  # per job, its warm worker parent (`checks.isolation.supervisor._Zygote`)
 
     def _zygote_config(self) -> dict[str, Any]:
@@ -210,12 +208,18 @@ class _Batch:
                     if overdue or status != 0:  # its zygote may still run that submission's children
                         self._replace_worker(job)
                     _cap_log(self.out / f"{name}.log")
-                    restored = restore_changed(self.course, self.manifest, self.contents)
+                    restored = restore_changed(self.course, self.manifest, self.verified.contents)
                     if restored:  # native code got past the worker's guard: undo it before the next submission
+                        self.verified.refresh_stats(self.course)  # else the next supervisors verify the files again
                         warning = (f"course files changed while this submission was graded, restored: "
                                    f"{', '.join(restored)}")
                         note = f"{note}; {warning}" if note else warning
                         report["course_files_restored"] = restored
+                    copied = _identical_to_solution(self.days, path)  # here, while the other jobs grade
+                    if copied:
+                        report["identical_to_solution"] = copied
+                        flag = f"identical to the reference solution: {', '.join(copied)}"
+                        note = f"{note}; {flag}" if note else flag
                     reports[name] = (report, note)
                     bar.update(exercises - min(graded, exercises))
         return reports
@@ -244,12 +248,11 @@ class _Batch:
         from checks.frontends.session import GradingSession
 
         os.setpgid(0, 0)
-        self.contents.clear()  # the workers forked below must not inherit the course's files in memory
         log = self.out / f"{name}.log"
         log.write_text("")
         session = GradingSession(self.course, self.days, device=self.device, learner=path, limits=self.limits,
                                  forbid_reads=True, expected_manifest=self.manifest, worker_log=log,
-                                 worker_closes=[pipe], zygote=zygote)
+                                 worker_closes=[pipe], zygote=zygote, verified=self.verified)
         try:
             for day in self.days:
                 for check in day.checks:

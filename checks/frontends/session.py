@@ -117,6 +117,7 @@ class GradingSession:
     hint_tiers: int = 0  # --course-hints N: the tiers of the course's hints shown (and listed in the JSON report)
     zygote: Any = None  # a warm worker parent shared across submissions (`checks.frontends.batch`), else one of its own
     prestarted: bool = False  # use the zygote `checks.isolation.zygote.prestart` started (pytest --day), if any
+    verified: Any = None  # the course's files verified once for a batch (`checks.isolation.supervisor.VerifiedCourse`)
 
     def __post_init__(self) -> None:
         if self.solutions and self.learner is not None:
@@ -131,7 +132,7 @@ class GradingSession:
         self.supervisor = Supervisor(self.course, self.days, self.device, limits=self.limits,
                                      forbid_reads=self.forbid_reads, expected_manifest=self.expected_manifest,
                                      worker_log=self.worker_log, worker_closes=self.worker_closes, zygote=self.zygote,
-                                     prestarted=self.prestarted)
+                                     prestarted=self.prestarted, verified=self.verified)
         self._lookahead: Any = None  # a checks.isolation.lookahead.Lookahead once `plan` was called
 
     def source(self, day: Day) -> Path | None:

@@ -67,7 +67,7 @@ class Child:
 
         from checks.pipeline.budgets import ForwardPasses
         from checks.pipeline.grading import call_learner
-        from checks.judging.judge import Raised, Rejection, case_facts, diagnose, graded_callable, validation_complaint
+        from checks.judging.judge import Raised, Rejection, case_facts, graded_callable, validation_complaint
         from checks.pipeline.learner import (LearnerModuleError, explain_name_error, load_module,
                                              missing_function_message, wrong_day_error)
 
@@ -169,9 +169,8 @@ class Child:
             if raised is None and complaint is None:
                 complaint, judged = validation_complaint(check, output, inputs)
                 status = judged.value
-            diagnosis = diagnose(check, output, inputs) if check.mistakes and raised is None else ""
-            self.channel.send(Kind.RESULT, case=case, diagnosis=_short(diagnosis),
-                              complaint=_short(complaint) if complaint else None, complaint_status=status)
+            self.channel.send(Kind.RESULT, case=case, complaint=_short(complaint) if complaint else None,
+                              complaint_status=status)
         self.channel.send(Kind.DONE)
 
 

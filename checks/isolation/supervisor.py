@@ -1,17 +1,18 @@
 """The supervisor: grades exercises by running them in a worker (`checks.isolation.worker`), and never runs learner code.
 
-Before any learner code runs it forks the worker's warm parent (the zygote; or uses one shared with the supervisors
-of other submissions, see `checks.frontends.batch`), verifies the manifest of the course's reference and zoo files
-(`checks.store.manifest`), keeps their verified bytes and loads the stored references into its
-own memory (the zygote is forked first, so no reference ever sits in a worker's memory). After every exercise it
-checks those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote
-for a fresh child (on a channel of that exercise's own, on which the zygote says when the child starts and ends),
-reads what the child reports on a private pipe, applies the time limits (`checks.isolation.limits`) and kills the child's
-process group when one passes, then judges the plain data it got back against the reference with the course's
-comparison engine (`checks.judging.judge`). A death, a kill or garbage on the pipe fails that exercise with what happened;
-if the zygote itself dies, a fresh one is started from a new interpreter for the exercises that remain. Several
-exercises may be graded side by side, from several threads: see `Supervisor.grade_file` for the rules that keep each
-outcome the one it gets alone.
+Before any learner code runs it forks the worker's warm parent (the zygote; or uses one shared with the supervisors of
+other submissions, see `checks.frontends.batch`), verifies the manifest of the course's reference and zoo files
+(`checks.store.manifest`), keeps their verified bytes and loads the stored references into its own memory (the zygote
+is forked first, so no reference ever sits in a worker's memory); a batch does this once and hands the result to each
+submission's supervisor (`VerifiedCourse`), taken while the files' stats are unchanged. After every exercise it checks
+those files again and restores any that changed (which fails that exercise). Per exercise it asks the zygote for a
+fresh child (on a channel of that exercise's own, on which the zygote says when the child starts and ends), reads what
+the child reports on a private pipe, applies the time limits (`checks.isolation.limits`) and kills the child's process
+group when one passes, then judges the plain data it got back against the reference with the course's comparison engine
+(`checks.judging.judge`). A death, a kill or garbage on the pipe fails that exercise with what happened; if the zygote
+itself dies, a fresh one is started from a new interpreter for the exercises that remain. Several exercises may be
+graded side by side, from several threads: see `Supervisor.grade_file` for the rules that keep each outcome the one it
+gets alone.
 
 Trusted: the fingerprints of the inputs (sent before the learner's module is imported) and the learner's output
 as data. Not trusted beyond "it failed": everything the child says after the learner's code ran (audit results,
@@ -61,7 +62,8 @@ class Supervisor:
     def __init__(self, course: Course, days: list[Day], device: str, *, limits: Limits | None = None,
                  forbid_reads: bool = False, expected_manifest: dict[str, str] | None = None,
                  worker_log: Path | None = None, worker_closes: list[int] | None = None,
-                 zygote: "_Zygote | None" = None, prestarted: bool = False) -> None:
+                 zygote: "_Zygote | None" = None, prestarted: bool = False,
+                 verified: "VerifiedCourse | None" = None) -> None:
         self.course, self.days, self.device = course, days, device
         self.limits = limits or Limits()
         self.forbid_reads = forbid_reads
@@ -86,20 +88,13 @@ class Supervisor:
             zygote.use_log(worker_log)
         self.sandbox["non_dumpable"] = sandbox.harden_supervisor()  # no process of this user without CAP_SYS_PTRACE
         try:  # reads this one's memory
-            self.manifest = verify_manifest(course, expected_manifest)
-            self.stats = file_stats(course)
-            self.contents = file_contents(course)  # verified bytes: restored after any exercise that changed them
-            now = file_stats(course)
-            changed = [key for key, data in self.contents.items()
-                       if sha256(data).hexdigest() != self.manifest[key] or now.get(key) != self.stats.get(key)]
-            if changed:
-                raise CourseError(f"course file {changed[0]} changed while it was being verified")
-            self.stores = {day.number: ReferenceStore(day) for day in days}
-            for store in self.stores.values():
-                try:
-                    store._load()  # into this process's memory now, before any learner code runs
-                except StaleReference:
-                    pass  # reported per exercise, with the rebuild command
+            if verified is not None and file_stats(course) == verified.stats:  # unchanged since it was verified
+                self.manifest, self.contents, self.stores = verified.manifest, verified.contents, verified.stores
+                self.stats = dict(verified.stats)
+            else:
+                fresh = verify_course(course, days, expected_manifest)
+                self.manifest, self.contents, self.stores, self.stats = (fresh.manifest, fresh.contents,
+                                                                         fresh.stores, fresh.stats)
         except BaseException:
             self.close()
             raise
@@ -231,6 +226,56 @@ class Supervisor:
         timed_out = bool(run.stopped_by) and run.phase in ("call", "audit") and \
             time.monotonic() < submission_deadline
         return outcome, True, timed_out
+
+
+@dataclasses.dataclass
+class VerifiedCourse:
+    """The course's files as verified before any learner code ran: the manifest's hashes, the files' bytes (to
+    restore them), their stats (`checks.store.manifest.file_stats`: an unchanged stat means unchanged bytes) and the
+    days' stored references loaded into memory. Batch grading makes one per batch and hands it to every submission's
+    supervisor, which takes it as its own when the files' stats still match, else verifies the files again."""
+
+    manifest: dict[str, str]
+    contents: dict[str, bytes]
+    stats: dict[str, tuple[int, ...]]
+    stores: dict[int, ReferenceStore]
+
+    def refresh_stats(self, course: Course) -> bool:
+        """After the files were restored: adopt their new stats if every file still holds its verified bytes (stats
+        first, then the bytes, so a change made in between shows as a stat that no longer matches); whether it did."""
+        stats = file_stats(course)
+        if set(stats) != set(self.manifest):
+            return False
+        for key, stat in stats.items():
+            if stat != self.stats.get(key):
+                try:
+                    data = (course.root / key).read_bytes()
+                except OSError:
+                    return False
+                if sha256(data).hexdigest() != self.manifest[key]:
+                    return False
+        self.stats = stats
+        return True
+
+
+def verify_course(course: Course, days: list[Day], expected_manifest: dict[str, str] | None = None) -> VerifiedCourse:
+    """Verify the manifest's files (against `expected_manifest`, default the stored manifest), keep their bytes and
+    stats, and load the days' references. Raises CourseError when a file does not match."""
+    manifest = verify_manifest(course, expected_manifest)
+    stats = file_stats(course)
+    contents = file_contents(course)
+    now = file_stats(course)
+    changed = [key for key, data in contents.items()
+               if sha256(data).hexdigest() != manifest[key] or now.get(key) != stats.get(key)]
+    if changed:
+        raise CourseError(f"course file {changed[0]} changed while it was being verified")
+    stores = {day.number: ReferenceStore(day) for day in days}
+    for store in stores.values():
+        try:
+            store.preload()  # into this process's memory now, before any learner code runs
+        except StaleReference:
+            pass  # reported per exercise, with the rebuild command
+    return VerifiedCourse(manifest, contents, stats, stores)
 
 
 class _Gate:
@@ -432,7 +477,7 @@ class _Run:
         self.fingerprints: dict[str, Any] | None = None
         self.results: dict[str, tuple[Any, str | None, str]] = {}
         self.outputs: dict[str, Any] = {}  # case -> the output its call returned, fixed at the call's end
-        self.diagnoses: dict[str, str] = {}  # case -> the check's mistakes its output matches (found by the worker)
+        self.mistakes: dict[str, dict[str, Any]] = {}  # case -> the stored outputs of the check's mistakes
         self.rejection: dict[str, Any] | None = None
         self.forbidden: list[str] = []
         self.crash = ""
@@ -617,8 +662,6 @@ class _Run:
                         "not taken, and it is graded as not returning in time")}
                 return
             self.results[case] = (self.outputs[case], complaint if isinstance(complaint, str) else None, status)
-            diagnosis = message.get("diagnosis")
-            self.diagnoses[case] = clean(diagnosis) if isinstance(diagnosis, str) else ""
         elif kind is Kind.REJECTION and self.rejection is None and self.phase != "setup":
             self.rejection = {**message, "case": case}
         elif kind is Kind.FORBIDDEN and len(self.forbidden) < 8:
@@ -642,6 +685,7 @@ class _Run:
             try:
                 fingerprint = InputsFingerprint(str(entry["hash"]), [list(map(float, row)) for row in entry["floats"]])
                 self.expected[case] = store.expected(self.check.name, case, fingerprint)
+                self.mistakes[case] = store.mistakes(self.check.name, case)
                 self.facts[case] = entry.get("facts")
             except StaleReference as error:
                 self.course_problem = Outcome(self.check.name, self.day.number, Status.STALE_REFERENCE,
@@ -684,7 +728,7 @@ class _Run:
             output, complaint, complaint_status = self.results[case]
             try:
                 judge(output, self.expected[case], dataclasses.replace(check, validate=None), {},
-                      diagnosis=self.diagnoses.get(case, ""), facts=self.facts.get(case), case=case)
+                      mistakes=self.mistakes.get(case), facts=self.facts.get(case), case=case)
                 if complaint:  # said after the learner's code ran, so never the course's fault
                     if complaint_status == "error":
                         complaint = f"{complaint}\n(if your output is right, tell the course's authors)"

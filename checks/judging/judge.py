@@ -15,7 +15,7 @@ from __future__ import annotations
 import functools
 import traceback
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 import torch
 
@@ -94,13 +94,13 @@ class Rejection(Exception):
         self.hint = hint
 
 
-def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any], diagnosis: str = "", *,
-          facts: Any = None, case: str = "") -> None:
+def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any], *,
+          mistakes: Mapping[str, Any] | None = None, facts: Any = None, case: str = "") -> None:
     """Compare with the reference, hold the output to the contract, then run the check's validator; raise a
-    Rejection unless all pass. A failed comparison's message ends with `diagnosis` (the check's mistakes that the
-    output matches, found by the worker, which has the inputs), or, given the inputs, with `diagnose`'s own. A check
-    with a random-draw contract is judged by its properties instead of the reference (`facts`: the plain data about
-    the inputs it needs; `case`: the case's label)."""
+    Rejection unless all pass. A failed comparison's message ends with the messages of the check's mistakes whose
+    stored outputs on this case (`mistakes`, see `diagnose`) the output matches. A check with a random-draw contract
+    is judged by its properties instead of the reference (`facts`: the plain data about the inputs it needs; `case`:
+    the case's label)."""
     exception = expected_raise(expected)
     if exception is not None:
         if isinstance(actual, Raised) and exception in actual.names:
@@ -130,8 +130,8 @@ def judge(actual: Any, expected: Any, check: Check, inputs: dict[str, Any], diag
                         f"({type(error).__name__}: {error}); it should be a {type(expected).__name__}",
                         check.hint) from None
     if not verdict.passed:
-        diagnosis = diagnosis or (diagnose(check, actual, inputs) if inputs else "")
-        raise Rejection(Status.FAILED, f"{verdict.message} {diagnosis}".strip(), check.hint)
+        raise Rejection(Status.FAILED, f"{verdict.message} {diagnose(check, actual, mistakes or {})}".strip(),
+                        check.hint)
     if check.exact_types:
         broken = type_mismatch(actual, expected)
         if broken:
@@ -154,13 +154,16 @@ def validation_complaint(check: Check, actual: Any, inputs: dict[str, Any]) -> t
                 Status.ERROR)
 
 
-def diagnose(check: Check, actual: Any, inputs: dict[str, Any]) -> str:
-    """The messages of the check's declared mistakes (`checks.spec.Mistake`) that `actual` matches on these inputs,
-    as one string ("" when none does). A mistake that cannot be computed on these inputs is skipped."""
+def diagnose(check: Check, actual: Any, mistakes: Mapping[str, Any]) -> str:
+    """The messages of the check's declared mistakes (`checks.spec.Mistake`) that `actual` matches, as one string
+    ("" when none does). `mistakes`: each mistake's output on the case, by the function that computed it, stored with
+    the references (`ReferenceStore.mistakes`); one without a stored output on the case is skipped."""
     found = []
     for mistake in check.mistakes:
+        if mistake.computed_by not in mistakes:
+            continue
         try:
-            mistaken = mistake.output(inputs)
+            mistaken = mistakes[mistake.computed_by]
             if compare(actual, mistaken, atol=check.atol, rtol=check.rtol, unordered=check.unordered).passed:
                 found.append(mistake.message)
         except Exception:  # noqa: BLE001 - a diagnosis is a courtesy; it never decides a verdict

@@ -23,7 +23,7 @@ from checks.course import Course, Day
 from checks.pipeline.env import Env, global_state, global_state_changes
 from checks.judging.judge import Rejection, case_facts, first_difference, graded_callable, judge, snapshot
 from checks.pipeline.outcome import Outcome, Status, on_case
-from checks.pipeline.inputs import CourseBug, InputsFingerprint, build_inputs
+from checks.pipeline.inputs import CourseBug, InputsCache, InputsFingerprint
 from checks.store.references import ReferenceStore, StaleReference, stale_reference_message
 from checks.spec import Check
 from curriculum.tools.paths import CHECKS_DIR
@@ -46,6 +46,7 @@ class Grader:
         self.course = course
         self.env = Env(device or default_device(), lambda name: course.load_model_function()(name))
         self._stores: dict[int, ReferenceStore] = {}
+        self._inputs = InputsCache()
 
     def store(self, day: Day) -> ReferenceStore:
         if day.number not in self._stores:
@@ -70,7 +71,7 @@ class Grader:
 
     def _grade_case(self, function: Callable[..., Any], day: Day, check: Check, case: str) -> None:
         try:
-            built = build_inputs(self.env, check, case)
+            built = self._inputs.build(self.env, check, case)
         except CourseBug as bug:
             raise Rejection(Status.ERROR, str(bug)) from None
         inputs = built.inputs
@@ -79,7 +80,8 @@ class Grader:
         passes = ForwardPasses(check.forward_passes)
         actual = call_learner(graded_callable(function, check, case), check, inputs, self.env, alarm=True,
                               passes=passes)
-        judge(actual, expected, check, inputs, facts=facts, case=case)
+        judge(actual, expected, check, inputs, mistakes=self.store(day).mistakes(check.name, case), facts=facts,
+              case=case)
         over_budget = passes.complaint(check.name)
         if over_budget:
             raise Rejection(Status.FAILED, over_budget, check.hint)

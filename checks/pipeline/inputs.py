@@ -10,6 +10,7 @@ of everything but floating-point values, and a summary of the floating-point ten
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import hashlib
 import json
@@ -20,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 
 import torch
 
+from checks.pipeline.audits import _CacheWatching
 from checks.pipeline.env import tensor_bytes, transformer_lens_type, weights_hash
 
 if TYPE_CHECKING:
@@ -166,3 +168,91 @@ def _feed(digest: "hashlib._Hash", value: Any) -> None:
         digest.update(f"{type(value).__name__}|{value!r}|".encode())
     else:  # e.g. a tokenizer: its identity is its type (its repr may hold memory addresses)
         digest.update(f"object|{type(value).__module__}.{type(value).__qualname__}|".encode())
+
+
+class InputsCache:
+    """Each case's inputs built once per env, for in-process grading (`checks.grade`, which learners call again and
+    again in a notebook, and the project's tests call for every wrong implementation of an exercise).
+
+    Every call gets fresh copies: new tensors (same values, dtype, strides, requires_grad), containers, generators
+    (same state) and ActivationCaches; the env's models are passed as the same objects, as a build passes them. A hit
+    is used only while every model the build used is the env's same object, with the same weights hash and config as
+    when it was built; otherwise the case is built afresh. Cases whose inputs hold anything else (an object this
+    cannot copy faithfully, a tensor with autograd history) are built afresh every time.
+    Not for the grading worker, whose learner code must never share a process with saved inputs.
+    """
+
+    def __init__(self) -> None:
+        self._built: dict[tuple[Any, str, str], tuple[BuiltCase, dict[str, Any], dict[str, dict]]] = {}
+
+    def build(self, env: "Env", check: "Check", case: str) -> BuiltCase:
+        """`build_inputs(env, check, case)`, from the cache when its entry is still valid (see the class)."""
+        key = (check.cases[case], check.name, case)
+        entry = self._built.get(key)
+        if entry is not None:
+            built, models, configs = entry
+            env.prepare()
+            if all(env.model(name) is model and weights_hash(model) == env.model_hashes.get(name)
+                   and model.cfg.__dict__ == configs[name] for name, model in models.items()):
+                return BuiltCase(_fresh_copy(built.inputs, list(models.values()), {}), built.fingerprint)
+            del self._built[key]
+        built = build_inputs(env, check, case)
+        models = {name: env.model(name) for name in sorted(env.models_used)}
+        try:
+            saved = BuiltCase(_fresh_copy(built.inputs, list(models.values()), {}), built.fingerprint)
+        except _Uncopyable:
+            return built
+        self._built[key] = (saved, models, {name: copy.deepcopy(m.cfg.__dict__) for name, m in models.items()})
+        return built
+
+
+class _Uncopyable(Exception):
+    pass
+
+
+def _fresh_copy(value: Any, models: list[Any], storages: dict[int, torch.UntypedStorage]) -> Any:
+    """A copy of built inputs that shares no tensor, container, generator or model view with `value` (see
+    InputsCache); `models` are the env's models, passed as they are. A tensor is copied with its whole storage, offset
+    and strides, so views stay views (of copies of the same memory, shared where the originals share it: `storages`
+    maps each original storage to its copy)."""
+    ActivationCache = transformer_lens_type("ActivationCache")  # noqa: N806
+    HookedTransformer = transformer_lens_type("HookedTransformer")  # noqa: N806
+
+    if isinstance(value, torch.Tensor):
+        if value.grad_fn is not None or value.grad is not None or type(value) is not torch.Tensor:
+            raise _Uncopyable
+        original = value.untyped_storage()
+        if original.data_ptr() not in storages:
+            storages[original.data_ptr()] = original.clone()
+        fresh = torch.empty(0, dtype=value.dtype, device=value.device)
+        fresh.set_(storages[original.data_ptr()], value.storage_offset(), value.size(), value.stride())
+        return fresh.requires_grad_(value.requires_grad)
+    if isinstance(value, torch.Generator):
+        fresh = torch.Generator(device=value.device)
+        fresh.set_state(value.get_state())
+        return fresh
+    if isinstance(value, HookedTransformer):
+        if any(value is model for model in models):
+            return value  # an env model: the same object, as a build passes it (audited by the env)
+        if isinstance(value, _CacheWatching) and any(value._modules is model._modules for model in models):
+            fresh = copy.copy(value)  # a view of an env model (`watch_caching`): a new view, with lists of its own
+            fresh.caching_calls, fresh.kept_activations = list(value.caching_calls), list(value.kept_activations)
+            return fresh
+        raise _Uncopyable
+    if isinstance(value, ActivationCache):
+        fresh = copy.copy(value)
+        fresh.cache_dict = _fresh_copy(value.cache_dict, models, storages)
+        fresh.model = _fresh_copy(value.model, models, storages)
+        return fresh
+    if type(value) is dict:
+        return {key: _fresh_copy(item, models, storages) for key, item in value.items()}
+    if type(value) in (list, tuple):
+        return type(value)(_fresh_copy(item, models, storages) for item in value)
+    if dataclasses.is_dataclass(value) and not isinstance(value, type):
+        fresh = copy.copy(value)
+        for field in dataclasses.fields(value):
+            object.__setattr__(fresh, field.name, _fresh_copy(getattr(value, field.name), models, storages))
+        return fresh
+    if value is None or type(value) in (bool, int, float, str, torch.dtype, torch.device):
+        return value
+    raise _Uncopyable

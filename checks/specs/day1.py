@@ -121,53 +121,16 @@ def _ablation_inputs(model: str, batch: int, half_len: int, seed: int) -> InputB
     return lambda env: {"model": env.model(model), "tokens": repeated_batch(env, model, batch, half_len, seed)}
 
 
-# ---- mistakes the grader names (computed with plain torch from a case's inputs, never from the solution) ------------
-def _pattern_scaled_by(q: torch.Tensor, k: torch.Tensor, scale: float) -> torch.Tensor:
-    seq = q.shape[0]
-    scores = torch.einsum("qhd,khd->hqk", q, k) / scale
-    future = torch.triu(torch.ones(seq, seq, dtype=torch.bool, device=q.device), diagonal=1)
-    return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
-
-
+# ---- the mistakes the grader names: what each returns is solutions/oracles/day1.py's, stored with the references -----
 _BY_D_HEAD = ("This is the pattern with the scores divided by d_head itself: the scale is the square root of d_head "
               "(dot products of d_head-dimensional vectors grow like sqrt(d_head)).")
 _UNSCALED = "This is the pattern with no scale at all: the scores are divided by the square root of d_head."
-
-
-def _stripe_at(inputs: dict[str, Any], shift: int) -> torch.Tensor:
-    """Induction scores read `shift` positions right of the induction stripe (key = query - half_len + 1 + shift)."""
-    model, tokens, half_len = inputs["model"], inputs["tokens"], inputs["half_len"]
-    scores = torch.zeros(model.cfg.n_layers, model.cfg.n_heads, device=tokens.device)
-
-    def record(pattern: torch.Tensor, hook: Any) -> None:
-        stripe = pattern.diagonal(offset=1 + shift - half_len, dim1=-2, dim2=-1)
-        scores[hook.layer()] = stripe[..., -half_len:].mean(dim=(0, 2))
-
-    with torch.no_grad():
-        model.run_with_hooks(tokens, return_type=None,
-                             fwd_hooks=[(lambda name: name.endswith("hook_pattern"), record)])
-    return scores
 
 
 _STRIPE_AT_THE_TOKEN = ("This is the attention to the earlier occurrence of the query's own token, one key before the "
                         "induction stripe: an induction head looks at the token that came just after it.")
 _STRIPE_TOO_LATE = ("This is the attention to the key two positions after the earlier occurrence of the query's token,"
                     " one key after the induction stripe: the token that came just after it is one position earlier.")
-
-
-def _attribution_to(inputs: dict[str, Any], offset: int) -> torch.Tensor:
-    """Direct logit attribution scored against tokens[i + offset] at position i (offset 1 is right)."""
-    model, cache, tokens = inputs["model"], inputs["cache"], inputs["tokens"]
-    n = tokens.shape[0] - 1
-    parts = [cache["embed"][0, :n, None]]
-    for layer in range(model.cfg.n_layers):
-        parts.append(torch.einsum("phd,hdm->phm", cache["z", layer][0, :n], model.W_O[layer]))
-    stack = torch.cat(parts, dim=1)
-    if model.cfg.normalization_type in ("LN", "LNPre"):
-        stack = stack - stack.mean(dim=-1, keepdim=True)
-    if model.cfg.normalization_type is not None:
-        stack = stack / cache["ln_final.hook_scale"][0, :n, None]
-    return torch.einsum("pcm,mp->pc", stack, model.W_U[:, tokens[offset : offset + n]])
 
 
 _CURRENT_TOKEN_TARGET = ("This is each component's contribution to the logit of the token at the same position: the "
@@ -236,8 +199,8 @@ CHECKS = [
             "normalise over the keys.",
             "Divide the scores by sqrt(d_head), set scores of keys after the query to -inf, then softmax over the key"
             " dimension (the last one)."),
-        mistakes=(Mistake(_BY_D_HEAD, lambda inputs: _pattern_scaled_by(inputs["q"], inputs["k"], inputs["q"].shape[-1])),
-                  Mistake(_UNSCALED, lambda inputs: _pattern_scaled_by(inputs["q"], inputs["k"], 1.0))),
+        mistakes=(Mistake(_BY_D_HEAD, "pattern_scaled_by_d_head"),
+                  Mistake(_UNSCALED, "pattern_unscaled")),
     ),
     Check(
         name="current_token_scores",
@@ -335,8 +298,8 @@ CHECKS = [
             "Query position q of the second copy (q = half_len+1 .. 2*half_len) should attend to key q - half_len + "
             "1, the token after the first occurrence: the diagonal with offset -(half_len - 1), last half_len "
             "entries."),
-        mistakes=(Mistake(_STRIPE_AT_THE_TOKEN, lambda inputs: _stripe_at(inputs, -1)),
-                  Mistake(_STRIPE_TOO_LATE, lambda inputs: _stripe_at(inputs, 1))),
+        mistakes=(Mistake(_STRIPE_AT_THE_TOKEN, "stripe_at_the_token"),
+                  Mistake(_STRIPE_TOO_LATE, "stripe_too_late")),
     ),
     Check(
         name="direct_logit_attribution",
@@ -352,7 +315,7 @@ CHECKS = [
             "direction of the token that comes next, position by position.",
             "Position i is scored on the logit of tokens[i + 1] (model.W_U[:, tokens[1:]]); each head's output is z @"
             " W_O[layer, head]; components are [embed, L0H0, L0H1, ..., L1H0, ...]."),
-        mistakes=(Mistake(_CURRENT_TOKEN_TARGET, lambda inputs: _attribution_to(inputs, 0)),),
+        mistakes=(Mistake(_CURRENT_TOKEN_TARGET, "attribution_to_the_current_token"),),
     ),
     Check(
         name="zero_ablation_loss_change",

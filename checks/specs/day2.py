@@ -273,85 +273,32 @@ def _no_query_after_first_query(env: GradingEnv) -> dict[str, Any]:
     return {"predicted": patterns, "actual": patterns.flip(-1).softmax(-1), "first_query": 6}
 
 
-# ---- mistakes the grader names (plain torch on a case's inputs, never solution code) ---------------------------------
-def _positional(inputs: dict[str, Any], scale: str, biases: bool) -> torch.Tensor:
-    model, layer, head, n = inputs["model"], inputs["layer"], inputs["head"], inputs["n_positions"]
-    positions = model.W_pos[:n]
-    queries, keys = positions @ model.W_Q[layer, head], positions @ model.W_K[layer, head]
-    if biases:
-        queries, keys = queries + model.b_Q[layer, head], keys + model.b_K[layer, head]
-    d_head = model.cfg.d_head
-    scores = queries @ keys.T / (d_head if scale == "d_head" else d_head**0.5)
-    future = torch.triu(torch.ones(n, n, dtype=torch.bool, device=scores.device), diagonal=1)
-    return scores.masked_fill(future, float("-inf")).softmax(dim=-1)
-
-
+# ---- the mistakes the grader names: what each returns is solutions/oracles/day2.py's, stored with the references -----
 _POSITIONAL_BY_D_HEAD = ("This is the positional pattern with the scores divided by d_head: the model divides them by "
                          "the square root of d_head.")
 _POSITIONAL_WITHOUT_BIASES = ("This is the positional pattern without the query and key biases: the head adds them to "
                               "every query and key, so they belong to what positions alone produce.")
 
 
-def _previous_over_all_queries(inputs: dict[str, Any]) -> torch.Tensor:
-    patterns = inputs["patterns"]
-    return patterns.diagonal(offset=-1, dim1=-2, dim2=-1).sum(dim=-1) / patterns.shape[-1]
-
-
 _PREVIOUS_OVER_N = ("This divides the previous-position attention by the number of positions n: query 0 has no "
                     "previous position, so the mean is over the n - 1 queries that have one.")
-
-
-def _copying_by_columns(inputs: dict[str, Any]) -> torch.Tensor:
-    circuits, k = inputs["circuits"], inputs["k"]
-    top = circuits.topk(k, dim=-2).indices  # [*batch, k, column]
-    columns = torch.arange(circuits.shape[-1], device=circuits.device)
-    return (top == columns).any(dim=-2).float().mean(dim=-1)
 
 
 _COPYING_BY_COLUMNS = ("This asks, for each column (output token), whether its diagonal entry is among the column's k "
                        "largest: the contract asks it of each row (the attended token) among that row's entries.")
 
 
-def _eigenvalue_abs_of_sum(inputs: dict[str, Any]) -> torch.Tensor:
-    from transformer_lens import FactoredMatrix
-
-    model = inputs["model"]
-    eigenvalues = FactoredMatrix(model.W_E @ model.W_V, model.W_O @ model.W_U).eigenvalues
-    return eigenvalues.sum(dim=-1).abs() / eigenvalues.abs().sum(dim=-1)
-
-
 _EIGEN_ABS_OF_SUM = ("This is the size of the eigenvalues' sum over the sum of their sizes: the score keeps the sum's "
                      "real part, so that negative eigenvalues (anti-copying) count against the head.")
-
-
-def _composition_reversed(inputs: dict[str, Any]) -> torch.Tensor:
-    left, right = inputs["left"], inputs["right"]
-    products = torch.einsum("jab,ibc->ijac", right, left)
-    return products.norm(dim=(-2, -1)) / (left.norm(dim=(-2, -1))[:, None] * right.norm(dim=(-2, -1))[None, :])
 
 
 _COMPOSITION_REVERSED = ("This multiplies each pair the other way round (right before left): the earlier head's output "
                          "is what the later head reads, so the product is left[i] then right[j].")
 
 
-def _k_circuit(inputs: dict[str, Any], moved_on_query_side: bool, scale: str) -> torch.Tensor:
-    model = inputs["model"]
-    prev_layer, prev_head, layer, head = (inputs[name] for name in ("prev_layer", "prev_head", "layer", "head"))
-    ov = model.W_V[prev_layer, prev_head] @ model.W_O[prev_layer, prev_head]
-    query_input = model.W_E @ ov if moved_on_query_side else model.W_E
-    key_input = model.W_E if moved_on_query_side else model.W_E @ ov
-    scores = (query_input @ model.W_Q[layer, head]) @ (key_input @ model.W_K[layer, head]).T
-    return scores / (model.cfg.d_head if scale == "d_head" else model.cfg.d_head**0.5)
-
-
 _K_ON_QUERY_SIDE = ("This sends the token through the earlier head's OV circuit on the query side: that is "
                     "Q-composition. In K-composition the earlier head writes into the *key* position's stream.")
 _K_BY_D_HEAD = "This divides the scores by d_head: the model divides them by the square root of d_head."
-
-
-def _agreement_from(inputs: dict[str, Any], first: int) -> float:
-    predicted, actual = inputs["predicted"], inputs["actual"]
-    return (predicted[:, first:].argmax(dim=-1) == actual[:, first:].argmax(dim=-1)).float().mean().item()
 
 
 _AGREEMENT_ONE_LATE = ("This counts the queries from first_query + 1 on: the query at first_query itself counts (every "
@@ -415,7 +362,7 @@ CHECKS = [
             "that test over rows, per matrix.",
             "For each row t, take topk(k, dim=-1) over the columns (output tokens) and test whether t is among the "
             "indices; average over rows (dim -1 after the test), keeping every leading batch dimension."),
-        mistakes=(Mistake(_COPYING_BY_COLUMNS, _copying_by_columns),),
+        mistakes=(Mistake(_COPYING_BY_COLUMNS, "copying_by_columns"),),
     ),
     Check(
         "eigenvalue_copying_scores",
@@ -432,7 +379,7 @@ CHECKS = [
             "FactoredMatrix(W_E @ W_V, W_O @ W_U) holds every head's full OV circuit ([layer, head, d_vocab, "
             "d_vocab]); with ev = its .eigenvalues, return ev.sum(-1).real / ev.abs().sum(-1), shape [n_layers, "
             "n_heads]."),
-        mistakes=(Mistake(_EIGEN_ABS_OF_SUM, _eigenvalue_abs_of_sum),),
+        mistakes=(Mistake(_EIGEN_ABS_OF_SUM, "eigenvalue_abs_of_sum"),),
     ),
     Check(
         "positional_attention",
@@ -451,8 +398,8 @@ CHECKS = [
             "every pair, mask the future and normalise over keys.",
             "queries = W_pos[:n] @ W_Q[layer, head] + b_Q[layer, head] (keys likewise with W_K, b_K); scores = "
             "queries @ keys.T / sqrt(d_head); mask keys after the query with -inf; softmax over keys (the last dim)."),
-        mistakes=(Mistake(_POSITIONAL_BY_D_HEAD, lambda inputs: _positional(inputs, "d_head", True)),
-                  Mistake(_POSITIONAL_WITHOUT_BIASES, lambda inputs: _positional(inputs, "sqrt", False))),
+        mistakes=(Mistake(_POSITIONAL_BY_D_HEAD, "positional_by_d_head"),
+                  Mistake(_POSITIONAL_WITHOUT_BIASES, "positional_without_biases")),
     ),
     Check(
         "previous_position_score",
@@ -471,7 +418,7 @@ CHECKS = [
             "dimension.",
             "The previous-position entries [q, q - 1] are diagonal(offset=-1, dim1=-2, dim2=-1); it has n - 1 entries"
             " (queries 1..n-1): take their mean, keeping the leading dims."),
-        mistakes=(Mistake(_PREVIOUS_OVER_N, _previous_over_all_queries),),
+        mistakes=(Mistake(_PREVIOUS_OVER_N, "previous_over_all_queries"),),
     ),
     Check(
         "decompose_attention_input",
@@ -535,8 +482,8 @@ CHECKS = [
             " head's OV circuit, then score every pair.",
             "Rows are query tokens: (W_E @ W_Q[layer, head]) @ (W_E @ W_V[prev] @ W_O[prev] @ W_K[layer, head]).T / "
             "sqrt(d_head); the earlier head's OV circuit sits on the key side."),
-        mistakes=(Mistake(_K_ON_QUERY_SIDE, lambda inputs: _k_circuit(inputs, True, "sqrt")),
-                  Mistake(_K_BY_D_HEAD, lambda inputs: _k_circuit(inputs, False, "d_head"))),
+        mistakes=(Mistake(_K_ON_QUERY_SIDE, "k_on_query_side"),
+                  Mistake(_K_BY_D_HEAD, "k_by_d_head")),
     ),
     Check(
         "composition_scores",
@@ -553,7 +500,7 @@ CHECKS = [
             "||L R||_F^2 = trace(R.T L.T L R) = sum over a, b of (L.T @ L)[a, b] * (R @ R.T)[a, b]: compute "
             "left.transpose(-1, -2) @ left and right @ right.transpose(-1, -2), combine them with einsum "
             "'iab,jab->ij', take the square root and divide by the outer product of the Frobenius norms."),
-        mistakes=(Mistake(_COMPOSITION_REVERSED, _composition_reversed),),
+        mistakes=(Mistake(_COMPOSITION_REVERSED, "composition_reversed"),),
     ),
     Check(
         "random_composition_baseline",
@@ -611,7 +558,7 @@ CHECKS = [
             "and average the agreements into a plain number.",
             "Take argmax over keys (the last dim) of both patterns, keep queries first_query.. only (dim 1), and "
             "average the matches over batch and queries into a Python float."),
-        mistakes=(Mistake(_AGREEMENT_ONE_LATE, lambda inputs: _agreement_from(inputs, inputs["first_query"] + 1)),
-                  Mistake(_AGREEMENT_ONE_EARLY, lambda inputs: _agreement_from(inputs, inputs["first_query"] - 1))),
+        mistakes=(Mistake(_AGREEMENT_ONE_LATE, "agreement_one_late"),
+                  Mistake(_AGREEMENT_ONE_EARLY, "agreement_one_early")),
     ),
 ]

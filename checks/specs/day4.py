@@ -12,7 +12,6 @@ docstring promises a `ValueError`, on a case that must raise it.
 
 from __future__ import annotations
 
-import functools
 from typing import Any
 
 import torch
@@ -148,31 +147,10 @@ def _cut_inputs(batch: int, seed: int, layer: int, query: int, key: int) -> comm
                         "query_position": query, "key_position": key}
 
 
-# ---- what a mistake returns, for the diagnoses ---------------------------------------------------------------------
-def _answer_logits(logits: torch.Tensor, positions: tuple[int, ...]) -> torch.Tensor:
-    return logits[:, list(positions)].to(torch.float64)
-
-
-def _loss_read_late(inputs: dict[str, Any]) -> torch.Tensor:
-    log_probs = _answer_logits(inputs["logits"], LABEL_POSITIONS).log_softmax(-1)
-    return -log_probs.gather(-1, inputs["tokens"][:, list(LABEL_POSITIONS), None]).mean()
-
-
-def _accuracy_read_late(inputs: dict[str, Any]) -> torch.Tensor:
-    tokens = inputs["tokens"][:, list(LABEL_POSITIONS)]
-    return (inputs["logits"][:, list(LABEL_POSITIONS)].argmax(-1) == tokens).float().mean(0)
-
-
+# ---- the mistakes the grader names: what each returns is solutions/oracles/day4.py's, stored with the references -----
 _READ_LATE = ("This is what the logits one position late give (at the answers' own positions {labels}): the logits "
               "that predict a token sit one position before it, so b_j is predicted at {answers}.").format(
     labels=", ".join(map(str, LABEL_POSITIONS)), answers=", ".join(map(str, ANSWER_POSITIONS)))
-
-
-def _top_key_positions(inputs: dict[str, Any]) -> torch.Tensor:
-    model, tokens = inputs["model"], inputs["tokens"]
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=f"blocks.{inputs['layer']}.attn.hook_pattern")
-    return cache["pattern", inputs["layer"]][:, 0, list(ANSWER_POSITIONS)].argmax(-1)
 
 
 # ---- the learner's mechanism, judged against the model --------------------------------------------------------------
@@ -181,25 +159,6 @@ MIN_AGREEMENT = 0.9
 on at least this fraction of the examples. The course's rule scores 1.0, 1.0 and about 0.98 at b2 on the shipped
 model (about 0.96 when every idx is 0, where layer 1 at b2 reads the idx position most often); a rule that ignores
 idx, or gets one of its cases wrong, scores at most about 0.7 at some answer."""
-
-
-@functools.lru_cache(maxsize=2)
-def _zoo_model(device: str) -> Any:
-    from curriculum.models import load_model
-
-    with torch.random.fork_rng(devices=[]):  # building a model draws its initial weights from the global RNG
-        return load_model(MODEL, device=device)
-
-
-def _layer1_top_positions(inputs: dict[str, Any]) -> torch.Tensor:
-    """The reference of `predicted_read_positions`: the key position layer 1 attends to most from each answer
-    position (computed when the references are built, so the supervisor judges plain data)."""
-    tokens = inputs["tokens"]
-    model = _zoo_model(str(tokens.device))
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter="blocks.1.attn.hook_pattern")
-    return cache["pattern", 1][:, 0, list(ANSWER_POSITIONS)].argmax(-1)
-
 
 
 # sample_array_indexing_batch is judged by its contract (checks.judging.contracts), not by one dictated order of
@@ -300,7 +259,7 @@ CHECKS = [
             "logits[:, ANSWER_POSITIONS] in float64, log_softmax over the vocabulary, gather the entries of "
             "tokens[:, LABEL_POSITIONS], negate and take the mean.",
         ),
-        mistakes=(Mistake(_READ_LATE, _loss_read_late),),
+        mistakes=(Mistake(_READ_LATE, "loss_read_late"),),
     ),
     Check(
         name="position_labels",
@@ -331,7 +290,7 @@ CHECKS = [
             "matches over the batch only.",
             "(logits[:, ANSWER_POSITIONS].argmax(-1) == tokens[:, LABEL_POSITIONS]).float().mean(0)",
         ),
-        mistakes=(Mistake(_READ_LATE, _accuracy_read_late),),
+        mistakes=(Mistake(_READ_LATE, "accuracy_read_late"),),
     ),
     Check(
         name="attention_by_idx_match",
@@ -487,7 +446,7 @@ CHECKS = [
             "tokens.gather(1, cache['pattern', layer][:, 0, ANSWER_POSITIONS].argmax(-1))",
         ),
         mistakes=(Mistake("This looks like positions, not tokens: your values are the key positions the head attends "
-                          "to most; return the token at each of them.", _top_key_positions),),
+                          "to most; return the token at each of them.", "top_key_positions"),),
     ),
     Check(
         name="predicted_read_positions",
@@ -497,7 +456,7 @@ CHECKS = [
             "batch 300, every idx 0": _tokens_inputs(300, 2416, idx=0),
         },
         exact_types=True,
-        expected_from=_layer1_top_positions,
+        expected_from="layer1_top_positions",
         min_agreement=MIN_AGREEMENT,
         hints=(
             "In section 2, which key held most of layer 1's attention at an answer whose entry is overwritten, and "

@@ -397,79 +397,7 @@ def _heads_and_mlps_case(kind: str, seed: int, batch: int, head_share: float, ml
     return inputs
 
 
-# ---- mistakes learners make, computed with plain torch from a case's inputs ---------------------------------------------
-def _end_logits(inputs: dict[str, Any], at_last: bool = False) -> torch.Tensor:
-    logits = inputs["logits"]
-    rows = torch.arange(logits.shape[0], device=logits.device)
-    return logits[:, -1] if at_last else logits[rows, inputs["end_positions"]]
-
-
-def _logit_diff_at_last_position(inputs: dict[str, Any]) -> torch.Tensor:
-    end = _end_logits(inputs, at_last=True)
-    rows = torch.arange(end.shape[0], device=end.device)
-    return end[rows, inputs["correct_tokens"]] - end[rows, inputs["wrong_tokens"]]
-
-
-def _logit_diff_flipped(inputs: dict[str, Any]) -> torch.Tensor:
-    end = _end_logits(inputs)
-    rows = torch.arange(end.shape[0], device=end.device)
-    return end[rows, inputs["wrong_tokens"]] - end[rows, inputs["correct_tokens"]]
-
-
-def _range_at_coverage(inputs: dict[str, Any]) -> torch.Tensor:
-    values, coverage = inputs["logit_diffs"], inputs["coverage"]
-    return torch.quantile(values, torch.tensor([1 - coverage, coverage], dtype=values.dtype, device=values.device))
-
-
-def _end_is_last_column(inputs: dict[str, Any]) -> torch.Tensor:
-    tokens = inputs["tokens"]
-    is_io, is_s = tokens == inputs["io_tokens"][:, None], tokens == inputs["s_tokens"][:, None]
-    s_at = [row.nonzero().flatten() for row in is_s]
-    return torch.tensor([[int(is_io[b].nonzero()[0]), int(s_at[b][0]), int(s_at[b][1]), tokens.shape[1] - 1]
-                         for b in range(tokens.shape[0])])
-
-
-def _z_cache(model: HookedTransformer, tokens: torch.Tensor) -> list[torch.Tensor]:
-    with torch.no_grad():
-        _, cache = model.run_with_cache(tokens, names_filter=lambda name: name.endswith("hook_z"))
-    return [cache["z", layer] for layer in range(model.cfg.n_layers)]
-
-
-def _means_over_positions_too(inputs: dict[str, Any]) -> torch.Tensor:
-    zs = _z_cache(inputs["model"], inputs["reference_tokens"])
-    return torch.stack([z.mean(dim=(0, 1), keepdim=True)[0].expand(z.shape[1:]) for z in zs])
-
-
-def _ablated(model: HookedTransformer, tokens: torch.Tensor, means: torch.Tensor, keep: torch.Tensor) -> torch.Tensor:
-    hooks = [(f"blocks.{layer}.attn.hook_z",
-              lambda z, hook, layer=layer: torch.where(keep[layer][None, :, :, None], z, means[layer]))
-             for layer in range(model.cfg.n_layers)]
-    with torch.no_grad():
-        return model.run_with_hooks(tokens, fwd_hooks=hooks)
-
-
-def _ablation_inverted(inputs: dict[str, Any]) -> torch.Tensor:
-    return _ablated(inputs["model"], inputs["tokens"], inputs["means"], ~inputs["keep"])
-
-
-def _faithfulness_as_fraction(inputs: dict[str, Any]) -> float:
-    model, tokens = inputs["model"], inputs["tokens"]
-    rows = torch.arange(tokens.shape[0], device=tokens.device)
-
-    def mean_ld(logits: torch.Tensor) -> torch.Tensor:
-        end = logits[rows, inputs["end_positions"]]
-        return (end[rows, inputs["correct_tokens"]] - end[rows, inputs["wrong_tokens"]]).mean()
-
-    with torch.no_grad():
-        full = mean_ld(model(tokens))
-    return (mean_ld(_ablated(model, tokens, inputs["means"], inputs["keep"])) / full).item()
-
-
-def _next_is_last_plus_one(inputs: dict[str, Any]) -> torch.Tensor:
-    last = inputs["tokens"][:, -1]
-    return torch.stack([last + 1, last], dim=1)
-
-
+# ---- the mistakes the grader names: what each returns is solutions/oracles/day5.py's, stored with the references -----
 READ_AT_LAST = ("These are the logit differences at the last position of every prompt: read each prompt at its own "
                 "end position (end_positions), where its answer is predicted.")
 SIGN_FLIPPED = "This is the wrong token's logit minus the correct one's: the sign is flipped."
@@ -493,7 +421,7 @@ CHECKS = [
     Check("ioi_positions", {
         "12 mixed prompts": _positions_case(12, 501, "mixed", 0),
         "9 BABA prompts, right-padded to 19 tokens, every other one a word shorter": _positions_case(9, 502, "BABA", 3),
-    }, exact_types=True, axes=("prompt", "role (IO, S1, S2, end)"), mistakes=(Mistake(END_IS_LAST_COLUMN, _end_is_last_column),),
+    }, exact_types=True, axes=("prompt", "role (IO, S1, S2, end)"), mistakes=(Mistake(END_IS_LAST_COLUMN, "end_is_last_column"),),
         hints=(
         "In an IOI prompt, which name appears once, which twice, and where does the prompt end?",
         "Find the indirect object and the subject by their tokens: the subject's first and second occurrence, and the"
@@ -513,8 +441,8 @@ CHECKS = [
     Check("logit_diff", {
         "toy-gpt, 10 IOI prompts": _logit_diff_ioi,
         "random logits, 7 prompts, varied end positions": _logit_diff_random,
-    }, atol=1e-5, exact_types=True, axes=("prompt",), mistakes=(Mistake(READ_AT_LAST, _logit_diff_at_last_position),
-                                     Mistake(SIGN_FLIPPED, _logit_diff_flipped)),
+    }, atol=1e-5, exact_types=True, axes=("prompt",), mistakes=(Mistake(READ_AT_LAST, "logit_diff_at_last_position"),
+                                     Mistake(SIGN_FLIPPED, "logit_diff_flipped")),
         hints=(
         "Where in each prompt is the answer predicted, and which two logits does the measure compare?",
         "At each prompt's own end position, subtract the wrong name's logit from the correct name's.",
@@ -522,7 +450,7 @@ CHECKS = [
     Check("usual_range", {
         "50 values, coverage 0.9": _range_case(50, 513, 0.9),
         "23 values, coverage 0.5": _range_case(23, 514, 0.5),
-    }, atol=1e-5, axes=("(low, high)",), mistakes=(Mistake(QUANTILES_AT_COVERAGE, _range_at_coverage),),
+    }, atol=1e-5, axes=("(low, high)",), mistakes=(Mistake(QUANTILES_AT_COVERAGE, "range_at_coverage"),),
         hints=(
         "Which two quantiles bound the central share of a distribution?",
         "Take the quantiles half of the left-out share from each end.",
@@ -587,7 +515,7 @@ CHECKS = [
         "toy-gpt, 20 ABC prompts": _means_case("ioi", 528, 20),
         "random 3x2 model, 9 prompts": _means_case("random", 529, 9),
     }, atol=1e-5, axes=("layer", "position", "head", "d_head"),
-        mistakes=(Mistake(MEANS_OVER_POSITIONS, _means_over_positions_too),), hints=(
+        mistakes=(Mistake(MEANS_OVER_POSITIONS, "means_over_positions_too"),), hints=(
         "Over what do you average to get a head's typical output at each position?",
         "Average each layer's attention z over the prompts, keeping positions apart.",
         "Average hook_z over the prompts (dim 0), separately at every position.")),
@@ -595,7 +523,7 @@ CHECKS = [
         "toy-gpt, 6 IOI prompts, 60% kept": _ablation_case("ioi", 530, 6, 0.6),
         "random 3x2 model, 5 prompts, 30% kept": _ablation_case("random", 531, 5, 0.3),
     }, atol=1e-4, axes=("prompt", "position", "token"),
-        mistakes=(Mistake(ABLATION_INVERTED, _ablation_inverted),), hints=(
+        mistakes=(Mistake(ABLATION_INVERTED, "ablation_inverted"),), hints=(
         "What does ablating a node mean here, and what replaces its output?",
         "Hook each layer's attention z and, where a node is not kept, put in the reference mean for that position and"
         " head.",
@@ -603,7 +531,7 @@ CHECKS = [
     Check("faithfulness", {
         "toy-gpt, 8 IOI prompts, 70% kept": _faithfulness_case("ioi", 532, 8, 0.7),
         "toy-gpt, 7 number prompts, 40% kept": _faithfulness_case("numbers", 533, 7, 0.4),
-    }, atol=1e-2, rtol=1e-3, exact_types=True, mistakes=(Mistake(FRACTION_NOT_PERCENT, _faithfulness_as_fraction),), hints=(
+    }, atol=1e-2, rtol=1e-3, exact_types=True, mistakes=(Mistake(FRACTION_NOT_PERCENT, "faithfulness_as_fraction"),), hints=(
         "How do you express how much of the model's behaviour a circuit keeps, as a percentage?",
         "Compare the mean logit difference of the ablated run with the full model's, as a percentage, returned as a "
         "plain number.",
@@ -640,7 +568,7 @@ CHECKS = [
     Check("number_answer_tokens", {
         "10 prompts of 5 numbers": _number_case(10, 5, 539),
         "6 prompts of 8 numbers": _number_case(6, 8, 540),
-    }, axes=("prompt", "(next, repeat)"), mistakes=(Mistake(STEP_OF_ONE, _next_is_last_plus_one),),
+    }, axes=("prompt", "(next, repeat)"), mistakes=(Mistake(STEP_OF_ONE, "next_is_last_plus_one"),),
         hints=(
         "In a counting sequence, what comes next, and what would repeating the last number look like?",
         "Take the step between the last two numbers, add it to the last one, and use the last token itself as the "

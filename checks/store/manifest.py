@@ -131,10 +131,10 @@ def restore_changed(course: Course, expected: dict[str, str], contents: dict[str
     a file whose stat is unchanged is not read again. Never raises for a file it cannot restore (one made unreadable
     to its owner is first made readable again): that file is listed, so its exercise fails, and grading goes on."""
     restored = []
-    for path in manifest_files(course) + [course.root / key for key in expected if not Path(key).is_absolute()]:
-        key = _key(course, path)
-        if key in restored or key not in contents:
+    for key in expected:  # the verified files are exactly the manifest's (`verify_manifest` allows no other)
+        if key not in contents:
             continue
+        path = course.root / key  # a key outside the course is absolute
         recorded = stats.get(key) if stats is not None else None
         if recorded and _stat(path) == recorded:
             continue

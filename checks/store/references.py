@@ -15,11 +15,15 @@ fingerprint records the solution hash and, per case, the inputs' fingerprint:
   passes, changed data (e.g. other tokens behind cached activations) does not.
 - `solution_hash`: the source of the solution function and of every top-level function, class or constant of the
   solution module it refers to, transitively (so editing prose does not invalidate references).
+- `oracle_hash`, for a check that names mistakes (`checks.spec.Mistake`) or an `expected_from`: the same hash of the
+  functions of `solutions/oracles/dayN.py` it names. Their outputs are computed here too: a mistake's output on every
+  case goes to `dayN.mistakes.pt` (`mistakes[exercise][case][function]`), which the judge compares a wrong output
+  with; the learner distribution ships these outputs, never the code that computes them.
 The day records the device, library versions and each model's weights hash, for the record.
 
-At grading time a reference is *stale* when the file is missing, lacks the exercise, or its inputs or solution hash
-differs from today's. A stale reference is never the learner's fault: the grader reports it with the command that
-rebuilds it (see `rebuild_command`).
+At grading time a reference is *stale* when the file is missing, lacks the exercise, or its inputs, solution or
+oracle hash differs from today's. A stale reference is never the learner's fault: the grader reports it with the
+command that rebuilds it (see `rebuild_command`).
 """
 
 from __future__ import annotations
@@ -41,7 +45,7 @@ from checks.course import DEFAULT_MODEL_LOADER, Course, Day
 from checks.pipeline.env import Env
 from checks.pipeline.inputs import InputsFingerprint, build_inputs, floats_match
 from checks.judging.judge import Raised, Rejection, catching, judge
-from checks.spec import expected_exception
+from checks.spec import Check, expected_exception
 from curriculum.tools.paths import COURSE_ROOT
 
 FORMAT_VERSION = 2  # 2: outputs and inputs fingerprints per input case
@@ -67,6 +71,40 @@ def rebuild_command(day: Day, device: str | None = None) -> str:
     if day.course.model_loader != DEFAULT_MODEL_LOADER:
         parts.append(f"--models {day.course.model_loader}")
     return " ".join(parts)
+
+
+def oracle_names(check: Check) -> list[str]:
+    """The functions of the day's `solutions/oracles/dayN.py` that `check` names: its mistakes' and its
+    `expected_from`."""
+    names = [mistake.computed_by for mistake in check.mistakes]
+    return names + ([check.expected_from] if check.expected_from else [])
+
+
+def oracle_hash(oracle_path: Path, check: Check) -> str:
+    """Hash of the oracle functions `check` names (each with the top-level names it uses, as `solution_hash`)."""
+    hashes = solution_hashes(oracle_path, sorted(set(oracle_names(check))))
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def load_oracles(day: Day) -> Any:
+    """The day's `solutions/oracles/dayN.py` as a module (None when no check of the day names an oracle)."""
+    import importlib.util
+
+    if not any(oracle_names(check) for check in day.checks):
+        return None
+    path = day.oracle_path
+    if not path.is_file():
+        raise RuntimeError(f"day {day.number}'s checks name mistakes or references computed by {path}, which is "
+                           "missing")
+    spec = importlib.util.spec_from_file_location(f"_course_oracles_day{day.number}", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for check in day.checks:
+        for name in oracle_names(check):
+            if not callable(getattr(module, name, None)):
+                raise RuntimeError(f"{path} defines no function {name!r} (named by the check of {check.name!r})")
+    return module
 
 
 def solution_hash(solution_path: Path, name: str) -> str:
@@ -148,7 +186,9 @@ class ReferenceStore:
         self.day = day
         self._outputs: dict[str, Any] | None = None
         self._fingerprint: dict[str, Any] | None = None
+        self._mistakes: dict[str, Any] = {}
         self._solution_hashes: dict[str, str | None] = {}
+        self._oracle_hashes: dict[str, str | None] = {}
 
     def _load(self) -> None:
         if self._fingerprint is not None:
@@ -159,6 +199,24 @@ class ReferenceStore:
                                  f"{fingerprint_path.name} in {outputs_path.parent})")
         self._fingerprint = json.loads(fingerprint_path.read_text())
         self._outputs = torch.load(outputs_path, map_location="cpu", weights_only=True)
+        if self.day.mistakes_path.is_file():
+            self._mistakes = torch.load(self.day.mistakes_path, map_location="cpu", weights_only=True)
+
+    def preload(self) -> None:
+        """Load the outputs and hash the solutions and oracles now (a supervisor does, before any learner code runs;
+        batch grading once, for every submission); raises StaleReference when there are no stored outputs."""
+        self._load()
+        if self.day.checks:
+            try:
+                self._solution_hash(self.day.checks[0].name)
+            except StaleReference:
+                pass  # said by the exercise it concerns
+        for check in self.day.checks:
+            if oracle_names(check):
+                try:
+                    self._oracle_hash(check)
+                except Exception:
+                    pass  # raised again, by the exercise it concerns, when it asks
 
     def expected(self, name: str, case: str, inputs: InputsFingerprint) -> Any:
         """The stored output for exercise `name` on input case `case`, after checking it is fresh; raises
@@ -179,7 +237,27 @@ class ReferenceStore:
         current = self._solution_hash(name)
         if current is not None and entry["solution_hash"] != current:
             raise StaleReference(f"the solution of {name!r} changed since its reference was built")
+        check = self.day.check(name)
+        if oracle_names(check):
+            current = self._oracle_hash(check)
+            if "oracle_hash" not in entry or (current is not None and entry["oracle_hash"] != current):
+                raise StaleReference(f"the mistakes or reference that {self.day.oracle_path.name} computes for "
+                                     f"{name!r} changed since its reference was built")
         return self._outputs[name][case]
+
+    def mistakes(self, name: str, case: str) -> dict[str, Any]:
+        """The stored output of each of exercise `name`'s mistakes on `case`, by the function that computed it (a
+        mistake that could not be computed on the case is absent). Read after `expected`, which checks freshness."""
+        self._load()
+        stored = self._mistakes.get(name, {}).get(case, {})
+        return dict(stored) if isinstance(stored, dict) else {}
+
+    def _oracle_hash(self, check: Check) -> str | None:
+        """Today's hash of the oracle functions `check` names, or None where they are not shipped."""
+        if check.name not in self._oracle_hashes:
+            path = self.day.oracle_path
+            self._oracle_hashes[check.name] = oracle_hash(path, check) if path.is_file() else None
+        return self._oracle_hashes[check.name]
 
     def _solution_hash(self, name: str) -> str | None:
         """Today's hash of the solution, or None where the solutions are not shipped (nothing to compare)."""
@@ -206,10 +284,14 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
     calls = [(check, case) for check in day.checks for case in check.cases]
     progress = tqdm(total=len(calls) + 1, desc=f"day {number} references", unit="case")
     module = solution_module or load_module(day.solution_path)
+    oracles = load_oracles(day)
     env = Env(device, course.load_model_function())
     progress.update(1)  # the models and the solution module are loaded
     stored = _stored(day)
+    stored_mistakes = _stored_mistakes(day)
     outputs: dict[str, dict[str, Any]] = {}
+    mistakes: dict[str, dict[str, dict[str, Any]]] = {}
+    kept_mistakes = True  # every mistake's output is the stored one (the same, up to float rounding)
     exercises: dict[str, dict[str, Any]] = {}
     kept = 0  # cases whose stored reference is kept as it was (the same, up to float rounding)
     for check, case in calls:
@@ -229,7 +311,7 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
             problems.append(f"its output fails the check's own validator: {check.validate(output, inputs)}")
         if check.expected_from is not None and not isinstance(output, Raised):  # the reference is the check's own
             env.prepare()
-            expected = check.expected_from(inputs)
+            expected = getattr(oracles, check.expected_from)(inputs)
             problems.extend(env.audit())
             try:
                 judge(output, expected, dataclasses.replace(check, validate=None), {})
@@ -239,8 +321,16 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
         if problems:
             raise RuntimeError(f"the solution of {check.name!r} misbehaved on case {case!r}: " + " ".join(problems))
         output = storable(output.stored() if isinstance(output, Raised) else output)
+        if check.mistakes and exception is None:
+            made = _mistake_outputs(oracles, check, inputs, env)
+            old = stored_mistakes.get(check.name, {}).get(case, {})
+            made = {name: _kept(check, old.get(name, _MISSING), value) for name, value in made.items()}
+            kept_mistakes &= set(made) == set(old) and all(made[name] is old[name] for name in made)
+            mistakes.setdefault(check.name, {})[case] = made
         entry = exercises.setdefault(check.name, {"solution_hash": solution_hash(day.solution_path, check.name),
                                                   "cases": {}})
+        if oracle_names(check):
+            entry["oracle_hash"] = oracle_hash(day.oracle_path, check)
         case_record = {"inputs_hash": fingerprint.hash, "inputs_floats": fingerprint.floats}
         previous = _unchanged(stored, check, case, entry["solution_hash"], case_record, output)
         if previous is not None:  # keep the stored bytes: a rebuild of an unchanged course changes no file
@@ -250,7 +340,14 @@ def build_references(course: Course, number: int, device: str = "cpu", solution_
         entry["cases"][case] = case_record
     progress.close()
     outputs_path, fingerprint_path = day.reference_paths
-    if stored is not None and kept == len(calls) and set(stored[1]["exercises"]) == set(exercises):
+    kept_mistakes &= set(stored_mistakes) == set(mistakes)
+    if mistakes and not kept_mistakes:
+        torch.save(mistakes, day.mistakes_path)
+    elif not mistakes:
+        day.mistakes_path.unlink(missing_ok=True)
+    if (stored is not None and kept == len(calls) and set(stored[1]["exercises"]) == set(exercises)
+            and all(stored[1]["exercises"][name].get("oracle_hash") == entry.get("oracle_hash")
+                    for name, entry in exercises.items())):
         return outputs_path  # every reference is the stored one: the files stay as they are, byte for byte
     record = {
         "format": FORMAT_VERSION,
@@ -281,6 +378,45 @@ def _stored(day: Day) -> tuple[dict[str, Any], dict[str, Any]] | None:
         return torch.load(outputs_path, map_location="cpu", weights_only=True), record
     except Exception:  # missing, unreadable or from another format: rebuilt from scratch
         return None
+
+
+def _mistake_outputs(oracles: Any, check: Check, inputs: dict[str, Any], env: Env) -> dict[str, Any]:
+    """What each of `check`'s mistakes returns on `inputs`, storable, by the oracle function's name. A mistake that
+    cannot be computed on these inputs (it raises) is left out: the judge then names it on the other cases only."""
+    made = {}
+    for mistake in check.mistakes:
+        env.prepare()
+        try:
+            value = storable(getattr(oracles, mistake.computed_by)(inputs))
+        except Exception:  # noqa: BLE001 - e.g. a mistake that indexes past a short case's end
+            continue
+        finally:
+            problems = env.audit()
+        if problems:
+            raise RuntimeError(f"the mistake {mistake.computed_by!r} of {check.name!r} misbehaved: {problems}")
+        made[mistake.computed_by] = value
+    return made
+
+
+def _kept(check: Check, old: Any, new: Any) -> Any:
+    """The stored output `old` where `new` reproduces it up to float rounding (see `_unchanged`), else `new`."""
+    from checks.judging.compare import compare
+    from checks.judging.judge import type_mismatch
+
+    if old is _MISSING or not _same_structure(new, old) or type_mismatch(new, old):
+        return new
+    verdict = compare(new, old, atol=check.atol * _KEEP_FRACTION, rtol=check.rtol * _KEEP_FRACTION,
+                      unordered=check.unordered)
+    return old if verdict.passed else new
+
+
+def _stored_mistakes(day: Day) -> dict[str, Any]:
+    """The day's stored mistake outputs, or {} (none yet, or unreadable: computed afresh)."""
+    try:
+        stored = torch.load(day.mistakes_path, map_location="cpu", weights_only=True)
+    except Exception:
+        return {}
+    return stored if isinstance(stored, dict) else {}
 
 
 # a new output within a tenth of the check's tolerance of the stored one is the same reference (float32 rounding on

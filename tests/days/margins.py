@@ -20,7 +20,7 @@ from checks.pipeline.env import Env
 from checks.judging.contracts import contract_verdict
 from checks.judging.judge import Raised, case_facts, expected_raise, graded_callable, snapshot, type_mismatch
 from checks.pipeline.outcome import Outcome
-from checks.pipeline.inputs import build_inputs
+from checks.pipeline.inputs import InputsCache
 from checks.store.references import ReferenceStore
 from checks.spec import expected_exception
 
@@ -41,6 +41,12 @@ def _env(device: str) -> Env:
 
 
 @lru_cache(maxsize=None)
+def _inputs(device: str) -> InputsCache:
+    """Each case built once on `_env(device)`, every call given fresh copies (as `checks.grade` does)."""
+    return InputsCache()
+
+
+@lru_cache(maxsize=None)
 def _store(day_number: int) -> ReferenceStore:
     return ReferenceStore(_course().day(day_number))
 
@@ -49,7 +55,7 @@ def built_inputs(exercise: str, case: str, device: str = "cpu") -> tuple[dict[st
     """The inputs of one case, and its stored reference output."""
     day, check = _course().find(exercise)
     env = _env(device)
-    built = build_inputs(env, check, case)
+    built = _inputs(device).build(env, check, case)
     return built.inputs, _store(day.number).expected(exercise, case, built.fingerprint)
 
 

@@ -1100,17 +1100,22 @@ def test_grading_names_the_mistake(exercise, wrong, mistake):
 
 def test_a_right_answer_is_never_diagnosed_as_a_mistake():
     """Each diagnosis differs from the reference on its check's cases (else a right answer would be told it is
-    wrong): the mistakes' outputs all fail their check."""
+    wrong): the mistakes' stored outputs all fail their check."""
+    from checks.course import Course
     from checks.judging.compare import compare
     from checks.specs.day3 import CHECKS, MISTAKES
+    from checks.store.references import ReferenceStore
     from margins import built_inputs
 
+    store = ReferenceStore(Course.default().day(3))
     for check in CHECKS:
         for mistake in check.mistakes:
             assert mistake in MISTAKES.values()
             differs = False
             for case in check.cases:
-                inputs, expected = built_inputs(check.name, case)
-                if not compare(mistake.output(inputs), expected, atol=check.atol, rtol=check.rtol).passed:
+                _, expected = built_inputs(check.name, case)
+                stored = store.mistakes(check.name, case)
+                assert mistake.computed_by in stored, f"{check.name}: no stored output of {mistake.computed_by}"
+                if not compare(stored[mistake.computed_by], expected, atol=check.atol, rtol=check.rtol).passed:
                     differs = True
             assert differs, f"{check.name}: the diagnosis {mistake.message[:40]!r} matches the reference everywhere"

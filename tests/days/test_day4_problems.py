@@ -29,9 +29,9 @@ def test_every_check_has_three_hint_tiers_and_the_first_has_no_code(check):
 
 
 def test_the_declared_mistakes_are_named_through_the_supervisor(tmp_path):
-    """`pytest --day 4` judges in a supervisor that never sees the inputs: the worker finds the mistake and the
-    supervisor adds its message to the verdict (the learner's kernel does the same in process: see
-    tests/days/test_day4_wrong_implementations.py)."""
+    """`pytest --day 4` judges in a supervisor that never sees the inputs: it compares the output with the mistakes'
+    outputs stored with the references and adds the message of the one it matches (the learner's kernel does the same
+    in process: see tests/days/test_day4_wrong_implementations.py)."""
     course = Course.default()
     day = course.day(4)
     learner = tmp_path / "day4_array_indexing.py"

@@ -13,7 +13,7 @@ from checks.course import Course
 from checks.pipeline.grading import Grader
 from checks.pipeline.learner import load_module
 from checks.pipeline.inputs import inputs_hash
-from checks.store.references import rebuild_command, solution_hash
+from checks.store.references import ReferenceStore, rebuild_command, solution_hash
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
 
@@ -219,3 +219,41 @@ def test_rebuilding_an_unchanged_course_changes_no_file_and_a_changed_solution_i
     assert all(rebuilt["mean_logit"][name] == 2 * outputs["mean_logit"][name] for name in outputs["mean_logit"])
     assert torch.equal(rebuilt["attention_pattern"][case], outputs["attention_pattern"][case])  # kept as stored
     assert manifest_path(fresh_course).read_bytes() != before[manifest_path(fresh_course)]
+
+
+def test_a_mistakes_output_is_stored_with_the_references_named_by_the_judge_and_fingerprinted(fresh_course):
+    """What a declared mistake returns is computed by the course's oracle (beside the solutions) when the
+    references are built and stored with them; the judge names the mistake when a wrong output matches that stored
+    output, and a changed oracle makes the reference stale until it is rebuilt."""
+    from checks.__main__ import main
+
+    day = fresh_course.days[2]
+    check = day.check("final_logits")
+    message = check.mistakes[0].message
+    assert set(ReferenceStore(day).mistakes("final_logits", "seed 3")) == {"logits_at_first_position"}
+
+    def first_position(model, tokens):
+        return model(tokens)[:, 0]
+
+    def doubled(model, tokens):
+        return 2 * model(tokens)[:, -1]
+
+    outcome = Grader(fresh_course, "cpu").grade_function(first_position, day, check)
+    assert outcome.status == "failed" and message in outcome.message, outcome.message
+    outcome = Grader(fresh_course, "cpu").grade_function(doubled, day, check)
+    assert outcome.status == "failed" and message not in outcome.message, outcome.message
+
+    day.oracle_path.write_text(day.oracle_path.read_text().replace("[:, 0]", "[:, 1]"))
+    solution = load_module(day.solution_path).final_logits
+    outcome = Grader(fresh_course, "cpu").grade_function(solution, day, check)
+    assert outcome.status == "stale reference", outcome.message
+    assert "the mistakes or reference that day2.py computes for 'final_logits' changed" in outcome.message
+    command = ["references", "--day", "2", "--root", str(fresh_course.root), "--models", fresh_course.model_loader]
+    assert main(command) == 0
+    assert Grader(fresh_course, "cpu").grade_function(solution, day, check).status == "passed"
+
+    def second_position(model, tokens):
+        return model(tokens)[:, 1]
+
+    outcome = Grader(fresh_course, "cpu").grade_function(second_position, day, check)
+    assert outcome.status == "failed" and message in outcome.message, outcome.message

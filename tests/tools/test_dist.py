@@ -3,6 +3,7 @@ it alone, against the stored references."""
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -33,6 +34,44 @@ def test_the_learner_distribution_has_no_solutions_and_grades_on_its_own(tmp_pat
     assert where.stdout.split() == [str(out / "checks" / "__init__.py"), str(out / "mechinterp_course_pytest.py")]
 
 
+def _function_bodies(path):
+    """The body of every function defined in the file at `path` (docstring dropped), as comparable AST dumps."""
+    bodies = set()
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+            bodies.add(ast.dump(ast.Module(body=body, type_ignores=[])))
+    return bodies
+
+
+def test_the_learner_distribution_holds_no_code_that_computes_a_mistake_or_a_reference(tmp_path):
+    """What a declared mistake returns, and a reference that is not a solution's output, are computed by
+    solutions/oracles (near-answers) when the references are built; the distribution ships their stored outputs
+    only: no module of it defines a function with an oracle's body, or imports the solutions."""
+    from checks.course import Course
+    from checks.store.references import oracle_names
+
+    out = tmp_path / "dist"
+    assert notebooks_main(["dist", "--learner", str(out)]) == 0
+    course = Course.default()
+    named = {(day.number, name) for day in course.days.values() for check in day.checks for name in oracle_names(check)}
+    assert len(named) >= 30, named
+    oracle_bodies = set()
+    for number, name in named:  # every name a check gives is a function beside the solutions
+        path = course.day(number).oracle_path
+        assert name in {node.name for node in ast.parse(path.read_text()).body if isinstance(node, ast.FunctionDef)}
+    for path in (REPO_ROOT / "solutions" / "oracles").glob("*.py"):
+        oracle_bodies |= _function_bodies(path)
+    for path in sorted(out.rglob("*.py")):
+        shipped = _function_bodies(path)
+        assert not shipped & oracle_bodies, f"{path.relative_to(out)} computes a mistake or a reference"
+        imported = [alias.name if isinstance(node, ast.Import) else node.module or ""
+                    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8")))
+                    if isinstance(node, (ast.Import, ast.ImportFrom)) for alias in getattr(node, "names", [])]
+        assert not [name for name in imported if name.split(".")[0] == "solutions"], path.relative_to(out)
+    assert any(path.name.endswith(".mistakes.pt") for path in (out / "checks" / "references").iterdir())
+
+
 MOVED_TO_BENCH = ("greedy_prune", "greedy_prune_sequential", "MeanAblation", "PassRuns", "patch_heads_by_position")
 """Fast answers to Day 5's batched exercises, kept in bench/fast_circuits.py for the benchmarks."""
 KNOWN_CLASHES = {"induction_scores": ["curriculum/models/measure.py"],
@@ -51,8 +90,6 @@ def _exercise_names() -> set[str]:
 def _shipped_definitions() -> dict[str, list[str]]:
     """name -> the shipped modules that define it at top level (a function, class or assignment), the generated
     exercise stubs (curriculum/dayN_*.py, which must define the exercises) left out."""
-    import ast
-
     from notebooks.dist import INCLUDED
 
     found: dict[str, list[str]] = {}
@@ -91,8 +128,6 @@ def test_no_shipped_module_defines_an_exercise_or_a_fast_answer():
 def test_day5_finds_its_circuits_with_the_learners_own_pruning():
     """Day 5's IOI and number-sequence circuits come from the day's exercise `greedy_prune_batched`, and the day
     calls nothing of bench/fast_circuits.py."""
-    import ast
-
     source = (REPO_ROOT / "solutions" / "day5_circuit_discovery.py").read_text(encoding="utf-8")
     calls = {}
     for node in ast.walk(ast.parse(source)):
