@@ -449,8 +449,8 @@ if MAIN:
 
     from curriculum.library import circuits
 
-    # Your batched version on all the prompts; bench/patching.py times a faster one (which also skips the positions
-    # before each patch, and every patch that changes nothing) against transformer_lens.
+    # Your batched version on all the prompts. (The course repository's bench/patching.py times a faster one, which
+    # also skips the positions before each patch and every patch that changes nothing, against transformer_lens.)
     start = time.perf_counter()
     patch_effects = head_patching_by_position(model, clean_tokens, corrupted_tokens, io_tokens, s_tokens, end)
     print(f"batched patching on {len(clean_tokens)} prompts: {time.perf_counter() - start:.2f} s")
