@@ -1,5 +1,6 @@
-"""Activation patching of every head at every position on `toy-gpt`: the course's `curriculum.library.circuits` against
-`transformer_lens.patching.get_act_patch_attn_head_out_by_pos`, side by side in one run.
+"""Activation patching of every head at every position on `toy-gpt`: the course's `patch_heads_by_position`
+(bench/fast_circuits.py) against `transformer_lens.patching.get_act_patch_attn_head_out_by_pos`, side by side in one
+run.
 
     python bench/patching.py                     # 100 held-out IOI prompts, ABC corruption, 3 runs of each
     python bench/patching.py --prompts 30 --runs 5 --threads 1
@@ -33,7 +34,7 @@ def main(argv: list[str] | None = None) -> None:
     import torch
     from transformer_lens import patching
 
-    from curriculum.library import circuits
+    import fast_circuits
     from curriculum.data.ioi import S2_POSITION, ioi_prompts
     from curriculum.data.toy_vocab import NAMES, TOKEN_ID
     from curriculum.models import load_model
@@ -63,7 +64,7 @@ def main(argv: list[str] | None = None) -> None:
         if name == "transformer_lens":
             return patching.get_act_patch_attn_head_out_by_pos(
                 model, corrupted, clean_cache, lambda logits: metric_last(logits[:, -1]))
-        return circuits.patch_heads_by_position(model, corrupted, clean_z, metric_last)
+        return fast_circuits.patch_heads_by_position(model, corrupted, clean_z, metric_last)
 
     times: dict[str, list[float]] = {"transformer_lens": [], "course": []}
     results = {name: run(name) for name in times}  # the untimed first calls
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> None:
     print(f"toy-gpt, {args.prompts} prompts, {args.runs} run(s) each, torch threads {torch.get_num_threads()}, "
           f"{device}")
     print(f"transformer_lens.patching: median {tl:.2f} s  {[round(t, 2) for t in times['transformer_lens']]}")
-    print(f"curriculum.library.circuits:       median {ours:.2f} s  {[round(t, 2) for t in times['course']]}")
+    print(f"fast_circuits:             median {ours:.2f} s  {[round(t, 2) for t in times['course']]}")
     print(f"max |difference| {difference:.1e}")
     print(f"ratio (transformer_lens / course): {tl / ours:.1f}x")
 

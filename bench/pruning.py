@@ -1,4 +1,4 @@
-"""Greedy circuit pruning by mean ablation: the course's batched `curriculum.library.circuits.greedy_prune` against the
+"""Greedy circuit pruning by mean ablation: the course's batched `greedy_prune` (bench/fast_circuits.py) against the
 sequential loop (one forward pass per candidate, `greedy_prune_sequential`), side by side in one run.
 
     python bench/pruning.py                          # both models below, T = 3%
@@ -25,6 +25,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 
 def _toy_gpt(torch):
+    import fast_circuits
     from curriculum.library import circuits
     from curriculum.data.ioi import S2_POSITION, ioi_prompts
     from curriculum.data.toy_vocab import NAMES, TOKEN_ID
@@ -46,12 +47,13 @@ def _toy_gpt(torch):
         return (last_logits[rows, prompts.io_tokens] - last_logits[rows, prompts.s_tokens]).mean()
 
     nodes = circuits.head_position_nodes(4, 4, 16, positions=range(16))
-    return circuits.MeanAblation(model, tokens, means, metric), nodes, "toy-gpt, 256 (head, position) nodes"
+    return fast_circuits.MeanAblation(model, tokens, means, metric), nodes, "toy-gpt, 256 (head, position) nodes"
 
 
 def _random(torch, d_model: int):
     from transformer_lens import HookedTransformer, HookedTransformerConfig
 
+    import fast_circuits
     from curriculum.library import circuits
 
     cfg = HookedTransformerConfig(n_layers=24, n_heads=16, d_model=d_model, d_head=d_model // 16, d_mlp=4 * d_model,
@@ -71,7 +73,7 @@ def _random(torch, d_model: int):
         return (last_logits[rows, top2[:, 0]] - last_logits[rows, top2[:, 1]]).mean()
 
     nodes = circuits.head_nodes(24, 16, 8)
-    return (circuits.MeanAblation(model, tokens, means, metric), nodes,
+    return (fast_circuits.MeanAblation(model, tokens, means, metric), nodes,
             f"random 24 x 16 heads, d_model {d_model}, 384 head nodes")
 
 
@@ -85,7 +87,7 @@ def main(argv: list[str] | None = None) -> None:
 
     import torch
 
-    from curriculum.library import circuits
+    import fast_circuits
 
     warnings.filterwarnings("ignore")
     if args.threads:
@@ -95,10 +97,10 @@ def main(argv: list[str] | None = None) -> None:
     for name in args.models.split(","):
         ablation, nodes, label = _toy_gpt(torch) if name == "toy-gpt" else _random(torch, args.random_d_model)
         start = time.perf_counter()
-        sequential = circuits.greedy_prune_sequential(ablation, nodes, args.threshold)
+        sequential = fast_circuits.greedy_prune_sequential(ablation, nodes, args.threshold)
         sequential_s = time.perf_counter() - start
         start = time.perf_counter()
-        batched = circuits.greedy_prune(ablation, nodes, args.threshold)
+        batched = fast_circuits.greedy_prune(ablation, nodes, args.threshold)
         batched_s = time.perf_counter() - start
         if not torch.equal(sequential, batched):
             raise SystemExit(f"{label}: the circuits differ")

@@ -1,7 +1,9 @@
-"""The course's fast patching and pruning (curriculum/library/circuits.py) agree with the plain loops they replace."""
+"""The benchmarks' fast patching and pruning (bench/fast_circuits.py) agree with the plain loops they replace."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
 import warnings
 
 import pytest
@@ -11,6 +13,19 @@ from transformer_lens import HookedTransformer, HookedTransformerConfig, patchin
 from curriculum.library import circuits
 from curriculum.data.ioi import ioi_prompts
 from curriculum.models import load_model
+from curriculum.tools.paths import COURSE_ROOT
+
+
+def _load_fast_circuits():
+    """bench/ is scripts, not a package: load its module from the file (registered, as dataclasses need)."""
+    spec = importlib.util.spec_from_file_location("fast_circuits", COURSE_ROOT / "bench" / "fast_circuits.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules.setdefault("fast_circuits", module)
+    spec.loader.exec_module(sys.modules["fast_circuits"])
+    return sys.modules["fast_circuits"]
+
+
+fast_circuits = _load_fast_circuits()
 
 
 def random_gpt(n_layers: int, n_heads: int, d_model: int, seed: int, attn_only: bool = False) -> HookedTransformer:
@@ -56,7 +71,7 @@ def test_patching_equals_transformer_lens(attn_only):
     _, clean_cache = model.run_with_cache(clean)
     expected = patching.get_act_patch_attn_head_out_by_pos(model, corrupted, clean_cache,
                                                            lambda logits: metric(logits[:, -1]))
-    fast = circuits.patch_heads_by_position(model, corrupted, [clean_cache["z", l] for l in range(3)], metric)
+    fast = fast_circuits.patch_heads_by_position(model, corrupted, [clean_cache["z", l] for l in range(3)], metric)
     torch.testing.assert_close(fast, expected, atol=1e-5, rtol=1e-4)
 
 
@@ -72,7 +87,7 @@ def test_patching_on_toy_gpt_equals_a_hooked_forward_pass():
         rows = torch.arange(len(last_logits))
         return (last_logits[rows, prompts.io_tokens] - last_logits[rows, prompts.s_tokens]).mean()
 
-    fast = circuits.patch_heads_by_position(model, corrupted, [clean_cache["z", l] for l in range(4)], metric)
+    fast = fast_circuits.patch_heads_by_position(model, corrupted, [clean_cache["z", l] for l in range(4)], metric)
     for layer, position, head in [(0, 11, 0), (0, 12, 3), (1, 4, 2), (2, 15, 0), (3, 15, 3), (3, 9, 1)]:
         def patch(z, hook, position=position, head=head, layer=layer):
             z = z.clone()
@@ -92,7 +107,7 @@ def test_patching_leaves_a_head_whose_clean_value_is_the_corrupted_one_and_patch
     _, corrupted_cache = model.run_with_cache(corrupted)
     clean_z = [clean_cache["z", layer].clone() for layer in range(3)]
     clean_z[1][:, 5, 0] = corrupted_cache["z", 1][:, 5, 0]
-    fast = circuits.patch_heads_by_position(model, corrupted, clean_z, metric)
+    fast = fast_circuits.patch_heads_by_position(model, corrupted, clean_z, metric)
     for layer, position, head in [(1, 5, 0), (1, 5, 1), (0, 5, 0), (1, 1, 1)]:
         def patch(z, hook, position=position, head=head, layer=layer):
             z = z.clone()
@@ -116,13 +131,13 @@ def test_batched_pruning_returns_the_sequential_circuit(granularity, threshold, 
     tokens, corrupted, last_metric = _task(model, batch=5, seq=6, seed=5)
     _, cache = model.run_with_cache(corrupted)
     means = torch.stack([cache["z", layer].mean(0) for layer in range(4)])
-    ablation = circuits.MeanAblation(model, tokens, means, last_metric)
+    ablation = fast_circuits.MeanAblation(model, tokens, means, last_metric)
     if granularity == "heads":
         nodes = circuits.head_nodes(4, 3, 6, order=order)
     else:
         nodes = circuits.head_position_nodes(4, 3, 6, positions=[5, 3, 4], order=order)
-    sequential = circuits.greedy_prune_sequential(ablation, nodes, threshold)
-    batched = circuits.greedy_prune(ablation, nodes, threshold, speculation=speculation)
+    sequential = fast_circuits.greedy_prune_sequential(ablation, nodes, threshold)
+    batched = fast_circuits.greedy_prune(ablation, nodes, threshold, speculation=speculation)
     assert torch.equal(batched, sequential)
     assert 0 < int(sequential.sum()) < len(sequential)  # the case decides something either way
 
@@ -132,7 +147,7 @@ def test_a_pass_gives_each_circuit_the_state_of_its_own_run():
     tokens, corrupted, last_metric = _task(model, batch=4, seq=5, seed=8)
     _, cache = model.run_with_cache(corrupted)
     means = torch.stack([cache["z", layer].mean(0) for layer in range(3)])
-    ablation = circuits.MeanAblation(model, tokens, means, last_metric)
+    ablation = fast_circuits.MeanAblation(model, tokens, means, last_metric)
     full = torch.ones(3, 5, 2, dtype=torch.bool)
     first = full.clone()
     first[1, 2:, 0] = False  # differs from `full` from layer 1, position 2
@@ -148,12 +163,3 @@ def test_a_pass_gives_each_circuit_the_state_of_its_own_run():
                 torch.testing.assert_close(value[-1][:, -1], want[-1][:, -1], atol=1e-5, rtol=1e-5)
                 value, want = value[:-1], want[:-1]
             torch.testing.assert_close(value, want, atol=1e-5, rtol=1e-5)
-
-
-def test_node_masks():
-    heads = circuits.head_nodes(2, 3, 4)
-    assert heads.shape == (6, 2, 4, 3)
-    assert heads[0, 1, :, 0].all() and heads[0].sum() == 4  # the number-sequence study's order: the last layer first
-    nodes = circuits.head_position_nodes(2, 3, 4, positions=[3, 1])
-    assert nodes.shape == (12, 2, 4, 3) and nodes.sum() == 12
-    assert nodes[0, 1, 3, 0] and nodes[1, 1, 1, 0]
