@@ -18,6 +18,8 @@ def test_the_learner_distribution_has_no_solutions_and_grades_on_its_own(tmp_pat
     shipped = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()}
     assert not [path for path in shipped if path.startswith(("solutions/", "notebooks/instructor/", "tests/"))]
     assert "checks/references/manifest.json" in shipped and "notebooks/learner/day1_induction_heads.ipynb" in shipped
+    assert "curriculum/models/recipes/array_indexing_data.py" in shipped  # Day 4's grading samples with it
+    assert not shipped & {"curriculum/models/measure.py", "curriculum/models/training.py"}  # the zoo's maintainer tools
     # no exercise's solution body is in it: the generated stubs keep only signatures and docstrings
     solution = (REPO_ROOT / "solutions" / "day1_induction_heads.py").read_text()
     body = "    return " + solution.split("def per_token_loss", 1)[1].split("\n    return ", 1)[1].split("\n", 1)[0]
@@ -74,10 +76,6 @@ def test_the_learner_distribution_holds_no_code_that_computes_a_mistake_or_a_ref
 
 MOVED_TO_BENCH = ("greedy_prune", "greedy_prune_sequential", "MeanAblation", "PassRuns", "patch_heads_by_position")
 """Fast answers to Day 5's batched exercises, kept in bench/fast_circuits.py for the benchmarks."""
-KNOWN_CLASHES = {"induction_scores": ["curriculum/models/measure.py"],
-                 "previous_token_scores": ["curriculum/models/measure.py"]}
-"""Found by this test and left open (outside Day 5's scope): the model cards' measures answer Day 1's exercises of
-the same names (from attention patterns rather than a model). Remove an entry when its clash is fixed."""
 
 
 def _exercise_names() -> set[str]:
@@ -90,15 +88,15 @@ def _exercise_names() -> set[str]:
 def _shipped_definitions() -> dict[str, list[str]]:
     """name -> the shipped modules that define it at top level (a function, class or assignment), the generated
     exercise stubs (curriculum/dayN_*.py, which must define the exercises) left out."""
-    from notebooks.dist import INCLUDED
+    from notebooks.dist import INCLUDED, MAINTAINER_ONLY
 
     found: dict[str, list[str]] = {}
     for name in INCLUDED:
         root = REPO_ROOT / name
         for path in [root] if root.is_file() else sorted(root.rglob("*.py")):
             relative = path.relative_to(REPO_ROOT)
-            if path.suffix != ".py" or (relative.parts[0] == "curriculum" and len(relative.parts) == 2
-                                        and relative.name.startswith("day")):
+            if path.suffix != ".py" or relative.as_posix() in MAINTAINER_ONLY or (
+                    relative.parts[0] == "curriculum" and len(relative.parts) == 2 and relative.name.startswith("day")):
                 continue
             for node in ast.parse(path.read_text(encoding="utf-8")).body:
                 if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
@@ -120,8 +118,7 @@ def test_no_shipped_module_defines_an_exercise_or_a_fast_answer():
     assert {"greedy_prune_batched", "head_patching_by_position", "per_token_loss"} <= exercises
     defined = _shipped_definitions()
     assert "logits_with_residual_patch" in defined  # the scan reads the library
-    clashes = {name: defined[name] for name in sorted((exercises | set(MOVED_TO_BENCH)) & defined.keys())
-               if defined[name] != KNOWN_CLASHES.get(name)}
+    clashes = {name: defined[name] for name in sorted((exercises | set(MOVED_TO_BENCH)) & defined.keys())}
     assert not clashes, f"shipped modules define exercise answers: {clashes}"
 
 
