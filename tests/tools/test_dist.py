@@ -7,14 +7,24 @@ import ast
 import os
 import subprocess
 import sys
+from pathlib import Path
+
+import pytest
 
 from curriculum.tools.paths import COURSE_ROOT as REPO_ROOT
 from notebooks.__main__ import main as notebooks_main
 
 
-def test_the_learner_distribution_has_no_solutions_and_grades_on_its_own(tmp_path):
-    out = tmp_path / "dist"
+@pytest.fixture(scope="module")
+def learner_dist(tmp_path_factory) -> Path:
+    """The learner's distribution, written once by its command for the tests of this file (which only read it)."""
+    out = tmp_path_factory.mktemp("learner") / "dist"
     assert notebooks_main(["dist", "--learner", str(out)]) == 0
+    return out
+
+
+def test_the_learner_distribution_has_no_solutions_and_grades_on_its_own(learner_dist, tmp_path):
+    out = learner_dist
     shipped = {path.relative_to(out).as_posix() for path in out.rglob("*") if path.is_file()}
     assert not [path for path in shipped if path.startswith(("solutions/", "notebooks/instructor/", "tests/"))]
     assert "checks/references/manifest.json" in shipped and "notebooks/learner/day1_induction_heads.ipynb" in shipped
@@ -46,15 +56,14 @@ def _function_bodies(path):
     return bodies
 
 
-def test_the_learner_distribution_holds_no_code_that_computes_a_mistake_or_a_reference(tmp_path):
+def test_the_learner_distribution_holds_no_code_that_computes_a_mistake_or_a_reference(learner_dist):
     """What a declared mistake returns, and a reference that is not a solution's output, are computed by
     solutions/oracles (near-answers) when the references are built; the distribution ships their stored outputs
     only: no module of it defines a function with an oracle's body, or imports the solutions."""
     from checks.course import Course
     from checks.store.references import oracle_names
 
-    out = tmp_path / "dist"
-    assert notebooks_main(["dist", "--learner", str(out)]) == 0
+    out = learner_dist
     course = Course.default()
     named = {(day.number, name) for day in course.days.values() for check in day.checks for name in oracle_names(check)}
     assert len(named) >= 30, named
@@ -85,38 +94,33 @@ def _exercise_names() -> set[str]:
             for name in exercise_names(path.read_text(encoding="utf-8"))}
 
 
-def _shipped_definitions() -> dict[str, list[str]]:
-    """name -> the shipped modules that define it at top level (a function, class or assignment), the generated
-    exercise stubs (curriculum/dayN_*.py, which must define the exercises) left out."""
-    from notebooks.dist import INCLUDED, MAINTAINER_ONLY
-
+def _shipped_definitions(out: Path) -> dict[str, list[str]]:
+    """name -> the modules of the distribution at `out` that define it at top level (a function, class or
+    assignment), the generated exercise stubs (curriculum/dayN_*.py, which must define the exercises) left out."""
     found: dict[str, list[str]] = {}
-    for name in INCLUDED:
-        root = REPO_ROOT / name
-        for path in [root] if root.is_file() else sorted(root.rglob("*.py")):
-            relative = path.relative_to(REPO_ROOT)
-            if path.suffix != ".py" or relative.as_posix() in MAINTAINER_ONLY or (
-                    relative.parts[0] == "curriculum" and len(relative.parts) == 2 and relative.name.startswith("day")):
+    for path in sorted(out.rglob("*.py")):
+        relative = path.relative_to(out)
+        if relative.parts[0] == "curriculum" and len(relative.parts) == 2 and relative.name.startswith("day"):
+            continue
+        for node in ast.parse(path.read_text(encoding="utf-8")).body:
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                names = [node.name]
+            elif isinstance(node, (ast.Assign, ast.AnnAssign)):
+                targets = node.targets if isinstance(node, ast.Assign) else [node.target]
+                names = [target.id for target in targets if isinstance(target, ast.Name)]
+            else:
                 continue
-            for node in ast.parse(path.read_text(encoding="utf-8")).body:
-                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
-                    names = [node.name]
-                elif isinstance(node, (ast.Assign, ast.AnnAssign)):
-                    targets = node.targets if isinstance(node, ast.Assign) else [node.target]
-                    names = [target.id for target in targets if isinstance(target, ast.Name)]
-                else:
-                    continue
-                for defined in names:
-                    found.setdefault(defined, []).append(relative.as_posix())
+            for defined in names:
+                found.setdefault(defined, []).append(relative.as_posix())
     return found
 
 
-def test_no_shipped_module_defines_an_exercise_or_a_fast_answer():
+def test_no_shipped_module_defines_an_exercise_or_a_fast_answer(learner_dist):
     """The learner's library is plumbing: no module the distribution ships (besides the exercise stubs) defines a
     function named like an exercise of any day, or one of the fast answers moved to bench/."""
     exercises = _exercise_names()
     assert {"greedy_prune_batched", "head_patching_by_position", "per_token_loss"} <= exercises
-    defined = _shipped_definitions()
+    defined = _shipped_definitions(learner_dist)
     assert "logits_with_residual_patch" in defined  # the scan reads the library
     clashes = {name: defined[name] for name in sorted((exercises | set(MOVED_TO_BENCH)) & defined.keys())}
     assert not clashes, f"shipped modules define exercise answers: {clashes}"
