@@ -566,8 +566,9 @@ class _Run:
         return bool(self.results) or self.phase in ("call", "audit")
 
     def import_failed(self) -> bool:
-        """Whether importing the learner's module failed (raised, hung or killed the worker), so no case ran."""
-        if self.results or self.course_problem is not None or self.forbidden:
+        """Whether importing the learner's module failed (raised, hung or killed the worker), so no case ran. The
+        worker's parent lost meanwhile (e.g. to the kernel's out-of-memory killer) says nothing about the module."""
+        if self.results or self.course_problem is not None or self.forbidden or self.zygote_died:
             return False
         if self.rejection is not None:
             return bool(self.rejection.get("import_error"))

@@ -195,6 +195,40 @@ def test_a_worker_parent_started_by_a_thread_that_ends_keeps_serving(built_cours
         supervisor.close()
 
 
+def test_a_worker_parent_lost_while_the_file_is_imported_leaves_the_file_gradable(built_course, tmp_path):
+    """The worker's parent lost (e.g. to the kernel's out-of-memory killer) while an exercise imports the learner's
+    file says nothing about the file: the exercises after it are graded, not failed as "cannot be imported"."""
+    learner = _learner(tmp_path, built_course, """
+        import time
+
+        def _pause():
+            print("the import has begun", flush=True)
+            time.sleep(2.0)
+            return 2.0
+
+        _PAUSED = _pause()  # a name a function uses: the loader runs this at import
+
+        def paused():
+            return _PAUSED""")
+    day, log = built_course.days[1], tmp_path / "worker.log"
+    supervisor = Supervisor(built_course, [day], "cpu", limits=Limits(parallel=1), worker_log=log)
+    try:
+        zygote, outcomes = supervisor._zygote.pid, {}
+        first = threading.Thread(target=lambda: outcomes.__setitem__(
+            "mean_logit", supervisor.grade_file(day, day.check("mean_logit"), learner)))
+        first.start()
+        deadline = time.monotonic() + 120
+        while "the import has begun" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(zygote, signal.SIGKILL)  # while mean_logit's child imports the file
+        first.join(120)
+        assert "parent process died while importing your module" in outcomes["mean_logit"].message, outcomes
+        after = supervisor.grade_file(day, day.check("count_repeats"), learner)
+        assert after.status == "passed", after.message
+    finally:
+        supervisor.close()
+
+
 def _running_exercises(zygote: int) -> list[int]:
     """The zygote's children still running (an exercise's child that ended is a zombie until the zygote reaps it:
     counting it, the zygote was once killed under a single exercise, which is then rightly not graded again)."""
