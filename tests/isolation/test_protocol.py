@@ -11,8 +11,8 @@ import pytest
 import torch
 
 from checks.isolation.protocol import (MAX_DEPTH, MAX_FRAME, MAX_HEADER, CaseInputs, Crash, Done, Fingerprints,
-                                       Forbidden, FrameError, Output, Phase, PhaseStart, Rejected, Result, clean, decode,
-                                       encode, parse)
+                                       Forbidden, FrameError, Output, Phase, PhaseStart, Rejected, Result, clean,
+                                       decode, encode, parse)
 from checks.pipeline.outcome import Status
 
 
@@ -125,7 +125,8 @@ class _Sly(str):
     ({"kind": "rejection", "case": "", "status": 5, "message": "m"}, "a status that is not a str"),
     ({"kind": "rejection", "case": "", "status": "failed", "message": torch.ones(2)}, "a tensor outside an output"),
     ({"kind": "rejection", "case": "", "status": "failed", "message": "m", "import_error": 1}, "an int for a bool"),
-    ({"kind": "result", "case": "seed", "complaint": torch.ones(2), "complaint_status": "failed"}, "a tensor complaint"),
+    ({"kind": "result", "case": "seed", "complaint": torch.ones(2), "complaint_status": "failed"},
+     "a tensor complaint"),
     ({"kind": "result", "case": "seed", "complaint": None}, "a missing field"),
     ({"kind": "result", "case": "seed", "complaint": None, "complaint_status": "failed", "output": 0},
      "a field its kind does not have"),
