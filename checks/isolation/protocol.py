@@ -347,7 +347,7 @@ def _is_sandbox(value: Any) -> bool:
 _FIELDS: dict[str, tuple[type[Frame], dict[str, Any]]] = {
     Kind.FINGERPRINTS.value: (Fingerprints, {"cases": lambda cases: type(cases) is dict and all(
         type(case) is str and _is_case_inputs(item) for case, item in cases.items())}),
-    Kind.PHASE.value: (PhaseStart, {"phase": lambda phase: phase in {item.value for item in Phase},
+    Kind.PHASE.value: (PhaseStart, {"phase": lambda phase: type(phase) is str and phase in {item.value for item in Phase},
                                     "case": _is_str, "sandbox": _is_sandbox}),
     Kind.OUTPUT.value: (Output, {"case": _is_str, "output": lambda output: True,
                                  "raised": lambda raised: raised is None or (type(raised) in (list, tuple)
@@ -365,8 +365,9 @@ _FIELDS: dict[str, tuple[type[Frame], dict[str, Any]]] = {
 def parse(message: Any) -> Frame | None:
     """The frame a decoded message is. Raises FrameError when it is no message at all (not a dict with a string
     "kind": garbled data); None when it is a message but no frame this protocol allows (an unknown kind, a field
-    unknown to its kind, missing or of the wrong type). Checks types exactly (no subclass passes), so only an
-    `Output`'s output may hold a tensor; a claimed status outside its kind's allow-list reads as FAILED."""
+    unknown to its kind, missing or of the wrong type). Checks types exactly (no subclass passes), so a tensor may
+    be only in an `Output`'s output (or in a contract's facts, sent before any learner code); a claimed status
+    outside its kind's allow-list reads as FAILED."""
     if type(message) is not dict or type(message.get("kind")) is not str:
         raise FrameError("not a message")
     if message["kind"] not in _FIELDS:

@@ -134,6 +134,7 @@ class _Sly(str):
     ({"kind": "output", "case": "seed", "output": 1, "raised": [1]}, "a raised name that is not a str"),
     ({"kind": "output", "case": 3, "output": 1}, "an output's case that is not a str"),
     ({"kind": "phase", "phase": "sleep", "case": "seed"}, "a phase outside the protocol's"),
+    ({"kind": "phase", "phase": ["call"], "case": "seed"}, "a phase that is not a str (nor hashable)"),
     ({"kind": "phase", "phase": "import", "sandbox": {"seccomp": "yes"}}, "a sandbox feature that is not a bool"),
     ({"kind": "fingerprints", "cases": {"seed": {"hash": 1, "floats": [], "facts": None}}}, "a hash that is no str"),
     ({"kind": "fingerprints", "cases": {"seed": {"hash": "a", "floats": [[True]], "facts": None}}}, "a bool float"),
