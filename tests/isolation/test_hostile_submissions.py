@@ -46,8 +46,12 @@ class Hostile:
 _RIGHT = "int((tokens[:, 1:] == tokens[:, :-1]).sum())"
 _FORGE = """
 import gc, os
+from checks.isolation.protocol import encode
+class _Forger:
+    def send(self, **message):  # any message, written on the worker's result pipe as a frame
+        os.write(next(o for o in gc.get_objects() if type(o).__name__ == "Channel").fd, encode(message))
 def _channel():
-    return next(o for o in gc.get_objects() if type(o).__name__ == "Channel")
+    return _Forger()
 """
 _READ_ANOTHER_PROCESS, _FORGE = (textwrap.indent(code, " " * 8) for code in (READ_ANOTHER_PROCESS, _FORGE))
 
