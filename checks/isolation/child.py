@@ -26,7 +26,9 @@ from typing import Any, Callable
 
 from checks.isolation import sandbox
 from checks.isolation.guard import CourseFileGuard
-from checks.isolation.protocol import MAX_MESSAGE, Channel, FrameError, Kind, NotPlain, Phase, to_plain
+from checks.isolation.protocol import (MAX_MESSAGE, CaseInputs, Channel, Crash, Done, Fingerprints, FrameError,
+                                       NotPlain, Output, Phase, PhaseStart, Rejected, Result, to_plain)
+from checks.pipeline.outcome import Status
 from checks.isolation.seccomp import forbid_file_changes_and_signals
 
 HELD: dict[str, bool | int] = {}  # in a child: which of `checks.isolation.sandbox`'s features held for it
@@ -56,7 +58,7 @@ class Child:
             self._run()
         except BaseException:  # anything not attributed to the learner's call: say it rather than vanish
             try:
-                self.channel.send(Kind.CRASH, message=traceback.format_exc()[-4000:])
+                self.channel.send(Crash(traceback.format_exc()[-4000:]))
             except BaseException:
                 pass
 
@@ -80,10 +82,9 @@ class Child:
 
         built = {case: zygote.prebuilt.get((check.name, case)) or build_case(zygote.env, check, case)
                  for case in check.cases}
-        self.channel.send(Kind.FINGERPRINTS, cases={
-            case: ({"hash": item[1].hash, "floats": item[1].floats, **_facts(check, item[0], case_facts)}
-                   if isinstance(item, tuple) else {"error": item})
-            for case, item in built.items()})
+        self.channel.send(Fingerprints({
+            case: CaseInputs(item[1].hash, item[1].floats, _facts(check, item[0], case_facts))
+            if isinstance(item, tuple) else item for case, item in built.items()}))
         if any(isinstance(item, str) for item in built.values()):
             return
 
@@ -95,28 +96,25 @@ class Child:
         HELD["landlock"] = sandbox.restrict_files(unreadable if config.forbid_reads else [], [learner])
         HELD["landlock_abi"] = sandbox.landlock_abi()
 
-        self.channel.send(Kind.PHASE, phase=Phase.IMPORT, sandbox=HELD)  # what held: said before any learner code
+        self.channel.send(PhaseStart(Phase.IMPORT, sandbox=dict(HELD)))  # what held: said before any learner code
         try:
             module = load_module(learner, zygote.compiled(learner))
             wrong_day = wrong_day_error(module, day, zygote.course)
             if wrong_day is not None:
                 raise wrong_day
         except LearnerModuleError as error:
-            self.channel.send(Kind.REJECTION, case="", status="failed", message=_short(error), hint="",
-                              import_error=True)
+            self.channel.send(Rejected("", Status.FAILED, _short(error), import_error=True))
             return
         except BaseException as error:
-            self.channel.send(Kind.REJECTION, case="", status="failed", hint="", import_error=True,
-                              message=f"importing {self.request['learner']} raised {type(error).__name__}: "
-                              f"{_short(error)}")
+            self.channel.send(Rejected("", Status.FAILED, f"importing {self.request['learner']} raised "
+                                       f"{type(error).__name__}: {_short(error)}", import_error=True))
             return
         function = module.__dict__.get(check.name)
         if not callable(function):
-            self.channel.send(Kind.REJECTION, case="", status="failed", hint="",
-                              message=missing_function_message(module, check.name))
+            self.channel.send(Rejected("", Status.FAILED, missing_function_message(module, check.name)))
             return
         for case, (inputs, _) in built.items():
-            self.channel.send(Kind.PHASE, phase=Phase.CALL, case=case)
+            self.channel.send(PhaseStart(Phase.CALL, case))
             returned: list[Any] = []
             committed: dict[str, Any] = {}
 
@@ -128,18 +126,17 @@ class Child:
                 """The call is over: its output goes to the supervisor now, before the audits, and ends the call's
                 phase (what the learner's code does after this cannot change the output graded)."""
                 if not returned:  # it raised: the rejection follows the audits
-                    self.channel.send(Kind.PHASE, phase=Phase.AUDIT, case=case)
+                    self.channel.send(PhaseStart(Phase.AUDIT, case))
                     return
                 actual = returned[-1]
                 raised = actual if isinstance(actual, Raised) else None  # a documented exception, for the judge
                 try:
                     committed["output"] = None if raised else to_plain(actual)
-                    self.channel.send(Kind.OUTPUT, case=case, output=committed["output"],
-                                      raised=list(raised.names) if raised else None,
-                                      raised_message=raised.message[:500] if raised else None)
+                    self.channel.send(Output(case, committed["output"], raised.names if raised else None,
+                                             raised.message[:500] if raised else None))
                 except (NotPlain, FrameError) as error:
                     committed["error"] = error
-                    self.channel.send(Kind.PHASE, phase=Phase.AUDIT, case=case)
+                    self.channel.send(PhaseStart(Phase.AUDIT, case))
 
             try:
                 passes = ForwardPasses(check.forward_passes)
@@ -148,8 +145,8 @@ class Child:
                 if isinstance(committed.get("error"), NotPlain):
                     raise committed["error"]
                 if isinstance(committed.get("error"), FrameError):
-                    self.channel.send(Kind.REJECTION, case=case, status="failed", hint=check.hint,
-                                      message=f"your output is too large to grade: {committed['error']}")
+                    self.channel.send(Rejected(case, Status.FAILED, f"your output is too large to grade: "
+                                               f"{committed['error']}", check.hint))
                     return
                 output = committed.get("output")
             except Rejection as rejection:
@@ -159,25 +156,22 @@ class Child:
                                 " GiB: the memory limit)")
                 if rejection.status.value == "failed":
                     message = explain_name_error(module, message)
-                self.channel.send(Kind.REJECTION, case=case, status=rejection.status.value,
-                                  message=_short(message), hint=rejection.hint)
+                self.channel.send(Rejected(case, rejection.status, _short(message), rejection.hint))
                 return
             except NotPlain as error:
-                self.channel.send(Kind.REJECTION, case=case, status="failed", message=str(error), hint=check.hint)
+                self.channel.send(Rejected(case, Status.FAILED, str(error), check.hint))
                 return
-            complaint, status = passes.complaint(check.name), "failed"  # said once the output is judged right
+            complaint, status = passes.complaint(check.name), Status.FAILED  # said once the output is judged right
             if raised is None and complaint is None:
-                complaint, judged = validation_complaint(check, output, inputs)
-                status = judged.value
-            self.channel.send(Kind.RESULT, case=case, complaint=_short(complaint) if complaint else None,
-                              complaint_status=status)
-        self.channel.send(Kind.DONE)
+                complaint, status = validation_complaint(check, output, inputs)
+            self.channel.send(Result(case, _short(complaint) if complaint else None, status))
+        self.channel.send(Done())
 
 
-def _facts(check: Any, inputs: dict[str, Any], case_facts: Any) -> dict[str, Any]:
-    """{"facts": ...} for a check with a random-draw contract (plain data about the inputs, computed before any
-    learner code runs, for the supervisor's judge), else {}."""
-    return {} if check.contract is None else {"facts": to_plain(case_facts(check, inputs), "the contract's facts")}
+def _facts(check: Any, inputs: dict[str, Any], case_facts: Any) -> Any:
+    """For a check with a random-draw contract, plain data about the inputs (computed before any learner code runs,
+    for the supervisor's judge); else None."""
+    return None if check.contract is None else to_plain(case_facts(check, inputs), "the contract's facts")
 
 
 def _short(text: Any) -> str:

@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from checks.isolation.protocol import Channel, Kind
+from checks.isolation.protocol import Channel, Forbidden
 
 _WRITE_FLAGS = os.O_WRONLY | os.O_RDWR | os.O_CREAT | os.O_TRUNC | os.O_APPEND
 _CHANGING_EVENTS = {"os.remove", "os.rename", "os.rmdir", "os.truncate", "os.chmod", "os.chown", "os.link",
@@ -66,7 +66,7 @@ class CourseFileGuard:
         if self.channel is not None:
             self.busy = True
             try:
-                self.channel.send(Kind.FORBIDDEN, what=what)
+                self.channel.send(Forbidden(what))
             finally:
                 self.busy = False
         raise PermissionError(f"instructor grading forbids this: your code {what}")

@@ -1,7 +1,10 @@
-"""Frames on a worker's result pipe, and the bounds the supervisor reads them under; what a frame may hold.
+"""The supervisor/worker protocol: the frames a child sends on its result pipe (one frozen dataclass per `Kind`), the
+bounds the supervisor reads them under, what a frame may hold, and the control messages between supervisor and zygote.
 
-The worker turns the learner's output into plain data (`to_plain`, which refuses anything else, subclasses
-included) and writes it on the pipe (`Channel`).
+The child builds frames (`Fingerprints`, `PhaseStart`, `Output`, `Result`, `Rejected`, `Forbidden`, `Crash`, `Done`),
+turns the learner's output into plain data (`to_plain`, which refuses anything else, subclasses included) and writes
+them on the pipe (`Channel`). The supervisor decodes each (`decode`) and turns it back into its dataclass (`parse`),
+which checks every field's type and holds the statuses a frame may claim to their allow-lists.
 
 A frame is an 8-byte big-endian length, then a 4-byte length of a JSON header, the header, and the raw bytes of the
 tensors it names. The header holds plain data only: None, bool, int, float, str, lists, tuples as
@@ -20,7 +23,9 @@ import json
 import os
 import re
 import struct
-from typing import Any
+from typing import Any, ClassVar
+
+from checks.pipeline.outcome import Status
 
 MAX_FRAME = 64 << 20  # bytes of one frame, tensors included
 MAX_HEADER = 8 << 20  # bytes of its JSON header
@@ -192,6 +197,203 @@ def decode(body: bytes) -> Any:
     return value(tree, 0)
 
 
+# ---- the frames a child sends: one dataclass per kind --------------------------------------------------------------
+@dataclasses.dataclass(frozen=True)
+class Frame:
+    """One message on a child's result pipe; on the wire, its fields and "kind" (enum members as their values)."""
+
+    kind: ClassVar[Kind]
+
+    def to_message(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, **{field.name: _wire(getattr(self, field.name))
+                                            for field in dataclasses.fields(self)}}
+
+
+@dataclasses.dataclass(frozen=True)
+class CaseInputs:
+    """One case's inputs as the child built them, before any learner code ran: their fingerprint
+    (`checks.pipeline.inputs.InputsFingerprint`'s hash and float summary) and, for a check with a random-draw
+    contract, the plain data its judge needs about them (else None)."""
+
+    hash: str
+    floats: list[list[float]]
+    facts: Any = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Fingerprints(Frame):
+    """Every case's inputs, or the traceback of the builder that crashed on it (a course bug). Sent first."""
+
+    kind: ClassVar[Kind] = Kind.FINGERPRINTS
+    cases: dict[str, CaseInputs | str]
+
+    def to_message(self) -> dict[str, Any]:
+        return {"kind": self.kind.value, "cases": {
+            case: {"error": item} if isinstance(item, str) else {"hash": item.hash, "floats": item.floats,
+                                                                  "facts": item.facts}
+            for case, item in self.cases.items()}}
+
+
+@dataclasses.dataclass(frozen=True)
+class PhaseStart(Frame):
+    """A step begins: the import (with which sandbox features held, said before any learner code), then per case
+    its call and its audit."""
+
+    kind: ClassVar[Kind] = Kind.PHASE
+    phase: Phase
+    case: str = ""
+    sandbox: dict[str, bool | int] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Output(Frame):
+    """A case's output as plain data, which ends its call; on a case that expects an exception and got one, the
+    exception's class names (its own first) and message instead."""
+
+    kind: ClassVar[Kind] = Kind.OUTPUT
+    case: str
+    output: Any
+    raised: tuple[str, ...] | None = None
+    raised_message: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Result(Frame):
+    """What a case's audits, forward-pass budget and validator said after its output (None: nothing), and whose fault:
+    FAILED, or ERROR when the validator itself crashed."""
+
+    kind: ClassVar[Kind] = Kind.RESULT
+    case: str
+    complaint: str | None
+    complaint_status: Status
+
+
+@dataclasses.dataclass(frozen=True)
+class Rejected(Frame):
+    """The exercise fails here ("" for `case`: before any case): a raise, a missing function, an output that is not
+    plain data. `status` is FAILED, or NOT_STARTED for a stub (which the supervisor believes only when the learner's
+    file shows one); `import_error`: the learner's module could not be imported."""
+
+    kind: ClassVar[Kind] = Kind.REJECTION
+    case: str
+    status: Status
+    message: str
+    hint: str = ""
+    import_error: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Forbidden(Frame):
+    """The audit hook refused a file access (instructor grading): what the learner's code did."""
+
+    kind: ClassVar[Kind] = Kind.FORBIDDEN
+    what: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Crash(Frame):
+    """The child failed outside the learner's call: the end of its traceback."""
+
+    kind: ClassVar[Kind] = Kind.CRASH
+    message: str
+
+
+@dataclasses.dataclass(frozen=True)
+class Done(Frame):
+    """Every case was sent."""
+
+    kind: ClassVar[Kind] = Kind.DONE
+
+
+def _wire(value: Any) -> Any:
+    return value.value if isinstance(value, enum.Enum) else value
+
+
+# The statuses a frame may claim, by what it says on the wire. Everything after the import may be forged by the
+# learner's code, so a claim outside these lists (the course's "error" on a rejection, "passed" anywhere) is read
+# as the learner's own failure: the supervisor never trusts a child beyond "it failed".
+REJECTION_STATUSES = {"failed": Status.FAILED, "not started": Status.NOT_STARTED}
+RESULT_STATUSES = {"failed": Status.FAILED, "error": Status.ERROR}
+
+
+def _is_str(value: Any) -> bool:
+    return type(value) is str
+
+
+def _is_optional_str(value: Any) -> bool:
+    return value is None or type(value) is str
+
+
+def _is_number(value: Any) -> bool:
+    return type(value) in (int, float)
+
+
+def _is_case_inputs(value: Any) -> bool:
+    if type(value) is not dict:
+        return False
+    if set(value) == {"error"}:
+        return type(value["error"]) is str
+    floats = value.get("floats")
+    return set(value) == {"hash", "floats", "facts"} and type(value["hash"]) is str and type(floats) is list and \
+        all(type(row) is list and all(map(_is_number, row)) for row in floats)
+
+
+def _is_sandbox(value: Any) -> bool:
+    return value is None or (type(value) is dict and all(type(key) is str and type(item) in (bool, int)
+                                                          for key, item in value.items()))
+
+
+# per kind: its dataclass, and each field's test (a field absent from the message takes its default, if it has one)
+_FIELDS: dict[str, tuple[type[Frame], dict[str, Any]]] = {
+    Kind.FINGERPRINTS.value: (Fingerprints, {"cases": lambda cases: type(cases) is dict and all(
+        type(case) is str and _is_case_inputs(item) for case, item in cases.items())}),
+    Kind.PHASE.value: (PhaseStart, {"phase": lambda phase: type(phase) is str and phase in {item.value for item in Phase},
+                                    "case": _is_str, "sandbox": _is_sandbox}),
+    Kind.OUTPUT.value: (Output, {"case": _is_str, "output": lambda output: True,
+                                 "raised": lambda raised: raised is None or (type(raised) in (list, tuple)
+                                                                             and all(map(_is_str, raised))),
+                                 "raised_message": _is_optional_str}),
+    Kind.RESULT.value: (Result, {"case": _is_str, "complaint": _is_optional_str, "complaint_status": _is_str}),
+    Kind.REJECTION.value: (Rejected, {"case": _is_str, "status": _is_str, "message": _is_str, "hint": _is_str,
+                                      "import_error": lambda value: type(value) is bool}),
+    Kind.FORBIDDEN.value: (Forbidden, {"what": _is_str}),
+    Kind.CRASH.value: (Crash, {"message": _is_str}),
+    Kind.DONE.value: (Done, {}),
+}
+
+
+def parse(message: Any) -> Frame | None:
+    """The frame a decoded message is. Raises FrameError when it is no message at all (not a dict with a string
+    "kind": garbled data); None when it is a message but no frame this protocol allows (an unknown kind, a field
+    unknown to its kind, missing or of the wrong type). Checks types exactly (no subclass passes), so a tensor may
+    be only in an `Output`'s output (or in a contract's facts, sent before any learner code); a claimed status
+    outside its kind's allow-list reads as FAILED."""
+    if type(message) is not dict or type(message.get("kind")) is not str:
+        raise FrameError("not a message")
+    if message["kind"] not in _FIELDS:
+        return None
+    frame, tests = _FIELDS[message["kind"]]
+    fields = {key: value for key, value in message.items() if key != "kind"}
+    required = {field.name for field in dataclasses.fields(frame)
+                if field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING}
+    if not set(fields) <= set(tests) or not required <= set(fields) or \
+            not all(tests[key](value) for key, value in fields.items()):
+        return None
+    if frame is Fingerprints:
+        fields["cases"] = {case: item["error"] if "error" in item else CaseInputs(
+            item["hash"], [[float(x) for x in row] for row in item["floats"]], item["facts"])
+            for case, item in fields["cases"].items()}
+    elif frame is PhaseStart:
+        fields["phase"] = Phase(fields["phase"])
+    elif frame is Output and fields.get("raised") is not None:
+        fields["raised"] = tuple(fields["raised"])
+    elif frame is Result:
+        fields["complaint_status"] = RESULT_STATUSES.get(fields["complaint_status"], Status.FAILED)
+    elif frame is Rejected:
+        fields["status"] = REJECTION_STATUSES.get(fields["status"], Status.FAILED)
+    return frame(**fields)
+
+
 _CONTROL = re.compile(r"\x1b(\[[0-?]*[ -/]*[@-~]|\][^\x07\x1b]*(\x07|\x1b\\)?|.)?|[\x00-\x08\x0b-\x1f\x7f-\x9f]"
                       r"|[\u200e\u200f\u202a-\u202e\u2066-\u2069]")
 
@@ -272,11 +474,9 @@ class Channel:
     def __init__(self, fd: int) -> None:
         self.fd = fd
 
-    def send(self, kind: Kind | str, **fields: Any) -> None:
-        """Write one frame: `kind` and `fields` (plain data; enum members as their values)."""
-        data = encode({key: value.value if isinstance(value, enum.Enum) else value
-                       for key, value in {"kind": kind, **fields}.items()})
-        view = memoryview(data)
+    def send(self, frame: Frame) -> None:
+        """Write one frame (raises FrameError, before writing anything, when it is beyond the bounds)."""
+        view = memoryview(encode(frame.to_message()))
         while view:
             written = os.write(self.fd, view)
             view = view[written:]

@@ -44,7 +44,9 @@ from typing import Any, Callable, Iterator, TypeVar
 from checks.isolation import sandbox
 from checks.course import Course, CourseError, Day
 from checks.isolation.limits import Limits, describe_end
-from checks.isolation.protocol import MAX_FRAME, Control, Kind, Phase, ZygoteConfig, clean, control_message, decode
+from checks.isolation.protocol import (MAX_FRAME, CaseInputs, Control, Crash, Done, Fingerprints, Forbidden, Frame,
+                                       Output, Phase, PhaseStart, Rejected, Result, ZygoteConfig, clean,
+                                       control_message, decode, parse)
 from checks.judging.judge import Raised, Rejection, judge
 from checks.pipeline.grading import call_timeout_message
 from checks.pipeline.inputs import InputsFingerprint, course_bug_message
@@ -517,11 +519,11 @@ class _Run:
         self.limits = supervisor.limits
         self.submission_deadline = submission_deadline
         self.phase, self.case = "setup", ""
-        self.fingerprints: dict[str, Any] | None = None
-        self.results: dict[str, tuple[Any, str | None, str]] = {}
+        self.fingerprints: dict[str, CaseInputs | str] | None = None
+        self.results: dict[str, tuple[Any, str | None, Status]] = {}  # case -> (output, complaint, whose fault)
         self.outputs: dict[str, Any] = {}  # case -> the output its call returned, fixed at the call's end
         self.mistakes: dict[str, dict[str, Any]] = {}  # case -> the stored outputs of the check's mistakes
-        self.rejection: dict[str, Any] | None = None
+        self.rejection: Rejected | None = None
         self.forbidden: list[str] = []
         self.crash = ""
         self.done = False
@@ -571,7 +573,7 @@ class _Run:
         if self.results or self.course_problem is not None or self.forbidden or self.zygote_died:
             return False
         if self.rejection is not None:
-            return bool(self.rejection.get("import_error"))
+            return self.rejection.import_error
         return self.phase == "import"
 
     def _zygote_lost(self) -> Outcome:
@@ -649,71 +651,60 @@ class _Run:
             if self.frames > 4 * len(self.check.cases) + 32:
                 return False
             try:
-                message = decode(frame)
+                message = parse(decode(frame))
             except Exception:  # FrameError, or anything the bounds did not foresee: garbage either way
                 return False
-            if not isinstance(message, dict) or not isinstance(message.get("kind"), str):
-                return False
-            self._handle(message)
+            if message is not None:  # None: a message of no frame the protocol allows, ignored
+                self._handle(message)
         return True
 
-    def _handle(self, message: dict[str, Any]) -> None:
+    def _handle(self, frame: Frame) -> None:
         """One frame. The supervisor alone decides the phases and their limits: an announcement is taken only in
         the order the worker makes them (import once; then per case, in the check's order, its call, then its
         audit) and never restarts a limit; everything after the import may be forged by the learner's code."""
-        try:
-            kind = Kind(message["kind"])
-        except ValueError:
-            return  # no kind of the protocol: ignored
-        now, check, limits, phase = time.monotonic(), self.check, self.limits, message.get("phase")
-        case = message.get("case")
-        case = case if isinstance(case, str) and case in check.cases else ""
+        now, check, limits = time.monotonic(), self.check, self.limits
         cases = list(check.cases)
         following = cases[len(self.results)] if len(self.results) < len(cases) else None
-        if kind is Kind.FINGERPRINTS and self.fingerprints is None and self.phase == "setup":
-            self.fingerprints = message.get("cases") if isinstance(message.get("cases"), dict) else {}
-            self._check_references()
-        elif kind is Kind.PHASE and phase == Phase.IMPORT and self.phase == "setup" and self.fingerprints:
-            self.phase, self.deadline = Phase.IMPORT.value, now + limits.import_s
-            held = message.get("sandbox")  # sent before the learner's module is imported: trusted
-            if isinstance(held, dict):
-                self.supervisor.sandbox.update({key: held[key] for key in _WORKER_FEATURES
-                                                if type(held.get(key)) in (bool, int)})
-        elif kind is Kind.PHASE and phase == Phase.CALL and case and case == following \
-                and self.phase in (Phase.IMPORT.value, Phase.AUDIT.value) and case not in self.called:
-            self.phase, self.case, self.call_started = Phase.CALL.value, case, now
-            self.called.add(case)
-            self.deadline = now + check.timeout_s
-        elif (kind is Kind.OUTPUT or (kind is Kind.PHASE and phase == Phase.AUDIT)) \
-                and self.phase == Phase.CALL.value and case == self.case:
-            # the call's end: its output, if any, is fixed now (one per case, taken only while its call runs), so
-            # an early forged end gains no time: whatever the call computes after it is never graded
-            if kind is Kind.OUTPUT:
-                output, raised = message.get("output"), message.get("raised")
-                if isinstance(raised, list) and raised:  # the call raised on a case that expects an exception
-                    output = Raised(tuple(str(name) for name in raised), str(message.get("raised_message") or ""))
-                self.outputs[case] = output
-            self.phase = Phase.AUDIT.value
-            self.deadline = min(now + limits.audit_s, self.call_started + check.timeout_s + limits.audit_s)
-        elif kind is Kind.RESULT and case and case == self.case and self.phase == Phase.AUDIT.value \
-                and case not in self.results:
-            complaint = message.get("complaint")
-            status = "error" if message.get("complaint_status") == "error" else "failed"
-            if case not in self.outputs:  # the worker sends a result only after an output: this one is forged
-                if self.rejection is None:
-                    self.rejection = {"status": "failed", "case": case, "message": (
-                        f"{check.name}'s end was announced before it returned (a forged message): its output was "
-                        "not taken, and it is graded as not returning in time")}
-                return
-            self.results[case] = (self.outputs[case], complaint if isinstance(complaint, str) else None, status)
-        elif kind is Kind.REJECTION and self.rejection is None and self.phase != "setup":
-            self.rejection = {**message, "case": case}
-        elif kind is Kind.FORBIDDEN and len(self.forbidden) < 8:
-            self.forbidden.append(clean(message.get("what", ""), 2000))
-        elif kind is Kind.CRASH and not self.crash:
-            self.crash = clean(message.get("message", ""))
-        elif kind is Kind.DONE:
-            self.done = True
+        match frame:
+            case Fingerprints() if self.fingerprints is None and self.phase == "setup":
+                self.fingerprints = frame.cases
+                self._check_references()
+            case PhaseStart(phase=Phase.IMPORT) if self.phase == "setup" and self.fingerprints:
+                self.phase, self.deadline = Phase.IMPORT.value, now + limits.import_s
+                held = frame.sandbox or {}  # sent before the learner's module is imported: trusted
+                self.supervisor.sandbox.update({key: held[key] for key in _WORKER_FEATURES if key in held})
+            case PhaseStart(phase=Phase.CALL) if frame.case == following \
+                    and self.phase in (Phase.IMPORT.value, Phase.AUDIT.value) and frame.case not in self.called:
+                self.phase, self.case, self.call_started = Phase.CALL.value, frame.case, now
+                self.called.add(frame.case)
+                self.deadline = now + check.timeout_s
+            case Output() | PhaseStart(phase=Phase.AUDIT) if self.phase == Phase.CALL.value \
+                    and frame.case == self.case:
+                # the call's end: its output, if any, is fixed now (one per case, taken only while its call runs), so
+                # an early forged end gains no time: whatever the call computes after it is never graded
+                if isinstance(frame, Output):  # with `raised`: the call raised on a case that expects an exception
+                    self.outputs[frame.case] = (Raised(frame.raised, frame.raised_message or "") if frame.raised
+                                                else frame.output)
+                self.phase = Phase.AUDIT.value
+                self.deadline = min(now + limits.audit_s, self.call_started + check.timeout_s + limits.audit_s)
+            case Result() if frame.case == self.case and self.phase == Phase.AUDIT.value \
+                    and frame.case not in self.results:
+                case = frame.case
+                if case not in self.outputs:  # the worker sends a result only after an output: this one is forged
+                    if self.rejection is None:
+                        self.rejection = Rejected(case, Status.FAILED, (
+                            f"{check.name}'s end was announced before it returned (a forged message): its output was "
+                            "not taken, and it is graded as not returning in time"))
+                    return
+                self.results[case] = (self.outputs[case], frame.complaint, frame.complaint_status)
+            case Rejected() if self.rejection is None and self.phase != "setup":
+                self.rejection = dataclasses.replace(frame, case=frame.case if frame.case in check.cases else "")
+            case Forbidden() if len(self.forbidden) < 8:
+                self.forbidden.append(clean(frame.what, 2000))
+            case Crash() if not self.crash:
+                self.crash = clean(frame.message)
+            case Done():
+                self.done = True
 
     def _check_references(self) -> None:
         """As soon as the fingerprints arrive: a course bug or a stale reference stops the child before the
@@ -721,16 +712,16 @@ class _Run:
         store = self.supervisor.stores[self.day.number]
         for case in self.check.cases:
             entry = (self.fingerprints or {}).get(case)
-            if not isinstance(entry, dict) or "error" in entry:
-                error = entry.get("error") if isinstance(entry, dict) else "no fingerprint"
+            if not isinstance(entry, CaseInputs):  # the builder's traceback
                 self.course_problem = Outcome(self.check.name, self.day.number, Status.ERROR,
-                                              course_bug_message(self.check.name, case, str(error)), case=case)
+                                              course_bug_message(self.check.name, case, entry or "no fingerprint"),
+                                              case=case)
                 break
             try:
-                fingerprint = InputsFingerprint(str(entry["hash"]), [list(map(float, row)) for row in entry["floats"]])
+                fingerprint = InputsFingerprint(entry.hash, entry.floats)
                 self.expected[case] = store.expected(self.check.name, case, fingerprint)
                 self.mistakes[case] = store.mistakes(self.check.name, case)
-                self.facts[case] = entry.get("facts")
+                self.facts[case] = entry.facts
             except StaleReference as error:
                 self.course_problem = Outcome(self.check.name, self.day.number, Status.STALE_REFERENCE,
                                               stale_reference_message(error, self.day), case=case)
@@ -774,7 +765,7 @@ class _Run:
                 judge(output, self.expected[case], dataclasses.replace(check, validate=None), {},
                       mistakes=self.mistakes.get(case), facts=self.facts.get(case), case=case)
                 if complaint:  # said after the learner's code ran, so never the course's fault
-                    if complaint_status == "error":
+                    if complaint_status is Status.ERROR:
                         complaint = f"{complaint}\n(if your output is right, tell the course's authors)"
                     raise Rejection(Status.FAILED, complaint, check.hint)
             except Rejection as rejection:
@@ -790,7 +781,7 @@ class _Run:
         written = written_exercises(self.learner, names)
         if self.check.name not in written:
             return True
-        message = str(self.rejection.get("message", "")) if self.rejection else ""
+        message = self.rejection.message if self.rejection else ""
         return any(f"calls {name}," in message for name in names if name not in written)
 
     def _unfinished(self, case: str) -> Outcome:
@@ -800,11 +791,10 @@ class _Run:
             return _outcome(day, check, self.case or case, Status.FAILED, self.stopped_by, check.hint)
         if self.rejection is not None:  # said after the learner's code ran: "not started" only for a real stub
             status = Status.FAILED
-            if self.rejection.get("status") == "not started" and self._not_written():
+            if self.rejection.status is Status.NOT_STARTED and self._not_written():
                 status = Status.NOT_STARTED
-            where = self.rejection.get("case") or ""
-            hint = check.hint if status is Status.FAILED and not self.rejection.get("import_error") else ""
-            return _outcome(day, check, where, status, str(self.rejection.get("message", "")), hint)
+            hint = check.hint if status is Status.FAILED and not self.rejection.import_error else ""
+            return _outcome(day, check, self.rejection.case, status, self.rejection.message, hint)
         where = f" on input case {self.case!r}" if self.case and len(check.cases) > 1 else ""
         doing = {"setup": "before importing your module", "import": "while importing your module",
                  "call": f"while {check.name} ran{where}", "audit": f"after {check.name} returned{where}"}[self.phase]

@@ -145,10 +145,12 @@ COPIER = "import importlib.util, os\n\n\ndef _other():\n" + textwrap.indent(text
 """), "    ") + "".join(f"\n\ndef {name}(**inputs):\n    return _other().{name}(**inputs)\n" for name in EXERCISES)
 
 FORGER = """
-import gc
+import gc, os
+from checks.isolation.protocol import encode
 def count_repeats(tokens):
     channel = next(o for o in gc.get_objects() if type(o).__name__ == "Channel")
-    channel.send(kind="rejection", case="", status="error", message="forged: the course's fault", hint="")
+    os.write(channel.fd, encode({"kind": "rejection", "case": "", "status": "error",
+                                 "message": "forged: the course's fault", "hint": ""}))
     os._exit(0)
 """
 
@@ -309,6 +311,7 @@ def test_hostile_submissions_beside_honest_ones_leave_every_honest_grade_true(py
     assert {status for status, _ in statuses["copier_day1"].values()} == {"failed"}
     # a forged status is a failure, never "not started" or the course's error
     assert statuses["forger_day1"]["count_repeats"][0] == "failed"
+    assert "forged: the course's fault" in statuses["forger_day1"]["count_repeats"][1]  # the frame was read
     assert rows["forger_day1"]["course_errors"] == "0" and rows["forger_day1"]["passed"] == "6"
     # no other process's memory can be read, not even from a module-level assignment
     assert statuses["thief_day1"]["count_repeats"][0] == "failed"

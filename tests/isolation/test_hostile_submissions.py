@@ -1,16 +1,38 @@
 """Hostile learners: each case is the fixture course's day-1 solution with one exercise made hostile (raising,
 exiting, hanging, dying, lying about its type, leaking state, tampering with the course, forging the report,
-cheating). Each is graded by one run of the grader, and each asserts: the hostile exercise fails with a message that
-says what happened; every other exercise still passes; the total counts every exercise; the exit code; no course file
-changed; the report is the supervisor's (it agrees with pytest's own outcomes and the table).
+cheating). Each case asserts: the hostile exercise fails with a message that says what happened (and holds none of
+its `absent` fragments); every other exercise passes, but for those its run's other cases attack; the total counts
+every exercise; the exit code; no course file changed; the report is the supervisor's (it agrees with pytest's own
+outcomes and the table, or with the batch's summary).
+
+Cases share runs of the grader (`_plan_runs`; a run of `pytest --day 1` costs about as much as its seven exercises):
+up to PER_RUN cases, each attacking a different exercise, are written into one learner file and graded by one
+`pytest --day 1`, so at least four exercises of every run are honest. What a run's cases share is what one learner's
+exercises share anyway: the supervisor, the warm parent (zygote) each exercise's worker is forked from, the course's
+files, the report and the table. Sharing them is sound because containing each exercise within them is what these
+tests prove: every case's test asserts its whole run (each attacked exercise failed, every other one passed, nothing
+changed, the report agrees), so a hostile exercise that reaches past its own worker (breaks a neighbour, the zygote,
+the files, the report) fails every test of its run, and one that changes how a neighbouring hostile exercise fails
+fails that neighbour's test (its message fragments). Not shared: a hostility at import (`all_fail`: no exercise of
+its file could be graded, so it would hide the others) and `alone` cases (the CPU burner starves the exercises
+beside it on purpose) get a run each; the instructor's cases all attack count_repeats and are graded as one
+`python -m checks grade` batch, a submission each (graded by a supervisor of its own, forked from the warm parent
+the batch keeps, as an instructor's batch is; the exit code asserted is the batch's). Each run is graded once per
+session, by the first test that needs it, and its result is kept in a file under a lock in the session's temporary
+folder, where the workers of `pytest -n` find it too.
 """
 
 from __future__ import annotations
 
+import ast
 import csv
+import fcntl
 import hashlib
 import json
+import os
+import re
 import textwrap
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,14 +62,19 @@ class Hostile:
     all_fail: bool = False
     instructor: bool = False  # graded with `python -m checks grade` (reads of solutions/references forbidden)
     absent: tuple[str, ...] = ()  # what the message must not hold
+    alone: bool = False  # graded in a run of its own (see `_plan_runs`)
 
 
 # a thief below returns the right answer only when its attack worked: a pass is a false pass
 _RIGHT = "int((tokens[:, 1:] == tokens[:, :-1]).sum())"
 _FORGE = """
 import gc, os
+from checks.isolation.protocol import encode
+class _Forger:
+    def send(self, **message):  # any message, written on the worker's result pipe as a frame
+        os.write(next(o for o in gc.get_objects() if type(o).__name__ == "Channel").fd, encode(message))
 def _channel():
-    return next(o for o in gc.get_objects() if type(o).__name__ == "Channel")
+    return _Forger()
 """
 _READ_ANOTHER_PROCESS, _FORGE = (textwrap.indent(code, " " * 8) for code in (READ_ANOTHER_PROCESS, _FORGE))
 
@@ -353,7 +380,7 @@ CASES: dict[str, Hostile] = {
             end = time.process_time() + 0.1
             while time.process_time() < end:
                 pass
-            return int(tokens.sum())""", ("expected",)),
+            return int(tokens.sum())""", ("expected",), alone=True),
     "forged_status_course_error": Hostile("count_repeats", _FORGE + """
         def count_repeats(tokens):
             _channel().send(kind="rejection", case="", status="error", message="forged: a course bug", hint="")
@@ -404,67 +431,184 @@ def _course_files(course) -> dict[str, str]:
             for path in sorted(root.rglob("*")) if path.is_file() and "__pycache__" not in path.parts}
 
 
-def _learner(tmp: Path, course, case: Hostile, report: Path) -> Path:
-    code = textwrap.dedent(case.code)
+def _hostile_code(name: str, tmp: Path, course, report: Path) -> str:
+    """Case `name`'s code, its placeholders filled in (the paths it attacks)."""
+    code = textwrap.dedent(CASES[name].code)
     values = {"references": str(course.days[1].reference_paths[0]), "zoo": str(course.root / "models.py"),
-              "scratch": str(tmp / "scratch.py"), "report": str(report), "forged": FORGED,
-              "root": str(course.root), "weights": str(REPO_ROOT / "curriculum" / "models" / "induction-2l" / "model.safetensors")}
+              "scratch": str(tmp / "scratch.py"), "report": str(report), "forged": FORGED, "root": str(course.root),
+              "weights": str(REPO_ROOT / "curriculum" / "models" / "induction-2l" / "model.safetensors")}
     for key, value in values.items():
         code = code.replace(f"{{{key}!r}}", repr(value))
-    path = tmp / "hostile_day1.py"
-    path.write_text(course.days[1].solution_path.read_text() + "\n\n" + code + "\n")
-    return path
+    return code
 
 
-def _grade_with_pytest(pytester, course, learner: Path, report: Path) -> tuple[dict, dict[str, str], int]:
+def _bindings(name: str) -> dict[str, str]:
+    """The top-level names a case's code binds (functions, classes, variables; not imports), with their source."""
+    tree = ast.parse(re.sub(r"\{\w+!r\}", "None", textwrap.dedent(CASES[name].code)))  # placeholders: any value
+    bound = {}
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            bound[node.name] = ast.unparse(node)
+        elif isinstance(node, ast.Assign):
+            bound.update({target.id: ast.unparse(node) for target in node.targets if isinstance(target, ast.Name)})
+    return bound
+
+
+@dataclass(frozen=True)
+class Run:
+    """One grading run that several cases share: `pytest --day 1` of one learner file holding each case's hostile
+    code, or (`instructor`) one `python -m checks grade` batch of one submission per case."""
+
+    name: str
+    cases: tuple[str, ...]
+    instructor: bool = False
+
+    @property
+    def failing(self) -> tuple[str, ...]:
+        """The exercises that must fail: the cases' targets (every exercise where the file cannot be imported)."""
+        if any(CASES[name].all_fail for name in self.cases):
+            return EXERCISES
+        return tuple(exercise for exercise in EXERCISES if exercise in {CASES[name].target for name in self.cases})
+
+
+def _shareable(names: list[str], name: str) -> bool:
+    """Whether case `name` may join a pytest run of `names`: no exercise attacked twice, at most PER_RUN cases (so
+    that at least 4 of the 7 exercises stay honest), and no helper name bound differently by two cases."""
+    if len(names) >= PER_RUN:
+        return False
+    bound = _bindings(name)
+    for other in names:
+        theirs = _bindings(other)
+        if any(key in theirs and theirs[key] != source for key, source in bound.items()):
+            return False
+        if {key for key in (*bound, CASES[name].target) if key in EXERCISES} & \
+                {key for key in (*theirs, CASES[other].target) if key in EXERCISES}:
+            return False
+    return True
+
+
+def _plan_runs() -> list[Run]:
+    """Every case's run: the `alone` and import-time (`all_fail`) cases one run each, the instructor's cases one
+    batch, the rest packed into as few pytest runs as their targets allow (count_repeats is attacked most), the
+    cases of the most attacked exercise placed first, each in the run of fewest cases that can take it."""
+    alone = [name for name, case in CASES.items() if case.all_fail or case.alone]
+    instructor = [name for name, case in CASES.items() if case.instructor and name not in alone]
+    packed = [name for name in CASES if name not in alone and name not in instructor]
+    attacked = Counter(CASES[name].target for name in packed)
+    groups: list[list[str]] = [[] for _ in range(max(attacked.values()))]
+    for name in sorted(packed, key=lambda name: -attacked[CASES[name].target]):  # stable: CASES's order within
+        room = [group for group in groups if _shareable(group, name)]
+        if not room:
+            groups.append([])
+            room = [groups[-1]]
+        min(room, key=len).append(name)
+    runs = [Run(f"run{index}", tuple(group)) for index, group in enumerate(groups)]
+    runs += [Run(name, (name,), instructor=CASES[name].instructor) for name in alone]
+    return runs + [Run("instructor", tuple(instructor), instructor=True)]
+
+
+PER_RUN = 3
+RUNS = _plan_runs()
+RUN_OF = {name: run for run in RUNS for name in run.cases}
+
+
+def _grade_with_pytest(run: Run, pytester, course) -> dict:
+    report = pytester.path / "grades.json"
+    learner = pytester.path / "hostile_day1.py"
+    learner.write_text(course.days[1].solution_path.read_text() + "".join(
+        f"\n\n{_hostile_code(name, pytester.path, course, report)}\n" for name in run.cases))
     pytester.makeini(f"[pytest]\ncourse_root = {course.root}\ncourse_models = {course.model_loader}\n"
                      f"course_limits = {LIMITS}\n")
+    before = _course_files(course)
     result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--day", "1", "--learner", str(learner),
                                           "--grade-json", str(report))
-    graded = json.loads(report.read_text())
-    statuses = {entry["exercise"]: entry["status"] for entry in graded["exercises"]}
-    # the report is the supervisor's: it agrees with pytest's own outcomes and with the table it printed
-    outcomes = result.parseoutcomes()
-    assert outcomes.get("passed", 0) == list(statuses.values()).count("passed")
-    assert outcomes.get("failed", 0) == list(statuses.values()).count("failed")
-    passed = list(statuses.values()).count("passed")
-    result.stdout.fnmatch_lines([f"day 1: {passed}/7 passed*"])
-    return graded, statuses, result.ret
+    after = _course_files(course)
+    return {"report": json.loads(report.read_text()), "code": int(result.ret),
+            "outcomes": result.parseoutcomes(), "stdout": result.stdout.lines,
+            "changed": sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))}
 
 
-def _grade_as_instructor(tmp: Path, course, learner: Path) -> tuple[dict, dict[str, str], int]:
+def _grade_as_instructor(run: Run, tmp: Path, course) -> dict:
     out = tmp / "grades"
+    learners = []
+    for name in run.cases:
+        learner = tmp / f"{name}_day1.py"
+        learner.write_text(course.days[1].solution_path.read_text() + "\n\n" +
+                           _hostile_code(name, tmp, course, out / f"{name}_day1.json") + "\n")
+        learners.append(learner)
+    before = _course_files(course)
     code = checks_main(["grade", "--day", "1", "--root", str(course.root), "--models", course.model_loader,
-                        "--out", str(out), "--device", "cpu", "--jobs", "1", str(learner)])
-    graded = json.loads((out / "hostile_day1.json").read_text())
-    statuses = {entry["exercise"]: entry["status"] for entry in graded["exercises"]}
-    (row,) = list(csv.DictReader(open(out / "summary.csv")))
-    assert int(row["passed"]) == list(statuses.values()).count("passed")
-    assert int(row["failed"]) == list(statuses.values()).count("failed")
-    assert int(row["total"]) == len(EXERCISES)
-    return graded, statuses, code
+                        "--out", str(out), "--device", "cpu", "--jobs", "1", *map(str, learners)])
+    after = _course_files(course)
+    rows = {row["submission"]: row for row in csv.DictReader(open(out / "summary.csv"))}
+    return {"reports": {name: json.loads((out / f"{name}_day1.json").read_text()) for name in run.cases},
+            "rows": {name: rows[f"{name}_day1"] for name in run.cases}, "code": code,
+            "changed": sorted(path for path in before.keys() | after.keys() if before.get(path) != after.get(path))}
 
 
-@pytest.mark.parametrize("name", list(CASES))
-def test_a_hostile_exercise_fails_alone_and_says_why(name, pytester, built_course):
-    case = CASES[name]
-    report = pytester.path / "grades.json"
-    learner = _learner(pytester.path, built_course, case, report)
-    before = _course_files(built_course)
-    if case.instructor:
-        graded, statuses, code = _grade_as_instructor(pytester.path, built_course, learner)
-        assert code == 1  # graded, and an exercise failed (its report says which and why)
+@pytest.fixture(scope="session")
+def graded_runs(tmp_path_factory) -> Path:
+    """Where each run's result is kept once graded: shared by the workers of `pytest -n` (their temporary folders'
+    parent is the session's), the session's own temporary folder otherwise."""
+    base = tmp_path_factory.getbasetemp()
+    folder = (base.parent if os.environ.get("PYTEST_XDIST_WORKER") else base) / "hostile-runs"
+    folder.mkdir(exist_ok=True)
+    return folder
+
+
+def _graded(run: Run, folder: Path, grade) -> dict:
+    """The result of `run`, graded by the first test (of any worker) that needs it, under a lock."""
+    result = folder / f"{run.name}.json"
+    with open(folder / f"{run.name}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not result.exists():
+            part = result.with_suffix(".part")
+            part.write_text(json.dumps(grade()))
+            part.replace(result)
+    return json.loads(result.read_text())
+
+
+def test_every_case_is_graded_in_one_run_and_every_run_keeps_four_exercises_honest():
+    assert sorted(RUN_OF) == sorted(CASES) and sum(len(run.cases) for run in RUNS) == len(CASES)
+    for run in RUNS:
+        if not run.instructor and len(run.cases) > 1:
+            assert len(run.failing) == len(run.cases) <= PER_RUN and len(EXERCISES) - len(run.failing) >= 4
+            assert not any(CASES[name].all_fail or CASES[name].alone for name in run.cases)
+
+
+# in run order, so that `pytest -n` (which hands each worker consecutive tests) mostly grades a run where it reads it
+@pytest.mark.parametrize("name", [name for run in RUNS for name in run.cases])
+def test_a_hostile_exercise_fails_alone_and_says_why(name, pytester, built_course, graded_runs):
+    case, run = CASES[name], RUN_OF[name]
+    if run.instructor:
+        result = _graded(run, graded_runs, lambda: _grade_as_instructor(run, pytester.path, built_course))
     else:
-        graded, statuses, code = _grade_with_pytest(pytester, built_course, learner, report)
-        assert code == pytest.ExitCode.TESTS_FAILED
-    assert _course_files(built_course) == before, "a course file changed"
+        result = _graded(run, graded_runs, lambda: _grade_with_pytest(run, pytester, built_course))
+    graded = result["reports"][name] if run.instructor else result["report"]
+    statuses = {entry["exercise"]: entry["status"] for entry in graded["exercises"]}
+    if run.instructor:
+        row = result["rows"][name]
+        assert int(row["passed"]) == list(statuses.values()).count("passed")
+        assert int(row["failed"]) == list(statuses.values()).count("failed")
+        assert int(row["total"]) == len(EXERCISES)
+        assert result["code"] == 1  # graded, and an exercise failed (its report says which and why)
+    else:
+        # the report is the supervisor's: it agrees with pytest's own outcomes and with the table it printed
+        outcomes = result["outcomes"]
+        assert outcomes.get("passed", 0) == list(statuses.values()).count("passed")
+        assert outcomes.get("failed", 0) == list(statuses.values()).count("failed")
+        passed = list(statuses.values()).count("passed")
+        pytest.LineMatcher(result["stdout"]).fnmatch_lines([f"day 1: {passed}/7 passed*"])
+        assert result["code"] == pytest.ExitCode.TESTS_FAILED
+    assert result["changed"] == [], "a course file changed"
     assert graded["isolated"] is True
     held = graded["sandbox"]  # which isolation features held on this machine, as `--grade-json` reports them
     assert {"non_dumpable", "pid_namespace", "capabilities_dropped", "seccomp", "landlock_abi"} <= set(held)
     assert list(statuses) == list(EXERCISES)  # the total counts every exercise, in order
     assert graded["days"]["1"]["score"]["total"] == len(EXERCISES)
     failing = list(EXERCISES) if case.all_fail else [case.target]
-    assert statuses == {name: "failed" if name in failing else "passed" for name in EXERCISES}
+    hostile = failing if run.instructor else run.failing  # those of the run's other cases fail in their own tests
+    assert statuses == {name: "failed" if name in hostile else "passed" for name in EXERCISES}
     messages = {entry["exercise"]: entry["message"] for entry in graded["exercises"]}
     for fragment in case.expect:
         assert fragment in messages[failing[0]], (failing[0], messages[failing[0]])
@@ -478,7 +622,6 @@ def test_a_hostile_exercise_fails_alone_and_says_why(name, pytester, built_cours
 def test_a_worker_holds_none_of_pytests_files(tmp_path, built_course):
     """pytest keeps the terminal's stdout and its capture files open under other numbers: a worker that inherited
     them could print a forged "PASSED" line on the terminal."""
-    import os
     import subprocess
     import sys
 
