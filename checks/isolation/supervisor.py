@@ -24,11 +24,13 @@ message of control characters before a report sees it. It makes itself non-dumpa
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import dataclasses
 import json
 from hashlib import sha256
 import os
+import queue
 import select
 import signal
 import socket
@@ -37,7 +39,7 @@ import sys
 import threading
 import time
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, TypeVar
 
 from checks.isolation import sandbox
 from checks.course import Course, CourseError, Day
@@ -415,7 +417,8 @@ def zygote_config(course: Course, days: list[Day], device: str, limits: Limits, 
 def start_zygote(config: ZygoteConfig, fork: bool, prestarted: bool = False) -> _Zygote:
     """Start a zygote: forked from this process (fast: torch is already imported; call before this process holds
     anything a worker must not see, such as the references), or from a fresh interpreter; with `prestarted`, the one
-    `checks.isolation.zygote.prestart` forked earlier, if there is one, is sent its config instead."""
+    `checks.isolation.zygote.prestart` forked earlier, if there is one, is sent its config instead. Either way from a
+    thread that lasts as long as this process (see `_in_a_lasting_thread`)."""
     from checks.isolation import zygote
 
     waiting = zygote.take_prestarted() if prestarted else None
@@ -426,6 +429,12 @@ def start_zygote(config: ZygoteConfig, fork: bool, prestarted: bool = False) -> 
         except OSError:
             pass  # it died: the first exercise finds out and replaces it
         return _Zygote(pid, mine, None)
+    return _in_a_lasting_thread(lambda: _start(config, fork))
+
+
+def _start(config: ZygoteConfig, fork: bool) -> _Zygote:
+    from checks.isolation import zygote
+
     mine, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
     if fork:
         pid = os.fork()
@@ -446,6 +455,40 @@ def start_zygote(config: ZygoteConfig, fork: bool, prestarted: bool = False) -> 
         mine.send(config.to_json())
     theirs.close()
     return _Zygote(pid, mine, process)
+
+
+_T = TypeVar("_T")
+_lasting: tuple[int, "queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future]]"] | None = None
+_lasting_lock = threading.Lock()
+
+
+def _in_a_lasting_thread(call: Callable[[], _T]) -> _T:
+    """`call()`, run by a thread that lasts as long as this process: this one if it is the main thread, else one
+    started for this (once per process). A zygote dies with the thread that started it, not with its process
+    (PR_SET_PDEATHSIG follows the parent thread), and exercises are graded from threads that end when their work runs
+    out (`checks.isolation.lookahead`): a zygote one of them started to replace a lost one was killed under the
+    exercise graded next, which was failed as if its code had killed it."""
+    global _lasting
+    if threading.current_thread() is threading.main_thread():
+        return call()
+    with _lasting_lock:
+        if _lasting is None or _lasting[0] != os.getpid():  # none yet, or it stayed in the process this was forked from
+            calls: queue.SimpleQueue = queue.SimpleQueue()
+            threading.Thread(target=_serve_calls, args=(calls,), name="course-zygote-starter", daemon=True).start()
+            _lasting = (os.getpid(), calls)
+        calls = _lasting[1]
+    done: concurrent.futures.Future = concurrent.futures.Future()
+    calls.put((call, done))
+    return done.result()
+
+
+def _serve_calls(calls: "queue.SimpleQueue[tuple[Callable[[], Any], concurrent.futures.Future]]") -> None:
+    while True:
+        call, done = calls.get()
+        try:
+            done.set_result(call())
+        except BaseException as error:  # handed to the caller
+            done.set_exception(error)
 
 
 def _receive(channel: socket.socket, timeout: float, fds: bool = False) -> dict[str, Any] | None:
@@ -525,8 +568,9 @@ class _Run:
         return bool(self.results) or self.phase in ("call", "audit")
 
     def import_failed(self) -> bool:
-        """Whether importing the learner's module failed (raised, hung or killed the worker), so no case ran."""
-        if self.results or self.course_problem is not None or self.forbidden:
+        """Whether importing the learner's module failed (raised, hung or killed the worker), so no case ran. The
+        worker's parent lost meanwhile (e.g. to the kernel's out-of-memory killer) says nothing about the module."""
+        if self.results or self.course_problem is not None or self.forbidden or self.zygote_died:
             return False
         if self.rejection is not None:
             return self.rejection.import_error

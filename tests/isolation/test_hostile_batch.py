@@ -5,12 +5,15 @@ gets 7/7, every hostile one fails what it cheated on, and what the batch writes 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
+import signal
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import pytest
@@ -24,42 +27,112 @@ EXERCISES = ("attention_pattern", "mean_logit", "count_repeats", "describe_shape
              "distinct_tokens", "slow_sum")
 RIGHT = "int((tokens[:, 1:] == tokens[:, :-1]).sum())"
 
-# A process chain that tries to outlive its exercise (each link forks the next and exits, so a killer chasing
-# orphans keeps missing it) and to drain every pipe of the batch process: the reports of the submissions after it.
-DRAIN_ONCE = """
-import ctypes, os, time
-def _drain_once(batch):
-    for fd in os.listdir(f"/proc/{batch}/fd"):
-        try:
-            if os.readlink(f"/proc/{batch}/fd/{fd}").startswith("pipe:"):
-                handle = os.open(f"/proc/{batch}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK)
-                try:
-                    os.read(handle, 1 << 20)
-                except OSError:
-                    pass
-                os.close(handle)
-        except OSError:
-            pass
-"""
-DRAINER = DRAIN_ONCE + f"""
-def _drain(batch):
-    end = time.monotonic() + 60
+# A process chain that tries to outlive its submission and drain the batch process's report pipes (the reports of the
+# submissions graded after it). It leaves the exercise's process group and becomes a small interpreter (quick to
+# fork), keeping five links below the one exposed to the worker's parent, which kills the processes left behind by
+# an exercise by scanning for its own children: a scan kills the exposed link, the next takes its place and the last
+# forks another, so the scanner gives up first. Once nobody hunts it (the worker's parent is gone), it opens every
+# pipe the batch process makes and reads it, blocking: woken by a report's write before the batch is, it takes the
+# report. The exercise returns once the chain stands, so it is not caught while it grows. On the grader before each
+# exercise had its own PID namespace (commit 2a94d82), it took the reports of both honest submissions after it.
+CHAIN = """
+import ctypes, os, sys, threading, time
+hunter, batch, first, ready = map(int, sys.argv[1:5])  # first: the exercise's process, until it ends
+end = time.monotonic() + 60
+NAME, LINKS = "course-survivor", 6
+ctypes.CDLL(None).prctl(15, NAME.encode(), 0, 0, 0)  # PR_SET_NAME: how links know each other, and the test them
+
+
+def read(pid, what):
+    try:
+        with open(f"/proc/{pid}/{what}") as file:
+            return file.read()
+    except OSError:
+        return ""
+
+
+def pipes():
+    found = {}
+    try:
+        for fd in os.listdir(f"/proc/{batch}/fd"):
+            try:
+                link = os.readlink(f"/proc/{batch}/fd/{fd}")
+            except OSError:
+                continue
+            if link.startswith("pipe:"):
+                found[link] = fd
+    except OSError:
+        pass
+    return found
+
+
+known = set(pipes())  # the pipes of the submissions graded so far: the chain wants the next ones
+
+
+def swallow(handle):
+    while time.monotonic() < end and os.read(handle, 1 << 20):
+        pass
+
+
+def drain():
     while time.monotonic() < end:
-        if os.fork():
-            os._exit(0)
-        ctypes.CDLL(None).prctl(15, b"course-survivor", 0, 0, 0)  # PR_SET_NAME: how the test finds it
-        try:
-            _drain_once(batch)
-        except OSError:
-            pass
-        time.sleep(0.001)
+        for link, fd in pipes().items():
+            if link not in known:
+                known.add(link)
+                try:
+                    handle = os.open(f"/proc/{batch}/fd/{fd}", os.O_RDONLY | os.O_NONBLOCK)
+                except OSError:
+                    continue
+                os.set_blocking(handle, True)
+                threading.Thread(target=swallow, args=(handle,), daemon=True).start()
+        time.sleep(0.002)
+
+
+forked = False
+while time.monotonic() < end:
+    above, outside = 0, os.getppid()  # the links above this one, and the first process above them
+    while read(outside, "comm").strip() == NAME:
+        above += 1
+        outside = int(read(outside, "stat").rsplit(")", 1)[-1].split()[1] or 0)
+    if above == 0 and outside not in (first, hunter):  # nobody hunts the chain any more
+        if ready >= 0:
+            os.close(ready)
+        drain()
+        break
+    if not forked and above < LINKS - 1:  # the exposed link and five below it
+        if os.fork() == 0:
+            continue
+        forked = True
+    if ready >= 0 and (forked or above == LINKS - 1):
+        if above == LINKS - 1:  # the exercise waits for this before it returns: the chain is never caught growing
+            os.write(ready, b"ready")
+        os.close(ready)
+        ready = -1
+    time.sleep(0.005)
+os._exit(0)
+"""
+DRAINER = f"""
+import os, select, sys
+_CHAIN = {CHAIN!r}
+_STARTED = []
 def count_repeats(tokens):
-    if os.fork() == 0:
-        try:
-            os.setsid()
-            _drain(BATCH)
-        finally:
-            os._exit(0)
+    if not _STARTED:  # once, on the first input case
+        _STARTED.append(True)
+        ready, told = os.pipe()
+        os.set_inheritable(told, True)
+        args = [str(os.getppid()), "BATCH", str(os.getpid()), str(told)]
+        if os.fork() == 0:
+            try:
+                os.setsid()
+                try:
+                    os.execv(sys.executable, [sys.executable, "-S", "-c", _CHAIN, *args])
+                except OSError:  # exec refused: the chain runs in this interpreter
+                    sys.argv = ["chain", *args]
+                    exec(_CHAIN, {{"__name__": "chain"}})
+            finally:
+                os._exit(0)
+        os.close(told)
+        select.select([ready], [], [], 10)
     return {RIGHT}
 """
 
@@ -173,27 +246,36 @@ def _all_passed(statuses: dict, name: str) -> None:
                                                                                                     "passed"), name
 
 
-def test_the_draining_chain_empties_the_pipes_of_a_process_it_can_reach(tmp_path):
+def test_the_draining_chain_empties_the_pipes_of_a_process_it_can_reach():
     """The attack of the test below, reproduced where nothing contains it: from an ordinary process of the same
-    user, the chain's code empties another process's pipes (there, the batch's report pipes) through /proc."""
+    user, the chain (hunted by nobody) takes what is written into a pipe another process made after it started."""
     victim = subprocess.Popen([sys.executable, "-c", textwrap.dedent("""
-        import os, sys
-        read_end, write_end = os.pipe()
-        os.write(write_end, b"the report of the next submission")
+        import os, sys, time
         print(os.getpid(), flush=True)
         sys.stdin.readline()
+        read_end, write_end = os.pipe()  # as the batch's pipe for the next submission's report
+        time.sleep(1.0)
+        os.write(write_end, b"the report of the next submission")
+        time.sleep(0.5)
         os.set_blocking(read_end, False)
         try:
             print(os.read(read_end, 100).decode())
         except BlockingIOError:
             print("drained")
         """)], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    chain = None
     try:
-        pid = int(victim.stdout.readline())
-        subprocess.run([sys.executable, "-c", DRAIN_ONCE + f"\n_drain_once({pid})\n"], check=True, timeout=60)
+        pid = victim.stdout.readline().strip()
+        chain = subprocess.Popen([sys.executable, "-S", "-c", CHAIN, "0", pid, "0", "-1"])
+        while str(chain.pid) not in _survivors() and chain.poll() is None:
+            time.sleep(0.01)
+        time.sleep(0.5)  # it has listed the victim's pipes so far
         output, _ = victim.communicate("go\n", timeout=60)
     finally:
         victim.kill()
+        if chain is not None:
+            chain.kill()
+            chain.wait()
     assert output.strip() == "drained"
 
 
@@ -201,11 +283,20 @@ def test_a_process_chain_cannot_drain_the_reports_of_the_submissions_after_it(py
     drainer = DRAINER.replace("BATCH", str(os.getpid()))  # the batch process: this one
     submissions = [_write(pytester.path, "drainer", built_course, drainer),
                    _write(pytester.path, "ana", built_course, None), _write(pytester.path, "bea", built_course, None)]
-    statuses, rows = _grade(pytester.path, built_course, submissions, jobs=1)
-    assert not _survivors(), "a process the submission started outlived its grading"
+    try:
+        statuses, rows = _grade(pytester.path, built_course, submissions, jobs=1)
+        survivors = _survivors()
+    finally:  # where grading let it escape, it must not drain the pipes of the tests that follow
+        deadline = time.monotonic() + 10
+        while _survivors() and time.monotonic() < deadline:  # a link killed, the next forks: until none is left
+            for pid in _survivors():
+                with contextlib.suppress(OSError):
+                    os.kill(int(pid), signal.SIGKILL)
+            time.sleep(0.01)
     _all_passed(statuses, "ana_day1")
     _all_passed(statuses, "bea_day1")
     assert rows["ana_day1"]["passed"] == rows["bea_day1"]["passed"] == "7"
+    assert not survivors, "a process the submission started outlived its grading"
 
 
 def test_hostile_submissions_beside_honest_ones_leave_every_honest_grade_true(pytester, built_course):

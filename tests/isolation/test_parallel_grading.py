@@ -11,12 +11,14 @@ import textwrap
 import threading
 import time
 from pathlib import Path
+from typing import Callable
 
 import pytest
 
 import checks.isolation.supervisor as supervisor_module
 from checks.isolation.limits import Limits
 from checks.isolation.reaper import children as _children
+from checks.isolation.supervisor import Supervisor
 from checks.frontends.session import GradingSession
 
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -149,6 +151,82 @@ def test_a_worker_parent_lost_under_two_exercises_is_replaced_and_both_are_judge
         killer.join()
         assert all(status == "passed" for _, status, _ in outcomes), outcomes  # first: it says what happened
         assert session.supervisor._zygote is not None and session.supervisor._zygote.pid != zygote, outcomes
+
+
+def test_a_worker_parent_started_by_a_thread_that_ends_keeps_serving(built_course, tmp_path):
+    """Exercises are graded from the lookahead's threads, which end when the plan runs out: a worker parent one of
+    them started (to replace a lost one) must outlive that thread, for the exercises other threads grade on it. The
+    order forced here: a thread grades an exercise on a fresh worker parent and ends while the next exercise runs."""
+    learner = _learner(tmp_path, built_course, """
+        import time
+        _count_repeats = count_repeats
+
+        def count_repeats(tokens):
+            time.sleep(1.0)
+            return _count_repeats(tokens)""")
+    day = built_course.days[1]
+    supervisor = Supervisor(built_course, [day], "cpu", limits=Limits(parallel=1))
+    try:
+        supervisor._stop_zygote()  # lost: the next exercise starts a fresh one
+        outcomes, graded, end = {}, threading.Event(), threading.Event()
+
+        def grade(name: str, then: Callable[[], None] = lambda: None) -> threading.Thread:
+            def run() -> None:
+                outcomes[name] = supervisor.grade_file(day, day.check(name), learner)
+                then()
+            thread = threading.Thread(target=run)
+            thread.start()
+            return thread
+
+        first = grade("mean_logit", then=lambda: (graded.set(), end.wait(60)))  # starts the fresh worker parent
+        assert graded.wait(120), "the first exercise was not graded"
+        zygote = supervisor._zygote
+        assert zygote is not None and outcomes["mean_logit"].status == "passed", outcomes
+        second = grade("count_repeats")
+        deadline = time.monotonic() + 60
+        while not _running_exercises(zygote.pid) and time.monotonic() < deadline:
+            time.sleep(0.01)
+        end.set()  # the thread that started the worker parent ends while count_repeats runs on it
+        first.join(60)
+        second.join(120)
+        assert outcomes["count_repeats"].status == "passed", outcomes["count_repeats"].message
+        assert supervisor._zygote is zygote and zygote.alive()
+    finally:
+        supervisor.close()
+
+
+def test_a_worker_parent_lost_while_the_file_is_imported_leaves_the_file_gradable(built_course, tmp_path):
+    """The worker's parent lost (e.g. to the kernel's out-of-memory killer) while an exercise imports the learner's
+    file says nothing about the file: the exercises after it are graded, not failed as "cannot be imported"."""
+    learner = _learner(tmp_path, built_course, """
+        import time
+
+        def _pause():
+            print("the import has begun", flush=True)
+            time.sleep(2.0)
+            return 2.0
+
+        _PAUSED = _pause()  # a name a function uses: the loader runs this at import
+
+        def paused():
+            return _PAUSED""")
+    day, log = built_course.days[1], tmp_path / "worker.log"
+    supervisor = Supervisor(built_course, [day], "cpu", limits=Limits(parallel=1), worker_log=log)
+    try:
+        zygote, outcomes = supervisor._zygote.pid, {}
+        first = threading.Thread(target=lambda: outcomes.__setitem__(
+            "mean_logit", supervisor.grade_file(day, day.check("mean_logit"), learner)))
+        first.start()
+        deadline = time.monotonic() + 120
+        while "the import has begun" not in (log.read_text() if log.exists() else "") and time.monotonic() < deadline:
+            time.sleep(0.01)
+        os.kill(zygote, signal.SIGKILL)  # while mean_logit's child imports the file
+        first.join(120)
+        assert "parent process died while importing your module" in outcomes["mean_logit"].message, outcomes
+        after = supervisor.grade_file(day, day.check("count_repeats"), learner)
+        assert after.status == "passed", after.message
+    finally:
+        supervisor.close()
 
 
 def _running_exercises(zygote: int) -> list[int]:
