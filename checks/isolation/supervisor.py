@@ -265,12 +265,11 @@ class VerifiedCourse:
 def verify_course(course: Course, days: list[Day], expected_manifest: dict[str, str] | None = None) -> VerifiedCourse:
     """Verify the manifest's files (against `expected_manifest`, default the stored manifest), keep their bytes and
     stats, and load the days' references. Raises CourseError when a file does not match."""
-    manifest = verify_manifest(course, expected_manifest)
     stats = file_stats(course)
     contents = file_contents(course)
+    manifest = verify_manifest(course, expected_manifest, contents)  # the bytes kept are the bytes verified
     now = file_stats(course)
-    changed = [key for key, data in contents.items()
-               if sha256(data).hexdigest() != manifest[key] or now.get(key) != stats.get(key)]
+    changed = [key for key in contents if now.get(key) != stats.get(key)]
     if changed:
         raise CourseError(f"course file {changed[0]} changed while it was being verified")
     stores = {day.number: ReferenceStore(day) for day in days}

@@ -76,11 +76,14 @@ def read_manifest(course: Course) -> dict[str, str]:
     return {str(key): str(value) for key, value in files.items()}
 
 
-def verify_manifest(course: Course, expected: dict[str, str] | None = None) -> dict[str, str]:
+def verify_manifest(course: Course, expected: dict[str, str] | None = None,
+                    contents: dict[str, bytes] | None = None) -> dict[str, str]:
     """Check every covered file against `expected` (default: the stored manifest); return the hashes verified.
+    `contents`: the covered files' bytes already read (`file_contents`), hashed instead of reading the files again.
     Raises CourseError naming the first file that is missing, changed or not in the manifest."""
     expected = read_manifest(course) if expected is None else expected
-    current = compute_manifest(course)
+    current = compute_manifest(course) if contents is None else \
+        {key: hashlib.sha256(data).hexdigest() for key, data in contents.items()}
     for key, digest in sorted(expected.items()):
         if key not in current:
             raise CourseError(f"course file {key} is listed in the manifest but missing: it was deleted or moved")
